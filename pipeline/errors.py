@@ -1,0 +1,17 @@
+"""Errors that reach the user as one line, without a traceback."""
+
+
+class DuoError(Exception):
+    """A user-facing error: bad config, bad input data, a service that refused, a missing artifact."""
+
+
+class ConfigError(DuoError):
+    """The task config is invalid. ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(problems[0] if len(problems) == 1 else f"{len(problems)} problems in config:\n" + "\n".join(problems))
+
+
+class ArtifactMissing(DuoError):
+    """A stage needs an artifact that no earlier stage has completed."""

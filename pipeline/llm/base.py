@@ -1,0 +1,81 @@
+"""What every service-LLM provider and the engine share: requests, results, usage and typed errors.
+
+A provider implements ``complete(messages, *, schema=None, params) -> Completion`` and raises the errors below;
+the engine (``engine.py``) adds concurrency, rate limits, retries, schema checks, the journal and cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import DuoError
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One reply of the service: its text and the tokens the service says it used."""
+
+    text: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """One item to ask. ``key`` is the caller's id for the item, unique within a run; ``repeat`` tells apart
+    repeated asks of the same prompt (e.g. K judge samples) so each gets its own journal entry."""
+
+    key: str
+    messages: list
+    schema: dict | None = None
+    repeat: int = 0
+    params: dict | None = None
+
+
+@dataclass
+class Result:
+    """The outcome of one Request. ``ok`` with ``data`` (parsed JSON when a schema was given, else the text), or
+    not ``ok`` with ``error`` and the last ``raw`` reply text kept for the record."""
+
+    key: str
+    ok: bool
+    data: Any = None
+    raw: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    cached: bool = False
+    usage: dict = field(default_factory=dict)
+    repeat: int = 0
+
+
+class Provider(Protocol):
+    name: str
+    model: str
+
+    async def complete(self, messages: list, *, schema: dict | None = None, params: dict | None = None
+                       ) -> Completion: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ServiceError(DuoError):
+    """Base of the provider errors."""
+
+
+class RetryableError(ServiceError):
+    """429, 5xx, timeouts, dropped connections: worth another try after ``retry_after`` seconds if given."""
+
+    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.status = status
+
+
+class FatalError(ServiceError):
+    """401/403/404 and other refusals that another try cannot fix: the run stops with this message."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status

@@ -1,0 +1,18 @@
+"""``open_store(cfg)``: the configured artifact store."""
+
+from __future__ import annotations
+
+from ..config import Config
+from .base import STAGES, Store, artifact_name, round_of
+from .local import LocalStore
+
+__all__ = ["STAGES", "Store", "LocalStore", "artifact_name", "round_of", "open_store"]
+
+
+def open_store(cfg: Config) -> Store:
+    root = cfg.resolve(cfg.store.path)
+    if cfg.store.kind == "hub":
+        from .hub import HubStore
+
+        return HubStore(root, cfg)
+    return LocalStore(root)
