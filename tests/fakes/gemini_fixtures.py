@@ -1,0 +1,1 @@
+"""Fixtures for the fake gemini server (filled in by its module)."""

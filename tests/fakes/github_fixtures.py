@@ -1,0 +1,1 @@
+"""Fixtures for the fake github server (filled in by its module)."""

@@ -1,0 +1,1 @@
+"""Fixtures for the fake hub server (filled in by its module)."""

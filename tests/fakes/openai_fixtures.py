@@ -1,0 +1,1 @@
+"""Fixtures for the fake openai server (filled in by its module)."""
