@@ -44,6 +44,9 @@ def make_parser() -> argparse.ArgumentParser:
     for verb, help_text in VERBS.items():
         p = sub.add_parser(verb, help=help_text, description=help_text)
         _common(p, with_round=verb not in ("validate", "prepare"))
+        if verb == "synthesize":
+            p.add_argument("--samples", type=int, default=None,
+                           help="Synthetic samples to add this round (default: from synthesize.samples/growth/schedule).")
         if verb == "report":
             p.add_argument("--open-pr", action="store_true",
                            help="Open (or update) the report's pull request on GitHub (needs GITHUB_TOKEN, "
