@@ -212,9 +212,9 @@ class FakeServer:
             raise ValueError(f"fault rates add up to {rates} > 1")
         with self.lock:
             self.faults = {"rate_429": rate_429, "rate_500": rate_500, "rate_malformed": rate_malformed,
-                               "rate_schema_violation": rate_schema_violation, "latency_s": latency_s, "hang_s": hang_s,
-                               "rate_hang": rate_hang, "retry_after": retry_after, "seed": seed,
-                               "only_paths": [re.compile(p) for p in only_paths] if only_paths else None}
+                           "rate_schema_violation": rate_schema_violation, "latency_s": latency_s, "hang_s": hang_s,
+                           "rate_hang": rate_hang, "retry_after": retry_after, "seed": seed,
+                           "only_paths": [re.compile(p) for p in only_paths] if only_paths else None}
 
     def requests(self, method: str | None = None, path: str | None = None) -> list[dict]:
         """A copy of the log, filtered by method and by a regex searched in the path."""
