@@ -1,0 +1,202 @@
+"""``duo run``: the whole LlamaDuo loop on this machine, round after round, on the configured store.
+
+Each round chains synthesize -> finetune -> infer -> evaluate -> report -> decide (prepare once per task). Every
+stage skips itself when its artifact is already complete, so running the same command after a crash or Ctrl-C
+resumes from the last complete artifact, and the service-LLM journal re-uses every answer already paid for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .config import Config
+from .errors import DuoError
+from .gha import set_output, step_summary
+from .manifest import Manifest
+from .progress import StageMeter, StageRecord, summary_line, summary_table
+from .store import Store, artifact_name, open_store
+
+ROUND_STAGES = ("synthesize", "finetune", "infer", "evaluate", "report", "decide")
+OFFLINE_STOP = ("no service LLM is configured for synthesis (service.synthesize), so another round would "
+                "re-train on the same data")
+
+
+@dataclass
+class RunResult:
+    """What ``run_rounds`` did: the stages it measured, the last round and its decision."""
+
+    records: list = field(default_factory=list)  # list[StageRecord]
+    last_round: int | None = None
+    decision: dict = field(default_factory=dict)
+    stopped_because: str = ""
+    report: str | None = None
+    adapter: str | None = None
+    notes: list = field(default_factory=list)
+
+
+def check_service(cfg: Config) -> list[str]:
+    """Notes on what runs offline; a configured service whose API key variable is unset is an error."""
+    for role in ("synthesize", "judge"):
+        svc = getattr(cfg.service, role)
+        if svc is not None and not os.environ.get(svc.api_key_env):
+            raise DuoError(f"service.{role} ({svc.provider}:{svc.model}) needs its API key in the environment "
+                           f"variable {svc.api_key_env}, which is not set; set it, or remove service.{role} "
+                           f"from {cfg.source_path or 'the config'} to run offline")
+    notes = []
+    if cfg.service.synthesize is None:
+        notes.append("synthesis skipped: no service LLM is configured (service.synthesize); "
+                     "training uses the coverage data only")
+    if cfg.service.judge is None:
+        notes.append("LLM judge skipped: no service LLM is configured (service.judge); "
+                     "evaluation uses the offline metrics and evaluate.offline_pass_rule")
+    return notes
+
+
+def _stage_module(stage: str):
+    return importlib.import_module(f"pipeline.{stage}")
+
+
+def _finished(store: Store, name: str) -> str | None:
+    """The ``finished`` stamp of a complete artifact, or None; tells a skipped stage from a fresh one."""
+    if not store.exists(name):
+        return None
+    try:
+        return store.manifest(name).timings.get("finished") or ""
+    except (OSError, ValueError):
+        return None
+
+
+def run_stage(cfg: Config, store: Store, stage: str, round_no: int | None, *, force: bool = False,
+              echo: Callable[[str], None] = print, **kwargs) -> tuple[Manifest, StageRecord]:
+    """Run one stage (it skips itself when complete), measuring wall time and peak RSS; echo one summary line."""
+    name = artifact_name(stage, round_no)
+    before = None if force else _finished(store, name)
+    record = StageRecord(round=round_no, stage=stage)
+    try:
+        with StageMeter(record):
+            manifest = _stage_module(stage).run(cfg, store, round_no, force=force, **kwargs)
+    except BaseException as exc:
+        record.note = f"{type(exc).__name__}: rerun the same command to resume"
+        echo(summary_line(record))
+        raise
+    finally:
+        gc.collect()  # a stage's model must not stay resident while the next one loads its own
+    skipped = before is not None and before == manifest.timings.get("finished")
+    record.status = "skipped" if skipped else "done"
+    record.counts = dict(manifest.counts or {})
+    record.cost_usd = float((manifest.usage or {}).get("cost_usd") or 0.0)
+    if skipped:
+        record.note = "already complete"
+    echo(summary_line(record))
+    return manifest, record
+
+
+def read_decision(store: Store, round_no: int) -> dict:
+    path = store.open(artifact_name("decide", round_no)) / "decision.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DuoError(f"{path}: cannot read the round's decision ({exc})") from None
+
+
+def _where(store: Store, name: str, sub: str = "") -> str | None:
+    if not store.exists(name):
+        return None
+    info = store.describe(name)
+    loc = str(info.get("location") or store.local_path(name))
+    return f"{loc}/{sub}" if sub and "://" not in loc and not loc.startswith("hf:") else loc
+
+
+def _report_location(cfg: Config, store: Store, round_no: int) -> str | None:
+    name = artifact_name("report", round_no)
+    if not store.exists(name):
+        return None
+    extra = store.manifest(name).extra or {}
+    for key in ("report_path", "report_md", "report_dir", "dir"):
+        if extra.get(key):
+            return str(extra[key])
+    return _where(store, name)
+
+
+def run_rounds(cfg: Config, store: Store, *, rounds: int | None = None, start_round: int = 1, force: bool = False,
+               echo: Callable[[str], None] = print) -> RunResult:
+    """Run rounds from ``start_round`` until the decision is pass or stop-budget, or round ``rounds`` is done.
+
+    Args:
+        rounds: the last round to run (default ``budget.max_rounds``).
+        start_round: the first round; earlier rounds' artifacts are taken as they are.
+        force: redo every stage this call runs, even when complete (service answers still come from the journal).
+        echo: where the one-line stage summaries go.
+    """
+    result = RunResult(notes=check_service(cfg))
+    for note in result.notes:
+        echo(note)
+    last = rounds or cfg.budget.max_rounds
+    if last < start_round:
+        raise DuoError(f"--rounds {last} is below the first round to run ({start_round})")
+    _, rec = run_stage(cfg, store, "prepare", None, force=force, echo=echo)
+    result.records.append(rec)
+
+    samples = None  # round 1: from the config (synthesize.samples / schedule)
+    if start_round > 1 and store.exists(artifact_name("decide", start_round - 1)):
+        samples = read_decision(store, start_round - 1).get("next_samples")
+    round_no = start_round
+    while True:
+        result.last_round = round_no
+        for stage in ROUND_STAGES:
+            if stage == "synthesize" and cfg.service.synthesize is None:
+                rec = StageRecord(round=round_no, stage=stage, status="off",
+                                  note="skipped: no service LLM configured (service.synthesize)")
+                echo(summary_line(rec))
+                result.records.append(rec)
+                continue
+            kwargs = {"samples": samples} if stage == "synthesize" else {}
+            _, rec = run_stage(cfg, store, stage, round_no, force=force, echo=echo, **kwargs)
+            result.records.append(rec)
+        decision = read_decision(store, round_no)
+        result.decision = decision
+        verdict = decision.get("decision")
+        echo(f"round {round_no}: decision {verdict}: {decision.get('reason', '')}")
+        if verdict != "continue":
+            result.stopped_because = decision.get("reason") or str(verdict)
+            break
+        if cfg.service.synthesize is None:
+            result.stopped_because = f"stopped: {OFFLINE_STOP}"
+            echo(f"round {round_no}: {result.stopped_because}")
+            break
+        if round_no >= last:
+            result.stopped_because = f"stopped after round {round_no} (--rounds {last})"
+            echo(f"round {round_no}: {result.stopped_because}")
+            break
+        samples = decision.get("next_samples")
+        round_no = int(decision.get("next_round") or round_no + 1)
+    result.report = _report_location(cfg, store, result.last_round)
+    result.adapter = _where(store, artifact_name("finetune", result.last_round), "adapter")
+    return result
+
+
+def command(cfg: Config, args: argparse.Namespace) -> int:
+    store = open_store(cfg)
+    result = run_rounds(cfg, store, rounds=getattr(args, "rounds", None), start_round=getattr(args, "round", None) or 1,
+                        force=bool(getattr(args, "force", False)))
+    total_s = sum(r.seconds for r in result.records)
+    cost = sum(r.cost_usd for r in result.records)
+    peak = max((r.peak_rss_mb for r in result.records), default=0.0)
+    print(f"done: {result.last_round} round(s), decision {result.decision.get('decision')} "
+          f"({result.stopped_because}); {total_s:.0f}s, peak {peak:.0f} MiB, service cost ${cost:.4f}")
+    if result.report:
+        print(f"report:  {result.report}")
+    if result.adapter:
+        print(f"adapter: {result.adapter}")
+    for note in result.notes:
+        print(note)
+    step_summary("### duo run\n\n" + summary_table(result.records))
+    set_output("decision", result.decision.get("decision", ""))
+    set_output("rounds", result.last_round or 0)
+    return 0
