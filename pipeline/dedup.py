@@ -1,0 +1,117 @@
+"""Exact and near-duplicate lookups over short texts (instructions), for synthetic-data cleaning.
+
+Near-duplicates are found with MinHash/LSH (datasketch) over word shingles, then confirmed with the exact
+Jaccard similarity of the two shingle sets, so a decision never rests on an LSH false positive. The LSH
+bands are tuned a little below the threshold to raise recall; the exact check keeps precision.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+from datasketch.hashfunc import sha1_hash32
+
+NUM_PERM = 128
+NGRAM = 2  # word 1- and 2-grams: instructions are short, so one changed word must not sink the similarity
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def normalize(text: str) -> str:
+    """Case-folded words joined by single spaces: punctuation, case and spacing never make a pair different."""
+    return " ".join(_WORD.findall(str(text).casefold()))
+
+
+def shingles(text: str, ngram: int = NGRAM) -> set[str]:
+    """Word n-grams of sizes 1..``ngram`` of the normalised text."""
+    words = normalize(text).split()
+    out: set[str] = set()
+    for n in range(1, ngram + 1):
+        out.update(" ".join(words[i:i + n]) for i in range(len(words) - n + 1))
+    return out
+
+
+def jaccard(a: str, b: str, ngram: int = NGRAM) -> float:
+    """Exact Jaccard similarity of the shingle sets of two texts (1.0 for two empty texts)."""
+    sa, sb = shingles(a, ngram), shingles(b, ngram)
+    if not sa and not sb:
+        return 1.0
+    return len(sa & sb) / len(sa | sb)
+
+
+def _hashes(text: str, ngram: int) -> np.ndarray:
+    return np.unique(np.fromiter((sha1_hash32(s.encode("utf-8")) for s in shingles(text, ngram)), dtype=np.uint32))
+
+
+def _jaccard_hashes(a: np.ndarray, b: np.ndarray) -> float:
+    inter = np.intersect1d(a, b, assume_unique=True).size
+    union = a.size + b.size - inter
+    return inter / union if union else 1.0
+
+
+@dataclass(frozen=True)
+class Match:
+    """The closest indexed text: its key, the Jaccard similarity, and whether it matched exactly."""
+
+    key: str
+    similarity: float
+    exact: bool
+
+
+class NearDupIndex:
+    """Texts indexed for "is this an exact or near copy of something already here?".
+
+    Args:
+        threshold: Jaccard similarity (0-1] of word shingles at or above which two texts are near-duplicates.
+        ngram: Largest word n-gram in a shingle set.
+    """
+
+    def __init__(self, threshold: float, *, ngram: int = NGRAM, num_perm: int = NUM_PERM):
+        self.threshold = float(threshold)
+        self.ngram = ngram
+        self.num_perm = num_perm
+        self._lsh = MinHashLSH(threshold=max(0.05, self.threshold - 0.1), num_perm=num_perm)
+        template = MinHash(num_perm=num_perm, hashfunc=int)
+        self._perm, self._scheme = template.permutations, template.scheme
+        self._exact: dict[str, str] = {}
+        self._hashes: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    def _minhash(self, hashes: np.ndarray) -> MinHash:
+        m = MinHash(num_perm=self.num_perm, hashfunc=int, permutations=self._perm, scheme=self._scheme)
+        m.update_batch(hashes.tolist())
+        return m
+
+    def add(self, key: str, text: str) -> None:
+        """Index ``text`` under ``key`` (a key already present is left as it was)."""
+        if key in self._hashes:
+            return
+        self._exact.setdefault(normalize(text), key)
+        hashes = _hashes(text, self.ngram)
+        self._hashes[key] = hashes
+        if hashes.size:
+            self._lsh.insert(key, self._minhash(hashes))
+
+    def add_many(self, items: Iterable[tuple[str, str]]) -> None:
+        for key, text in items:
+            self.add(key, text)
+
+    def match(self, text: str) -> Match | None:
+        """The exact copy of ``text`` if indexed, else the most similar near-duplicate at or above threshold."""
+        key = self._exact.get(normalize(text))
+        if key is not None:
+            return Match(key, 1.0, True)
+        hashes = _hashes(text, self.ngram)
+        if not hashes.size:
+            return None
+        best: Match | None = None
+        for cand in sorted(self._lsh.query(self._minhash(hashes))):
+            sim = _jaccard_hashes(hashes, self._hashes[cand])
+            if sim >= self.threshold and (best is None or sim > best.similarity):
+                best = Match(cand, round(sim, 4), False)
+        return best

@@ -1,0 +1,83 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.dedup import NearDupIndex, jaccard, normalize, shingles
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "alpaca_eval_sample.jsonl"
+
+
+def sample_instructions() -> list[str]:
+    return [json.loads(line)["instruction"] for line in SAMPLE.read_text().splitlines()]
+
+
+def test_normalize_ignores_case_punctuation_and_spacing():
+    assert normalize("  Hello,   WORLD!\n") == "hello world"
+    assert shingles("a b c") == {"a", "b", "c", "a b", "b c"}
+
+
+def test_exact_copy_after_normalisation_is_exact():
+    idx = NearDupIndex(0.8)
+    idx.add("t1", "Write a haiku about autumn leaves.")
+    m = idx.match("write a HAIKU about autumn leaves")
+    assert m is not None and m.exact and m.key == "t1" and m.similarity == 1.0
+
+
+@pytest.mark.parametrize("edited", [
+    # one word swapped in a long instruction
+    "Explain in simple terms how a refrigerator keeps food cold, and why it needs electricity to do so at home.",
+    # a word added
+    "Explain in simple terms how a refrigerator keeps food cold, and why it needs electricity to do so at all.",
+    # a comma dropped and a word swapped for a synonym
+    "Explain in simple terms how a refrigerator keeps food cold and why it needs power to do so.",
+])
+def test_near_duplicates_with_small_edits_are_caught(edited):
+    original = "Explain in simple terms how a refrigerator keeps food cold, and why it needs electricity to do so."
+    idx = NearDupIndex(0.8)
+    idx.add("orig", original)
+    m = idx.match(edited)
+    assert m is not None and not m.exact and m.key == "orig"
+    assert m.similarity == pytest.approx(jaccard(original, edited), abs=1e-4)
+    assert m.similarity >= 0.8
+
+
+def test_different_real_instructions_are_kept():
+    texts = sample_instructions()
+    idx = NearDupIndex(0.8)
+    flagged = []
+    for i, text in enumerate(texts):
+        if idx.match(text) is not None:
+            flagged.append(text)
+        idx.add(f"s{i}", text)
+    # AlpacaEval's helpful_base has a templated prompt ("I like to host guests ... recipe for <dish>") whose
+    # copies differ in one dish name: word-shingle Jaccard calls them near-duplicates; nothing else is flagged.
+    assert flagged and all(t.startswith("I like to host guests at my home") for t in flagged)
+    assert len(flagged) <= 3
+    # ...and every text is found again, exactly
+    assert all(idx.match(t).exact for t in texts)
+
+
+def test_same_template_different_subject_is_not_a_near_duplicate_at_08():
+    idx = NearDupIndex(0.8)
+    idx.add("fr", "What is the capital city of France and what is it famous for?")
+    assert idx.match("What is the capital city of Peru and what is it known for?") is None
+
+
+def test_lower_threshold_catches_looser_paraphrases():
+    a = "Give me three tips for staying focused while studying for exams."
+    b = "Give me five tips for staying focused while studying for an exam."
+    assert 0.4 < jaccard(a, b) < 0.8
+    strict, loose = NearDupIndex(0.8), NearDupIndex(0.4)
+    strict.add("a", a)
+    loose.add("a", a)
+    assert strict.match(b) is None
+    assert loose.match(b).key == "a"
+
+
+def test_empty_text_matches_only_empty():
+    idx = NearDupIndex(0.8)
+    idx.add("x", "some words here")
+    assert idx.match("") is None
+    idx.add("e", "  ")
+    assert idx.match("").key == "e"
