@@ -1,0 +1,370 @@
+"""A fake GitHub REST API for one repository, enough for PyGithub 2.x to open PRs, commit files and dispatch runs.
+
+State: branches (name -> commit sha), commits (sha -> {tree: path -> blob sha, parent, message}), blobs, pull
+requests, labels, issue comments and workflow dispatches. URLs in replies are built from the request's Host
+header because PyGithub asserts that they point back at the server it was given.
+
+Behaves like GitHub where a bug in the client would otherwise pass unnoticed: 401 on a bad token, 422 when a PR
+is opened for a head that already has an open PR or has no commits over its base, 409 on a stale file sha,
+422 when a dispatch names an unknown ref or an input the workflow does not declare.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+from urllib.parse import unquote
+
+from tests.fakes.http_base import FakeRequest, FakeServer, Reply, json_reply
+
+TOKEN = "ghs_fakeGitHubToken0123456789abcdef"
+OWNER, NAME = "acme", "duo-demo"
+REPO = r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
+ROUND_INPUTS = ("config", "round", "samples", "dry-run")
+NOW = "2026-01-01T00:00:00Z"
+
+
+def blob_sha(data: bytes) -> str:
+    """Git's blob id, so a client can compare a local file with the one on a branch."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def gh_error(status: int, message: str) -> Reply:
+    return json_reply({"message": message, "documentation_url": "https://docs.github.com/rest"}, status=status)
+
+
+class FakeGitHub(FakeServer):
+    """GitHub's REST API for ``acme/duo-demo`` (see the module docstring)."""
+
+    def __init__(self):
+        super().__init__()
+        r = REPO
+        self.route("GET", rf"{r}", self.get_repo)
+        self.route("GET", rf"{r}/branches/(?P<branch>.+)", self.get_branch)
+        self.route("GET", rf"{r}/git/refs?/heads/(?P<branch>.+)", self.get_ref)
+        self.route("POST", rf"{r}/git/refs", self.create_ref)
+        self.route("PATCH", rf"{r}/git/refs/heads/(?P<branch>.+)", self.update_ref)
+        self.route("GET", rf"{r}/contents/(?P<path>.+)", self.get_contents)
+        self.route("PUT", rf"{r}/contents/(?P<path>.+)", self.put_contents)
+        self.route("GET", rf"{r}/pulls", self.list_pulls)
+        self.route("POST", rf"{r}/pulls", self.create_pull)
+        self.route("GET", rf"{r}/pulls/(?P<number>\d+)", self.get_pull)
+        self.route("PATCH", rf"{r}/pulls/(?P<number>\d+)", self.update_pull)
+        self.route("GET", rf"{r}/labels/(?P<name>[^/]+)", self.get_label)
+        self.route("POST", rf"{r}/labels", self.create_label)
+        self.route("POST", rf"{r}/issues/(?P<number>\d+)/labels", self.add_labels)
+        self.route("GET", rf"{r}/issues/(?P<number>\d+)/comments", self.list_comments)
+        self.route("POST", rf"{r}/issues/(?P<number>\d+)/comments", self.create_comment)
+        self.route("PATCH", rf"{r}/issues/comments/(?P<id>\d+)", self.edit_comment)
+        self.route("GET", rf"{r}/actions/workflows/(?P<wf>[^/]+)", self.get_workflow)
+        self.route("POST", rf"{r}/actions/workflows/(?P<wf>[^/]+)/dispatches", self.dispatch)
+
+    def reset_state(self) -> None:
+        self.tokens = {TOKEN}
+        self.default_branch = "main"
+        self.blobs: dict[str, bytes] = {}
+        self.commits: dict[str, dict] = {}
+        self.branches: dict[str, str] = {}
+        self.pulls: list[dict] = []
+        self.labels: dict[str, dict] = {}
+        self.comments: list[dict] = []
+        self.dispatches: list[dict] = []
+        self.workflows = {"round.yml": {"id": 101, "inputs": ROUND_INPUTS}}
+        self._ids = itertools.count(1001)
+        root = self._commit(None, {"README.md": b"# duo demo\n", ".github/workflows/round.yml": b"name: round\n"},
+                            "initial commit")
+        self.branches["main"] = root
+
+    # -- helpers for tests -----------------------------------------------------------------------------------
+    def file(self, branch: str, path: str) -> bytes | None:
+        """The content of ``path`` at the head of ``branch`` (None when absent)."""
+        tree = self.commits[self.branches[branch]]["tree"]
+        return self.blobs[tree[path]] if path in tree else None
+
+    def files(self, branch: str) -> dict[str, bytes]:
+        return {p: self.blobs[s] for p, s in self.commits[self.branches[branch]]["tree"].items()}
+
+    # -- internals -------------------------------------------------------------------------------------------
+    def _commit(self, parent: str | None, changes: dict[str, bytes], message: str) -> str:
+        tree = dict(self.commits[parent]["tree"]) if parent else {}
+        for path, data in changes.items():
+            sha = blob_sha(data)
+            self.blobs[sha] = data
+            tree[path] = sha
+        sha = hashlib.sha1(json.dumps([parent, tree, message, next(self._ids)]).encode()).hexdigest()
+        self.commits[sha] = {"tree": tree, "parent": parent, "message": message}
+        return sha
+
+    def _authorized(self, req: FakeRequest) -> bool:
+        auth = req.header("authorization", "") or ""
+        scheme, _, token = auth.partition(" ")
+        return scheme.lower() in ("token", "bearer") and token in self.tokens
+
+    def handle(self, req: FakeRequest) -> Reply:
+        if not self._authorized(req):
+            return gh_error(401, "Bad credentials")
+        return super().handle(req)
+
+    def not_found(self, req: FakeRequest) -> Reply:
+        return gh_error(404, "Not Found")
+
+    def _check_repo(self, req: FakeRequest) -> Reply | None:
+        if (req.params["owner"], req.params["repo"]) != (OWNER, NAME):
+            return gh_error(404, "Not Found")
+        return None
+
+    def _base(self, req: FakeRequest) -> str:
+        return f"{req.host_url}/repos/{OWNER}/{NAME}"
+
+    def _user(self) -> dict:
+        return {"login": "duo-bot", "id": 7, "type": "Bot"}
+
+    # -- repository and refs ---------------------------------------------------------------------------------
+    def get_repo(self, req: FakeRequest):
+        if (bad := self._check_repo(req)) is not None:
+            return bad
+        return {"id": 4242, "name": NAME, "full_name": f"{OWNER}/{NAME}", "private": True,
+                "owner": {"login": OWNER, "id": 1, "type": "Organization"}, "default_branch": self.default_branch,
+                "url": self._base(req), "html_url": f"{req.host_url}/{OWNER}/{NAME}"}
+
+    def _branch_json(self, req: FakeRequest, name: str) -> dict:
+        sha = self.branches[name]
+        return {"name": name, "protected": False,
+                "commit": {"sha": sha, "url": f"{self._base(req)}/commits/{sha}"}}
+
+    def _ref_json(self, req: FakeRequest, name: str) -> dict:
+        sha = self.branches[name]
+        return {"ref": f"refs/heads/{name}", "node_id": f"REF_{name}", "url": f"{self._base(req)}/git/refs/heads/{name}",
+                "object": {"sha": sha, "type": "commit", "url": f"{self._base(req)}/git/commits/{sha}"}}
+
+    def get_branch(self, req: FakeRequest):
+        name = unquote(req.params["branch"])
+        if (bad := self._check_repo(req)) is not None or name not in self.branches:
+            return bad or gh_error(404, "Branch not found")
+        return self._branch_json(req, name)
+
+    def get_ref(self, req: FakeRequest):
+        name = unquote(req.params["branch"])
+        if (bad := self._check_repo(req)) is not None or name not in self.branches:
+            return bad or gh_error(404, "Not Found")
+        return self._ref_json(req, name)
+
+    def create_ref(self, req: FakeRequest):
+        body = req.body or {}
+        ref, sha = body.get("ref", ""), body.get("sha", "")
+        if not ref.startswith("refs/heads/"):
+            return gh_error(422, "Reference name must start with refs/heads/ in this fake")
+        name = ref[len("refs/heads/"):]
+        if name in self.branches:
+            return gh_error(422, "Reference already exists")
+        if sha not in self.commits:
+            return gh_error(422, "Object does not exist")
+        with self.lock:
+            self.branches[name] = sha
+        return json_reply(self._ref_json(req, name), status=201)
+
+    def update_ref(self, req: FakeRequest):
+        name = unquote(req.params["branch"])
+        sha = (req.body or {}).get("sha", "")
+        if name not in self.branches or sha not in self.commits:
+            return gh_error(422, "Reference does not exist" if name not in self.branches else "Object does not exist")
+        self.branches[name] = sha
+        return self._ref_json(req, name)
+
+    # -- contents --------------------------------------------------------------------------------------------
+    def _content_json(self, req: FakeRequest, path: str, sha: str, branch: str, with_data: bool) -> dict:
+        data = self.blobs[sha]
+        out = {"type": "file", "name": path.rsplit("/", 1)[-1], "path": path, "sha": sha, "size": len(data),
+               "url": f"{self._base(req)}/contents/{path}?ref={branch}",
+               "git_url": f"{self._base(req)}/git/blobs/{sha}",
+               "html_url": f"{req.host_url}/{OWNER}/{NAME}/blob/{branch}/{path}",
+               "download_url": f"{req.host_url}/raw/{OWNER}/{NAME}/{branch}/{path}"}
+        if with_data:
+            out.update(encoding="base64", content=base64.encodebytes(data).decode())
+        return out
+
+    def get_contents(self, req: FakeRequest):
+        path = unquote(req.params["path"])
+        branch = req.query.get("ref") or self.default_branch
+        if (bad := self._check_repo(req)) is not None or branch not in self.branches:
+            return bad or gh_error(404, f"No commit found for the ref {branch}")
+        tree = self.commits[self.branches[branch]]["tree"]
+        if path not in tree:
+            return gh_error(404, "Not Found")
+        return self._content_json(req, path, tree[path], branch, with_data=True)
+
+    def put_contents(self, req: FakeRequest):
+        path = unquote(req.params["path"])
+        body = req.body or {}
+        branch = body.get("branch") or self.default_branch
+        if branch not in self.branches:
+            return gh_error(404, f"Branch {branch} not found")
+        if "message" not in body or "content" not in body:
+            return gh_error(422, "Invalid request: message and content are required")
+        data = base64.b64decode(body["content"])
+        with self.lock:
+            head = self.branches[branch]
+            old = self.commits[head]["tree"].get(path)
+            if old is not None and "sha" not in body:
+                return gh_error(422, "Invalid request.\n\n\"sha\" wasn't supplied.")
+            if old is not None and body["sha"] != old:
+                return gh_error(409, f"{path} does not match {body['sha']}")
+            commit = self._commit(head, {path: data}, body["message"])
+            self.branches[branch] = commit
+        sha = blob_sha(data)
+        return json_reply({
+            "content": self._content_json(req, path, sha, branch, with_data=False),
+            "commit": {"sha": commit, "url": f"{self._base(req)}/git/commits/{commit}", "message": body["message"],
+                       "html_url": f"{req.host_url}/{OWNER}/{NAME}/commit/{commit}",
+                       "author": {"name": "duo-bot", "email": "duo@example.com", "date": NOW},
+                       "committer": {"name": "duo-bot", "email": "duo@example.com", "date": NOW},
+                       "tree": {"sha": commit}, "parents": [{"sha": head}]},
+        }, status=200 if old is not None else 201)
+
+    # -- pull requests ---------------------------------------------------------------------------------------
+    def _pull_json(self, req: FakeRequest, pr: dict) -> dict:
+        n = pr["number"]
+        head_sha = self.branches.get(pr["head"], "0" * 40)
+        return {"id": 5000 + n, "number": n, "state": pr["state"], "title": pr["title"], "body": pr["body"],
+                "url": f"{self._base(req)}/pulls/{n}", "issue_url": f"{self._base(req)}/issues/{n}",
+                "html_url": f"{req.host_url}/{OWNER}/{NAME}/pull/{n}", "user": self._user(),
+                "labels": [self.labels[name] for name in pr["labels"]], "merged": False, "draft": False,
+                "head": {"ref": pr["head"], "label": f"{OWNER}:{pr['head']}", "sha": head_sha},
+                "base": {"ref": pr["base"], "label": f"{OWNER}:{pr['base']}", "sha": self.branches[pr["base"]]},
+                "created_at": NOW, "updated_at": NOW}
+
+    def _pull(self, number: str) -> dict | None:
+        return next((p for p in self.pulls if p["number"] == int(number)), None)
+
+    def list_pulls(self, req: FakeRequest):
+        if (bad := self._check_repo(req)) is not None:
+            return bad
+        state = req.query.get("state", "open")
+        head = req.query.get("head")
+        out = [p for p in self.pulls if state == "all" or p["state"] == state]
+        if head:
+            owner, _, branch = head.partition(":")
+            out = [p for p in out if owner == OWNER and p["head"] == branch]
+        return [self._pull_json(req, p) for p in out]
+
+    def create_pull(self, req: FakeRequest):
+        body = req.body or {}
+        head, base = body.get("head", ""), body.get("base", "")
+        head = head.split(":", 1)[-1]
+        if head not in self.branches or base not in self.branches:
+            return gh_error(422, "Validation Failed: head or base branch not found")
+        if any(p["head"] == head and p["state"] == "open" for p in self.pulls):
+            return gh_error(422, f"A pull request already exists for {OWNER}:{head}.")
+        if self.commits[self.branches[head]]["tree"] == self.commits[self.branches[base]]["tree"]:
+            return gh_error(422, f"No commits between {base} and {head}")
+        with self.lock:
+            pr = {"number": len(self.pulls) + 1, "title": body.get("title", ""), "body": body.get("body") or "",
+                  "head": head, "base": base, "state": "open", "labels": []}
+            self.pulls.append(pr)
+        return json_reply(self._pull_json(req, pr), status=201)
+
+    def get_pull(self, req: FakeRequest):
+        pr = self._pull(req.params["number"])
+        return self._pull_json(req, pr) if pr else gh_error(404, "Not Found")
+
+    def update_pull(self, req: FakeRequest):
+        pr = self._pull(req.params["number"])
+        if pr is None:
+            return gh_error(404, "Not Found")
+        for key in ("title", "body", "state", "base"):
+            if key in (req.body or {}):
+                pr[key] = req.body[key]
+        return self._pull_json(req, pr)
+
+    # -- labels and comments ---------------------------------------------------------------------------------
+    def get_label(self, req: FakeRequest):
+        label = self.labels.get(unquote(req.params["name"]))
+        return label if label else gh_error(404, "Not Found")
+
+    def create_label(self, req: FakeRequest):
+        body = req.body or {}
+        name = body.get("name", "")
+        if not name or name in self.labels:
+            return gh_error(422, "Validation Failed: already_exists" if name else "Validation Failed: name")
+        label = {"id": next(self._ids), "name": name, "color": body.get("color", "ededed"),
+                 "description": body.get("description"), "url": f"{self._base(req)}/labels/{name}"}
+        self.labels[name] = label
+        return json_reply(label, status=201)
+
+    def add_labels(self, req: FakeRequest):
+        pr = self._pull(req.params["number"])
+        if pr is None:
+            return gh_error(404, "Not Found")
+        body = req.body or {}
+        names = body if isinstance(body, list) else body.get("labels", [])  # GitHub takes both forms
+        for name in names:
+            if name not in self.labels:  # GitHub creates unknown labels on the fly
+                self.labels[name] = {"id": next(self._ids), "name": name, "color": "ededed", "description": None,
+                                     "url": f"{self._base(req)}/labels/{name}"}
+            if name not in pr["labels"]:
+                pr["labels"].append(name)
+        return [self.labels[n] for n in pr["labels"]]
+
+    def _comment_json(self, req: FakeRequest, c: dict) -> dict:
+        return {"id": c["id"], "body": c["body"], "user": self._user(), "created_at": NOW, "updated_at": NOW,
+                "url": f"{self._base(req)}/issues/comments/{c['id']}",
+                "html_url": f"{req.host_url}/{OWNER}/{NAME}/pull/{c['issue']}#issuecomment-{c['id']}",
+                "issue_url": f"{self._base(req)}/issues/{c['issue']}"}
+
+    def list_comments(self, req: FakeRequest):
+        n = int(req.params["number"])
+        return [self._comment_json(req, c) for c in self.comments if c["issue"] == n]
+
+    def create_comment(self, req: FakeRequest):
+        n = int(req.params["number"])
+        if self._pull(str(n)) is None:
+            return gh_error(404, "Not Found")
+        c = {"id": next(self._ids), "issue": n, "body": (req.body or {}).get("body", "")}
+        self.comments.append(c)
+        return json_reply(self._comment_json(req, c), status=201)
+
+    def edit_comment(self, req: FakeRequest):
+        c = next((c for c in self.comments if c["id"] == int(req.params["id"])), None)
+        if c is None:
+            return gh_error(404, "Not Found")
+        c["body"] = (req.body or {}).get("body", c["body"])
+        return self._comment_json(req, c)
+
+    # -- workflows -------------------------------------------------------------------------------------------
+    def _workflow(self, key: str) -> tuple[str, dict] | None:
+        key = unquote(key)
+        for file, wf in self.workflows.items():
+            if key in (file, str(wf["id"])):
+                return file, wf
+        return None
+
+    def get_workflow(self, req: FakeRequest):
+        found = self._workflow(req.params["wf"])
+        if found is None:
+            return gh_error(404, "Not Found")
+        file, wf = found
+        return {"id": wf["id"], "name": file.rsplit(".", 1)[0], "path": f".github/workflows/{file}",
+                "state": "active", "url": f"{self._base(req)}/actions/workflows/{wf['id']}",
+                "html_url": f"{req.host_url}/{OWNER}/{NAME}/actions/workflows/{file}",
+                "badge_url": f"{req.host_url}/{OWNER}/{NAME}/workflows/{file}/badge.svg",
+                "created_at": NOW, "updated_at": NOW}
+
+    def dispatch(self, req: FakeRequest):
+        found = self._workflow(req.params["wf"])
+        if found is None:
+            return gh_error(404, "Not Found")
+        file, wf = found
+        body = req.body or {}
+        ref = body.get("ref", "")
+        if ref.removeprefix("refs/heads/") not in self.branches:
+            return gh_error(422, f"No ref found for: {ref}")
+        inputs = body.get("inputs") or {}
+        unexpected = sorted(set(inputs) - set(wf["inputs"]))
+        if unexpected:
+            return gh_error(422, f"Unexpected inputs provided: {unexpected}")
+        if any(not isinstance(v, str) for v in inputs.values()):
+            return gh_error(422, "inputs must be strings in this fake (GitHub coerces them to strings)")
+        self.dispatches.append({"workflow": file, "ref": ref, "inputs": dict(inputs)})
+        return Reply(204, b"", {})
