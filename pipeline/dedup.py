@@ -8,8 +8,8 @@ bands are tuned a little below the threshold to raise recall; the exact check ke
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH

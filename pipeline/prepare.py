@@ -1,0 +1,167 @@
+"""``duo prepare``: load the coverage dataset, validate every row, make the fixed train/test split.
+
+Output artifact ``prepare``: ``train.jsonl`` and ``test.jsonl`` (``id``, ``instruction``, ``response``,
+``category``, ``messages``, ``source_line``) and ``bad_rows.jsonl`` (``line``, ``kind``, ``reason``, ``row``).
+The split is made once: every later round is measured on the same test prompts, so remaking it needs ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from collections import Counter, defaultdict
+
+from . import gha
+from .config import Config
+from .dedup import normalize
+from .errors import DuoError
+from .manifest import Manifest
+from .records import write_jsonl
+from .sources import Source, SourceRow, fingerprint, load_source
+from .store import Store, open_store
+
+ARTIFACT = "prepare"
+NO_CATEGORY = "(none)"  # manifest key for rows without a category
+
+
+def chat(instruction: str, response: str) -> list[dict]:
+    return [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
+
+
+def check_row(row: SourceRow, cfg: Config) -> tuple[dict | None, str | None]:
+    """(instruction, response, category) of a valid record, or the reason it is not valid."""
+    if row.error:
+        return None, row.error
+    if not isinstance(row.data, dict):
+        return None, f"expected an object with columns, found {type(row.data).__name__}"
+    cols = cfg.data.columns
+    out = {}
+    for field, col in (("instruction", cols.instruction), ("response", cols.response)):
+        if col not in row.data:
+            return None, f"missing column '{col}' (data.columns.{field}; row has: {', '.join(map(str, row.data))})"
+        value = row.data[col]
+        if not isinstance(value, str):
+            return None, f"column '{col}' is {type(value).__name__}, expected a non-empty string"
+        if not value.strip():
+            return None, f"column '{col}' is empty"
+        out[field] = value.strip()
+    out["category"] = None
+    if cols.category:
+        if cols.category not in row.data:
+            return None, f"missing column '{cols.category}' (data.columns.category)"
+        value = row.data[cols.category]
+        if isinstance(value, (dict, list)):
+            return None, f"column '{cols.category}' is {type(value).__name__}, expected a string or null"
+        out["category"] = None if value is None or str(value).strip() == "" else str(value).strip()
+    return out, None
+
+
+def holdout_count(n: int, size: float) -> int:
+    """Rows to hold out: a fraction (< 1) of ``n`` (at least one) or a count (>= 1)."""
+    k = max(1, round(n * size)) if size < 1 else int(size)
+    if k >= n:
+        raise DuoError(f"data.test.size {size}: asks for {k} test rows but there are only {n} valid rows; "
+                       f"leave at least one for training")
+    return k
+
+
+def split(rows: list[dict], size: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Deterministic train/test split, stratified by ``category`` (largest-remainder allocation per category)."""
+    k = holdout_count(len(rows), size)
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[r["category"] or NO_CATEGORY].append(r)
+    quotas = {c: k * len(g) / len(rows) for c, g in groups.items()}
+    take = {c: int(q) for c, q in quotas.items()}
+    by_remainder = sorted(groups, key=lambda c: (-(quotas[c] - take[c]), c))
+    for c in by_remainder[: k - sum(take.values())]:
+        take[c] += 1
+    test_ids = set()
+    for c in sorted(groups):
+        ids = [r["id"] for r in groups[c]]
+        random.Random(f"{seed}:{c}").shuffle(ids)  # a str seed is hashed stably across processes
+        test_ids.update(ids[: take[c]])
+    return [r for r in rows if r["id"] not in test_ids], [r for r in rows if r["id"] in test_ids]
+
+
+def read_rows(cfg: Config, src: Source) -> tuple[list[dict], list[dict]]:
+    """(valid rows, bad-row reports) in source order; raises on the first bad row when ``on_bad_row: fail``."""
+    valid, bad = [], []
+    seen: dict[str, int] = {}
+    for row in src.rows:
+        parsed, reason = check_row(row, cfg)
+        if reason:
+            if cfg.data.on_bad_row == "fail":
+                raise DuoError(f"{src.where(row)}: {reason} (data.on_bad_row is 'fail'; set it to 'skip' to "
+                               f"report bad rows in bad_rows.jsonl and go on)")
+            bad.append({"line": row.line, "kind": "invalid", "reason": reason, "row": row.data})
+            continue
+        key = normalize(parsed["instruction"]) or parsed["instruction"]
+        if key in seen:
+            # A repeated prompt could land in both train and test; keep the first, report the rest.
+            bad.append({"line": row.line, "kind": "duplicate", "row": row.data,
+                        "reason": f"duplicate instruction (same as {src.unit} {seen[key]})"})
+            continue
+        seen[key] = row.line
+        valid.append({"id": f"cov-{row.number:06d}", **parsed,
+                      "messages": chat(parsed["instruction"], parsed["response"]), "source_line": row.line})
+    return valid, bad
+
+
+def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False) -> Manifest:
+    """Make (or return the existing) ``prepare`` artifact. ``round_no`` is ignored: the split serves all rounds."""
+    config_hash = cfg.section_hash("data")
+    if store.exists(ARTIFACT) and not force:
+        old = store.manifest(ARTIFACT)
+        changed = []
+        if old.config_hash != config_hash:
+            changed.append("the data config (source, columns, limit, test split)")
+        elif old.extra.get("source_sha256") != fingerprint(cfg):
+            changed.append(f"the content of {cfg.data.source}")
+        if not changed:
+            return old
+        raise DuoError(f"prepare: the train/test split is fixed once made, but {' and '.join(changed)} changed "
+                       f"since it was made; rerun with --force to remake it (earlier rounds' results then become "
+                       f"incomparable with later ones)")
+    src = load_source(cfg)
+    rows, bad = read_rows(cfg, src)
+    if len(rows) < 2:
+        raise DuoError(f"{src.location}: only {len(rows)} valid row(s) out of {len(src.rows)}; need at least 2 "
+                       f"(see the reasons with data.on_bad_row: skip)")
+    train, test = split(rows, cfg.data.test.size, cfg.data.test.seed)
+    manifest = Manifest.start("prepare", ARTIFACT, config_hash)
+    kinds = Counter(b["kind"] for b in bad)
+    manifest.counts = {"rows": len(src.rows), "valid": len(rows), "train": len(train), "test": len(test),
+                       "bad": kinds["invalid"], "duplicates": kinds["duplicate"]}
+    if cfg.data.columns.category:
+        by_cat: dict[str, dict] = defaultdict(lambda: {"train": 0, "test": 0})
+        for part, part_rows in (("train", train), ("test", test)):
+            for r in part_rows:
+                by_cat[r["category"] or NO_CATEGORY][part] += 1
+        manifest.counts["by_category"] = dict(sorted(by_cat.items()))
+    manifest.extra = {"source": src.location if src.format == "hub" else cfg.data.source, "format": src.format,
+                      "source_sha256": src.fingerprint, "test_size": cfg.data.test.size,
+                      "test_seed": cfg.data.test.seed}
+    with store.write(ARTIFACT) as folder:
+        write_jsonl(folder / "train.jsonl", train)
+        write_jsonl(folder / "test.jsonl", test)
+        write_jsonl(folder / "bad_rows.jsonl", bad)
+        manifest.finish(folder).write(folder)
+    return manifest
+
+
+def command(cfg: Config, args: argparse.Namespace) -> int:
+    store = open_store(cfg)
+    m = run(cfg, store, force=args.force)
+    c = m.counts
+    print(f"prepare: {c['rows']} rows -> {c['train']} train / {c['test']} test "
+          f"({c['bad']} bad, {c['duplicates']} duplicate; reasons in bad_rows.jsonl)")
+    for cat, n in c.get("by_category", {}).items():
+        print(f"  {cat}: {n['train']} train / {n['test']} test")
+    where = store.describe(ARTIFACT)["location"]
+    print(f"  artifact: {where}")
+    gha.set_output("artifact", ARTIFACT)
+    gha.set_output("location", where)
+    gha.step_summary(f"### prepare\n{c['train']} train / {c['test']} test rows from {c['rows']} "
+                     f"({c['bad']} bad, {c['duplicates']} duplicate)")
+    return 0
