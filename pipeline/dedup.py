@@ -115,3 +115,46 @@ class NearDupIndex:
             if sim >= self.threshold and (best is None or sim > best.similarity):
                 best = Match(cand, round(sim, 4), False)
         return best
+
+
+class PairFilter:
+    """Decides whether a synthetic (instruction, response) pair is kept, or why it is removed.
+
+    Reasons, checked in this order: ``empty``, ``truncated`` (response shorter than ``min_response_chars`` or
+    cut by the token limit), ``test_overlap`` (instruction within ``decontamination_threshold`` of a test
+    prompt, exact copies included), ``duplicate`` and ``near_duplicate`` (of any known instruction: the coverage
+    train split, earlier rounds' synthetic data, and pairs already kept).
+    """
+
+    def __init__(self, *, near_duplicate_threshold: float, decontamination_threshold: float,
+                 min_response_chars: int):
+        self.min_response_chars = min_response_chars
+        self.test = NearDupIndex(decontamination_threshold)
+        self.known = NearDupIndex(near_duplicate_threshold)
+
+    def add_test(self, items: Iterable[tuple[str, str]]) -> None:
+        """Test prompts as (id, instruction): nothing too close to them may be kept."""
+        self.test.add_many(items)
+
+    def add_known(self, items: Iterable[tuple[str, str]]) -> None:
+        """Instructions already in the training set, as (id, instruction)."""
+        self.known.add_many(items)
+
+    def check(self, instruction: object, response: object, *, cut: bool = False) -> tuple[str | None, dict]:
+        """(None, {}) to keep the pair, else (reason, details: ``match`` id and ``similarity`` when relevant)."""
+        if not isinstance(instruction, str) or not isinstance(response, str) \
+                or not instruction.strip() or not response.strip():
+            return "empty", {}
+        if cut or len(response.strip()) < self.min_response_chars:
+            return "truncated", {"cut_by_token_limit": cut} if cut else {"response_chars": len(response.strip())}
+        m = self.test.match(instruction)
+        if m is not None:
+            return "test_overlap", {"match": m.key, "similarity": m.similarity}
+        m = self.known.match(instruction)
+        if m is not None:
+            return ("duplicate" if m.exact else "near_duplicate"), {"match": m.key, "similarity": m.similarity}
+        return None, {}
+
+    def keep(self, key: str, instruction: str) -> None:
+        """Remember a kept pair so later copies of it are removed."""
+        self.known.add(key, instruction)

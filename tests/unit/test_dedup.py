@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.dedup import NearDupIndex, jaccard, normalize, shingles
+from pipeline.dedup import NearDupIndex, PairFilter, jaccard, normalize, shingles
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "alpaca_eval_sample.jsonl"
 
@@ -81,3 +81,25 @@ def test_empty_text_matches_only_empty():
     assert idx.match("") is None
     idx.add("e", "  ")
     assert idx.match("").key == "e"
+
+
+def test_pair_filter_reasons_in_order():
+    f = PairFilter(near_duplicate_threshold=0.8, decontamination_threshold=0.6, min_response_chars=10)
+    f.add_test([("cov-000002", "Name three famous painters from the Italian Renaissance period.")])
+    f.add_known([("cov-000001", "Explain how vaccines train the immune system to fight infections.")])
+    long = "A complete answer of some length."
+    assert f.check("", long)[0] == "empty"
+    assert f.check("Say hi", None)[0] == "empty"
+    assert f.check("Say hi", "Hi")[0] == "truncated"
+    assert f.check("Say hi", long, cut=True) == ("truncated", {"cut_by_token_limit": True})
+    assert f.check("Name three famous painters from the Italian Renaissance period!", long) == \
+        ("test_overlap", {"match": "cov-000002", "similarity": 1.0})
+    # looser than a near-duplicate, still too close to a test prompt
+    reason, info = f.check("Name three famous sculptors from the Italian Renaissance period.", long)
+    assert reason == "test_overlap" and 0.6 <= info["similarity"] < 0.8
+    assert f.check("explain how vaccines train the immune system to fight infections", long)[0] == "duplicate"
+    assert f.check("Explain how vaccines train the human immune system to fight infections.", long)[0] == \
+        "near_duplicate"
+    assert f.check("Write a limerick about a cat who loves the rain.", long) == (None, {})
+    f.keep("syn-r1-000001", "Write a limerick about a cat who loves the rain.")
+    assert f.check("Write a limerick about a cat that loves the rain.", long)[0] == "near_duplicate"
