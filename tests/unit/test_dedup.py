@@ -102,4 +102,4 @@ def test_pair_filter_reasons_in_order():
         "near_duplicate"
     assert f.check("Write a limerick about a cat who loves the rain.", long) == (None, {})
     f.keep("syn-r1-000001", "Write a limerick about a cat who loves the rain.")
-    assert f.check("Write a limerick about a cat that loves the rain.", long)[0] == "near_duplicate"
+    assert f.check("Write a funny limerick about a cat who loves the rain.", long)[0] == "near_duplicate"
