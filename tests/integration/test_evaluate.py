@@ -173,7 +173,7 @@ def test_rule_on_a_metric_not_computed_fails_and_says_so(tmp_path, capsys, monke
 
     text = capsys.readouterr().out
     assert "similarity mean - >= 90" in text and "was not computed" in text and "fail" in text
-    outputs = dict(re.findall(r"^(\w[\w-]*)=(.*)$", out.read_text(), re.M))
+    outputs = dict(re.findall(r"^(\w[\w-]*)=(.*)$", out.read_text(), re.MULTILINE))
     assert outputs["verdict"] == "fail" and outputs["artifact"] == "round-1/evaluate"
     assert outputs["location"].endswith("round-1/evaluate")
 
