@@ -1,0 +1,225 @@
+"""``duo synthesize``: ask the service LLM for new training pairs like the train seeds, then clean them.
+
+As in LlamaDuo: seeds are sampled with replacement from the coverage TRAIN split (never the test split); each
+request shows one seed and asks for ``pairs_per_request`` new pairs as ``{"contents": [{"instruction",
+"response"}, ...]}``. Cleaning (``dedup.PairFilter``) removes empty, truncated, duplicate and near-duplicate
+pairs (among themselves, against the coverage train split and earlier rounds' synthetic data) and anything too
+close to a test prompt. The stage asks again, up to ``max_attempts`` times, until the round's target is kept.
+
+Output ``round-N/synthesize``: ``data.jsonl`` (``id``, ``instruction``, ``response``, ``category``, ``messages``,
+``seed_id``, ``generator``, ``round``), ``removed.jsonl`` (pair + ``reason``: empty, truncated, duplicate,
+near_duplicate, test_overlap, or surplus for good pairs beyond the target) and ``failures.jsonl`` (``key``,
+``error``, ``raw``). Request keys and prompts depend only on (seed, round, attempt, index), so a rerun re-uses
+every answer already paid for from the journal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import random
+from collections import Counter
+
+from . import gha
+from .budget import Spend, spent_in_store
+from .config import Config
+from .dedup import PairFilter
+from .errors import DuoError
+from .manifest import Manifest
+from .prepare import chat
+from .prompts import load_reply_schema, render
+from .records import read_jsonl, write_jsonl
+from .store import Store, artifact_name, open_store, round_of
+
+STAGE = "synthesize"
+REASONS = ("empty", "truncated", "test_overlap", "duplicate", "near_duplicate")
+MIN_YIELD = 0.2  # never plan on fewer than 1 kept pair in 5 received when sizing a re-ask
+
+
+def config_hash(cfg: Config, target: int) -> str:
+    """Hash of what changes this stage's output: the task description, synthesize settings, service, target."""
+    blob = json.dumps({"task": cfg.task.description, "synthesize": cfg.raw.get("synthesize"),
+                       "service": (cfg.raw.get("service") or {}).get("synthesize"), "target": target},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def earlier_rounds(store: Store, round_no: int) -> list[str]:
+    return [artifact_name(STAGE, k) for k in range(1, round_no) if store.exists(artifact_name(STAGE, k))]
+
+
+def build_requests(cfg: Config, train: list[dict], schema: dict, round_no: int, attempt: int, count: int) -> list:
+    """``count`` requests of one attempt. Seed choice and key depend only on (seed, round, attempt, index)."""
+    from .llm import Request
+
+    requests = []
+    for i in range(count):
+        seed_row = train[random.Random(f"{cfg.synthesize.seed}:{round_no}:{attempt}:{i}").randrange(len(train))]
+        messages = render(cfg, cfg.synthesize.prompt, topic=cfg.task.description,
+                          instruction=seed_row["instruction"], response=seed_row["response"],
+                          n=cfg.synthesize.pairs_per_request, min_response_chars=cfg.synthesize.min_response_chars)
+        # repeat is unique per request: the same seed drawn twice must get two answers, not one journal entry.
+        requests.append((Request(key=f"r{round_no}-a{attempt}-{i:05d}", messages=messages, schema=schema,
+                                 repeat=attempt * 100_000 + i), seed_row))
+    return requests
+
+
+def pairs_of(result) -> list | None:
+    """The ``contents`` list of a reply, or None when the reply does not have that shape."""
+    data = result.data
+    if isinstance(data, dict) and isinstance(data.get("contents"), list):
+        return data["contents"]
+    return None
+
+
+class Collector:
+    """Cleans each reply's pairs in request order and keeps up to ``target`` of them."""
+
+    def __init__(self, round_no: int, target: int, pair_filter: PairFilter, generator: str):
+        self.round_no, self.target, self.filter, self.generator = round_no, target, pair_filter, generator
+        self.kept: list[dict] = []
+        self.removed: list[dict] = []
+        self.failures: list[dict] = []
+        self.received = 0
+
+    def add(self, result, seed_row: dict) -> None:
+        pairs = pairs_of(result) if result.ok else None
+        if pairs is None:
+            error = result.error or "reply has no 'contents' list of pairs"
+            self.failures.append({"key": result.key, "error": error, "raw": result.raw})
+            return
+        cut = getattr(result, "finish_reason", None) == "length"
+        for j, pair in enumerate(pairs):
+            self.received += 1
+            pair = pair if isinstance(pair, dict) else {}
+            instruction, response = pair.get("instruction"), pair.get("response")
+            base = {"instruction": instruction, "response": response, "category": seed_row.get("category"),
+                    "seed_id": seed_row["id"], "round": self.round_no, "request": f"{result.key}/{j}"}
+            reason, info = self.filter.check(instruction, response, cut=cut)
+            if reason is None and len(self.kept) >= self.target:
+                reason = "surplus"
+            if reason:
+                self.removed.append({**base, "reason": reason, **info})
+                continue
+            row_id = f"syn-r{self.round_no}-{len(self.kept) + 1:06d}"
+            instruction, response = instruction.strip(), response.strip()
+            self.kept.append({"id": row_id, "instruction": instruction, "response": response,
+                              "category": seed_row.get("category"), "messages": chat(instruction, response),
+                              "seed_id": seed_row["id"], "generator": self.generator, "round": self.round_no})
+            self.filter.keep(row_id, instruction)
+
+    def requests_needed(self, pairs_per_request: int) -> int:
+        """How many requests the next attempt sends, sized by the yield seen so far."""
+        need = self.target - len(self.kept)
+        if need <= 0:
+            return 0
+        seen = self.received
+        rate = max(MIN_YIELD, len(self.kept) / seen) if seen else 1.0
+        return math.ceil(need / (pairs_per_request * rate))
+
+
+def _load_filter(cfg: Config, store: Store, round_no: int, train: list[dict], test: list[dict]) -> PairFilter:
+    s = cfg.synthesize
+    f = PairFilter(near_duplicate_threshold=s.near_duplicate_threshold,
+                   decontamination_threshold=s.decontamination_threshold, min_response_chars=s.min_response_chars)
+    f.add_test((r["id"], r["instruction"]) for r in test)
+    f.add_known((r["id"], r["instruction"]) for r in train)
+    for name in earlier_rounds(store, round_no):
+        f.add_known((r["id"], r["instruction"]) for r in read_jsonl(store.open(name) / "data.jsonl"))
+    return f
+
+
+def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False,
+        samples: int | None = None) -> Manifest:
+    """Make (or return the existing) ``round-N/synthesize`` artifact with ``samples`` (default: the config's
+    target for the round) new pairs."""
+    svc = cfg.service.synthesize
+    if svc is None:
+        raise DuoError("synthesize needs service.synthesize in the config (provider and model of the service LLM "
+                       "that writes new training pairs)")
+    round_no = int(round_no or 1)
+    name = artifact_name(STAGE, round_no)
+    target = int(samples) if samples is not None else cfg.synthesize.target_for_round(round_no)
+    if target < 0:
+        raise DuoError(f"synthesize: --samples must be 0 or more, got {target}")
+    if not store.exists("prepare"):
+        raise store.missing("prepare", f"synthesize (round {round_no})")
+    parents = [store.manifest("prepare")] + [store.manifest(n) for n in earlier_rounds(store, round_no)]
+    chash = config_hash(cfg, target)
+    if store.exists(name) and not force:
+        old = store.manifest(name)
+        if old.config_hash == chash and old.parents == [p.as_parent() for p in parents]:
+            return old
+
+    prep = store.open("prepare")
+    train, test = read_jsonl(prep / "train.jsonl"), read_jsonl(prep / "test.jsonl")
+    schema = load_reply_schema(cfg, cfg.synthesize.schema)
+    collector = Collector(round_no, target, _load_filter(cfg, store, round_no, train, test), svc.model)
+    manifest = Manifest.start(STAGE, name, chash, round_no, parents=parents)
+    spend = Spend(cfg, svc, spent_in_store(store, exclude=name))
+    attempts, stopped = 0, None
+
+    from .llm import Engine
+
+    engine = Engine(svc, journal=store.journal_dir / f"round-{round_no}-{STAGE}.jsonl")
+    for attempt in range(1, cfg.synthesize.max_attempts + 1):
+        count = collector.requests_needed(cfg.synthesize.pairs_per_request)
+        if count == 0:
+            break
+        attempts = attempt
+        planned = build_requests(cfg, train, schema, round_no, attempt, count)
+        for chunk in spend.chunks(planned):
+            results = engine.run([req for req, _ in chunk], desc=f"synthesize r{round_no} attempt {attempt}")
+            for (_, seed_row), result in zip(chunk, results):
+                spend.add(result)
+                collector.add(result, seed_row)
+        if spend.stopped:
+            stopped = "budget"
+            break
+
+    kept = collector.kept
+    by_reason = Counter(r["reason"] for r in collector.removed)
+    manifest.counts = {"requested": target, "kept": len(kept), "received": collector.received,
+                       "requests": spend.requests, "attempts": attempts,
+                       "removed": {r: by_reason.get(r, 0) for r in REASONS}, "surplus": by_reason.get("surplus", 0),
+                       "failures": len(collector.failures), "shortfall": max(0, target - len(kept))}
+    manifest.models = {"generator": svc.model, "provider": svc.provider}
+    manifest.usage = spend.usage()
+    manifest.extra = {"stopped": stopped, "budget_usd": cfg.budget.max_spend_usd,
+                      "spent_before_usd": round(spend.before, 6), "train_seeds": len(train)}
+    with store.write(name) as folder:
+        write_jsonl(folder / "data.jsonl", kept)
+        write_jsonl(folder / "removed.jsonl", collector.removed)
+        write_jsonl(folder / "failures.jsonl", collector.failures)
+        manifest.finish(folder).write(folder)
+    return manifest
+
+
+def latest_round(store: Store) -> int:
+    """The highest round with any artifact, or 1."""
+    return max((r for r in map(round_of, store.list("round-")) if r is not None), default=1)
+
+
+def command(cfg: Config, args: argparse.Namespace) -> int:
+    store = open_store(cfg)
+    round_no = args.round or latest_round(store)
+    m = run(cfg, store, round_no, force=args.force, samples=getattr(args, "samples", None))
+    c, cost = m.counts, m.usage.get("cost_usd", 0.0)
+    removed = ", ".join(f"{k} {v}" for k, v in c["removed"].items() if v) or "none"
+    print(f"synthesize round {round_no}: kept {c['kept']}/{c['requested']} pairs from {c['requests']} requests "
+          f"({c['received']} pairs received; removed: {removed}; failures {c['failures']}); cost ${cost:.4f}")
+    if c["shortfall"]:
+        why = "the spend budget (budget.max_spend_usd) ran out" if m.extra.get("stopped") == "budget" else \
+            f"synthesize.max_attempts ({cfg.synthesize.max_attempts}) was reached"
+        print(f"  warning: {c['shortfall']} short of the target: {why}")
+    where = store.describe(m.artifact)["location"]
+    print(f"  artifact: {where}")
+    gha.set_output("artifact", m.artifact)
+    gha.set_output("location", where)
+    gha.set_output("samples", c["kept"])
+    gha.set_output("cost-usd", f"{cost:.6f}")
+    gha.step_summary(f"### synthesize (round {round_no})\nkept {c['kept']}/{c['requested']}; removed: {removed}; "
+                     f"failures {c['failures']}; cost ${cost:.4f}")
+    return 0
