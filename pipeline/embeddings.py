@@ -44,7 +44,11 @@ class Embedder:
         self.max_length = _max_seq_length(self.folder)
 
     def _load(self) -> None:
-        from transformers import AutoModel, AutoTokenizer
+        try:
+            from transformers import AutoModel, AutoTokenizer
+        except ImportError:
+            raise DuoError("the embedding metric needs torch and transformers: pip install -e '.[train]', "
+                           "or remove 'embedding' from evaluate.metrics") from None
 
         self._tokenizer = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
         self._model = AutoModel.from_pretrained(str(self.folder), local_files_only=True)
@@ -52,11 +56,10 @@ class Embedder:
 
     def encode(self, texts: Sequence[str], batch_size: int = BATCH_SIZE):
         """A float32 numpy array (len(texts), dim) of unit-length embeddings."""
-        import numpy as np
-        import torch
-
         if self._model is None:
             self._load()
+        import numpy as np
+        import torch
         dim = self._model.config.hidden_size
         if not texts:
             return np.zeros((0, dim), dtype=np.float32)
