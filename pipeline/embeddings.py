@@ -50,8 +50,12 @@ class Embedder:
             raise DuoError("the embedding metric needs torch and transformers: pip install -e '.[train]', "
                            "or remove 'embedding' from evaluate.metrics") from None
 
-        self._tokenizer = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
-        self._model = AutoModel.from_pretrained(str(self.folder), local_files_only=True)
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
+            self._model = AutoModel.from_pretrained(str(self.folder), local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise DuoError(f"evaluate.embedding_model: cannot load the model in {self.folder} "
+                           f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
         self._model.eval()
 
     def encode(self, texts: Sequence[str], batch_size: int = BATCH_SIZE):
