@@ -192,3 +192,13 @@ def test_bad_answer_row_is_named_and_nothing_is_written(tmp_path):
 def test_missing_infer_artifact(tmp_path):
     with pytest.raises(DuoError, match="round-1/infer"):
         run(make_config(tmp_path, judge=False), LocalStore(tmp_path / "store"), 1)
+
+
+def test_judge_configured_but_no_judge_metric_asks_nothing(tmp_path, fake_openai):
+    cfg = make_config(tmp_path, metrics=["bleu"], offline_pass_rule=[{"metric": "bleu", "stat": "mean", "min": 10}])
+    store = make_store(tmp_path)
+    manifest = run(cfg, store, 1)
+    report = json.loads((store.open("round-1/evaluate") / "metrics.json").read_text())
+    assert chat_requests(fake_openai) == [] and manifest.usage["requests"] == 0
+    assert report["judge"] == "skipped" and report["rule_kind"] == "offline" and list(report["metrics"]) == ["bleu"]
+    assert report["verdict"] == "pass"  # mean BLEU ~37.5 >= 10
