@@ -1,8 +1,10 @@
 """Exact and near-duplicate lookups over short texts (instructions), for synthetic-data cleaning.
 
 Near-duplicates are found with MinHash/LSH (datasketch) over word shingles, then confirmed with the exact
-Jaccard similarity of the two shingle sets, so a decision never rests on an LSH false positive. The LSH
-bands are tuned a little below the threshold to raise recall; the exact check keeps precision.
+Jaccard similarity of the two shingle sets, so a decision never rests on an LSH false positive. The LSH bands
+are chosen for recall (a pair at the threshold is a candidate with probability >= 0.9995; datasketch's own
+choice, balancing false positives, misses about 1 in 20 pairs at Jaccard 0.83 with threshold 0.8); the exact
+check keeps precision.
 """
 
 from __future__ import annotations
@@ -42,6 +44,16 @@ def jaccard(a: str, b: str, ngram: int = NGRAM) -> float:
     return len(sa & sb) / len(sa | sb)
 
 
+def lsh_bands(threshold: float, num_perm: int, recall: float = 0.9995) -> tuple[int, int]:
+    """(bands, rows per band): the most rows per band (fewest false candidates) that still find a pair at
+    ``threshold`` with probability >= ``recall``."""
+    for rows in range(num_perm, 0, -1):
+        bands = num_perm // rows
+        if 1 - (1 - threshold ** rows) ** bands >= recall:
+            return bands, rows
+    return num_perm, 1
+
+
 def _hashes(text: str, ngram: int) -> np.ndarray:
     return np.unique(np.fromiter((sha1_hash32(s.encode("utf-8")) for s in shingles(text, ngram)), dtype=np.uint32))
 
@@ -73,7 +85,7 @@ class NearDupIndex:
         self.threshold = float(threshold)
         self.ngram = ngram
         self.num_perm = num_perm
-        self._lsh = MinHashLSH(threshold=max(0.05, self.threshold - 0.1), num_perm=num_perm)
+        self._lsh = MinHashLSH(num_perm=num_perm, params=lsh_bands(self.threshold, num_perm))
         template = MinHash(num_perm=num_perm, hashfunc=int)
         self._perm, self._scheme = template.permutations, template.scheme
         self._exact: dict[str, str] = {}

@@ -1,4 +1,5 @@
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,23 @@ def test_pair_filter_reasons_in_order():
     assert f.check("Write a limerick about a cat who loves the rain.", long) == (None, {})
     f.keep("syn-r1-000001", "Write a limerick about a cat who loves the rain.")
     assert f.check("Write a funny limerick about a cat who loves the rain.", long)[0] == "near_duplicate"
+
+
+def test_recall_at_the_threshold():
+    # 300 pairs whose exact Jaccard is just above the threshold (two words swapped out of 30, about 0.815):
+    # LSH must surface every one of them.
+    rng = random.Random(0)
+    vocab = [f"word{i}" for i in range(5000)]
+    idx = NearDupIndex(0.8)
+    queries = []
+    for i in range(300):
+        words = rng.sample(vocab, 30)
+        idx.add(f"d{i}", " ".join(words))
+        edited = words[:]
+        edited[rng.randrange(1, 14)] = "swapped"
+        edited[rng.randrange(16, 29)] = "replaced"
+        query = " ".join(edited)
+        assert 0.8 <= jaccard(" ".join(words), query) < 0.83
+        queries.append((f"d{i}", query))
+    missed = [key for key, q in queries if (m := idx.match(q)) is None or m.key != key]
+    assert missed == []
