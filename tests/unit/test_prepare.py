@@ -169,3 +169,29 @@ def test_cli_prints_summary(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "80 rows -> 72 train / 8 test (0 bad, 0 duplicate" in out and "koala:" in out
     assert "artifact=prepare" in out_file.read_text()
+
+
+def test_parquet_source(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [json.loads(line) for line in SAMPLE.read_text().splitlines()[:12]]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "logs.parquet")
+    m, train, test, bad = prepared(make_config(tmp_path, source=tmp_path / "logs.parquet", test={"size": 2}))
+    assert (len(train), len(test), bad, m.extra["format"]) == (10, 2, [], "parquet")
+
+
+def test_hub_dataset_source(tmp_path, fake_hub):
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=fake_hub.url)  # token from HF_TOKEN, set by the fixture
+    repo = "duo-tester/service-logs"
+    api.create_repo(repo, repo_type="dataset")
+    api.upload_file(path_or_fileobj=b"".join(line.encode() + b"\n" for line in SAMPLE.read_text().splitlines()[:20]),
+                    path_in_repo="data/train.jsonl", repo_id=repo, repo_type="dataset")
+    m, train, test, bad = prepared(make_config(tmp_path, source=repo, test={"size": 4}))
+    assert (len(train), len(test), bad, m.extra["format"], m.extra["source_sha256"]) == (16, 4, [], "hub", None)
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(DuoError, match=r"data.source duo-tester/missing \(split train\): cannot load from the Hub"):
+        prepared(make_config(other, source="duo-tester/missing"))
