@@ -147,10 +147,15 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     if not store.exists("prepare"):
         raise store.missing("prepare", f"synthesize (round {round_no})")
     parents = [store.manifest("prepare")] + [store.manifest(n) for n in earlier_rounds(store, round_no)]
+    requested = target
+    earlier_total = sum(int(p.counts.get("kept", 0)) for p in parents[1:])
+    target = max(0, min(target, cfg.budget.max_synthetic_samples - earlier_total))
     chash = config_hash(cfg, target)
     if store.exists(name) and not force:
         old = store.manifest(name)
-        if old.config_hash == chash and old.parents == [p.as_parent() for p in parents]:
+        # A run cut short by the spend budget is redone (answers re-used) once the budget is raised.
+        budget_raised = old.extra.get("stopped") == "budget" and cfg.budget.max_spend_usd > old.extra["budget_usd"]
+        if old.config_hash == chash and old.parents == [p.as_parent() for p in parents] and not budget_raised:
             return old
 
     prep = store.open("prepare")
@@ -187,7 +192,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
                        "failures": len(collector.failures), "shortfall": max(0, target - len(kept))}
     manifest.models = {"generator": svc.model, "provider": svc.provider}
     manifest.usage = spend.usage()
-    manifest.extra = {"stopped": stopped, "budget_usd": cfg.budget.max_spend_usd,
+    manifest.extra = {"stopped": stopped, "budget_usd": cfg.budget.max_spend_usd, "asked_for": requested,
+                      "capped_by_max_synthetic_samples": target < requested,
                       "spent_before_usd": round(spend.before, 6), "train_seeds": len(train)}
     with store.write(name) as folder:
         write_jsonl(folder / "data.jsonl", kept)

@@ -179,6 +179,24 @@ def test_stops_asking_before_the_budget_is_passed(tmp_path, fake_openai):
     m = synthesize.run(cfg, store, 1, samples=200)
     assert m.extra["stopped"] == "budget" and 0 < m.counts["kept"] < 200
     assert 0.8 < m.usage["cost_usd"] <= 1.0
+    # a raised budget resumes the round: answers already paid for are re-used, not bought again
+    sent = len(fake_openai.requests("POST", CHAT))
+    cfg2 = load_config(path, ["budget.max_spend_usd=1.5", "service.synthesize.price_output_per_1m=1000",
+                              "service.synthesize.params={max_tokens: 200}", "service.synthesize.concurrency=1"])
+    m2 = synthesize.run(cfg2, store, 1, samples=200)
+    assert m2.counts["kept"] > m.counts["kept"] and m2.usage["cached"] == m.usage["requests"]
+    assert len(fake_openai.requests("POST", CHAT)) - sent == m2.usage["requests"] - m2.usage["cached"]
+    assert 1.2 < m2.usage["cost_usd"] <= 1.5
+
+
+def test_target_capped_by_max_synthetic_samples(setup, fake_openai):
+    _, cfg, store, _, _ = setup
+    fake_openai.set_responder(lambda body: {"contents": [
+        {"instruction": fresh(hash(seed_of(body)), k), "response": "A fine answer."} for k in range(6)]})
+    cfg = load_config(cfg.source_path, ["budget.max_synthetic_samples=7"])
+    assert synthesize.run(cfg, store, 1, samples=5).counts["kept"] == 5
+    m = synthesize.run(cfg, store, 2, samples=5)
+    assert m.counts["requested"] == 2 and m.counts["kept"] == 2 and m.extra["capped_by_max_synthetic_samples"]
 
 
 def test_cli_outputs_and_missing_service(setup, fake_openai, tmp_path, capsys, monkeypatch):
