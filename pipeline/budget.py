@@ -1,8 +1,8 @@
 """Money spent on service LLMs: the store's ledger, and a guard that stops asking before the budget is passed.
 
-The ledger is the sum of ``usage.cost_usd`` over every manifest in the store. A stage's ``cost_usd`` counts every
-answer its artifact uses, including answers re-used from the journal (paid for by an earlier, interrupted run),
-so remaking an artifact never drops money already spent from the ledger.
+The ledger is the sum of ``usage.cost_usd`` over every manifest in the store. Answers re-used from the journal
+cost nothing (the engine reports zeros for them); a stage that replaces its artifact carries the replaced
+manifest's cost forward (``carried_cost_usd``), so money once spent never drops out of the ledger.
 """
 
 from __future__ import annotations
@@ -37,17 +37,19 @@ class Spend:
     answer so far). Requests that would pass ``budget.max_spend_usd`` are not sent, and ``stopped`` is set.
     """
 
-    def __init__(self, cfg: Config, svc: ServiceLLMConfig, before: float):
+    def __init__(self, cfg: Config, svc: ServiceLLMConfig, before: float, carried: float = 0.0):
         self.svc = svc
         self.limit = cfg.budget.max_spend_usd
         self.before = before
+        self.carried = carried
         self.chunk_size = max(8, 4 * svc.concurrency)
         self.requests = self.cached = self.input_tokens = self.output_tokens = 0
-        self.cost = self.reused_cost = self.max_cost = 0.0
+        self.cost = self.max_cost = 0.0
+        self.paid = 0
         self.stopped = False
 
     def _estimate(self, request) -> float:
-        if self.requests:
+        if self.paid:
             return self.max_cost  # the dearest answer so far: a mean would let the next chunk overshoot
         params = {**(self.svc.params or {}), **(getattr(request, "params", None) or {})}
         out = params.get("max_tokens") or params.get("max_completion_tokens") or DEFAULT_MAX_OUTPUT_TOKENS
@@ -70,7 +72,7 @@ class Spend:
             start += len(chunk)
 
     def add(self, result) -> None:
-        """Count one Result (its usage covers every try the engine made for it)."""
+        """Count one Result (its usage covers every try the engine made for it; zeros when re-used)."""
         usage = result.usage or {}
         tin, tout = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
         cost = usage.get("cost_usd")
@@ -79,13 +81,14 @@ class Spend:
         self.input_tokens += tin
         self.output_tokens += tout
         self.cost += cost
-        self.max_cost = max(self.max_cost, cost)
         if result.cached:
             self.cached += 1
-            self.reused_cost += cost
+        else:
+            self.paid += 1
+            self.max_cost = max(self.max_cost, cost)
 
     def usage(self) -> dict:
-        """The manifest's ``usage``: ``cost_usd`` counts re-used answers too; ``new_cost_usd`` only this run's."""
+        """The manifest's ``usage``: ``cost_usd`` = this run's new spend plus the replaced artifact's."""
         return {"requests": self.requests, "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                "cost_usd": round(self.cost, 8), "cached": self.cached,
-                "new_cost_usd": round(self.cost - self.reused_cost, 8)}
+                "cost_usd": round(self.carried + self.cost, 8), "cached": self.cached,
+                "new_cost_usd": round(self.cost, 8), "carried_cost_usd": round(self.carried, 8)}

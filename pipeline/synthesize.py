@@ -163,7 +163,9 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     schema = load_reply_schema(cfg, cfg.synthesize.schema)
     collector = Collector(round_no, target, _load_filter(cfg, store, round_no, train, test), svc.model)
     manifest = Manifest.start(STAGE, name, chash, round_no, parents=parents)
-    spend = Spend(cfg, svc, spent_in_store(store, exclude=name))
+    # The artifact being replaced keeps its spend in the ledger: its cost is carried into the new manifest.
+    carried = float(store.manifest(name).usage.get("cost_usd") or 0.0) if store.exists(name) else 0.0
+    spend = Spend(cfg, svc, spent_in_store(store), carried=carried)
     attempts, stopped = 0, None
 
     from .llm import Engine
