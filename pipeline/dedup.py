@@ -9,13 +9,12 @@ check keeps precision.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
-from datasketch.hashfunc import sha1_hash32
 
 NUM_PERM = 128
 NGRAM = 2  # word 1- and 2-grams: instructions are short, so one changed word must not sink the similarity
@@ -54,8 +53,13 @@ def lsh_bands(threshold: float, num_perm: int, recall: float = 0.9995) -> tuple[
     return num_perm, 1
 
 
+def _hash32(shingle: str) -> int:
+    """First 4 bytes of sha1, little-endian: stable across processes (unlike ``hash``), as datasketch's own."""
+    return int.from_bytes(hashlib.sha1(shingle.encode("utf-8")).digest()[:4], "little")
+
+
 def _hashes(text: str, ngram: int) -> np.ndarray:
-    return np.unique(np.fromiter((sha1_hash32(s.encode("utf-8")) for s in shingles(text, ngram)), dtype=np.uint32))
+    return np.unique(np.fromiter((_hash32(s) for s in shingles(text, ngram)), dtype=np.uint32))
 
 
 def _jaccard_hashes(a: np.ndarray, b: np.ndarray) -> float:
@@ -82,6 +86,9 @@ class NearDupIndex:
     """
 
     def __init__(self, threshold: float, *, ngram: int = NGRAM, num_perm: int = NUM_PERM):
+        from datasketch import MinHash, MinHashLSH  # imports scipy (~0.5 s): only when an index is built
+
+        self._MinHash = MinHash
         self.threshold = float(threshold)
         self.ngram = ngram
         self.num_perm = num_perm
@@ -94,8 +101,8 @@ class NearDupIndex:
     def __len__(self) -> int:
         return len(self._hashes)
 
-    def _minhash(self, hashes: np.ndarray) -> MinHash:
-        m = MinHash(num_perm=self.num_perm, hashfunc=int, permutations=self._perm, scheme=self._scheme)
+    def _minhash(self, hashes: np.ndarray):
+        m = self._MinHash(num_perm=self.num_perm, hashfunc=int, permutations=self._perm, scheme=self._scheme)
         m.update_batch(hashes.tolist())
         return m
 
