@@ -182,6 +182,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
             for (_, seed_row), result in zip(chunk, results):
                 spend.add(result)
                 collector.add(result, seed_row)
+            if len(collector.kept) >= target:
+                break  # the yield beat the plan: don't pay for the rest of this attempt
         if spend.stopped:
             stopped = "budget"
             break
