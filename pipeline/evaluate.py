@@ -86,35 +86,43 @@ def _verdict(data, schema: dict) -> tuple[dict | None, str | None]:
     return None, f"reply does not match {schema.get('title') or 'the judge schema'}: {problem}"
 
 
-def run_judge(cfg: Config, store: Store, round_no: int, rows: list[dict]) -> tuple[dict, list[dict], dict]:
-    """Ask the judge ``judge_repeats`` times per sample.
+def run_judge(cfg: Config, store: Store, round_no: int, rows: list[dict], name: str
+              ) -> tuple[dict, list[dict], dict, int]:
+    """Ask the judge ``judge_repeats`` times per sample, within the spend budget.
 
-    Returns (key -> list of verdicts, failure records, engine usage).
+    Returns (key -> list of verdicts, failure records, usage for the manifest, requests not sent for budget).
     """
+    from .budget import Spend, spent_in_store
     from .llm import Engine, Request
     from .prompts import load_reply_schema, render
 
+    svc = cfg.service.judge
     schema = load_reply_schema(cfg, cfg.evaluate.schema)
-    requests = []
+    planned = []
     for row in rows:
         messages = render(cfg, cfg.evaluate.prompt, instruction=row["instruction"], reference=row["reference"],
                           answer=row["answer"], category=row.get("category"))
-        requests += [Request(key=row["_key"], messages=messages, schema=schema, repeat=k)
-                     for k in range(cfg.evaluate.judge_repeats)]
-    journal = store.journal_dir / f"round-{round_no}-{STAGE}.jsonl"
-    engine = Engine(cfg.service.judge, journal=journal)
-    results = engine.run(requests, desc="judge")
+        planned += [(Request(key=row["_key"], messages=messages, schema=schema, repeat=k),)
+                    for k in range(cfg.evaluate.judge_repeats)]
+    # The artifact being replaced keeps its spend in the ledger: its cost is carried into the new manifest.
+    carried = float(store.manifest(name).usage.get("cost_usd") or 0.0) if store.exists(name) else 0.0
+    spend = Spend(cfg, svc, spent_in_store(store, exclude=name), carried=carried)
+    engine = Engine(svc, journal=store.journal_dir / f"round-{round_no}-{STAGE}.jsonl")
     verdicts: dict[str, list[dict]] = {row["_key"]: [] for row in rows}
-    failures = []
-    for res in results:
-        verdict, problem = (_verdict(res.data, schema) if res.ok else (None, res.error or "failed"))
-        if verdict is not None:
-            verdicts[res.key].append({**verdict, "repeat": res.repeat})
-            continue
-        raw = res.raw if res.raw is not None else (json.dumps(res.data) if res.data is not None else None)
-        failures.append({"id": res.key, "repeat": res.repeat, "error": problem, "raw": raw,
-                         "attempts": res.attempts})
-    return verdicts, failures, dict(engine.usage)
+    failures, sent = [], 0
+    for chunk in spend.chunks(planned):
+        results = engine.run([req for req, in chunk], desc=f"judge r{round_no}")
+        sent += len(chunk)
+        for res in results:
+            spend.add(res)
+            verdict, problem = _verdict(res.data, schema) if res.ok else (None, res.error or "failed")
+            if verdict is not None:
+                verdicts[res.key].append({**verdict, "repeat": res.repeat})
+                continue
+            raw = res.raw if res.raw is not None else (json.dumps(res.data) if res.data is not None else None)
+            failures.append({"id": res.key, "repeat": res.repeat, "error": problem, "raw": raw,
+                             "attempts": res.attempts})
+    return verdicts, failures, spend.usage(), len(planned) - sent
 
 
 # --------------------------------------------------------------------------- stage
@@ -126,10 +134,14 @@ def _rule(cfg: Config, judged: bool) -> tuple[list, str]:
     return cfg.evaluate.offline_pass_rule, "offline"
 
 
-def _existing(store: Store, name: str, chash: str, parents: list[Manifest]) -> Manifest | None:
+def _existing(cfg: Config, store: Store, name: str, chash: str, parents: list[Manifest]) -> Manifest | None:
+    """The complete artifact when nothing that decides it changed, else None."""
     if not store.exists(name):
         return None
     m = store.manifest(name)
+    # A judge cut short by the spend budget is redone (paid answers re-used) once the budget is raised.
+    if m.extra.get("stopped") == "budget" and cfg.budget.max_spend_usd > float(m.extra.get("budget_usd") or 0):
+        return None
     return m if m.config_hash == chash and m.parents == [p.as_parent() for p in parents] else None
 
 
@@ -141,14 +153,15 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         raise store.missing(infer_name, f"duo evaluate (round {round_no})")
     infer_m = store.manifest(infer_name)
     chash = config_hash(cfg)
-    if not force and (done := _existing(store, name, chash, [infer_m])) is not None:
+    if not force and (done := _existing(cfg, store, name, chash, [infer_m])) is not None:
         return done
     rows = read_answers(store.open(infer_name) / "answers.jsonl")
     manifest = Manifest.start(STAGE, name, chash, round_no, parents=[infer_m])
     metrics = list(cfg.evaluate.metrics)
 
     judged = judge_enabled(cfg)
-    verdicts, failures, usage = run_judge(cfg, store, round_no, rows) if judged else ({}, [], dict(ZERO_USAGE))
+    verdicts, failures, usage, unsent = (run_judge(cfg, store, round_no, rows, name) if judged
+                                         else ({}, [], dict(ZERO_USAGE), 0))
     scores: dict[str, list] = {}
     if judged:
         for metric in (m for m in metrics if m in JUDGE_METRICS):
@@ -161,6 +174,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     summaries = summarize_all(scores, ev.thresholds, samples=ev.bootstrap_samples, confidence=ev.confidence)
     conditions, rule_kind = _rule(cfg, judged)
     rule_rows, verdict = apply_rule(conditions, summaries)
+    if unsent:  # a judge cut short by the spend budget cannot pass a round on the samples it did score
+        verdict = "fail"
     unjudged = sum(1 for r in rows if not verdicts.get(r["_key"])) if judged else 0
     report = {
         "round": round_no, "n": len(rows), "judge": "llm" if judged else "skipped",
@@ -169,6 +184,9 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         "by_category": by_category([r.get("category") for r in rows], scores, ev.thresholds),
         "rule": rule_rows, "rule_kind": rule_kind, "verdict": verdict, "judge_failures": unjudged,
     }
+    if unsent:
+        report["stopped"] = "budget"
+        report["judge_requests_not_sent"] = unsent
     score_rows = []
     for i, r in enumerate(rows):
         out = {k: r.get(k) for k in ("id", "instruction", "category", "reference", "answer")}
@@ -183,12 +201,13 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         write_jsonl(folder / "judge_failures.jsonl", failures)
         (folder / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         manifest.counts = {"samples": len(rows), "judged": len(rows) - unjudged if judged else 0,
-                           "judge_failures": unjudged, "judge_failed_repeats": len(failures)}
+                           "judge_failures": unjudged, "judge_failed_repeats": len(failures),
+                           "judge_requests_not_sent": unsent}
         manifest.usage = {**ZERO_USAGE, **usage}
         manifest.models = {"judge": f"{cfg.service.judge.provider}:{cfg.service.judge.model}" if judged else None,
                            "embedding": ev.embedding_model if "embedding" in scores else None}
         manifest.extra = {"verdict": verdict, "rule_kind": rule_kind, "judge_repeats": ev.judge_repeats if judged
-                          else 0}
+                          else 0, "stopped": "budget" if unsent else None, "budget_usd": cfg.budget.max_spend_usd}
         manifest.finish(folder).write(folder)
     return manifest
 
@@ -229,6 +248,8 @@ def table(report: dict) -> str:
         mark = "ok" if r["ok"] else "FAIL"
         why = f" ({r['why']})" if r.get("why") else ""
         lines.append(f"- {mark}: {r['metric']} {r['stat']} {_fmt(r['value'])} >= {_fmt(r['min'])}{why}")
+    if report.get("stopped") == "budget":
+        lines.append(f"- FAIL: the spend budget ran out; {report['judge_requests_not_sent']} judge requests not sent")
     lines.append(f"\nVerdict ({report['rule_kind']} rule): **{report['verdict']}**")
     return "\n".join(lines)
 

@@ -134,7 +134,8 @@ def test_rerun_reuses_the_journal_and_sends_no_requests(tmp_path, fake_openai):
     assert run(cfg, store, 1).timings == first.timings  # same config and inputs: the artifact is kept as is
     again = run(cfg, store, 1, force=True)  # redone, every judge answer from the journal
     assert len(chat_requests(fake_openai)) == sent
-    assert again.usage["cached"] == sent and again.usage["cost_usd"] == 0
+    assert again.usage["cached"] == sent and again.usage["new_cost_usd"] == 0
+    assert again.usage["cost_usd"] == pytest.approx(first.usage["cost_usd"])  # the replaced run's spend is kept
     folder = store.open("round-1/evaluate")
     assert json.loads((folder / "metrics.json").read_text())["metrics"]["similarity"]["mean"] == pytest.approx(
         (3 * GOOD + 2 * POOR) / 5)
@@ -202,3 +203,21 @@ def test_judge_configured_but_no_judge_metric_asks_nothing(tmp_path, fake_openai
     assert chat_requests(fake_openai) == [] and manifest.usage["requests"] == 0
     assert report["judge"] == "skipped" and report["rule_kind"] == "offline" and list(report["metrics"]) == ["bleu"]
     assert report["verdict"] == "pass"  # mean BLEU ~37.5 >= 10
+
+
+def test_judge_stops_at_the_spend_budget_and_resumes_when_it_is_raised(tmp_path, fake_openai):
+    fake_openai.set_responder(judge_responder)
+    answers = [a for a in ANSWERS if CONFUSE not in a[3]]
+    store = make_store(tmp_path, answers)
+    cfg = make_config(tmp_path)
+    poor = build_config({**cfg.raw, "budget": {**cfg.raw["budget"], "max_spend_usd": 0.0001}}, base_dir=tmp_path)
+    manifest = run(poor, store, 1)
+    report = json.loads((store.open("round-1/evaluate") / "metrics.json").read_text())
+    assert chat_requests(fake_openai) == [] and manifest.usage["cost_usd"] == 0
+    assert report["stopped"] == "budget" and report["verdict"] == "fail"
+    assert report["judge_requests_not_sent"] == len(answers) * 3 and report["judge_failures"] == len(answers)
+
+    manifest = run(cfg, store, 1)  # budget raised: redone without --force
+    report = json.loads((store.open("round-1/evaluate") / "metrics.json").read_text())
+    assert len(chat_requests(fake_openai)) == len(answers) * 3 and "stopped" not in report
+    assert report["metrics"]["similarity"]["n"] == len(answers) and manifest.usage["cost_usd"] > 0
