@@ -59,6 +59,7 @@ def build_requests(cfg: Config, train: list[dict], schema: dict, round_no: int, 
         seed_row = train[random.Random(f"{cfg.synthesize.seed}:{round_no}:{attempt}:{i}").randrange(len(train))]
         messages = render(cfg, cfg.synthesize.prompt, topic=cfg.task.description,
                           instruction=seed_row["instruction"], response=seed_row["response"],
+                          category=seed_row.get("category"),
                           n=cfg.synthesize.pairs_per_request, min_response_chars=cfg.synthesize.min_response_chars)
         # repeat is unique per request: the same seed drawn twice must get two answers, not one journal entry.
         requests.append((Request(key=f"r{round_no}-a{attempt}-{i:05d}", messages=messages, schema=schema,
