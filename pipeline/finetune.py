@@ -1,0 +1,248 @@
+"""``duo finetune``: LoRA/QLoRA fine-tune the student on the round's training set with TRL's SFTTrainer.
+
+Input: ``prepare`` and every ``round-k/synthesize`` (k <= N). Output: artifact ``round-N/finetune`` with
+``adapter/`` (peft adapter + tokenizer files), ``README.md`` (model card) and ``train_log.jsonl`` (one line per
+logged step: ``step``, ``loss``, ``learning_rate``, ...). Keys under ``finetune.lora`` / ``finetune.sft`` are
+peft's ``LoraConfig`` and TRL's ``SFTConfig`` own names, so an alignment-handbook recipe passes straight through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+from pathlib import Path
+
+from .config import Config
+from .errors import DuoError
+from .gha import set_output, step_summary
+from .manifest import Manifest
+from .progress import peak_rss_mb
+from .store import Store, artifact_name, open_store, round_of
+from .sft_recipe import effective_lora, effective_sft, lora_config, sft_config
+
+try:  # the shared training-set reader; until it lands, read the artifacts here the same way
+    from .trainset import training_rows
+except ImportError:  # pragma: no cover - replaced by pipeline.trainset
+    from .records import read_jsonl
+
+    def training_rows(store: Store, round_no: int) -> list[dict]:
+        """``prepare/train.jsonl`` plus every ``round-k/synthesize/data.jsonl`` for k <= ``round_no``."""
+        rows = read_jsonl(store.open("prepare") / "train.jsonl")
+        for k in range(1, round_no + 1):
+            name = artifact_name("synthesize", k)
+            if store.exists(name):
+                rows += read_jsonl(store.open(name) / "data.jsonl")
+        return rows
+
+
+def _templates() -> Path:
+    return Path(__file__).parent / "templates"
+
+
+def default_round(store: Store, args: argparse.Namespace) -> int:
+    """``--round``, else the latest round with any artifact, else 1."""
+    if getattr(args, "round", None):
+        return int(args.round)
+    rounds = [r for r in (round_of(n) for n in store.list("round-")) if r]
+    return max(rounds, default=1)
+
+
+def to_prompt_completion(row: dict, where: str) -> dict:
+    """A training row as a conversational ``prompt``/``completion`` pair, so the loss covers the answer only.
+
+    ``messages`` rows would train on the whole sequence: SmolLM2's template has no ``{% generation %}`` tags, so
+    TRL's ``assistant_only_loss`` cannot mask the prompt.
+    """
+    messages = row.get("messages")
+    if messages:
+        if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m and "content" in m
+                                                      for m in messages):
+            raise DuoError(f"{where}: 'messages' must be a list of {{role, content}} objects")
+        if messages[-1]["role"] != "assistant" or len(messages) < 2:
+            raise DuoError(f"{where}: 'messages' must end with the assistant's answer after at least one prompt turn")
+        return {"prompt": messages[:-1], "completion": messages[-1:]}
+    instruction, response = row.get("instruction"), row.get("response")
+    if not isinstance(instruction, str) or not instruction.strip() or not isinstance(response, str) \
+            or not response.strip():
+        raise DuoError(f"{where}: needs non-empty 'instruction' and 'response' (or 'messages')")
+    return {"prompt": [{"role": "user", "content": instruction}],
+            "completion": [{"role": "assistant", "content": response}]}
+
+
+def _parents(store: Store, round_no: int) -> list[Manifest]:
+    parents = [store.manifest("prepare")]
+    for k in range(1, round_no + 1):
+        name = artifact_name("synthesize", k)
+        if store.exists(name):
+            parents.append(store.manifest(name))
+    return parents
+
+
+def _select(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
+    """At most ``limit`` rows, a seeded sample that keeps their order (synthetic rows come last, so no head())."""
+    if not limit or len(rows) <= limit:
+        return rows
+    keep = sorted(random.Random(seed).sample(range(len(rows)), limit))
+    return [rows[i] for i in keep]
+
+
+def _make_log_callback(path: Path):
+    from transformers import TrainerCallback
+
+    class TrainLog(TrainerCallback):
+        """Appends every logged step to ``train_log.jsonl`` as it happens (main process only)."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs:
+                return
+            row = {"step": state.global_step, "epoch": state.epoch, **logs}
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row, default=float) + "\n")
+
+    return TrainLog()
+
+
+def _losses(log_path: Path) -> list[float]:
+    if not log_path.is_file():
+        return []
+    rows = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [float(r["loss"]) for r in rows if "loss" in r]
+
+
+def _adapter_ref(cfg: Config, store: Store, name: str) -> str:
+    """What a reader passes to ``from_pretrained``: the hub model repo, or the local adapter folder."""
+    if cfg.store.kind == "hub":
+        return f"{cfg.store.namespace}/{cfg.store.model_repo}" if cfg.store.namespace else cfg.store.model_repo
+    return str(store.local_path(name) / "adapter")
+
+
+def model_card(cfg: Config, **values) -> str:
+    """The adapter's ``README.md`` from ``templates/model_card.md.j2``."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(_templates()), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, autoescape=False)
+    model = cfg.student.model
+    is_hub = not cfg.resolve(model).exists() and model.count("/") == 1
+    gguf = None
+    if cfg.student.gguf_package or cfg.student.gguf_file:
+        gguf = "/".join(x for x in (cfg.student.gguf_package, cfg.student.gguf_file) if x)
+    return env.get_template("model_card.md.j2").render(
+        task_name=cfg.task.name, task_description=cfg.task.description, base_model=model,
+        base_model_url=f"https://huggingface.co/{model}" if is_hub else "", base_revision=cfg.student.revision,
+        gguf=gguf, **values)
+
+
+def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False) -> Manifest:
+    """Fine-tune round ``round_no`` (default 1); skip when the artifact matches this config and these inputs."""
+    round_no = int(round_no or 1)
+    name = artifact_name("finetune", round_no)
+    if not store.exists("prepare"):
+        raise store.missing("prepare", "finetune")
+    parents = _parents(store, round_no)
+    config_hash = cfg.section_hash("student", "finetune")
+    if store.exists(name) and not force:
+        old = store.manifest(name)
+        if old.config_hash == config_hash and old.parents == [p.as_parent() for p in parents]:
+            return old
+
+    # Check the recipe before paying for imports of the model and data.
+    lora_kwargs, sft_kwargs = effective_lora(cfg), effective_sft(cfg)
+    rows = training_rows(store, round_no)
+    synthetic = sum(1 for r in rows if "generator" in r or "seed_id" in r)
+    seed = int(sft_kwargs.get("seed", 42))
+    chosen = _select(rows, cfg.finetune.max_train_samples, seed)
+    pairs = [to_prompt_completion(r, f"training row {r.get('id', i)} (round {round_no})")
+             for i, r in enumerate(chosen)]
+    if not pairs:
+        raise DuoError(f"finetune round {round_no}: the training set is empty (prepare/train.jsonl has no rows)")
+
+    import torch
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from .student import load_model, load_tokenizer, resolve_base
+
+    manifest = Manifest.start("finetune", name, config_hash, round_no, parents=parents)
+    work = store.root / f".work-round-{round_no}-finetune"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    log_path = work / "train_log.jsonl"
+    cuda = torch.cuda.is_available()
+    args = sft_config(cfg, sft_kwargs, work / "trainer", cuda=cuda)
+    peft_config = lora_config(lora_kwargs)
+
+    base = resolve_base(cfg)
+    tokenizer = load_tokenizer(cfg, base, for_generation=False)
+    model = load_model(cfg, base, for_training=True, quantize=True)
+    quantized = bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
+    try:
+        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs),
+                             processing_class=tokenizer, peft_config=peft_config,
+                             callbacks=[_make_log_callback(log_path)])
+    except (ValueError, TypeError) as exc:
+        raise DuoError(f"finetune.sft: TRL refused the settings: {str(exc).splitlines()[0]}") from None
+    result = trainer.train()
+    if not trainer.is_world_process_zero():  # under accelerate launch only the main process writes the artifact
+        return manifest
+
+    losses = _losses(log_path)
+    steps = int(trainer.state.global_step)
+    runtime = float(result.metrics.get("train_runtime", 0.0))
+    stats = {
+        "first_loss": round(losses[0], 4) if losses else None, "last_loss": round(losses[-1], 4) if losses else None,
+        "seconds_per_step": round(runtime / steps, 3) if steps else None, "train_runtime_s": round(runtime, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1), "device": "cuda" if cuda else "cpu", "quantized": quantized,
+        "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
+    }
+    counts = {"train_rows": len(pairs), "prepare_rows": len(rows) - synthetic, "synthetic_rows": synthetic,
+              "steps": steps}
+    peft_model = trainer.model
+    if cfg.student.gguf_package or cfg.student.gguf_file:
+        # The base was loaded from our local conversion; name the model it stands for, so the adapter loads elsewhere.
+        peft_model.peft_config["default"].base_model_name_or_path = cfg.student.model
+    with store.write(name) as folder:
+        adapter = folder / "adapter"
+        peft_model.save_pretrained(adapter)
+        tokenizer.padding_side = "left"  # whoever loads the adapter's tokenizer next will batch-generate with it
+        tokenizer.save_pretrained(adapter)
+        shutil.copy(log_path, folder / "train_log.jsonl")
+        card = model_card(cfg, round=round_no, prepare_rows=counts["prepare_rows"], synthetic_rows=synthetic,
+                          train_rows=len(pairs), max_train_samples=cfg.finetune.max_train_samples,
+                          dtype=str(model.dtype).removeprefix("torch."), quantized=quantized,
+                          device=stats["device"].upper(), steps=steps, first_loss=stats["first_loss"],
+                          last_loss=stats["last_loss"], seconds_per_step=stats["seconds_per_step"],
+                          lora=lora_kwargs, sft=sft_kwargs, adapter_ref=_adapter_ref(cfg, store, name))
+        (folder / "README.md").write_text(card, encoding="utf-8")
+        (adapter / "README.md").write_text(card, encoding="utf-8")  # replaces peft's empty stub card
+        manifest.counts = counts
+        manifest.models = {"base": cfg.student.model, "base_revision": cfg.student.revision, "base_path": base,
+                           "gguf_file": cfg.student.gguf_file}
+        manifest.extra = {**stats, "lora": lora_kwargs, "sft": sft_kwargs}
+        manifest.finish(folder).write(folder)
+    shutil.rmtree(work, ignore_errors=True)
+    return manifest
+
+
+def command(cfg: Config, args: argparse.Namespace) -> int:
+    store = open_store(cfg)
+    round_no = default_round(store, args)
+    m = run(cfg, store, round_no, force=bool(getattr(args, "force", False)))
+    name = artifact_name("finetune", round_no)
+    info = store.describe(name)
+    location = str(info.get("location") or store.local_path(name))
+    adapter_repo = info.get("repo") or info.get("adapter_repo") or str(store.local_path(name) / "adapter")
+    adapter_revision = info.get("revision") or info.get("adapter_revision") or ""
+    c, x = m.counts, m.extra
+    line = (f"finetune round {round_no}: {c.get('train_rows')} rows ({c.get('synthetic_rows')} synthetic), "
+            f"{c.get('steps')} steps, loss {x.get('first_loss')} -> {x.get('last_loss')}, "
+            f"{x.get('seconds_per_step')} s/step; adapter: {adapter_repo}")
+    print(line)
+    step_summary(f"### finetune, round {round_no}\n\n{line}")
+    set_output("artifact", name)
+    set_output("location", location)
+    set_output("adapter-repo", adapter_repo)
+    set_output("adapter-revision", adapter_revision)
+    return 0
