@@ -11,9 +11,9 @@ import os
 import shutil
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import ArtifactMissing, DuoError
 from ..manifest import MANIFEST, Manifest
@@ -95,17 +95,22 @@ class Store(ABC):
             yield tmp
             if not (tmp / MANIFEST).is_file():
                 raise DuoError(f"artifact {name}: the stage wrote no {MANIFEST}")
-            old = None
-            if final.exists():
-                old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
-                os.replace(final, old)
-            os.replace(tmp, final)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            self._swap_in(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         self.published(name)
+
+    @staticmethod
+    def _swap_in(tmp: Path, final: Path) -> None:
+        """Move the finished folder ``tmp`` to ``final``, replacing an earlier copy with two renames."""
+        old = None
+        if final.exists():
+            old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
     def published(self, name: str) -> None:
         """Called after an artifact landed locally; the hub backend uploads it here."""
