@@ -129,24 +129,30 @@ def student_dir(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("student") / "tiny")
 
 
-@pytest.mark.parametrize("outcome", ["fail", "pass"])
+@pytest.mark.parametrize("outcome", ["fail", "pass", "dry-run"])
 def test_round_workflow_runs_under_act(outcome, tmp_path, student_dir, fake_openai, fake_hub, fake_github):
+    """fail: PR + dispatch of round 2; pass: PR, no dispatch; dry-run (failing rule): report only, no PR, no decide."""
     fake_openai.set_responder(service_reply)
-    repo = make_repo(tmp_path, student_dir, min_similarity=90 if outcome == "fail" else 30)
+    repo = make_repo(tmp_path, student_dir, min_similarity=30 if outcome == "pass" else 90)
     home = tmp_path / "home"
     home.mkdir()
-    rc, log = run_act(repo, home, fake_openai, fake_hub, fake_github)
+    rc, log = run_act(repo, home, fake_openai, fake_hub, fake_github, dry_run=outcome == "dry-run")
     assert rc == 0, f"act failed (log in {home / 'act.log'}):\n{log[-6000:]}"
-    for job in ("synthesize", "finetune", "infer", "evaluate", "report", "decide"):
+    jobs = ["synthesize", "finetune", "infer", "evaluate", "report"] + ([] if outcome == "dry-run" else ["decide"])
+    for job in jobs:
         assert re.search(rf"\[round/{job}\s*\]\s+🏁\s+Job succeeded", log), f"job {job} did not succeed"
 
     # The synthetic data and the adapter went through the Hub store.
-    ns = FAKE_USER
-    data_files = hub_files(fake_hub, f"{ns}/{TASK}-duo-data", "dataset")
+    data_files = hub_files(fake_hub, f"{FAKE_USER}/{TASK}-duo-data", "dataset")
     assert any(p.endswith("data.jsonl") and "round-1" in p and "synthesize" in p for p in data_files), data_files
-    model_files = hub_files(fake_hub, f"{ns}/{TASK}-duo-adapter", "model")
+    model_files = hub_files(fake_hub, f"{FAKE_USER}/{TASK}-duo-adapter", "model")
     assert any(p.endswith("adapter_config.json") for p in model_files), model_files
     assert any(p.endswith((".safetensors", ".bin")) for p in model_files), model_files
+
+    if outcome == "dry-run":
+        assert "decide" not in re.findall(r"\[round/(\w+)", log)
+        assert fake_github.pulls == [] and fake_github.dispatches == []
+        return
 
     # The report's pull request, with the report files on its branch.
     assert len(fake_github.pulls) == 1
