@@ -161,3 +161,16 @@ def test_action_inputs_are_kebab_case_and_documented(path):
         desc = spec.get("description", "")
         assert desc.endswith(".") and re.search(r"default|unset", desc), \
             f"{path.parent.name}: input {name} needs one sentence that says what happens when it is unset"
+
+
+@pytest.mark.parametrize("verb", sorted(CLI_OUTPUTS))
+def test_stage_action_flags_are_ones_the_cli_accepts(verb):
+    from pipeline.cli import make_parser
+
+    script = next(s["run"] for s in load(ROOT / "actions" / verb / "action.yml")["runs"]["steps"] if "run" in s)
+    values = {"--round": "2", "--samples": "3", "--set": "store.kind=hub"}
+    argv = [verb, "duo.yaml"]
+    for flag in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", script))):
+        argv += [flag, values[flag]] if flag in values else [flag]
+    args = make_parser().parse_args(argv)  # argparse exits (status 2) on a flag the CLI lacks
+    assert args.verb == verb and args.config == "duo.yaml"
