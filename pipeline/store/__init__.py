@@ -6,7 +6,7 @@ from ..config import Config
 from .base import STAGES, Store, artifact_name, round_of
 from .local import LocalStore
 
-__all__ = ["STAGES", "Store", "LocalStore", "artifact_name", "round_of", "open_store"]
+__all__ = ["STAGES", "LocalStore", "Store", "artifact_name", "open_store", "round_of"]
 
 
 def open_store(cfg: Config) -> Store:
