@@ -172,7 +172,7 @@ class HubStore(Store):
         patterns = None if self.is_adapter(name) else [f"{name}/*"]
         snapshot = Path(self._call(f"download {name} from {repo_id}@{revision}", lambda: snapshot_download(
             repo_id, repo_type=repo_type, revision=revision, allow_patterns=patterns, token=self.token,
-            endpoint=self.endpoint)))
+            endpoint=self.endpoint, cache_dir=os.environ.get("HF_HUB_CACHE"))))
         final = self.local_path(name)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
@@ -281,7 +281,8 @@ class HubStore(Store):
         try:
             if not local.is_file():
                 local = Path(self._call(f"download {name}/{MANIFEST}", lambda: self.api.hf_hub_download(
-                    self.dataset_repo, f"{name}/{MANIFEST}", repo_type="dataset")))
+                    self.dataset_repo, f"{name}/{MANIFEST}", repo_type="dataset",
+                    cache_dir=os.environ.get("HF_HUB_CACHE"))))
             return json.loads(local.read_text(encoding="utf-8"))
         except (NOT_FOUND, OSError, ValueError):
             return None

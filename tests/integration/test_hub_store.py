@@ -1,0 +1,178 @@
+"""The Hub store against the fake Hub, through the real huggingface_hub client."""
+
+from __future__ import annotations
+
+import os
+
+import huggingface_hub
+import pytest
+import yaml
+
+from pipeline.config import build_config
+from pipeline.errors import DuoError
+from pipeline.manifest import Manifest
+from pipeline.records import read_jsonl, write_jsonl
+from pipeline.store import open_store, round_of
+from pipeline.store.hub import HubStore
+
+DATA_REPO, MODEL_REPO = "duo-org/demo-duo-data", "duo-org/demo-duo-adapter"
+
+
+def make_cfg(root, **store):
+    doc = {"task": {"name": "demo", "description": "a demo task"}, "data": {"source": "data.jsonl"},
+           "student": {"model": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+           "store": {"kind": "hub", "namespace": "duo-org", "path": str(root), **store}}
+    return build_config(doc, base_dir=root)
+
+
+def hub_store(root) -> HubStore:
+    store = open_store(make_cfg(root))
+    store.retry_delays = (0.0, 0.0, 0.0)
+    return store
+
+
+def put_data(store, name: str, files: dict[str, list[dict]]) -> Manifest:
+    with store.write(name) as tmp:
+        for fname, rows in files.items():
+            write_jsonl(tmp / fname, rows)
+        m = Manifest.start(name.rsplit("/", 1)[-1], name, "hash0", round_of(name))
+        m.counts = {fname.split(".")[0]: len(rows) for fname, rows in files.items()}
+        m.finish(tmp).write(tmp)
+    return m
+
+
+def put_adapter(store, round_no: int, weights: bytes) -> None:
+    name = f"round-{round_no}/finetune"
+    with store.write(name) as tmp:
+        (tmp / "adapter").mkdir()
+        (tmp / "adapter" / "adapter_model.safetensors").write_bytes(weights)
+        (tmp / "adapter" / "adapter_config.json").write_text('{"r": 8, "lora_alpha": 16}')
+        (tmp / "adapter" / "README.md").write_text("peft's own card\n")
+        (tmp / "README.md").write_text(f"---\nbase_model: tiny\nlibrary_name: peft\n---\n# round {round_no}\n")
+        write_jsonl(tmp / "train_log.jsonl", [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0 / round_no}])
+        Manifest.start("finetune", name, "hash0", round_no).finish(tmp).write(tmp)
+
+
+def weights(seed: int, size: int = 300_000) -> bytes:
+    return bytes((i * seed + i // 7) % 256 for i in range(size))  # has NUL bytes: binary, goes through LFS
+
+
+def test_data_artifact_round_trip(fake_hub, tmp_path):
+    store = hub_store(tmp_path / "a")
+    train = [{"id": f"t{i}", "instruction": f"q{i}", "response": f"a{i}"} for i in range(5)]
+    put_data(store, "prepare", {"train.jsonl": train, "test.jsonl": train[:2], "bad_rows.jsonl": []})
+    put_data(store, "round-1/synthesize", {"data.jsonl": train[:3], "removed.jsonl": [], "failures.jsonl": []})
+    assert len(fake_hub.commits()) == 2  # one commit per artifact
+    repo = fake_hub.repo(DATA_REPO, "dataset")
+    assert repo.private and "round-1" in repo.tags
+    files = fake_hub.files(DATA_REPO, "dataset")
+    assert {"prepare/train.jsonl", "prepare/manifest.json", "round-1/synthesize/manifest.json"} <= set(files)
+    card = yaml.safe_load(files["README.md"].decode().split("---")[1])
+    configs = {c["config_name"]: c for c in card["configs"]}
+    assert configs["prepare"]["data_files"] == [{"split": "test", "path": "prepare/test.jsonl"},
+                                                {"split": "train", "path": "prepare/train.jsonl"}]
+    assert configs["round-1-synthesize"]["data_files"] == [{"split": "data", "path": "round-1/synthesize/data.jsonl"}]
+    assert "| `round-1/synthesize` | synthesize |" in files["README.md"].decode()
+
+    fresh = hub_store(tmp_path / "b")  # a new runner: nothing cached locally
+    assert fresh.exists("prepare") and not fresh.exists("round-1/infer")
+    assert fresh.list() == ["prepare", "round-1/synthesize"]
+    assert fresh.list("round-") == ["round-1/synthesize"]
+    assert list(read_jsonl(fresh.open("prepare") / "train.jsonl")) == train
+    assert fresh.manifest("prepare").counts == {"train": 5, "test": 2, "bad_rows": 0}
+    assert sorted(p.name for p in fresh.open("round-1/synthesize").iterdir()) == [
+        "data.jsonl", "failures.jsonl", "manifest.json", "removed.jsonl"]
+    d = fresh.describe("round-1/synthesize")
+    assert d["repo_id"] == DATA_REPO and d["repo_type"] == "dataset" and d["revision"] == "main"
+    assert d["location"] == d["url"] == f"{fake_hub.url}/datasets/{DATA_REPO}/tree/main/round-1/synthesize"
+
+
+def test_adapter_round_trip_by_revision(fake_hub, tmp_path):
+    store = hub_store(tmp_path / "a")
+    put_adapter(store, 1, weights(3))
+    put_adapter(store, 2, weights(5))
+    assert fake_hub.requests("PUT", r"/lfs-upload/"), "the safetensors file should go through LFS"
+    main = fake_hub.files(MODEL_REPO)
+    assert main["adapter_model.safetensors"] == weights(5)
+    assert main["README.md"].startswith(b"---\nbase_model: tiny") and main["duo/adapter/README.md"]
+    assert {"duo/manifest.json", "duo/train_log.jsonl", "adapter_config.json"} <= set(main)
+
+    fresh = hub_store(tmp_path / "b")
+    assert fresh.list("round-") == ["round-1/finetune", "round-2/finetune"]
+    folder = fresh.open("round-1/finetune")
+    assert (folder / "adapter" / "adapter_model.safetensors").read_bytes() == weights(3)
+    assert (folder / "adapter" / "README.md").read_text() == "peft's own card\n"
+    assert fresh.manifest("round-1/finetune").round == 1
+    assert list(read_jsonl(folder / "train_log.jsonl"))[-1]["loss"] == 1.0
+    assert fresh.describe("round-2/finetune")["revision"] == "round-2"
+
+    snap = huggingface_hub.snapshot_download(MODEL_REPO, revision="round-1", cache_dir=tmp_path / "hf")
+    with open(os.path.join(snap, "adapter_model.safetensors"), "rb") as f:
+        assert f.read() == weights(3)
+    assert os.path.isfile(os.path.join(snap, "duo", "manifest.json"))
+
+
+def test_rewritten_artifact_replaces_stale_local_copy_and_remote_files(fake_hub, tmp_path):
+    writer = hub_store(tmp_path / "w")
+    put_data(writer, "round-1/infer", {"answers.jsonl": [{"id": 1}], "extra.jsonl": [{"id": 9}]})
+    reader_root = tmp_path / "r"
+    assert list(read_jsonl(hub_store(reader_root).open("round-1/infer") / "answers.jsonl")) == [{"id": 1}]
+    put_data(writer, "round-1/infer", {"answers.jsonl": [{"id": 2}]})
+    assert "round-1/infer/extra.jsonl" not in fake_hub.files(DATA_REPO, "dataset")
+    folder = hub_store(reader_root).open("round-1/infer")
+    assert list(read_jsonl(folder / "answers.jsonl")) == [{"id": 2}]
+    assert not (folder / "extra.jsonl").exists()
+
+
+def test_local_copy_alone_does_not_count(fake_hub, tmp_path):
+    store = hub_store(tmp_path)
+    folder = tmp_path / "round-3" / "evaluate"
+    folder.mkdir(parents=True)
+    Manifest.start("evaluate", "round-3/evaluate", "h", 3).finish(folder).write(folder)
+    assert not store.exists("round-3/evaluate")
+    with pytest.raises(DuoError, match="round-3/evaluate"):
+        store.open("round-3/evaluate")
+
+
+def test_crashed_write_uploads_nothing(fake_hub, tmp_path):
+    store = hub_store(tmp_path)
+    with pytest.raises(RuntimeError), store.write("round-1/synthesize") as tmp:
+        write_jsonl(tmp / "data.jsonl", [{"id": 1}])
+        Manifest.start("synthesize", "round-1/synthesize", "h", 1).finish(tmp).write(tmp)
+        raise RuntimeError("killed mid-stage")
+    assert fake_hub.requests("POST", r"/commit/") == []
+    assert not store.exists("round-1/synthesize")
+
+
+def test_transient_errors_are_retried(fake_hub, tmp_path):
+    store = hub_store(tmp_path)
+    fake_hub.fail_next("POST", r"/api/repos/create", 503)
+    fake_hub.fail_next("POST", r"/commit/main", 500, times=2)
+    fake_hub.fail_next("POST", r"/tag/", 429)
+    put_data(store, "round-1/evaluate", {"scores.jsonl": [{"id": 1}]})
+    statuses = [e["status"] for e in fake_hub.requests("POST", r"/commit/main")]
+    assert statuses == [500, 500, 200]
+    assert "round-1" in fake_hub.repo(DATA_REPO, "dataset").tags
+    assert hub_store(tmp_path / "other").exists("round-1/evaluate")
+
+
+def test_persistent_errors_give_one_line_and_keep_the_local_artifact(fake_hub, tmp_path):
+    store = hub_store(tmp_path)
+    fake_hub.fail_next("POST", r"/commit/", 500, times=10)
+    with pytest.raises(DuoError) as err:
+        put_data(store, "prepare", {"train.jsonl": [{"id": 1}]})
+    msg = str(err.value)
+    assert "\n" not in msg and "prepare is complete locally" in msg and "500" in msg
+    assert store.has_local("prepare") and not store.exists("prepare")
+
+
+def test_missing_token_namespace_and_bad_token(fake_hub, tmp_path, monkeypatch):
+    with pytest.raises(DuoError, match="store.namespace: required"):
+        open_store(make_cfg(tmp_path, namespace=None))
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(DuoError, match="HF_TOKEN is not set"):
+        open_store(make_cfg(tmp_path))
+    monkeypatch.setenv("HF_TOKEN", "hf_wrong")
+    store = hub_store(tmp_path)
+    with pytest.raises(DuoError, match="refused .*401.*HF_TOKEN"):
+        put_data(store, "prepare", {"train.jsonl": [{"id": 1}]})
