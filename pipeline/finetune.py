@@ -111,16 +111,18 @@ def _losses(log_path: Path) -> list[float]:
     return [float(r["loss"]) for r in rows if "loss" in r]
 
 
-def _adapter_ref(cfg: Config, store: Store, name: str) -> str:
-    """What a reader passes to ``from_pretrained``: the hub model repo, or the local adapter folder."""
-    if cfg.store.kind == "hub":
-        return f"{cfg.store.namespace}/{cfg.store.model_repo}" if cfg.store.namespace else cfg.store.model_repo
-    return str(store.local_path(name) / "adapter")
+def adapter_location(store: Store, name: str) -> tuple[str, str]:
+    """(repo id or local folder, revision) a reader passes to ``from_pretrained`` for this adapter."""
+    info = store.describe(name)
+    if info.get("repo_type") == "model" and info.get("repo_id"):
+        return str(info["repo_id"]), str(info.get("revision") or "")
+    return str(store.local_path(name) / "adapter"), ""
 
 
 def model_card(cfg: Config, **values) -> str:
-    """The adapter's ``README.md`` from ``templates/model_card.md.j2``."""
+    """The adapter's ``README.md`` from ``templates/finetune_card.md.j2``."""
     import jinja2
+    import yaml
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(_templates()), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, autoescape=False)
@@ -129,8 +131,10 @@ def model_card(cfg: Config, **values) -> str:
     gguf = None
     if cfg.student.gguf_package or cfg.student.gguf_file:
         gguf = "/".join(x for x in (cfg.student.gguf_package, cfg.student.gguf_file) if x)
-    return env.get_template("model_card.md.j2").render(
-        task_name=cfg.task.name, task_description=cfg.task.description, base_model=model,
+    metadata = {"base_model": model, "library_name": "peft", "pipeline_tag": "text-generation",
+                 "tags": ["duo", "llamaduo", "lora", "sft", "trl"]}
+    return env.get_template("finetune_card.md.j2").render(
+        metadata_yaml=yaml.safe_dump(metadata, sort_keys=False), task_name=cfg.task.name, task_description=cfg.task.description, base_model=model,
         base_model_url=f"https://huggingface.co/{model}" if is_hub else "", base_revision=cfg.student.revision,
         gguf=gguf, **values)
 
@@ -203,6 +207,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     if cfg.student.gguf_package or cfg.student.gguf_file:
         # The base was loaded from our local conversion; name the model it stands for, so the adapter loads elsewhere.
         peft_model.peft_config["default"].base_model_name_or_path = cfg.student.model
+    ref, revision = adapter_location(store, name)
     with store.write(name) as folder:
         adapter = folder / "adapter"
         peft_model.save_pretrained(adapter)
@@ -214,7 +219,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
                           dtype=str(model.dtype).removeprefix("torch."), quantized=quantized,
                           device=stats["device"].upper(), steps=steps, first_loss=stats["first_loss"],
                           last_loss=stats["last_loss"], seconds_per_step=stats["seconds_per_step"],
-                          lora=lora_kwargs, sft=sft_kwargs, adapter_ref=_adapter_ref(cfg, store, name))
+                          lora=lora_kwargs, sft=sft_kwargs, adapter_ref=ref, adapter_revision=revision)
         (folder / "README.md").write_text(card, encoding="utf-8")
         (adapter / "README.md").write_text(card, encoding="utf-8")  # replaces peft's empty stub card
         manifest.counts = counts
@@ -231,10 +236,8 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     round_no = default_round(store, args)
     m = run(cfg, store, round_no, force=bool(getattr(args, "force", False)))
     name = artifact_name("finetune", round_no)
-    info = store.describe(name)
-    location = str(info.get("location") or store.local_path(name))
-    adapter_repo = info.get("repo") or info.get("adapter_repo") or str(store.local_path(name) / "adapter")
-    adapter_revision = info.get("revision") or info.get("adapter_revision") or ""
+    location = str(store.describe(name).get("location") or store.local_path(name))
+    adapter_repo, adapter_revision = adapter_location(store, name)
     c, x = m.counts, m.extra
     line = (f"finetune round {round_no}: {c.get('train_rows')} rows ({c.get('synthetic_rows')} synthetic), "
             f"{c.get('steps')} steps, loss {x.get('first_loss')} -> {x.get('last_loss')}, "

@@ -65,13 +65,17 @@ def sft_config(cfg: Config, kwargs: dict, output_dir: Path, *, cuda: bool):
     from trl import SFTConfig
 
     kwargs = dict(kwargs)
+    # transformers 5.2x renamed gradient_checkpointing (the old name still works but warns).
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in _fields(SFTConfig) else "gradient_checkpointing"
     if cuda:
         bf16 = torch.cuda.is_bf16_supported()
         kwargs.setdefault("bf16", bf16)
         kwargs.setdefault("fp16", not bf16 and not kwargs["bf16"])
-        kwargs.setdefault("gradient_checkpointing", True)
+        if "gradient_checkpointing" not in kwargs:
+            kwargs.setdefault(ckpt, True)
     else:
-        kwargs.update(use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False)
+        kwargs.pop("gradient_checkpointing", None)
+        kwargs.update({"use_cpu": True, "bf16": False, "fp16": False, ckpt: False})
     try:
         return SFTConfig(output_dir=str(output_dir), **kwargs)
     except (ValueError, TypeError) as exc:

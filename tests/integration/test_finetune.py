@@ -1,0 +1,180 @@
+"""The finetune stage on the tiny model: loss falls, the adapter reloads and generates, reruns skip, bad recipes
+fail in one line. The student loader's errors live here too."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import finetune
+from pipeline.cli import main
+from pipeline.errors import DuoError
+from pipeline.store import LocalStore
+from pipeline.student import load_tokenizer, resolve_base
+from tests.model_fixtures import make_prepare, make_synthetic, qa_rows, tiny_config
+
+STEPS = 20
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model_dir):
+    """A store with prepare (32 train rows) + round-1 synthesize (8 rows), fine-tuned for 20 steps."""
+    base = tmp_path_factory.mktemp("ft")
+    cfg = tiny_config(base, tiny_model_dir, finetune={"sft": {"max_steps": STEPS, "learning_rate": 1e-2,
+                                                              "warmup_steps": 0, "lr_scheduler_type": "constant",
+                                                              "per_device_train_batch_size": 4}})
+    store = LocalStore(base / "store")
+    make_prepare(store, qa_rows(32), qa_rows(6, seed=1, prefix="e"))
+    make_synthetic(store, 1, qa_rows(8, seed=2, prefix="s"))
+    manifest = finetune.run(cfg, store, 1)
+    return cfg, store, manifest
+
+
+def write_config(tmp_path: Path, model_dir: Path, **sections) -> Path:
+    doc = {"task": {"name": "tiny"}, "data": {"source": "unused.jsonl"}, "student": {"model": str(model_dir)},
+           "finetune": {"sft": {"max_steps": 2, "per_device_train_batch_size": 4, "max_length": 128}},
+           "store": {"path": "store"}}
+    for key, value in sections.items():
+        doc[key] = {**doc.get(key, {}), **value}
+    path = tmp_path / "duo.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_loss_falls_and_every_step_is_logged(trained):
+    _, store, m = trained
+    folder = store.open("round-1/finetune")
+    log = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
+    losses = [row["loss"] for row in log if "loss" in row]
+    assert [row["step"] for row in log if "loss" in row] == list(range(1, STEPS + 1))
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.5, losses
+    # A random 64-wide model can only nudge its near-uniform logits, so the loss falls slowly; the argmax learns fast.
+    accuracy = [row["mean_token_accuracy"] for row in log if "loss" in row]
+    assert accuracy[0] < 0.2 and min(accuracy[-3:]) > 0.6, accuracy
+    assert "train_runtime" in log[-1]  # the trainer's closing summary is kept too
+    assert m.counts == {"train_rows": 40, "prepare_rows": 32, "synthetic_rows": 8, "steps": STEPS}
+    assert m.extra["first_loss"] == pytest.approx(losses[0], abs=1e-3)
+    assert m.extra["last_loss"] == pytest.approx(losses[-1], abs=1e-3)
+    assert 0 < m.extra["seconds_per_step"] < 5 and m.extra["peak_rss_mb"] > 0
+    assert [p["artifact"] for p in m.parents] == ["prepare", "round-1/synthesize"]
+    assert "adapter/adapter_model.safetensors" in m.files and "README.md" in m.files
+
+
+def test_model_card_states_how_the_adapter_was_made(trained, tiny_model_dir):
+    _, store, m = trained
+    card = (store.open("round-1/finetune") / "README.md").read_text()
+    assert f"base_model: {tiny_model_dir}" in card
+    assert "round 1" in card and "| 8 |" in card and "| 40 |" in card
+    assert "PeftModel.from_pretrained" in card and str(store.local_path("round-1/finetune") / "adapter") in card
+    assert "revision=" not in card
+    assert "| `learning_rate` | `0.01` |" in card and "| `r` | `8` |" in card
+    assert (store.open("round-1/finetune") / "adapter" / "README.md").read_text() == card
+
+
+def test_adapter_reloads_with_peft_and_generates(trained, tiny_model_dir):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter = store_adapter = trained[1].open("round-1/finetune") / "adapter"
+    tokenizer = AutoTokenizer.from_pretrained(store_adapter)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = PeftModel.from_pretrained(base, adapter).eval()
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "What is 3 plus 4?"}], tokenize=False,
+                                         add_generation_prompt=True)
+    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        out = model.generate(**ids, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        tuned = model(**ids).logits
+        with model.disable_adapter():
+            plain = model(**ids).logits
+    answer = tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert out.shape[1] > ids["input_ids"].shape[1]
+    assert answer.startswith("The answer"), answer  # learnt from 20 steps of "The answer is N."
+    assert not torch.allclose(tuned, plain)  # the adapter changes the model
+
+
+def test_rerun_with_same_config_skips_and_a_changed_recipe_retrains(trained, tiny_model_dir):
+    cfg, store, m = trained
+    t0 = time.perf_counter()
+    again = finetune.run(cfg, store, 1)
+    assert time.perf_counter() - t0 < 3
+    assert again.timings["finished"] == m.timings["finished"]
+    changed = tiny_config(cfg.base_dir, tiny_model_dir, finetune={"sft": {"max_steps": 2}})
+    redone = finetune.run(changed, store, 1)
+    assert redone.counts["steps"] == 2 and redone.config_hash != m.config_hash
+    finetune.run(cfg, store, 1, force=True)  # leave the module's artifact as the other tests expect it
+    assert store.manifest("round-1/finetune").counts["steps"] == STEPS
+
+
+def test_cli_trains_a_sample_and_sets_outputs(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    config = write_config(tmp_path, tiny_model_dir, finetune={"max_train_samples": 10,
+                                                              "sft": {"max_steps": 2, "warmup_ratio": 0.1}})
+    store = LocalStore(tmp_path / "store")
+    make_prepare(store, qa_rows(32), qa_rows(4, seed=1, prefix="e"))
+    outputs = tmp_path / "gh_output"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    assert main(["finetune", str(config), "--round", "1"]) == 0
+    assert "finetune round 1: 10 rows (0 synthetic), 2 steps" in capsys.readouterr().out
+    m = store.manifest("round-1/finetune")
+    assert m.counts["train_rows"] == 10 and m.extra["sft"]["warmup_steps"] == 0.1
+    lines = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert lines["artifact"] == "round-1/finetune"
+    assert lines["location"] == str(store.local_path("round-1/finetune"))
+    assert lines["adapter-repo"] == str(store.local_path("round-1/finetune") / "adapter")
+    assert lines["adapter-revision"] == ""
+
+
+@pytest.mark.parametrize("section, key", [("sft", "learnig_rate"), ("lora", "rank"), ("sft", "output_dir")])
+def test_unknown_recipe_key_is_one_line_error_and_nothing_is_written(tmp_path, tiny_model_dir, capsys, section, key):
+    config = write_config(tmp_path, tiny_model_dir, finetune={section: {key: 1}})
+    store = LocalStore(tmp_path / "store")
+    make_prepare(store, qa_rows(8), qa_rows(2, prefix="e"))
+    before = (store.open("prepare") / "train.jsonl").read_text()
+    assert main(["finetune", str(config), "--round", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: finetune.{section}.{key}: "), err
+    assert not store.exists("round-1/finetune")
+    assert (store.open("prepare") / "train.jsonl").read_text() == before
+
+
+def test_bad_training_row_names_the_row(tmp_path, tiny_model_dir):
+    cfg = tiny_config(tmp_path, tiny_model_dir)
+    store = LocalStore(tmp_path / "store")
+    make_prepare(store, qa_rows(4), qa_rows(2, prefix="e"))
+    bad = [{"id": "s9", "instruction": "Say hi", "response": "", "category": None}]
+    make_synthetic(store, 1, bad)
+    with pytest.raises(DuoError, match=r"training row s9 \(round 1\): needs non-empty 'instruction' and 'response'"):
+        finetune.run(cfg, store, 1)
+
+
+def test_missing_prepare_artifact_is_reported(tmp_path, tiny_model_dir):
+    cfg = tiny_config(tmp_path, tiny_model_dir)
+    with pytest.raises(DuoError, match="finetune needs artifact 'prepare'"):
+        finetune.run(cfg, LocalStore(tmp_path / "store"), 1)
+
+
+def test_hub_model_that_cannot_be_downloaded_is_one_line_error(tmp_path, tiny_model_dir, fake_hub):
+    cfg = tiny_config(tmp_path, tiny_model_dir, student={"model": "nobody/no-such-model"})
+    assert resolve_base(cfg) == "nobody/no-such-model"
+    with pytest.raises(DuoError) as exc:
+        load_tokenizer(cfg, resolve_base(cfg))
+    assert "cannot be downloaded offline" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_chat_template_from_a_file_or_inline(tmp_path, tiny_model_dir):
+    (tmp_path / "tmpl.jinja").write_text("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}")
+    tok = load_tokenizer(tiny_config(tmp_path, tiny_model_dir, student={"chat_template": "tmpl.jinja"}),
+                         tiny_model_dir)
+    assert tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False) == "[user] hi\n"
+    assert tok.padding_side == "left" and tok.pad_token == "<|endoftext|>"
+    inline = tiny_config(tmp_path, tiny_model_dir, student={"chat_template": "{{ messages[0]['content'] }}!"})
+    assert load_tokenizer(inline, tiny_model_dir).apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False) == "hi!"
+    missing = tiny_config(tmp_path, tiny_model_dir, student={"chat_template": "nope.jinja"})
+    with pytest.raises(DuoError, match="student.chat_template: no file"):
+        load_tokenizer(missing, tiny_model_dir)
