@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import huggingface_hub
 import pytest
@@ -176,3 +177,43 @@ def test_missing_token_namespace_and_bad_token(fake_hub, tmp_path, monkeypatch):
     store = hub_store(tmp_path)
     with pytest.raises(DuoError, match="refused .*401.*HF_TOKEN"):
         put_data(store, "prepare", {"train.jsonl": [{"id": 1}]})
+
+
+def test_dataset_card_configs_load_with_datasets(fake_hub, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    store = hub_store(tmp_path / "a")
+    rows = [{"id": f"t{i}", "instruction": f"q{i}", "response": f"a{i}"} for i in range(5)]
+    put_data(store, "prepare", {"train.jsonl": rows, "test.jsonl": rows[:2]})
+    put_data(store, "round-1/synthesize", {"data.jsonl": rows[:3], "removed.jsonl": []})
+    round1 = fake_hub.repo(DATA_REPO, "dataset").branches["main"]
+    assert fake_hub.repo(DATA_REPO, "dataset").tags["round-1"] == round1
+    put_data(store, "round-2/synthesize", {"data.jsonl": rows[3:]})
+    assert fake_hub.repo(DATA_REPO, "dataset").tags["round-1"] == round1  # a later round leaves the tag alone
+
+    cache = str(tmp_path / "datasets")
+    assert len(datasets.load_dataset(DATA_REPO, split="train", cache_dir=cache)) == 5  # prepare is the default
+    synth = datasets.load_dataset(DATA_REPO, "round-2-synthesize", split="data", cache_dir=cache)
+    assert synth["id"] == ["t3", "t4"]
+    with pytest.raises(ValueError, match="round-2-synthesize"):
+        datasets.load_dataset(DATA_REPO, "round-2-synthesize", revision="round-1", cache_dir=cache)
+
+
+def test_fake_hub_speaks_the_client_protocol(fake_hub, tmp_path):
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    api = HfApi(endpoint=fake_hub.url, token=os.environ["HF_TOKEN"])
+    api.create_repo("o/m", private=True)
+    with pytest.raises(HfHubHTTPError) as err:
+        api.create_repo("o/m")
+    assert err.value.response.status_code == 409
+    first = api.upload_file(path_or_fileobj=b"v1", path_in_repo="a.txt", repo_id="o/m").oid
+    api.upload_file(path_or_fileobj=b"v2", path_in_repo="a.txt", repo_id="o/m")
+    assert [c.title for c in api.list_repo_commits("o/m")][:2] == ["Upload a.txt with huggingface_hub"] * 2
+    path = api.hf_hub_download("o/m", "a.txt", revision=first, cache_dir=tmp_path / "c")
+    assert Path(path).read_text() == "v1"
+    assert [p.path for p in api.get_paths_info("o/m", ["a.txt", "nope"])] == ["a.txt"]
+    with pytest.raises(RevisionNotFoundError):
+        api.repo_info("o/m", revision="round-9")
+    with pytest.raises(RepositoryNotFoundError):  # private: unreadable without a token
+        HfApi(endpoint=fake_hub.url, token=False).repo_info("o/m")
