@@ -21,7 +21,6 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx2
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants, snapshot_download
 from huggingface_hub.errors import (
     HfHubHTTPError,
@@ -38,8 +37,18 @@ from ..manifest import MANIFEST
 from . import cards
 from .base import Store, round_of
 
+try:
+    from httpx2 import TransportError
+except ImportError:  # huggingface_hub before 2.x talks through other HTTP clients
+    TransportError = OSError
+
 TRANSIENT = {408, 429, 500, 502, 503, 504}
 NOT_FOUND = (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError)
+
+
+def _first_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return " ".join(lines[:2])[:300] if lines else type(err).__name__
 
 
 def _files(folder: Path) -> list[str]:
@@ -115,6 +124,7 @@ class HubStore(Store):
         Not-found errors pass through for the caller to handle.
         """
         for attempt in range(len(self.retry_delays) + 1):
+            last = attempt == len(self.retry_delays)
             try:
                 return fn()
             except NOT_FOUND:
@@ -124,12 +134,14 @@ class HubStore(Store):
                 if status in (401, 403):
                     raise DuoError(f"Hugging Face Hub refused to {what} ({status}): check that HF_TOKEN is valid and "
                                    f"can write to {self.namespace}") from None
-                if status not in TRANSIENT or attempt == len(self.retry_delays):
-                    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                    raise DuoError(f"Hugging Face Hub: could not {what} ({status}): {first}") from None
-            except (httpx2.TransportError, LocalEntryNotFoundError) as err:
-                if attempt == len(self.retry_delays):
-                    raise DuoError(f"Hugging Face Hub at {self.endpoint}: could not {what}: {err}") from None
+                if status not in TRANSIENT or last:
+                    raise DuoError(f"Hugging Face Hub: could not {what} ({status}): {_first_line(err)}") from None
+            except (TransportError, LocalEntryNotFoundError) as err:
+                if last:
+                    raise DuoError(f"Hugging Face Hub at {self.endpoint}: could not {what}: {_first_line(err)}") \
+                        from None
+            except ValueError as err:  # the client's own checks: invalid card metadata, malformed replies
+                raise DuoError(f"Hugging Face Hub: could not {what}: {_first_line(err)}") from None
             time.sleep(self.retry_delays[attempt])
 
     def _tree(self, repo_type: str, revision: str) -> dict:

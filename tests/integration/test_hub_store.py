@@ -217,3 +217,14 @@ def test_fake_hub_speaks_the_client_protocol(fake_hub, tmp_path):
         api.repo_info("o/m", revision="round-9")
     with pytest.raises(RepositoryNotFoundError):  # private: unreadable without a token
         HfApi(endpoint=fake_hub.url, token=False).repo_info("o/m")
+
+
+def test_invalid_model_card_metadata_is_a_one_line_error(fake_hub, tmp_path):
+    store = hub_store(tmp_path)
+    with pytest.raises(DuoError) as err, store.write("round-1/finetune") as tmp:
+        (tmp / "adapter").mkdir()
+        (tmp / "adapter" / "adapter_config.json").write_text("{}")
+        (tmp / "README.md").write_text("---\nbase_model: [unclosed\n---\n")
+        Manifest.start("finetune", "round-1/finetune", "h", 1).finish(tmp).write(tmp)
+    assert "\n" not in str(err.value) and "Invalid metadata in README.md" in str(err.value)
+    assert fake_hub.requests("POST", r"/commit/") == [] and store.has_local("round-1/finetune")
