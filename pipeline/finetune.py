@@ -19,8 +19,8 @@ from .errors import DuoError
 from .gha import set_output, step_summary
 from .manifest import Manifest
 from .progress import peak_rss_mb
-from .store import Store, artifact_name, open_store, round_of
 from .sft_recipe import effective_lora, effective_sft, lora_config, sft_config
+from .store import Store, artifact_name, open_store, round_of
 
 try:  # the shared training-set reader; until it lands, read the artifacts here the same way
     from .trainset import training_rows

