@@ -228,3 +228,11 @@ def test_invalid_model_card_metadata_is_a_one_line_error(fake_hub, tmp_path):
         Manifest.start("finetune", "round-1/finetune", "h", 1).finish(tmp).write(tmp)
     assert "\n" not in str(err.value) and "Invalid metadata in README.md" in str(err.value)
     assert fake_hub.requests("POST", r"/commit/") == [] and store.has_local("round-1/finetune")
+
+
+def test_dataset_card_from_a_fresh_runner_keeps_every_artifact(fake_hub, tmp_path):
+    put_data(hub_store(tmp_path / "a"), "prepare", {"train.jsonl": [{"id": 1}, {"id": 2}]})
+    put_data(hub_store(tmp_path / "b"), "round-1/synthesize", {"data.jsonl": [{"id": 3}]})
+    card = fake_hub.files(DATA_REPO, "dataset")["README.md"].decode()
+    assert "| `prepare` | prepare | train.jsonl | train 2 |" in card  # manifest downloaded by runner b
+    assert "| `round-1/synthesize` | synthesize | data.jsonl | data 1 |" in card
