@@ -65,7 +65,8 @@ def repo_root() -> Path:
     if os.environ.get("GITHUB_WORKSPACE"):
         return Path(os.environ["GITHUB_WORKSPACE"]).resolve()
     try:
-        out = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "--show-toplevel"], check=False, capture_output=True, text=True,
+                             timeout=10)
     except (OSError, subprocess.SubprocessError) as exc:
         raise DuoError(f"cannot find the git repository root: {exc}") from None
     if out.returncode != 0:

@@ -71,7 +71,7 @@ def metrics(round_no: int, sim: float, prec: float, *, judge: bool = True, categ
         rule = [{"metric": "embedding", "stat": "mean", "min": 0.8, "value": 0.85, "ok": True}]
     return {"round": round_no, "n": 4, "judge": "llm" if judge else "skipped", "judge_model": "gpt-4o" if judge
             else None, "metrics": summaries,
-            "by_category": {c: {m: {"mean": v - i, "pass_rate": 0.5, "n": 2} for m, v in ms.items()}
+            "by_category": {c: {m: {"mean": round(v * (1 - 0.1 * i), 3), "pass_rate": 0.5, "n": 2} for m, v in ms.items()}
                             for i, c in enumerate(categories)},
             "rule": rule, "rule_kind": "judge" if judge else "offline",
             "verdict": "pass" if all(r["ok"] for r in rule) else "fail", "judge_failures": 0}
