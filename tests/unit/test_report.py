@@ -1,0 +1,144 @@
+"""report: on hand-built artifacts it renders the verdict first, tables, valid PNG charts and no secrets."""
+
+import json
+import struct
+import zlib
+
+import pytest
+
+from pipeline import report
+from pipeline.cli import main
+from pipeline.store import open_store
+from tests.round_artifacts import build_prepare, build_round, make_config
+
+SECRETS = {"GITHUB_TOKEN": "ghs_secretGitHubValue123", "OPENAI_API_KEY": "sk-secretOpenAIValue456",
+           "HF_TOKEN": "hf_secretHubValue789"}
+
+
+def check_png(path):
+    """A real PNG: signature, IHDR first with a plausible size, every chunk's CRC right, IEND last."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    pos, kinds = 8, []
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        assert zlib.crc32(kind + body) == crc, f"{path}: bad CRC in {kind}"
+        kinds.append(kind)
+        if kind == b"IHDR":
+            width, height = struct.unpack(">II", body[:8])
+            assert 100 < width < 4000 and 100 < height < 4000
+        pos += 12 + length
+    assert kinds[0] == b"IHDR" and kinds[-1] == b"IEND" and b"IDAT" in kinds
+
+
+@pytest.fixture
+def store_cfg(tmp_path, monkeypatch):
+    for var, value in SECRETS.items():
+        monkeypatch.setenv(var, value)
+    cfg = make_config(tmp_path)
+    store = open_store(cfg)
+    build_prepare(store, train=90, test=4)
+    return cfg, store
+
+
+def test_report_renders_verdict_first_tables_and_charts(store_cfg):
+    cfg, store = store_cfg
+    build_round(store, 1, sim=60, prec=70, kept=1000, synth_cost=0.5, judge_cost=0.25)
+    build_round(store, 2, sim=71.2, prec=80, kept=2000, synth_cost=1.0, judge_cost=0.5)
+    m = report.run(cfg, store, 2)
+    folder = cfg.resolve("reports") / "demo" / "round-2"
+    text = (folder / "report.md").read_text()
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert lines[0] == "# duo report: demo, round 2"
+    assert lines[1] == "## ❌ FAIL"  # the verdict comes before anything else
+    assert text.index("## ❌ FAIL") < text.index("## Scores by metric")
+    assert "| ❌ | similarity mean | 71.2 | 90.0 | 64.1 – 78.3 |" in text
+    assert "| similarity | 71.2 | 64.1 – 78.3 | 40% | 90.0 | 4 |" in text
+    assert "| dolly | 2 |" in text and "| oasst | 2 |" in text
+    # rounds table, decision, cost (this round 1.5; migration 0.75 + 1.5), data, adapter snippet
+    assert "| 1 | fail | 0.7 | 70.0 | 60.0 |" in text
+    assert "**Decision: `continue`**" in text and "round 3 with 4000 more synthetic samples" in text
+    assert "This round: **$1.50**; whole migration so far: **$2.25**" in text
+    assert "Coverage data: 90 train rows, 4 test rows" in text
+    assert "| 2 | 2000 | 2000 | 1 | 0 | 3 | 2 | 1 |" in text
+    assert "Round 2 trained on 3090 rows (3000 synthetic)." in text
+    adapter = store.local_path("round-2/finetune") / "adapter"
+    assert f'model = PeftModel.from_pretrained(base, "{adapter}")' in text
+    # worst samples: lowest similarity first, service vs student side by side, judge reasons, escaped HTML
+    assert text.index("`t3`: similarity 40.0") < text.index("`t2`: similarity 80.0") < text.index("`t4`")
+    assert "<th>Service LLM</th><th>Student</th>" in text
+    assert "Student answer t3 &lt;b&gt;" in text and "reason-sim-t3" in text
+    assert "explain | pipes<br>and lines" in text
+    for name in ("score_distribution.png", "category_means.png", "round_trend.png"):
+        check_png(folder / name)
+        assert f"({name})" in text
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["verdict"] == "fail" and metrics["metrics"]["similarity"]["mean"] == 71.2
+    assert metrics["decision"]["decision"] == "continue" and metrics["cost"]["total_usd"] == pytest.approx(2.25)
+    assert [r["kept"] for r in metrics["data"]["rounds"]] == [1000, 2000]
+    # the same files are the store artifact round-2/report
+    art = store.open("round-2/report")
+    assert sorted(p.name for p in art.iterdir()) == sorted([p.name for p in folder.iterdir()] + ["manifest.json"])
+    assert m.extra["report_md"] == str(folder / "report.md")
+
+
+def test_missing_pieces_are_stated_not_crashed(store_cfg):
+    cfg, store = store_cfg
+    build_round(store, 1, judge=False, synthesize=False, finetune=False)
+    report.run(cfg, store, 1)
+    text = (cfg.resolve("reports") / "demo" / "round-1" / "report.md").read_text()
+    assert text.splitlines()[2] == "## ✅ PASS"
+    assert "No LLM judge ran this round" in text
+    assert "No synthesis ran in round 1" in text
+    assert "No adapter: this round has no finetune artifact." in text
+    assert "The 4 lowest by embedding (no judge ran)." in text
+    assert text.index("`t2`: embedding 0.3") < text.index("`t3`: embedding 0.6")
+    assert "This is the first evaluated round." in text
+
+
+def test_no_secrets_in_any_written_file(store_cfg):
+    cfg, store = store_cfg
+    build_round(store, 1)
+    # a secret that leaked into the data must still not reach the report
+    scores = store.open("round-1/evaluate") / "scores.jsonl"
+    scores.write_text(scores.read_text().replace("Service answer t3", f"key {SECRETS['OPENAI_API_KEY']}"))
+    report.run(cfg, store, 1)
+    written = list((cfg.resolve("reports")).rglob("*")) + list(store.local_path("round-1/report").rglob("*"))
+    assert len([p for p in written if p.is_file()]) >= 8
+    for path in written:
+        if path.is_file():
+            data = path.read_bytes()
+            for value in SECRETS.values():
+                assert value.encode() not in data, f"{value} leaked into {path}"
+    assert "key ***" in (cfg.resolve("reports") / "demo" / "round-1" / "report.md").read_text()
+
+
+def test_rerun_skips_and_force_rewrites(store_cfg):
+    cfg, store = store_cfg
+    build_round(store, 1)
+    m1 = report.run(cfg, store, 1)
+    before = (cfg.resolve("reports") / "demo" / "round-1" / "score_distribution.png").read_bytes()
+    assert report.run(cfg, store, 1).timings["finished"] == m1.timings["finished"]
+    m3 = report.run(cfg, store, 1, force=True)
+    assert m3.timings != m1.timings
+    # same inputs draw the same bytes, so a rerun's PR gets no spurious changes
+    assert (cfg.resolve("reports") / "demo" / "round-1" / "score_distribution.png").read_bytes() == before
+
+
+def test_cli_outputs_and_missing_evaluation(store_cfg, tmp_path, monkeypatch, capsys):
+    cfg, store = store_cfg
+    assert main(["report", str(cfg.source_path), "--round", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "round-1/evaluate" in err[0]
+    build_round(store, 1)
+    out = tmp_path / "out.txt"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(out))
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    assert main(["report", str(cfg.source_path)]) == 0
+    assert "report round 1: FAIL" in capsys.readouterr().out
+    outputs = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    assert outputs["report-dir"] == str(cfg.resolve("reports") / "demo" / "round-1")
+    assert outputs["pr-url"] == "" and outputs["artifact"] == "round-1/report"
+    assert "FAIL" in (tmp_path / "summary.md").read_text()
