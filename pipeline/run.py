@@ -12,8 +12,8 @@ import gc
 import importlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .config import Config
 from .errors import DuoError
