@@ -111,6 +111,17 @@ def _losses(log_path: Path) -> list[float]:
     return [float(r["loss"]) for r in rows if "loss" in r]
 
 
+def _name_base(adapter: Path, model_id: str) -> None:
+    """Point ``adapter_config.json`` at the model our local GGUF conversion stands for, so it loads elsewhere.
+
+    Done after saving: set before, peft would try to fetch that model's config from the Hub while saving.
+    """
+    path = adapter / "adapter_config.json"
+    conf = json.loads(path.read_text(encoding="utf-8"))
+    conf["base_model_name_or_path"] = model_id
+    path.write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def adapter_location(store: Store, name: str) -> tuple[str, str]:
     """(repo id or local folder, revision) a reader passes to ``from_pretrained`` for this adapter."""
     info = store.describe(name)
@@ -203,14 +214,12 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     }
     counts = {"train_rows": len(pairs), "prepare_rows": len(rows) - synthetic, "synthetic_rows": synthetic,
               "steps": steps}
-    peft_model = trainer.model
-    if cfg.student.gguf_package or cfg.student.gguf_file:
-        # The base was loaded from our local conversion; name the model it stands for, so the adapter loads elsewhere.
-        peft_model.peft_config["default"].base_model_name_or_path = cfg.student.model
     ref, revision = adapter_location(store, name)
     with store.write(name) as folder:
         adapter = folder / "adapter"
-        peft_model.save_pretrained(adapter)
+        trainer.model.save_pretrained(adapter)
+        if cfg.student.gguf_package or cfg.student.gguf_file:
+            _name_base(adapter, cfg.student.model)
         tokenizer.padding_side = "left"  # whoever loads the adapter's tokenizer next will batch-generate with it
         tokenizer.save_pretrained(adapter)
         shutil.copy(log_path, folder / "train_log.jsonl")

@@ -34,7 +34,7 @@ def tuned(tmp_path_factory, tiny_model_dir):
 
 
 def test_one_answer_per_test_prompt_in_order_with_params(tuned, tiny_model_dir):
-    cfg, store, m, test = tuned
+    _, store, m, test = tuned
     answers = read_jsonl(store.open("round-1/infer") / "answers.jsonl")
     assert [a["id"] for a in answers] == [t["id"] for t in test]
     for a, t in zip(answers, test):
