@@ -14,12 +14,14 @@ from ..errors import DuoError
 
 @dataclass(frozen=True)
 class Completion:
-    """One reply of the service: its text and the tokens the service says it used."""
+    """One reply of the service: its text and the tokens the service says it used. ``finish_reason`` is
+    normalised: ``"stop"``, ``"length"`` (cut by max tokens), or the provider's own word in lower case."""
 
     text: str
     input_tokens: int = 0
     output_tokens: int = 0
     model: str | None = None
+    finish_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,9 @@ class Request:
 @dataclass
 class Result:
     """The outcome of one Request. ``ok`` with ``data`` (parsed JSON when a schema was given, else the text), or
-    not ``ok`` with ``error`` and the last ``raw`` reply text kept for the record."""
+    not ``ok`` with ``error`` and the last ``raw`` reply text kept for the record. ``finish_reason`` is that of
+    the reply kept (``"length"`` means it was cut by the max-tokens limit). ``usage`` is what this item cost in
+    this run: ``requests``, ``input_tokens``, ``output_tokens``, ``cost_usd`` (zeros when ``cached``)."""
 
     key: str
     ok: bool
@@ -48,6 +52,7 @@ class Result:
     cached: bool = False
     usage: dict = field(default_factory=dict)
     repeat: int = 0
+    finish_reason: str | None = None
 
 
 class Provider(Protocol):
@@ -70,6 +75,14 @@ class RetryableError(ServiceError):
     def __init__(self, message: str, retry_after: float | None = None, status: int | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status
+
+
+class RequestError(ServiceError):
+    """The service refused this one item (400, 422, blocked content): not retried, the item is a failure."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
         self.status = status
 
 

@@ -1,0 +1,98 @@
+"""OpenAI (and any OpenAI-compatible server: vLLM, Ollama, llama.cpp) through the async ``openai`` SDK."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+
+from ._http import api_key, retry_after
+from .base import Completion, FatalError, RequestError, RetryableError
+
+
+def _strict_ok(schema) -> bool:
+    """OpenAI's strict mode needs every object closed and every property required."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "object" or "properties" in schema:
+            props = schema.get("properties", {})
+            if schema.get("additionalProperties") is not False or set(schema.get("required", [])) != set(props):
+                return False
+        return all(_strict_ok(v) for v in schema.values())
+    if isinstance(schema, list):
+        return all(_strict_ok(v) for v in schema)
+    return True
+
+
+def response_format(schema: dict) -> dict:
+    name = re.sub(r"[^a-zA-Z0-9_-]", "_", str(schema.get("title") or "reply"))[:64]
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": _strict_ok(schema)}}
+
+
+class OpenAIProvider:
+    """``complete()`` maps SDK errors to RetryableError / RequestError / FatalError (see base.py)."""
+
+    name = "openai"
+
+    def __init__(self, cfg):
+        from openai import AsyncOpenAI
+        from openai.resources.chat.completions import AsyncCompletions
+
+        self.model = cfg.model
+        self.structured_output = cfg.structured_output
+        base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or None
+        # the engine does the retrying, with limits shared across requests
+        self.client = AsyncOpenAI(api_key=api_key(cfg.api_key_env, "openai"), base_url=base_url, max_retries=0,
+                                  timeout=cfg.timeout_s)
+        self._known = set(inspect.signature(AsyncCompletions.create).parameters) - {"self", "messages", "model"}
+
+    async def complete(self, messages: list, *, schema: dict | None = None, params: dict | None = None
+                       ) -> Completion:
+        import openai
+
+        kwargs, extra = {}, {}
+        for k, v in (params or {}).items():
+            (kwargs if k in self._known else extra)[k] = v  # unknown keys reach compatible servers as-is
+        if schema is not None and self.structured_output:
+            kwargs["response_format"] = response_format(schema)
+        if extra:
+            kwargs["extra_body"] = extra
+        where = f"openai {self.model}"
+        try:
+            reply = await self.client.chat.completions.create(model=self.model, messages=messages, **kwargs)
+        except openai.APIStatusError as e:
+            status = e.status_code
+            code = getattr(e, "code", None)
+            if status in (401, 403, 404) or code == "insufficient_quota":
+                raise FatalError(f"{where}: HTTP {status}: {e.message}", status=status) from None
+            if status in (408, 409, 429) or status >= 500:
+                raise RetryableError(f"{where}: HTTP {status}: {e.message}", retry_after(e.response.headers),
+                                     status) from None
+            raise RequestError(f"{where}: HTTP {status}: {e.message}", status=status) from None
+        except (openai.APIConnectionError, openai.APIResponseValidationError) as e:
+            raise RetryableError(f"{where}: {type(e).__name__}: {e}") from None
+        except ValueError as e:  # a 200 whose body is not JSON
+            raise RetryableError(f"{where}: malformed reply: {e}") from None
+        if not reply.choices:
+            raise RetryableError(f"{where}: reply without choices")
+        choice = reply.choices[0]
+        text = choice.message.content
+        if text is None:
+            refusal = getattr(choice.message, "refusal", None)
+            raise RequestError(f"{where}: no content (finish_reason {choice.finish_reason}"
+                               + (f", refusal: {refusal}" if refusal else "") + ")")
+        usage = reply.usage
+        return Completion(text=text, input_tokens=usage.prompt_tokens if usage else 0,
+                          output_tokens=usage.completion_tokens if usage else 0, model=reply.model,
+                          finish_reason=choice.finish_reason)
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+def dump_request(model: str, messages: list, schema: dict | None, params: dict | None, structured: bool) -> dict:
+    """The body of one chat completion, as the Batch API wants it."""
+    body = {"model": model, "messages": messages, **(params or {})}
+    if schema is not None and structured:
+        body["response_format"] = response_format(schema)
+    return json.loads(json.dumps(body))
