@@ -85,11 +85,12 @@ def decision(cfg: Config, store: Store, round_no: int) -> dict:
                           for r in ev.get("rule", []))
         return {"decision": "pass", "reason": f"round {round_no} passes the {ev.get('rule_kind', 'pass')} rule"
                 + (f" ({conds})" if conds else ""), **out}
-    limits = []
     if cfg.service.synthesize is None:
         # Without synthesis the next round would re-train on the same data and fail the same way.
-        limits.append("no service LLM is configured for synthesis (service.synthesize), so another round would "
-                      "re-train on the same data")
+        return {"decision": "stop-budget", "reason": f"round {round_no} fails ({_failing(ev)}) and no service LLM "
+                "is configured for synthesis (service.synthesize), so another round would re-train on the same "
+                "data", **out}
+    limits = []
     if round_no >= b.max_rounds:
         limits.append(f"{round_no} of budget.max_rounds={b.max_rounds} rounds done")
     if synthetic + next_samples > b.max_synthetic_samples:

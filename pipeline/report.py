@@ -125,7 +125,7 @@ def gather(cfg: Config, store: Store, round_no: int) -> dict:
             "trend_metrics": sorted({m for h in hist for m in h["means"]}),
             "decision": decide.decision(cfg, store, round_no), "cost": cost_summary(cfg, store, round_no),
             "data": data_summary(store, round_no), "adapter": adapter_info(cfg, store, round_no),
-            "reasons": REASONS, "charts": {}}
+            "reasons": REASONS, "charts": {}, "synthesis_configured": cfg.service.synthesize is not None}
 
 
 # --------------------------------------------------------------------------- rendering
