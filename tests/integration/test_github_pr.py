@@ -1,0 +1,112 @@
+"""``duo report --open-pr`` against the fake GitHub through PyGithub: branch, files, label, watermark, rerun updates."""
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.store import open_store
+from tests.fakes.github_server import TOKEN
+from tests.round_artifacts import build_prepare, build_round, make_config
+
+BRANCH = "duo/demo/round-1"
+FILES = ("report.md", "metrics.json", "score_distribution.png", "category_means.png", "round_trend.png")
+
+
+@pytest.fixture
+def task(tmp_path, monkeypatch, fake_github):
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path))  # the repository root the report paths are relative to
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "gh_output"))
+    cfg = make_config(tmp_path)
+    store = open_store(cfg)
+    build_prepare(store)
+    build_round(store, 1, sim=71.2, prec=80)
+    return cfg, store
+
+
+def outputs(tmp_path) -> dict:
+    out = {}
+    for line in (tmp_path / "gh_output").read_text().splitlines():
+        key, value = line.split("=", 1)
+        out[key] = value  # the latest write wins, as in Actions
+    return out
+
+
+def test_open_pr_commits_report_files_with_label_and_watermark(task, fake_github, tmp_path):
+    cfg, _ = task
+    assert main(["report", str(cfg.source_path), "--open-pr"]) == 0
+    local = tmp_path / "reports" / "demo" / "round-1"
+    for name in FILES:
+        assert fake_github.file(BRANCH, f"reports/demo/round-1/{name}") == (local / name).read_bytes(), name
+    assert fake_github.file("main", "reports/demo/round-1/report.md") is None  # the base branch is untouched
+    assert fake_github.commits[fake_github.branches[BRANCH]]["tree"]["README.md"]  # branched from main's head
+    assert len(fake_github.pulls) == 1
+    pr = fake_github.pulls[0]
+    assert (pr["head"], pr["base"], pr["state"], pr["labels"]) == (BRANCH, "main", "open", ["duo-report"])
+    assert "duo-report" in fake_github.labels
+    assert pr["body"].startswith("<!-- duo-report task=demo round=1 -->")
+    assert "## ❌ FAIL" in pr["body"] and "| similarity | 71.2 |" in pr["body"]
+    assert "reports/demo/round-1/report.md" in pr["body"] and "score_distribution.png?raw=true" in pr["body"]
+    assert pr["title"] == "duo: demo round 1: FAIL (continue)"
+    out = outputs(tmp_path)
+    assert out["pr-number"] == "1" and out["pr-url"].endswith("/acme/duo-demo/pull/1")
+    # the token is sent as a header only: never in a committed file, PR body or any request body
+    assert all(TOKEN.encode() not in data for data in fake_github.files(BRANCH).values())
+    assert all(TOKEN not in str(e["body"]) for e in fake_github.log)
+
+
+def test_rerun_updates_the_same_pr(task, fake_github, tmp_path):
+    cfg, store = task
+    assert main(["report", str(cfg.source_path), "--open-pr"]) == 0
+    first_md = fake_github.file(BRANCH, "reports/demo/round-1/report.md")
+    build_round(store, 1, sim=84.5, prec=80)  # the round is re-evaluated: new numbers
+    assert main(["report", str(cfg.source_path), "--open-pr"]) == 0
+    assert len(fake_github.pulls) == 1
+    assert len(fake_github.requests("POST", r"/pulls$")) == 1
+    assert len(fake_github.requests("PATCH", r"/pulls/1$")) == 1
+    assert len(fake_github.requests("POST", r"/git/refs$")) == 1
+    body = fake_github.pulls[0]["body"]
+    assert "| similarity | 84.5 |" in body and body.count("<!-- duo-report task=demo round=1 -->") == 1
+    new_md = fake_github.file(BRANCH, "reports/demo/round-1/report.md")
+    assert new_md != first_md and b"84.5" in new_md
+    assert fake_github.pulls[0]["labels"] == ["duo-report"]
+    assert outputs(tmp_path)["pr-number"] == "1"
+
+
+def test_rerun_with_nothing_changed_commits_nothing(task, fake_github):
+    cfg, _ = task
+    assert main(["report", str(cfg.source_path), "--open-pr"]) == 0
+    puts = len(fake_github.requests("PUT", "/contents/"))
+    assert puts == len(FILES)
+    assert main(["report", str(cfg.source_path), "--open-pr"]) == 0
+    assert len(fake_github.requests("PUT", "/contents/")) == puts
+    assert len(fake_github.pulls) == 1
+
+
+def test_base_branch_from_config(task, fake_github):
+    cfg, _ = task
+    fake_github.branches["develop"] = fake_github.branches["main"]
+    assert main(["report", str(cfg.source_path), "--set", "report.base_branch=develop", "--open-pr"]) == 0
+    assert fake_github.pulls[0]["base"] == "develop"
+
+
+def test_bad_token_is_one_line_and_keeps_the_report(task, fake_github, tmp_path, monkeypatch, capsys):
+    cfg, _ = task
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_wrongToken000")
+    assert main(["report", str(cfg.source_path), "--open-pr"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "401 Bad credentials" in err[0] and "ghs_wrongToken000" not in err[0]
+    assert (tmp_path / "reports" / "demo" / "round-1" / "report.md").is_file()
+    assert not fake_github.pulls
+
+
+def test_missing_repository_variable(task, monkeypatch, capsys):
+    cfg, _ = task
+    monkeypatch.delenv("GITHUB_REPOSITORY")
+    assert main(["report", str(cfg.source_path), "--open-pr"]) == 1
+    assert "GITHUB_REPOSITORY" in capsys.readouterr().err
+
+
+def test_report_dir_outside_the_repository(task, tmp_path, monkeypatch, capsys):
+    cfg, _ = task
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path / "elsewhere"))
+    assert main(["report", str(cfg.source_path), "--open-pr"]) == 1
+    assert "outside the git repository" in capsys.readouterr().err
