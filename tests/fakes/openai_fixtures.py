@@ -8,7 +8,20 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.config import DEFAULT_KEY_ENV, ServiceLLMConfig
+from pipeline.schemas import load_schema
+
 from .openai_server import FakeOpenAI
+
+
+def service_cfg(provider: str = "openai", model: str | None = None, **overrides) -> ServiceLLMConfig:
+    """A service config with the schema's defaults, for engine tests (``base_url`` None: the env var decides)."""
+    props = load_schema("config.schema.json")["$defs"]["service_llm"]["properties"]
+    doc = {k: v["default"] for k, v in props.items() if "default" in v}
+    doc.update(provider=provider, model=model or ("gpt-4o" if provider == "openai" else "gemini-2.0-flash"))
+    doc.update(overrides)
+    doc["api_key_env"] = doc.get("api_key_env") or DEFAULT_KEY_ENV[provider]
+    return ServiceLLMConfig(**doc)
 
 
 @pytest.fixture(scope="session")
