@@ -21,20 +21,7 @@ from .manifest import Manifest
 from .progress import peak_rss_mb
 from .sft_recipe import effective_lora, effective_sft, lora_config, sft_config
 from .store import Store, artifact_name, open_store, round_of
-
-try:  # the shared training-set reader; until it lands, read the artifacts here the same way
-    from .trainset import training_rows
-except ImportError:  # pragma: no cover - replaced by pipeline.trainset
-    from .records import read_jsonl
-
-    def training_rows(store: Store, round_no: int) -> list[dict]:
-        """``prepare/train.jsonl`` plus every ``round-k/synthesize/data.jsonl`` for k <= ``round_no``."""
-        rows = read_jsonl(store.open("prepare") / "train.jsonl")
-        for k in range(1, round_no + 1):
-            name = artifact_name("synthesize", k)
-            if store.exists(name):
-                rows += read_jsonl(store.open(name) / "data.jsonl")
-        return rows
+from .trainset import training_artifacts, training_rows
 
 
 def _templates() -> Path:
@@ -72,12 +59,7 @@ def to_prompt_completion(row: dict, where: str) -> dict:
 
 
 def _parents(store: Store, round_no: int) -> list[Manifest]:
-    parents = [store.manifest("prepare")]
-    for k in range(1, round_no + 1):
-        name = artifact_name("synthesize", k)
-        if store.exists(name):
-            parents.append(store.manifest(name))
-    return parents
+    return [store.manifest(name) for name in training_artifacts(store, round_no)]
 
 
 def _select(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
