@@ -5,6 +5,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.store import open_store
+from tests.fakes.github_server import gh_error
 from tests.round_artifacts import build_prepare, build_round, make_config
 
 
@@ -90,3 +91,14 @@ def test_without_dispatch_flag_nothing_reaches_github(task, fake_github):
     cfg = task()
     assert main(["decide", str(cfg.source_path)]) == 0
     assert fake_github.log == []
+
+
+def test_comment_refused_is_a_warning_after_the_dispatch(task, fake_github, capsys):
+    cfg = task()
+    assert main(["report", str(cfg.source_path), "--open-pr"]) == 0
+    fake_github.add_hook(lambda req: gh_error(403, "Resource not accessible by integration")
+                         if "/comments" in req.path else None)  # a job token without pull-requests: write
+    assert main(["decide", str(cfg.source_path), "--dispatch"]) == 0
+    assert len(fake_github.dispatches) == 1
+    err = capsys.readouterr().err
+    assert "warning: no decision comment" in err and "403" in err
