@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -226,6 +227,8 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
     round_no = default_round(store, args)
     m = run(cfg, store, round_no, force=bool(getattr(args, "force", False)))
+    if os.environ.get("RANK", "0") != "0":  # accelerate launch: the main process reports
+        return 0
     name = artifact_name("finetune", round_no)
     location = str(store.describe(name).get("location") or store.local_path(name))
     adapter_repo, adapter_revision = adapter_location(store, name)
