@@ -77,6 +77,7 @@ class Engine:
         self.backoff_cap = backoff_cap
         self.progress = progress
         self.usage = {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "cached": 0}
+        self._fatal: FatalError | None = None
 
     # -- public ----------------------------------------------------------------------------------------------
     def run(self, requests: list[Request], desc: str = "service LLM") -> list[Result]:
@@ -116,6 +117,7 @@ class Engine:
 
             provider = create_provider(self.cfg)
         sem = asyncio.Semaphore(self.cfg.concurrency)
+        self._fatal = None
         inflight: dict[str, asyncio.Future] = {}
 
         async def one(i: int, req: Request, params: dict, key: str) -> None:
@@ -187,7 +189,8 @@ class Engine:
                                                                       schema=json.dumps(req.schema))}]
         except (_GaveUp, RequestError) as e:
             res.error = str(e)
-        except FatalError:
+        except FatalError as e:
+            self._fatal = e  # no other item may send once the service said the key or model is wrong
             raise
         except Exception as e:  # noqa: BLE001 - one item's surprise must not sink the run
             res.error = f"{type(e).__name__}: {e}"
@@ -198,6 +201,8 @@ class Engine:
         estimate = estimate_tokens(messages, schema, params)
         for attempt in range(self.cfg.max_retries + 1):
             grant = await self.limiter.acquire(estimate)
+            if self._fatal is not None:
+                raise self._fatal
             res.attempts += 1
             try:
                 # the SDKs have their own timeout; this one is a backstop against a client that never returns

@@ -1,0 +1,207 @@
+"""The engine against the fake OpenAI server, through the real openai SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from pipeline.llm import Engine, FatalError, Request
+from pipeline.llm.limiter import windows_exceeded
+from tests.fakes.http_base import error_reply, json_reply
+from tests.fakes.openai_fixtures import service_cfg
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}, "score": {"type": "integer", "minimum": 1,
+                                                                                    "maximum": 100}},
+          "required": ["answer", "score"], "additionalProperties": False}
+
+
+def requests(n: int, schema: dict | None = SCHEMA, prefix: str = "question") -> list[Request]:
+    return [Request(key=f"k{i}", messages=[{"role": "user", "content": f"{prefix} {i}"}], schema=schema)
+            for i in range(n)]
+
+
+def fast(**kw):
+    return {"rpm": None, "max_retries": 6, "schema_retries": 2, "timeout_s": 5, **kw}
+
+
+def question(entry: dict) -> str:
+    return entry["body"]["messages"][0]["content"]
+
+
+def test_faulty_service_loses_and_duplicates_nothing(fake_openai, tmp_path):
+    fake_openai.set_faults(rate_429=0.1, rate_500=0.1, rate_malformed=0.1, rate_schema_violation=0.1,
+                           retry_after=0.05, seed=7)
+    fake_openai.set_responder(lambda body: {"answer": body["messages"][0]["content"], "score": 42})
+    cfg = service_cfg(**fast(concurrency=8, price_input_per_1m=2.5, price_output_per_1m=10.0))
+    engine = Engine(cfg, journal=tmp_path / "j.jsonl", backoff_base=0.02, progress=False)
+    results = engine.run(requests(200))
+
+    assert [r.key for r in results] == [f"k{i}" for i in range(200)]
+    assert set(fake_openai.fault_counts) == {"429", "500", "malformed", "schema_violation"}
+    for i, r in enumerate(results):
+        if r.ok:
+            assert r.data == {"answer": f"question {i}", "score": 42}
+        else:
+            assert r.error and r.raw is not None or "gave up" in r.error
+    assert sum(r.ok for r in results) >= 190
+    # usage adds up to what the fake reported, cost from the prices
+    rep = fake_openai.reported
+    assert engine.usage["requests"] == rep["requests"] == sum(r.usage["requests"] for r in results)
+    assert engine.usage["input_tokens"] == rep["prompt_tokens"]
+    assert engine.usage["output_tokens"] == rep["completion_tokens"]
+    assert engine.usage["cost_usd"] == pytest.approx((rep["prompt_tokens"] * 2.5 + rep["completion_tokens"] * 10) / 1e6)
+    # the journal holds each answered item once; a rerun asks only for the failures
+    lines = [json.loads(x) for x in (tmp_path / "j.jsonl").read_text().splitlines()]
+    assert sorted(e["request_key"] for e in lines) == sorted(r.key for r in results if r.ok)
+    fake_openai.reset()
+    again = Engine(cfg, journal=tmp_path / "j.jsonl", progress=False).run(requests(200))
+    assert [r.data for r in again if r.cached] == [r.data for r in results if r.ok]
+    assert len(fake_openai.log) == sum(not r.ok for r in results) and again[0].usage["cost_usd"] == 0
+
+
+def test_schema_violation_is_reasked_with_the_problem_then_recorded_with_raw(fake_openai):
+    fake_openai.set_responder(lambda body: {"answer": "no score"})
+    results = Engine(service_cfg(**fast(schema_retries=2)), progress=False).run(requests(1))
+    r = results[0]
+    assert not r.ok and r.raw == '{"answer": "no score"}' and "'score' is a required property" in r.error
+    bodies = [e["body"] for e in fake_openai.log]
+    assert len(bodies) == 3
+    assert "'score' is a required property" in bodies[1]["messages"][-1]["content"]
+    assert bodies[0]["response_format"]["type"] == "json_schema"
+    assert bodies[0]["response_format"]["json_schema"]["strict"] is True
+
+
+def test_killed_run_resumes_without_asking_answered_items_again(fake_openai, tmp_path):
+    fake_openai.set_faults(latency_s=0.15)
+    journal = tmp_path / "j.jsonl"
+    script = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+              "from pipeline.llm import Engine, Request\n"
+              "from tests.fakes.openai_fixtures import service_cfg\n"
+              "reqs = [Request(key=f'k{i}', messages=[{'role': 'user', 'content': f'question {i}'}]) "
+              "for i in range(60)]\n"
+              f"Engine(service_cfg(rpm=None, concurrency=4), journal={str(journal)!r}, progress=False).run(reqs)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if journal.exists() and journal.read_text().count("\n") >= 12:
+            break
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    answered = {json.loads(x)["request_key"] for x in journal.read_text().splitlines() if x.endswith("}")}
+    assert 12 <= len(answered) < 60
+    before = len(fake_openai.log)
+    fake_openai.set_faults()
+    reqs = [Request(key=f"k{i}", messages=[{"role": "user", "content": f"question {i}"}]) for i in range(60)]
+    results = Engine(service_cfg(rpm=None, concurrency=4), journal=journal, progress=False).run(reqs)
+    assert all(r.ok for r in results) and [r.data for r in results] == [f"question {i}" for i in range(60)]
+    asked_again = Counter(question(e) for e in fake_openai.log[before:])
+    assert not {f"question {k[1:]}" for k in answered} & set(asked_again)
+    assert max(asked_again.values()) == 1 and len(asked_again) == 60 - len(answered)
+
+
+def test_retry_after_is_honoured(fake_openai):
+    def once(req):
+        if len(fake_openai.log) == 1:
+            return error_reply(429, "slow down", headers={"Retry-After": "1"})
+        return None
+
+    fake_openai.add_hook(once)
+    results = Engine(service_cfg(**fast(concurrency=1)), progress=False).run(requests(1, schema=None))
+    assert results[0].ok and results[0].attempts == 2
+    first, second = fake_openai.log
+    assert first["status"] == 429 and second["t"] - first["t"] >= 1.0
+
+
+def test_bad_key_is_fatal_at_once(fake_openai):
+    fake_openai.api_key = "sk-another-key"
+    with pytest.raises(FatalError, match="401"):
+        Engine(service_cfg(**fast(concurrency=1)), progress=False).run(requests(5))
+    assert len(fake_openai.log) == 1, [(e["path"], e["status"], e["t"]) for e in fake_openai.log]
+
+
+def test_missing_key_names_the_variable(fake_openai, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with pytest.raises(FatalError, match="OPENAI_API_KEY"):
+        Engine(service_cfg(), progress=False).run(requests(1))
+    assert fake_openai.log == []
+
+
+def test_bad_request_fails_only_that_item(fake_openai):
+    def responder(body):
+        if body["messages"][0]["content"] == "question 2":
+            return error_reply(400, "content policy (fake)")
+        return {"answer": "fine", "score": 3}
+
+    fake_openai.set_responder(responder)
+    results = Engine(service_cfg(**fast()), progress=False).run(requests(5))
+    assert [r.ok for r in results] == [True, True, False, True, True]
+    assert "400" in results[2].error and results[2].attempts == 1
+
+
+def test_truncated_reply_reports_length(fake_openai):
+    fake_openai.set_responder(lambda body: "one two three four five")
+    results = Engine(service_cfg(**fast(params={"max_tokens": 3})), progress=False).run(requests(1, schema=None))
+    assert results[0].ok and results[0].data == "one two three" and results[0].finish_reason == "length"
+    assert fake_openai.log[0]["body"]["max_tokens"] == 3
+
+
+def test_timeouts_are_retried(fake_openai):
+    fake_openai.set_faults(hang_s=1.5, rate_hang=0.3, seed=1)
+    results = Engine(service_cfg(**fast(timeout_s=0.4, concurrency=4)), backoff_base=0.01,
+                     progress=False).run(requests(10, schema=None))
+    assert all(r.ok for r in results) and fake_openai.fault_counts["hang"] >= 1
+    assert sum(r.attempts for r in results) == 10 + fake_openai.fault_counts["hang"]
+
+
+def test_same_question_twice_is_asked_once_and_run_works_inside_a_loop(fake_openai):
+    reqs = requests(3, schema=None) + requests(3, schema=None)
+
+    async def inside():
+        return Engine(service_cfg(**fast()), progress=False).run(reqs)
+
+    results = asyncio.run(inside())
+    assert [r.data for r in results] == [f"question {i}" for i in range(3)] * 2
+    assert len(fake_openai.log) == 3 and [r.cached for r in results] == [False] * 3 + [True] * 3
+
+
+def test_without_structured_output_a_fenced_reply_is_parsed(fake_openai):
+    fake_openai.set_responder(lambda body: '```json\n{"answer": "a", "score": 5}\n```')
+    results = Engine(service_cfg(**fast(structured_output=False)), progress=False).run(requests(1))
+    assert results[0].data == {"answer": "a", "score": 5}
+    assert "response_format" not in fake_openai.log[0]["body"]
+
+
+def test_requests_per_window_stay_within_rpm_scaled(fake_openai):
+    # rpm=20 in a 2 s window: the same arithmetic as 20 rpm per minute, 30 times faster
+    engine = Engine(service_cfg(rpm=20, concurrency=8, max_retries=0), period=2.0, progress=False)
+    results = engine.run(requests(50, schema=None))
+    assert all(r.ok for r in results)
+    times = [e["t"] for e in fake_openai.log]
+    assert windows_exceeded(times, 20, 2.0) <= 0
+    rate = (len(times) - 1) / (max(times) - min(times)) * 2.0
+    assert rate >= 0.9 * 20
+
+
+@pytest.mark.slow
+def test_requests_per_minute_hold_over_real_minutes(fake_openai):
+    engine = Engine(service_cfg(rpm=100, concurrency=8, max_retries=0), progress=False)
+    results = engine.run(requests(150, schema=None))
+    assert all(r.ok for r in results)
+    times = [e["t"] for e in fake_openai.log]
+    assert windows_exceeded(times, 100, 60.0) <= 0
+    assert (len(times) - 1) / (max(times) - min(times)) * 60 >= 95
+
+
+def test_gate_json_reply_helper_used():  # keeps the helper import honest for subclasses
+    assert json_reply({"a": 1}).status == 200
