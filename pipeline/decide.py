@@ -159,30 +159,45 @@ def dispatch_ref(repo) -> str:
     return repo.default_branch
 
 
-def dispatch_next(cfg: Config, found: dict) -> tuple[bool, str | None]:
-    """Dispatch the next round (when ``continue``) and comment on the round's PR; (dispatched, pr url)."""
+def dispatch_next(cfg: Config, found: dict, already: dict | None = None) -> tuple[dict | None, str | None]:
+    """Dispatch the next round (when ``continue`` and not ``already`` done) and comment on the round's PR.
+
+    Returns (the dispatch made or found, ``{"ref", "inputs"}`` or None; the PR's url or None).
+    """
     from . import github
 
     repo = github.connect()
-    dispatched = False
+    sent = None
     if found["decision"] == "continue":
-        if cfg.source_path is None:
-            raise DuoError("--dispatch needs the config's file path (to pass it to the next round's workflow)")
-        config_rel = github.relative_to_root(cfg.source_path)
-        inputs = {"config": config_rel, "round": str(found["next_round"]), "samples": str(found["next_samples"]),
-                  "dry-run": "false"}
-        github.dispatch(repo, cfg.report.workflow, dispatch_ref(repo), inputs)
-        dispatched = True
+        sent = already
+        if sent is None:
+            if cfg.source_path is None:
+                raise DuoError("--dispatch needs the config's file path (to pass it to the next round's workflow)")
+            inputs = {"config": github.relative_to_root(cfg.source_path), "round": str(found["next_round"]),
+                      "samples": str(found["next_samples"]), "dry-run": "false"}
+            ref = dispatch_ref(repo)
+            github.dispatch(repo, cfg.report.workflow, ref, inputs)
+            sent = {"ref": ref, "inputs": inputs, "workflow": cfg.report.workflow}
     try:
         pr = github.find_pr(repo, f"duo/{cfg.task.name}/round-{found['round']}")
         if pr is not None:
-            github.upsert_comment(pr, comment_body(cfg, found, dispatched),
+            github.upsert_comment(pr, comment_body(cfg, found, sent is not None),
                                   COMMENT_MARK.format(task=cfg.task.name, round=found["round"]))
     except DuoError as exc:
         # The decision stands and the dispatch went out; a job without pull-requests: write only loses the note.
         print(f"warning: no decision comment on the round's pull request: {exc}", file=sys.stderr)
-        return dispatched, None
-    return dispatched, pr.html_url if pr is not None else None
+        return sent, None
+    return sent, pr.html_url if pr is not None else None
+
+
+def mark_dispatched(store: Store, m: Manifest, sent: dict) -> Manifest:
+    """Record the dispatch in the decide artifact, so a rerun of the job does not start the next round twice."""
+    decision_json = (store.open(m.artifact) / "decision.json").read_bytes()
+    m.extra = {**m.extra, "dispatched": sent}
+    with store.write(m.artifact) as folder:
+        (folder / "decision.json").write_bytes(decision_json)
+        m.write(folder)
+    return m
 
 
 def command(cfg: Config, args: argparse.Namespace) -> int:
@@ -191,10 +206,15 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     m = run(cfg, store, round_no, force=getattr(args, "force", False))
     found = json.loads((store.open(m.artifact) / "decision.json").read_text(encoding="utf-8"))
     print(f"decide round {round_no}: {found['decision']}: {found['reason']}")
-    dispatched, pr_url = False, None
+    sent, pr_url = None, None
     if getattr(args, "dispatch", False):
-        dispatched, pr_url = dispatch_next(cfg, found)
-        if dispatched:
+        already = (m.extra or {}).get("dispatched")
+        sent, pr_url = dispatch_next(cfg, found, already)
+        if sent and already:
+            print(f"  round {found['next_round']} was already dispatched ({sent['workflow']} on {sent['ref']}); "
+                  "use --force to dispatch it again")
+        elif sent:
+            m = mark_dispatched(store, m, sent)
             print(f"  dispatched {cfg.report.workflow}: round {found['next_round']}, "
                   f"{found['next_samples']} samples")
         if pr_url:
@@ -204,7 +224,7 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     gha.set_output("decision", found["decision"])
     gha.set_output("next-round", found["next_round"] or "")
     gha.set_output("next-samples", found["next_samples"] or "")
-    gha.set_output("dispatched", "true" if dispatched else "false")
+    gha.set_output("dispatched", "true" if sent else "false")
     gha.step_summary(f"### duo decide, round {round_no}: `{found['decision']}`\n\n{found['reason']}"
-                     + (f"\n\nDispatched round {found['next_round']}." if dispatched else ""))
+                     + (f"\n\nDispatched round {found['next_round']}." if sent else ""))
     return 0

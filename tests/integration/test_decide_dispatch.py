@@ -69,6 +69,18 @@ def test_comment_on_the_round_pr_is_updated_on_rerun(task, fake_github):
     assert main(["decide", str(cfg.source_path), "--dispatch"]) == 0
     assert len(fake_github.comments) == 1  # edited, not posted again
     assert len(fake_github.requests("PATCH", r"/issues/comments/\d+$")) == 1
+    assert len(fake_github.dispatches) == 1  # a rerun of the job does not start round 2 twice
+
+
+def test_force_dispatches_again(task, fake_github, tmp_path, capsys):
+    cfg = task()
+    assert main(["decide", str(cfg.source_path), "--dispatch"]) == 0
+    assert main(["decide", str(cfg.source_path), "--dispatch"]) == 0
+    assert "already dispatched" in capsys.readouterr().out
+    assert outputs(tmp_path)["dispatched"] == "true"
+    assert len(fake_github.dispatches) == 1
+    assert main(["decide", str(cfg.source_path), "--dispatch", "--force"]) == 0
+    assert len(fake_github.dispatches) == 2
 
 
 def test_dispatch_runs_on_the_current_branch_in_actions(task, fake_github, monkeypatch):
