@@ -8,7 +8,7 @@ import pytest
 
 from pipeline import report
 from pipeline.cli import main
-from pipeline.store import open_store
+from pipeline.store import LocalStore, open_store
 from tests.round_artifacts import build_prepare, build_round, make_config
 
 SECRETS = {"GITHUB_TOKEN": "ghs_secretGitHubValue123", "OPENAI_API_KEY": "sk-secretOpenAIValue456",
@@ -142,3 +142,24 @@ def test_cli_outputs_and_missing_evaluation(store_cfg, tmp_path, monkeypatch, ca
     assert outputs["report-dir"] == str(cfg.resolve("reports") / "demo" / "round-1")
     assert outputs["pr-url"] == "" and outputs["artifact"] == "round-1/report"
     assert "FAIL" in (tmp_path / "summary.md").read_text()
+
+
+class HubLikeStore(LocalStore):
+    """A local store that describes its adapters the way the hub store does (repo id + round revision)."""
+
+    def describe(self, name):
+        if name.endswith("/finetune"):
+            return {"location": "https://hf.example/acme/demo-duo-adapter/tree/round-1", "repo_id":
+                    "acme/demo-duo-adapter", "repo_type": "model", "revision": "round-1"}
+        return super().describe(name)
+
+
+def test_adapter_snippet_names_hub_repo_and_revision(tmp_path):
+    cfg = make_config(tmp_path)
+    store = HubLikeStore(cfg.resolve(cfg.store.path))
+    build_prepare(store)
+    build_round(store, 1)
+    report.run(cfg, store, 1)
+    text = (cfg.resolve("reports") / "demo" / "round-1" / "report.md").read_text()
+    assert "Hub repo `acme/demo-duo-adapter`, revision `round-1`" in text
+    assert 'PeftModel.from_pretrained(base, "acme/demo-duo-adapter", revision="round-1")' in text
