@@ -183,13 +183,13 @@ def test_without_structured_output_a_fenced_reply_is_parsed(fake_openai):
 
 
 def test_requests_per_window_stay_within_rpm_scaled(fake_openai):
-    # rpm=20 in a 2 s window: the same arithmetic as 20 rpm per minute, 30 times faster
-    engine = Engine(service_cfg(rpm=20, concurrency=8, max_retries=0), period=2.0, progress=False)
-    results = engine.run(requests(50, schema=None))
+    # rpm=20 in a 1.5 s window: the same arithmetic as 20 rpm per minute, 40 times faster
+    engine = Engine(service_cfg(rpm=20, concurrency=8, max_retries=0), period=1.5, progress=False)
+    results = engine.run(requests(32, schema=None))
     assert all(r.ok for r in results)
     times = [e["t"] for e in fake_openai.log]
-    assert windows_exceeded(times, 20, 2.0) <= 0
-    rate = (len(times) - 1) / (max(times) - min(times)) * 2.0
+    assert windows_exceeded(times, 20, 1.5) <= 0
+    rate = (len(times) - 1) / (max(times) - min(times)) * 1.5
     assert rate >= 0.9 * 20
 
 
