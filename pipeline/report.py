@@ -262,8 +262,8 @@ def open_pr(cfg: Config, store: Store, round_no: int, folder: Path) -> tuple[str
 
 def summary(m: Manifest, store: Store, round_no: int) -> str:
     ev = decide.evaluation(store, round_no, "duo report")
-    conds = "; ".join(f"{'ok' if r['ok'] else 'FAIL'} {r['metric']} {r['stat']} {_num(r.get('value'))} >= "
-                      f"{_num(r['min'])}" for r in ev.get("rule", []))
+    conds = "; ".join(f"{r['metric']} {r['stat']} {_num(r.get('value'))} {'>=' if r['ok'] else '<'} {_num(r['min'])}"
+                      for r in ev.get("rule", []))
     return f"report round {round_no}: {ev['verdict'].upper()} ({conds}); decision {m.extra.get('decision')}"
 
 

@@ -137,7 +137,7 @@ def test_cli_outputs_and_missing_evaluation(store_cfg, tmp_path, monkeypatch, ca
     monkeypatch.setenv("GITHUB_OUTPUT", str(out))
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
     assert main(["report", str(cfg.source_path)]) == 0
-    assert "report round 1: FAIL" in capsys.readouterr().out
+    assert "report round 1: FAIL (similarity mean 71.2 < 90.0; precision mean 80.0 < 90.0)" in capsys.readouterr().out
     outputs = dict(line.split("=", 1) for line in out.read_text().splitlines())
     assert outputs["report-dir"] == str(cfg.resolve("reports") / "demo" / "round-1")
     assert outputs["pr-url"] == "" and outputs["artifact"] == "round-1/report"
