@@ -94,7 +94,10 @@ class RateLimiter:
                 await self._sleep(wait)
             grant = Grant(now, tokens)
             self._grants.append(grant)
-            self._last = now
+            # pace from the planned slot, not the late wake-up, so sleep overshoot does not add up over a run;
+            # the window check above still bounds every period
+            late = None if self._last is None else now - (self._last + self.spacing)
+            self._last = self._last + self.spacing if late is not None and late < self.spacing else now
             return grant
 
     def settle(self, grant: Grant, tokens: int) -> None:
