@@ -60,38 +60,54 @@ class OpenAIProvider:
         where = f"openai {self.model}"
         try:
             reply = await self.client.chat.completions.create(model=self.model, messages=messages, **kwargs)
-        except openai.APIStatusError as e:
-            status = e.status_code
-            code = getattr(e, "code", None)
-            if status in (401, 403, 404) or code == "insufficient_quota":
-                raise FatalError(f"{where}: HTTP {status}: {e.message}", status=status) from None
-            if status in (408, 409, 429) or status >= 500:
-                raise RetryableError(f"{where}: HTTP {status}: {e.message}", retry_after(e.response.headers),
-                                     status) from None
-            raise RequestError(f"{where}: HTTP {status}: {e.message}", status=status) from None
-        except (openai.APIConnectionError, openai.APIResponseValidationError) as e:
-            raise RetryableError(f"{where}: {type(e).__name__}: {e}") from None
-        except ValueError as e:  # a 200 whose body is not JSON
-            raise RetryableError(f"{where}: malformed reply: {e}") from None
-        if not reply.choices:
-            raise RetryableError(f"{where}: reply without choices")
-        choice = reply.choices[0]
-        text = choice.message.content
-        if text is None:
-            refusal = getattr(choice.message, "refusal", None)
-            raise RequestError(f"{where}: no content (finish_reason {choice.finish_reason}"
-                               + (f", refusal: {refusal}" if refusal else "") + ")")
-        usage = reply.usage
-        return Completion(text=text, input_tokens=usage.prompt_tokens if usage else 0,
-                          output_tokens=usage.completion_tokens if usage else 0, model=reply.model,
-                          finish_reason=choice.finish_reason)
+        except (openai.OpenAIError, ValueError) as e:
+            raise map_error(e, where) from None
+        return completion_from(reply, where)
 
     async def aclose(self) -> None:
         await self.client.close()
 
 
+def map_error(e: Exception, where: str) -> Exception:
+    """The duo error for an ``openai`` SDK exception (others are returned unchanged)."""
+    import openai
+
+    if isinstance(e, openai.APIStatusError):
+        status = e.status_code
+        if status in (401, 403, 404) or getattr(e, "code", None) == "insufficient_quota":
+            return FatalError(f"{where}: HTTP {status}: {e.message}", status=status)
+        if status in (408, 409, 429) or status >= 500:
+            return RetryableError(f"{where}: HTTP {status}: {e.message}", retry_after(e.response.headers), status)
+        return RequestError(f"{where}: HTTP {status}: {e.message}", status=status)
+    if isinstance(e, (openai.APIConnectionError, openai.APIResponseValidationError)):
+        return RetryableError(f"{where}: {type(e).__name__}: {e}")
+    if isinstance(e, ValueError):  # a 200 whose body is not JSON
+        return RetryableError(f"{where}: malformed reply: {e}")
+    return e
+
+
+def completion_from(reply, where: str) -> Completion:
+    """A Completion from a chat completion object (SDK model or the dict of a batch output line)."""
+    if isinstance(reply, dict):
+        from openai.types.chat import ChatCompletion
+
+        reply = ChatCompletion.model_validate(reply)
+    if not reply.choices:
+        raise RetryableError(f"{where}: reply without choices")
+    choice = reply.choices[0]
+    text = choice.message.content
+    if text is None:
+        refusal = getattr(choice.message, "refusal", None)
+        raise RequestError(f"{where}: no content (finish_reason {choice.finish_reason}"
+                           + (f", refusal: {refusal}" if refusal else "") + ")")
+    usage = reply.usage
+    return Completion(text=text, input_tokens=usage.prompt_tokens if usage else 0,
+                      output_tokens=usage.completion_tokens if usage else 0, model=reply.model,
+                      finish_reason=choice.finish_reason)
+
+
 def dump_request(model: str, messages: list, schema: dict | None, params: dict | None, structured: bool) -> dict:
-    """The body of one chat completion, as the Batch API wants it."""
+    """The body of one chat completion, as the Batch API wants it (params are sent as given)."""
     body = {"model": model, "messages": messages, **(params or {})}
     if schema is not None and structured:
         body["response_format"] = response_format(schema)
