@@ -65,10 +65,13 @@ class Engine:
         period: seconds of the rate-limit window (60; tests shorten it).
         backoff_base, backoff_cap: seconds of the first retry delay and the most any delay grows to.
         progress: show a tqdm bar on stderr.
+        batch: send uncached items through the OpenAI Batch API first (half price; slow), see openai_batch.py.
+        batch_poll_s: seconds between polls of a batch.
     """
 
     def __init__(self, service_cfg, journal: Path | str | None = None, provider=None, *, period: float = 60.0,
-                 backoff_base: float = 1.0, backoff_cap: float = 60.0, progress: bool = True):
+                 backoff_base: float = 1.0, backoff_cap: float = 60.0, progress: bool = True, batch: bool = False,
+                 batch_poll_s: float = 30.0):
         self.cfg = service_cfg
         self.journal = Journal(journal) if journal is not None else None
         self._provider = provider
@@ -76,6 +79,8 @@ class Engine:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.progress = progress
+        self.batch = batch
+        self.batch_poll_s = batch_poll_s
         self.usage = {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "cached": 0}
         self._fatal: FatalError | None = None
 
@@ -116,8 +121,16 @@ class Engine:
             from . import create_provider
 
             provider = create_provider(self.cfg)
-        sem = asyncio.Semaphore(self.cfg.concurrency)
         self._fatal = None
+        try:
+            if self.batch:
+                todo = await self._batch(provider, todo, results, bar)
+        except BaseException:
+            bar.close()
+            if owned:
+                await provider.aclose()
+            raise
+        sem = asyncio.Semaphore(self.cfg.concurrency)
         inflight: dict[str, asyncio.Future] = {}
 
         async def one(i: int, req: Request, params: dict, key: str) -> None:
@@ -154,14 +167,64 @@ class Engine:
     def _zero() -> dict:
         return {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
 
-    def _account(self, usage: dict, completion) -> None:
-        cost = (completion.input_tokens * self.cfg.price_input_per_1m
-                + completion.output_tokens * self.cfg.price_output_per_1m) / 1e6
+    def _account(self, usage: dict, completion, discount: float = 1.0) -> None:
+        cost = discount * (completion.input_tokens * self.cfg.price_input_per_1m
+                           + completion.output_tokens * self.cfg.price_output_per_1m) / 1e6
         for target in (usage, self.usage):
             target["requests"] += 1
             target["input_tokens"] += completion.input_tokens
             target["output_tokens"] += completion.output_tokens
             target["cost_usd"] += cost
+
+    @staticmethod
+    def _check(completion, schema: dict | None) -> tuple[object, str | None]:
+        if schema is None:
+            return completion.text, None
+        data, problem = parse_reply(completion.text, schema)
+        if problem and completion.finish_reason == "length":
+            problem = f"reply cut at the max-tokens limit, {problem}"
+        return data, problem
+
+    def _answered(self, res: Result, req: Request, key: str, completion, data) -> Result:
+        """Mark ``res`` answered and journal it."""
+        res.raw, res.finish_reason = completion.text, completion.finish_reason
+        if self.journal is not None:
+            self.journal.put(key, request_key=req.key, repeat=req.repeat, text=completion.text, data=data,
+                             usage=dict(res.usage), finish_reason=completion.finish_reason, model=completion.model)
+        res.ok, res.data = True, data
+        return res
+
+    async def _batch(self, provider, todo: list, results: list, bar) -> list:
+        """Answer what the Batch API answers well; return the items left for the normal path."""
+        from .openai_batch import BATCH_DISCOUNT, run_batch, state_path
+
+        if self.cfg.provider != "openai":
+            raise FatalError(f"the Batch API path needs provider openai, not {self.cfg.provider}")
+        answers = await run_batch(self, provider, todo)
+        left, first = [], {}
+        for i, req, params, key in todo:
+            completion = answers.get(key)
+            if key in first:  # the same question twice: one answer
+                results[i] = replace(results[first[key]], key=req.key, cached=True, attempts=0, usage=self._zero())
+                self.usage["cached"] += 1
+                bar.update(1)
+                continue
+            if completion is None:
+                left.append((i, req, params, key))
+                continue
+            res = Result(key=req.key, ok=False, usage=self._zero(), repeat=req.repeat, attempts=1)
+            self._account(res.usage, completion, BATCH_DISCOUNT)
+            data, problem = self._check(completion, req.schema)
+            if problem is not None:
+                left.append((i, req, params, key))  # asked again the normal way, with its own re-asks
+                continue
+            results[i] = self._answered(res, req, key, completion, data)
+            first[key] = i
+            bar.update(1)
+        side = state_path(self)
+        if side is not None:
+            side.unlink(missing_ok=True)  # every answer is journaled now
+        return left
 
     async def _item(self, provider, req: Request, params: dict, key: str) -> Result:
         res = Result(key=req.key, ok=False, usage=self._zero(), repeat=req.repeat)
@@ -170,19 +233,9 @@ class Engine:
             for ask in range(self.cfg.schema_retries + 1 if req.schema is not None else 1):
                 completion = await self._ask(provider, messages, req.schema, params, res)
                 res.raw, res.finish_reason = completion.text, completion.finish_reason
-                if req.schema is None:
-                    data, problem = completion.text, None
-                else:
-                    data, problem = parse_reply(completion.text, req.schema)
-                    if problem and completion.finish_reason == "length":
-                        problem = f"reply cut at the max-tokens limit, {problem}"
+                data, problem = self._check(completion, req.schema)
                 if problem is None:
-                    if self.journal is not None:
-                        self.journal.put(key, request_key=req.key, repeat=req.repeat, text=completion.text,
-                                         data=data, usage=dict(res.usage), finish_reason=completion.finish_reason,
-                                         model=completion.model)
-                    res.ok, res.data = True, data
-                    return res
+                    return self._answered(res, req, key, completion, data)
                 res.error = f"reply does not match the schema after {ask + 1} tries: {problem}"
                 messages = [*messages, {"role": "assistant", "content": completion.text},
                             {"role": "user", "content": REASK.format(error=problem,
