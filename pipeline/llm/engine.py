@@ -133,7 +133,7 @@ class Engine:
         sem = asyncio.Semaphore(self.cfg.concurrency)
         inflight: dict[str, asyncio.Future] = {}
 
-        async def one(i: int, req: Request, params: dict, key: str) -> None:
+        async def one(i: int, req: Request, params: dict, key: str, prior: tuple | None = None) -> None:
             if key in inflight:  # the same question twice in one run is asked once
                 first = await asyncio.shield(inflight[key])
                 results[i] = replace(first, key=req.key, cached=first.ok, attempts=0, usage=self._zero())
@@ -142,7 +142,7 @@ class Engine:
             else:
                 inflight[key] = asyncio.get_running_loop().create_future()
                 async with sem:
-                    res = await self._item(provider, req, params, key)
+                    res = await self._item(provider, req, params, key, prior)
                 inflight[key].set_result(res)
                 results[i] = res
             bar.update(1)
@@ -216,7 +216,8 @@ class Engine:
             self._account(res.usage, completion, BATCH_DISCOUNT)
             data, problem = self._check(completion, req.schema)
             if problem is not None:
-                left.append((i, req, params, key))  # asked again the normal way, with its own re-asks
+                # re-asked the normal way, told what was wrong with the batch's reply
+                left.append((i, req, params, key, (res, completion, problem)))
                 continue
             results[i] = self._answered(res, req, key, completion, data)
             first[key] = i
@@ -226,11 +227,20 @@ class Engine:
             side.unlink(missing_ok=True)  # every answer is journaled now
         return left
 
-    async def _item(self, provider, req: Request, params: dict, key: str) -> Result:
+    async def _item(self, provider, req: Request, params: dict, key: str, prior: tuple | None = None) -> Result:
+        """Ask one item (``prior``: a Result, reply and problem from the batch, continued with a re-ask)."""
         res = Result(key=req.key, ok=False, usage=self._zero(), repeat=req.repeat)
         messages = list(req.messages)
+        asks = range(self.cfg.schema_retries + 1 if req.schema is not None else 1)
+        if prior is not None:
+            res, completion, problem = prior
+            res.raw, res.finish_reason = completion.text, completion.finish_reason
+            res.error = f"reply does not match the schema after 1 tries: {problem}"
+            messages = [*messages, {"role": "assistant", "content": completion.text},
+                        {"role": "user", "content": REASK.format(error=problem, schema=json.dumps(req.schema))}]
+            asks = range(1, asks.stop)
         try:
-            for ask in range(self.cfg.schema_retries + 1 if req.schema is not None else 1):
+            for ask in asks:
                 completion = await self._ask(provider, messages, req.schema, params, res)
                 res.raw, res.finish_reason = completion.text, completion.finish_reason
                 data, problem = self._check(completion, req.schema)

@@ -37,7 +37,7 @@ async def _call(engine, what: str, fn, *args, **kwargs):
     raise AssertionError("unreachable")
 
 
-async def state_path(engine) -> Path | None:
+def state_path(engine) -> Path | None:
     """Where the id of the batch in flight is kept (removed by the engine once its answers are journaled)."""
     return Path(str(engine.journal.path) + ".batch.json") if engine.journal is not None else None
 
