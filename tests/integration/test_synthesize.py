@@ -215,3 +215,23 @@ def test_cli_outputs_and_missing_service(setup, fake_openai, tmp_path, capsys, m
     assert len(err) == 1 and "service.synthesize" in err[0]
     with pytest.raises(DuoError, match="service.synthesize"):
         synthesize.run(load_config(path, ["service.synthesize=null"]), open_store(load_config(path)), 1)
+
+
+def test_gemini_service_with_json_schema(tmp_path, fake_gemini):
+    path = make_config(tmp_path)
+    cfg = load_config(path, ["service.synthesize={provider: gemini, model: gemini-2.5-flash, rpm: null}"])
+    store = open_store(cfg)
+    prepare.run(cfg, store)
+    bodies = []
+
+    def respond(body):
+        bodies.append(body)
+        text = json.dumps(body)
+        return {"contents": [{"instruction": fresh(len(text), k), "response": "A fine answer."} for k in range(6)]}
+
+    fake_gemini.set_responder(respond)
+    m = synthesize.run(cfg, store, 1, samples=8)
+    assert m.counts["kept"] == 8 and m.models == {"generator": "gemini-2.5-flash", "provider": "gemini"}
+    config = bodies[0]["generationConfig"]
+    assert config["responseJsonSchema"]["required"] == ["contents"]
+    assert "training data" in json.dumps(bodies[0].get("systemInstruction"))
