@@ -18,6 +18,7 @@ from pathlib import Path
 from . import decide, gha
 from .budget import spent_in_store
 from .config import Config
+from .errors import DuoError
 from .manifest import MANIFEST, Manifest
 from .records import read_jsonl
 from .store import Store, artifact_name, open_store, round_of
@@ -102,15 +103,28 @@ def history(store: Store, round_no: int) -> list[dict]:
     for name in store.list("round-"):
         k = round_of(name)
         if name.endswith("/evaluate") and k is not None and k <= round_no:
-            ev = decide.evaluation(store, k, "duo report")
+            try:
+                ev = decide.evaluation(store, k, "duo report")
+            except DuoError:
+                continue  # an unreadable earlier round only leaves a gap in the trend
             out.append({"round": k, "verdict": ev["verdict"],
                         "means": {m: s.get("mean") for m, s in (ev.get("metrics") or {}).items()}})
     return sorted(out, key=lambda h: h["round"])
 
 
+def normalize(ev: dict) -> dict:
+    """The evaluation with every key the templates read present (None where the evaluate stage left it out)."""
+    summary_keys = ("mean", "pass_rate", "threshold", "ci_low", "ci_high", "n")
+    metrics = {m: {k: (s or {}).get(k) for k in summary_keys} for m, s in (ev.get("metrics") or {}).items()}
+    rule = [{"metric": r.get("metric"), "stat": r.get("stat", "mean"), "min": r.get("min"), "value": r.get("value"),
+             "ok": bool(r.get("ok")), "why": r.get("why")} for r in ev.get("rule") or []]
+    return {**ev, "n": ev.get("n"), "judge": ev.get("judge"), "rule_kind": ev.get("rule_kind") or "pass",
+            "metrics": metrics, "rule": rule, "by_category": ev.get("by_category") or {}}
+
+
 def gather(cfg: Config, store: Store, round_no: int) -> dict:
     """Everything the templates need (see ``templates/report.md.j2``)."""
-    ev = decide.evaluation(store, round_no, "duo report")
+    ev = normalize(decide.evaluation(store, round_no, "duo report"))
     scores_path = store.open(artifact_name("evaluate", round_no)) / "scores.jsonl"
     rows = read_jsonl(scores_path) if scores_path.is_file() else []
     metric, worst = worst_samples(ev, rows, cfg.report.worst_samples)
@@ -180,7 +194,7 @@ def draw_charts(ctx: dict, cfg: Config, folder: Path) -> dict:
         "categories": charts.category_means(ev.get("by_category") or {}, metrics, folder / CHARTS["categories"]),
         "trend": charts.round_trend({h["round"]: h["means"] for h in ctx["history"]}, folder / CHARTS["trend"]),
     }
-    return {k: p.name for k, p in made.items() if p is not None}
+    return {k: p.name if p is not None else None for k, p in made.items()}
 
 
 # --------------------------------------------------------------------------- stage
@@ -229,7 +243,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
                 "adapter": ctx["adapter"]}
         (folder / "metrics.json").write_text(redact(json.dumps(full, indent=2)) + "\n", encoding="utf-8")
         manifest.counts = {"samples": ctx["ev"].get("n"), "worst_samples": len(ctx["worst"]),
-                           "charts": len(ctx["charts"])}
+                           "charts": sum(1 for v in ctx["charts"].values() if v)}
         manifest.usage = {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "cached": 0}
         manifest.extra = {"verdict": ctx["ev"]["verdict"], "decision": ctx["decision"]["decision"],
                           "report_md": str(target / "report.md"), "report_dir": str(target)}

@@ -163,3 +163,18 @@ def test_adapter_snippet_names_hub_repo_and_revision(tmp_path):
     text = (cfg.resolve("reports") / "demo" / "round-1" / "report.md").read_text()
     assert "Hub repo `acme/demo-duo-adapter`, revision `round-1`" in text
     assert 'PeftModel.from_pretrained(base, "acme/demo-duo-adapter", revision="round-1")' in text
+
+
+def test_sparse_evaluation_still_renders(tmp_path):
+    # an evaluate artifact that carries only the verdict (and a broken earlier round) must not crash the report
+    from tests.round_artifacts import put
+
+    cfg = make_config(tmp_path)
+    store = open_store(cfg)
+    put(store, "evaluate", 1, {"metrics.json": "{broken"})
+    put(store, "evaluate", 2, {"metrics.json": {"round": 2, "verdict": "fail", "metrics": {"bleu": {"mean": 12.5}}},
+                               "scores.jsonl": [{"id": "a", "scores": {}}]})
+    report.run(cfg, store, 2)
+    text = (cfg.resolve("reports") / "demo" / "round-2" / "report.md").read_text()
+    assert "## ❌ FAIL" in text and "| bleu | 12.5 | – | – | – | – |" in text
+    assert "No scored samples." in text and "No `prepare` artifact" in text
