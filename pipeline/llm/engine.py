@@ -149,7 +149,8 @@ class Engine:
 
         tasks = [asyncio.ensure_future(one(*item)) for item in todo]
         try:
-            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            # the batch may have answered everything: asyncio.wait refuses an empty set
+            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION) if tasks else (set(), set())
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
