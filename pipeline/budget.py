@@ -37,12 +37,13 @@ class Spend:
     answer so far). Requests that would pass ``budget.max_spend_usd`` are not sent, and ``stopped`` is set.
     """
 
-    def __init__(self, cfg: Config, svc: ServiceLLMConfig, before: float, carried: float = 0.0):
+    def __init__(self, cfg: Config, svc: ServiceLLMConfig, before: float, carried: float = 0.0,
+                 chunk_size: int | None = None):
         self.svc = svc
         self.limit = cfg.budget.max_spend_usd
         self.before = before
         self.carried = carried
-        self.chunk_size = max(8, 4 * svc.concurrency)
+        self.chunk_size = chunk_size or max(8, 4 * svc.concurrency)
         self.requests = self.cached = self.input_tokens = self.output_tokens = 0
         self.cost = self.max_cost = 0.0
         self.paid = 0

@@ -166,12 +166,16 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     manifest = Manifest.start(STAGE, name, chash, round_no, parents=parents)
     # The artifact being replaced keeps its spend in the ledger: its cost is carried into the new manifest.
     carried = float(store.manifest(name).usage.get("cost_usd") or 0.0) if store.exists(name) else 0.0
-    spend = Spend(cfg, svc, spent_in_store(store), carried=carried)
+    batch = cfg.synthesize.batch_api
+    if batch and svc.provider != "openai":
+        raise DuoError(f"synthesize.batch_api needs service.synthesize.provider openai, not {svc.provider}")
+    # A batch takes up to its 24 h window, so each attempt goes out as one batch, not budget-sized chunks.
+    spend = Spend(cfg, svc, spent_in_store(store), carried=carried, chunk_size=10**9 if batch else None)
     attempts, stopped = 0, None
 
     from .llm import Engine
 
-    engine = Engine(svc, journal=store.journal_dir / f"round-{round_no}-{STAGE}.jsonl")
+    engine = Engine(svc, journal=store.journal_dir / f"round-{round_no}-{STAGE}.jsonl", batch=batch)
     for attempt in range(1, cfg.synthesize.max_attempts + 1):
         count = collector.requests_needed(cfg.synthesize.pairs_per_request)
         if count == 0:

@@ -235,3 +235,17 @@ def test_gemini_service_with_json_schema(tmp_path, fake_gemini):
     config = bodies[0]["generationConfig"]
     assert config["responseJsonSchema"]["required"] == ["contents"]
     assert "training data" in json.dumps(bodies[0].get("systemInstruction"))
+
+
+def test_batch_api_at_half_price(setup, fake_openai):
+    _, cfg, store, _, _ = setup
+    fake_openai.set_responder(lambda body: {"contents": [
+        {"instruction": fresh(hash(seed_of(body)), k), "response": "A fine answer."} for k in range(6)]})
+    m = synthesize.run(load_config(cfg.source_path, ["synthesize.batch_api=true"]), store, 1, samples=10)
+    assert m.counts["kept"] == 10
+    assert len(fake_openai.requests("POST", "/v1/batches")) == 1 and not fake_openai.requests("POST", CHAT)
+    full = (fake_openai.reported["prompt_tokens"] * 5 + fake_openai.reported["completion_tokens"] * 15) / 1e6
+    assert m.usage["cost_usd"] == pytest.approx(full / 2)
+    with pytest.raises(DuoError, match="batch_api needs service.synthesize.provider openai"):
+        synthesize.run(load_config(cfg.source_path, ["synthesize.batch_api=true", "service.synthesize.provider=gemini"]),
+                       store, 2, samples=1)
