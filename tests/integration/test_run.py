@@ -130,11 +130,13 @@ def test_offline_run_completes_one_round_and_says_what_was_skipped(offline_run):
 
 
 def test_offline_report_says_synthesis_and_judge_were_skipped(offline_run):
-    base, store, _ = offline_run
-    texts = " ".join(p.read_text(encoding="utf-8") for p in (base / "reports").rglob("*.md"))
-    texts += " ".join(p.read_text(encoding="utf-8") for p in store.open("round-1/report").rglob("*.md"))
-    assert "skipped" in texts.lower()
-    assert "judge" in texts.lower() and "synthes" in texts.lower()
+    _, store, _ = offline_run
+    report = (store.open("round-1/report") / "report.md").read_text(encoding="utf-8")
+    assert "synthesis was skipped because no service LLM is configured" in report
+    assert "No LLM judge ran this round (no `service.judge` configured)" in report
+    decision = read_decision(store, 1)
+    assert decision["decision"] == "stop-budget" and decision["next_round"] is None
+    assert "another round would re-train on the same data" in decision["reason"]
 
 
 def test_rerun_skips_every_complete_artifact(offline_run):
@@ -142,7 +144,7 @@ def test_rerun_skips_every_complete_artifact(offline_run):
     rc, out, err = outputs[1]
     assert rc == 0, err
     stage_lines = [ln for ln in out.splitlines() if ln.startswith(("task ", "round 1 "))
-                   and ("done" in ln or "skipped" in ln)]
+                   and " off " not in ln]
     assert len(stage_lines) == 6 and all(" skipped " in ln for ln in stage_lines), stage_lines
 
 
@@ -155,7 +157,7 @@ def test_service_run_loops_until_the_judge_passes(tmp_path, tiny_model_dir, fake
     out = capsys.readouterr().out
     store = LocalStore(tmp_path / "store")
     assert not store.list("round-3")
-    decisions = [read_jsonl_one(store, r) for r in (1, 2)]
+    decisions = [read_decision(store, r) for r in (1, 2)]
     assert decisions[0]["decision"] == "continue" and decisions[1]["decision"] == "pass"
     # round 2 trained on more data: the coverage set plus both rounds' synthetic pairs
     r1, r2 = (store.manifest(f"round-{r}/finetune").counts for r in (1, 2))
@@ -168,7 +170,7 @@ def test_service_run_loops_until_the_judge_passes(tmp_path, tiny_model_dir, fake
     assert cost > 0
 
 
-def read_jsonl_one(store: LocalStore, round_no: int) -> dict:
+def read_decision(store: LocalStore, round_no: int) -> dict:
     import json
 
     return json.loads((store.open(f"round-{round_no}/decide") / "decision.json").read_text())
@@ -182,7 +184,8 @@ def test_interrupted_run_resumes_without_paying_twice(tmp_path, tiny_model_dir, 
 
     assert main(["run", str(config)]) == 1
     first = capsys.readouterr()
-    assert first.err.startswith("error:") and ("401" in first.err or "key" in first.err.lower()), first.err
+    last = first.err.strip().splitlines()[-1]
+    assert last.startswith("error:") and "401" in last, first.err
     store = LocalStore(tmp_path / "store")
     assert store.exists("round-1/infer") and not store.exists("round-1/evaluate")
     first_ok = chat_bodies(fake_openai)
