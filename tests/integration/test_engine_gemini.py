@@ -104,3 +104,11 @@ def test_requests_per_window_stay_within_rpm_scaled(fake_gemini):
     results = Engine(cfg(rpm=20, max_retries=0), period=1.5, progress=False).run(requests(30, schema=None))
     assert all(r.ok for r in results)
     assert windows_exceeded([e["t"] for e in fake_gemini.log], 20, 1.5) <= 0
+
+
+def test_timeouts_are_retried(fake_gemini):
+    fake_gemini.set_faults(hang_s=1.5, rate_hang=0.3, seed=2)
+    results = Engine(cfg(timeout_s=0.4, concurrency=4), backoff_base=0.01, progress=False).run(
+        requests(8, schema=None))
+    assert all(r.ok for r in results) and fake_gemini.fault_counts["hang"] >= 1
+    assert sum(r.attempts for r in results) == 8 + fake_gemini.fault_counts["hang"]

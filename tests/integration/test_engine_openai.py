@@ -16,7 +16,7 @@ import pytest
 
 from pipeline.llm import Engine, FatalError, Request
 from pipeline.llm.limiter import windows_exceeded
-from tests.fakes.http_base import error_reply, json_reply
+from tests.fakes.http_base import error_reply
 from tests.fakes.openai_fixtures import service_cfg
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -203,5 +203,10 @@ def test_requests_per_minute_hold_over_real_minutes(fake_openai):
     assert (len(times) - 1) / (max(times) - min(times)) * 60 >= 95
 
 
-def test_gate_json_reply_helper_used():  # keeps the helper import honest for subclasses
-    assert json_reply({"a": 1}).status == 200
+
+
+def test_importing_the_engine_stays_light():
+    code = ("import sys, pipeline.llm; heavy = {'openai', 'google.genai', 'torch', 'transformers', 'tqdm'}; "
+            "print(sorted(heavy & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"
