@@ -210,6 +210,11 @@ def test_cli_outputs_and_missing_service(setup, fake_openai, tmp_path, capsys, m
     outputs = out_file.read_text()
     assert "samples=4" in outputs and "artifact=round-1/synthesize" in outputs and "cost-usd=" in outputs
 
+    n = len(fake_openai.requests("POST", CHAT))
+    assert main(["synthesize", str(path), "--round", "2", "--samples", "0"]) == 0  # a schedule may hold a 0
+    assert "kept 0/0 pairs from 0 requests" in capsys.readouterr().out
+    assert len(fake_openai.requests("POST", CHAT)) == n
+
     assert main(["synthesize", str(path), "--set", "service.synthesize=null"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "service.synthesize" in err[0]
