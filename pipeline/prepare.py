@@ -3,6 +3,8 @@
 Output artifact ``prepare``: ``train.jsonl`` and ``test.jsonl`` (``id``, ``instruction``, ``response``,
 ``category``, ``messages``, ``source_line``) and ``bad_rows.jsonl`` (``line``, ``kind``, ``reason``, ``row``).
 The split is made once: every later round is measured on the same test prompts, so remaking it needs ``--force``.
+A repeated instruction is reported as a ``duplicate`` and skipped in either ``on_bad_row`` mode (logs repeat
+prompts; a repeat must not land on both sides of the split); an ``invalid`` row is skipped or stops the run.
 """
 
 from __future__ import annotations
