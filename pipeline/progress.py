@@ -21,6 +21,12 @@ def _reset_peak() -> bool:
         return False
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children, in seconds."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process since the last reset, in MiB (ru_maxrss where /proc is missing)."""
     try:
@@ -41,6 +47,7 @@ class StageRecord:
     stage: str
     status: str = "running"  # done | skipped | failed | off
     seconds: float = 0.0
+    cpu_s: float = 0.0  # CPU time: unlike wall time, it hardly changes when other work shares the cores
     peak_rss_mb: float = 0.0
     peak_is_stage: bool = True  # False when the peak could not be reset: then it is the process peak
     counts: dict = field(default_factory=dict)
@@ -59,11 +66,12 @@ class StageMeter:
 
     def __enter__(self) -> StageRecord:
         self.record.peak_is_stage = _reset_peak()
-        self._t0 = time.perf_counter()
+        self._t0, self._cpu0 = time.perf_counter(), cpu_seconds()
         return self.record
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.record.seconds = round(time.perf_counter() - self._t0, 2)
+        self.record.cpu_s = round(cpu_seconds() - self._cpu0, 2)
         self.record.peak_rss_mb = round(peak_rss_mb(), 1)
         if exc_type is not None:
             self.record.status = "failed"
@@ -76,12 +84,12 @@ def _fmt_counts(counts: dict, limit: int = 4) -> str:
 
 
 def summary_line(rec: StageRecord) -> str:
-    """``round 1 finetune    done     212.4s  peak 3120 MiB  $0.0000  steps 30, train_rows 120``."""
+    """``round 1  finetune   done      212.4s  cpu   401.2s  peak   3120 MiB  $0.0000  train_rows 120, ...``."""
     where = f"round {rec.round}" if rec.round is not None else "task"
     head = f"{where:<8} {rec.stage:<10} {rec.status:<7}"
     if rec.status == "off":
         return f"{head} {rec.note}"
-    parts = [head, f"{rec.seconds:7.1f}s", f"peak {rec.peak_rss_mb:6.0f} MiB", f"${rec.cost_usd:.4f}"]
+    parts = [head, f"{rec.seconds:7.1f}s", f"cpu {rec.cpu_s:7.1f}s", f"peak {rec.peak_rss_mb:6.0f} MiB", f"${rec.cost_usd:.4f}"]
     counts = _fmt_counts(rec.counts)
     if counts:
         parts.append(counts)
@@ -92,9 +100,9 @@ def summary_line(rec: StageRecord) -> str:
 
 def summary_table(records: list[StageRecord]) -> str:
     """A markdown table of the stages, for ``$GITHUB_STEP_SUMMARY``."""
-    lines = ["| round | stage | status | seconds | peak RSS (MiB) | cost (USD) | counts |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| round | stage | status | wall s | CPU s | peak RSS (MiB) | cost (USD) | counts |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in records:
-        lines.append(f"| {r.round if r.round is not None else ''} | {r.stage} | {r.status} | {r.seconds:.1f} | "
+        lines.append(f"| {r.round if r.round is not None else ''} | {r.stage} | {r.status} | {r.seconds:.1f} | {r.cpu_s:.1f} | "
                      f"{r.peak_rss_mb:.0f} | {r.cost_usd:.4f} | {_fmt_counts(r.counts, 6) or r.note} |")
     return "\n".join(lines)

@@ -105,12 +105,16 @@ def read_decision(store: Store, round_no: int) -> dict:
         raise DuoError(f"{path}: cannot read the round's decision ({exc})") from None
 
 
-def _where(store: Store, name: str, sub: str = "") -> str | None:
+def _adapter_location(store: Store, round_no: int) -> str | None:
+    """The round's adapter folder; for a hub store also the repo and revision to load it from."""
+    name = artifact_name("finetune", round_no)
     if not store.exists(name):
         return None
+    local = store.local_path(name) / "adapter"
     info = store.describe(name)
-    loc = str(info.get("location") or store.local_path(name))
-    return f"{loc}/{sub}" if sub and "://" not in loc and not loc.startswith("hf:") else loc
+    if info.get("repo_id"):
+        return f"{info['repo_id']} at revision {info.get('revision')} ({info.get('location')}); local copy {local}"
+    return str(local)
 
 
 def _report_location(cfg: Config, store: Store, round_no: int) -> str | None:
@@ -121,7 +125,7 @@ def _report_location(cfg: Config, store: Store, round_no: int) -> str | None:
     for key in ("report_path", "report_md", "report_dir", "dir"):
         if extra.get(key):
             return str(extra[key])
-    return _where(store, name)
+    return str(store.describe(name).get("location") or store.local_path(name))
 
 
 def run_rounds(cfg: Config, store: Store, *, rounds: int | None = None, start_round: int = 1, force: bool = False,
@@ -177,7 +181,7 @@ def run_rounds(cfg: Config, store: Store, *, rounds: int | None = None, start_ro
         samples = decision.get("next_samples")
         round_no = int(decision.get("next_round") or round_no + 1)
     result.report = _report_location(cfg, store, result.last_round)
-    result.adapter = _where(store, artifact_name("finetune", result.last_round), "adapter")
+    result.adapter = _adapter_location(store, result.last_round)
     return result
 
 
@@ -188,7 +192,7 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     total_s = sum(r.seconds for r in result.records)
     cost = sum(r.cost_usd for r in result.records)
     peak = max((r.peak_rss_mb for r in result.records), default=0.0)
-    print(f"done: {result.last_round} round(s), decision {result.decision.get('decision')} "
+    print(f"done after round {result.last_round}: decision {result.decision.get('decision')} "
           f"({result.stopped_because}); {total_s:.0f}s, peak {peak:.0f} MiB, service cost ${cost:.4f}")
     if result.report:
         print(f"report:  {result.report}")
