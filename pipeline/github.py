@@ -60,9 +60,18 @@ def connect() -> Repository:
     # machine (a test fake, a local proxy) has none, and pacing would only slow every call.
     local = urlparse(base).hostname in ("127.0.0.1", "localhost", "::1")
     pacing = {"seconds_between_requests": None, "seconds_between_writes": None} if local else {}
-    client = Github(base_url=base, auth=Auth.Token(token), retry=None, timeout=30, **pacing)
+    client = Github(base_url=base, auth=Auth.Token(token), retry=_retry(local), timeout=30, **pacing)
     with github_errors(f"open repository {name}"):
         return client.get_repo(name)
+
+
+def _retry(local: bool):
+    """Retry reads on 5xx (a 502 from GitHub is common and harmless); writes are not retried, as a POST that
+    reached GitHub before the error would be done twice. Against GitHub itself, with backoff."""
+    from urllib3.util.retry import Retry
+
+    return Retry(total=3, connect=2, read=0, status_forcelist=(500, 502, 503, 504), allowed_methods={"GET", "HEAD"},
+                 backoff_factor=0 if local else 2, raise_on_status=False, respect_retry_after_header=True)
 
 
 def repo_root() -> Path:

@@ -110,3 +110,20 @@ def test_report_dir_outside_the_repository(task, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path / "elsewhere"))
     assert main(["report", str(cfg.source_path), "--open-pr"]) == 1
     assert "outside the git repository" in capsys.readouterr().err
+
+
+def test_reads_are_retried_on_server_errors(task, fake_github):
+    cfg, _ = task
+    fake_github.set_faults(rate_500=0.5, seed=3, only_paths=[r"/branches/", r"/labels/"])  # GET-only paths
+    assert main(["report", str(cfg.source_path), "--open-pr"]) == 0
+    assert fake_github.fault_counts["500"] >= 1
+    assert len(fake_github.pulls) == 1 and fake_github.pulls[0]["labels"] == ["duo-report"]
+
+
+def test_server_error_on_a_write_is_one_line(task, fake_github, capsys):
+    cfg, _ = task
+    fake_github.set_faults(rate_500=1.0, only_paths=[r"/pulls$"])
+    assert main(["report", str(cfg.source_path), "--open-pr"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "500" in err[0] and "pull request" in err[0]
+    assert len(fake_github.requests("GET", r"/pulls$")) == 4  # one try and three retries of the read
