@@ -122,18 +122,11 @@ def hub_files(hub, repo_id: str, repo_type: str) -> set[str]:
     return {path for commit in repo.commits.values() for path in commit.files}
 
 
-@pytest.fixture
-def student_dir(tmp_path_factory):
-    from tests.tiny_model import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("student") / "tiny")
-
-
 @pytest.mark.parametrize("outcome", ["fail", "pass", "dry-run"])
-def test_round_workflow_runs_under_act(outcome, tmp_path, student_dir, fake_openai, fake_hub, fake_github):
+def test_round_workflow_runs_under_act(outcome, tmp_path, tiny_model_dir, fake_openai, fake_hub, fake_github):
     """fail: PR + dispatch of round 2; pass: PR, no dispatch; dry-run (failing rule): report only, no PR, no decide."""
     fake_openai.set_responder(service_reply)
-    repo = make_repo(tmp_path, student_dir, min_similarity=30 if outcome == "pass" else 90)
+    repo = make_repo(tmp_path, tiny_model_dir, min_similarity=30 if outcome == "pass" else 90)
     home = tmp_path / "home"
     home.mkdir()
     rc, log = run_act(repo, home, fake_openai, fake_hub, fake_github, dry_run=outcome == "dry-run")
@@ -141,6 +134,13 @@ def test_round_workflow_runs_under_act(outcome, tmp_path, student_dir, fake_open
     jobs = ["synthesize", "finetune", "infer", "evaluate", "report"] + ([] if outcome == "dry-run" else ["decide"])
     for job in jobs:
         assert re.search(rf"\[round/{job}\s*\]\s+🏁\s+Job succeeded", log), f"job {job} did not succeed"
+
+    # Both service-LLM stages reached the fake OpenAI with the key from the secrets, and the verdict came out.
+    chats = [json.dumps(r["body"]) for r in fake_openai.log if r["path"].endswith("/chat/completions")]
+    assert any("similarity_assessment" in c for c in chats) and any("contents" in c for c in chats)
+    assert {r["headers"].get("authorization") for r in fake_openai.log} == {f"Bearer {fake_openai.api_key}"}
+    verdict = "pass" if outcome == "pass" else "fail"
+    assert re.search(rf"::set-output:: verdict={verdict}$", log, re.MULTILINE), "evaluate's verdict output"
 
     # The synthetic data and the adapter went through the Hub store.
     data_files = hub_files(fake_hub, f"{FAKE_USER}/{TASK}-duo-data", "dataset")
@@ -158,7 +158,8 @@ def test_round_workflow_runs_under_act(outcome, tmp_path, student_dir, fake_open
     assert len(fake_github.pulls) == 1
     pr = fake_github.pulls[0]
     branch_files = fake_github.files(pr["head"])
-    assert any(p.startswith("reports/") and p.endswith(".md") for p in branch_files), sorted(branch_files)
+    assert any(p.startswith("reports/") and "round-1" in p and p.endswith(".md") for p in branch_files), \
+        sorted(branch_files)
 
     # The next round is dispatched only when the round falls short.
     if outcome == "fail":
@@ -166,5 +167,6 @@ def test_round_workflow_runs_under_act(outcome, tmp_path, student_dir, fake_open
         sent = fake_github.dispatches[0]
         assert sent["workflow"] == "round.yml" and sent["inputs"]["round"] == "2"
         assert sent["inputs"].get("config", "duo.yaml") == "duo.yaml"
+        assert re.search(r"::set-output:: dispatched=true$", log, re.MULTILINE)
     else:
         assert fake_github.dispatches == []
