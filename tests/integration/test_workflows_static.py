@@ -7,6 +7,7 @@ inputs/outputs that match the CLI's ``$GITHUB_OUTPUT`` names (docs/contracts.md)
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -42,8 +43,11 @@ def tool(name: str) -> str:
     return path
 
 
-def run_tool(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+def run_tool(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    # The venv's bin first on PATH: actionlint runs shellcheck on workflow scripts when it finds it.
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False, env=env,
+                          input=stdin)
 
 
 def load(path: Path) -> dict:
@@ -63,8 +67,20 @@ def test_there_is_a_round_workflow_and_an_action_per_stage():
 
 
 def test_actionlint_is_clean():
+    tool("shellcheck")  # without it actionlint silently skips the scripts
     out = run_tool(tool("actionlint"), "-config-file", ".github/actionlint.yaml", *map(str, WORKFLOWS))
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("path", ACTIONS, ids=lambda p: p.parent.name)
+def test_action_scripts_pass_shellcheck(path):
+    """actionlint checks workflow scripts only; composite-action scripts get shellcheck here (as bash -e)."""
+    shellcheck = tool("shellcheck")
+    for step in steps_of(load(path)):
+        if "run" in step:
+            script = re.sub(r"\$\{\{.*?\}\}", "EXPR", step["run"])  # expressions are gone before bash sees it
+            out = run_tool(shellcheck, "--shell=bash", "-", stdin=script)
+            assert out.returncode == 0, f"{path.parent.name}: '{step.get('name')}':\n{out.stdout}"
 
 
 @pytest.mark.parametrize("schema, files", [("vendor.github-workflows", WORKFLOWS), ("vendor.github-actions", ACTIONS)],
