@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import threading
+from collections import Counter
 
 import pytest
 
@@ -32,7 +35,7 @@ SIMILAR = {"t1", "t2", "t5"}  # the judge below gives these GOOD, the others POO
 
 def judge_responder(body: dict):
     """A deterministic judge: scores from the candidate answer; one answer always gets an out-of-range score."""
-    user = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+    user = next(m for m in body["messages"] if m["role"] == "user")["content"]  # the first: later ones re-ask
     candidate = user.split("# Candidate answer", 1)[1].strip()
     if CONFUSE in candidate:
         return {"similarity_assessment": {"score": 150, "reason": "off the scale"},
@@ -42,6 +45,27 @@ def judge_responder(body: dict):
     score = GOOD if good else POOR
     return {"similarity_assessment": {"score": score, "reason": "same meaning" if good else "differs"},
             "precision_assessment": {"score": score - 5, "reason": "accurate" if good else "wrong"}}
+
+
+def flaky(responder, every: int = 3):
+    """About one reply in ``every`` is prose around broken JSON, as judges sometimes write.
+
+    Which one is drawn from the request body and how often that body was seen, so the outcome does not depend on
+    the order in which concurrent requests arrive.
+    """
+    seen: Counter = Counter()
+    lock = threading.Lock()
+
+    def respond(body: dict):
+        ident = hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).hexdigest()
+        with lock:
+            seen[ident] += 1
+            n = seen[ident]
+        if int(hashlib.sha256(f"{ident}:{n}".encode()).hexdigest(), 16) % every == 0:
+            return "Sure! Here is my verdict: {similarity_assessment: {score: 90"
+        return responder(body)
+
+    return respond
 
 
 def make_config(tmp_path, *, judge=True, **evaluate):
@@ -79,8 +103,9 @@ def chat_requests(fake) -> list[dict]:
 
 
 def test_bad_judge_replies_are_reasked_recorded_and_left_out(tmp_path, fake_openai):
-    fake_openai.set_responder(judge_responder)
-    fake_openai.set_faults(rate_malformed=0.25, rate_schema_violation=0.25, seed=3)
+    fake_openai.set_responder(flaky(judge_responder))
+    # broken HTTP bodies (retried with backoff), schema violations and prose (re-asked at once)
+    fake_openai.set_faults(rate_malformed=0.1, rate_schema_violation=0.3, seed=3)
     cfg, store = make_config(tmp_path), make_store(tmp_path)
 
     manifest = run(cfg, store, 1)
@@ -92,14 +117,16 @@ def test_bad_judge_replies_are_reasked_recorded_and_left_out(tmp_path, fake_open
     # bad replies were re-asked: more requests than samples x repeats, and faults really were injected
     assert fake_openai.fault_counts["malformed"] > 0 and fake_openai.fault_counts["schema_violation"] > 0
     assert len(chat_requests(fake_openai)) > len(ANSWERS) * 3
+    assert any(len(r["body"]["messages"]) > 2 for r in chat_requests(fake_openai))  # a re-ask holds the bad reply
     # t4's judge always answers out of range: all three repeats recorded with the raw text, t4 left unjudged
     t4 = [f for f in failures if f["id"] == "t4"]
     assert sorted(f["repeat"] for f in t4) == [0, 1, 2]
-    assert all("150" in f["raw"] and f["error"] for f in t4)
+    assert all(f["error"] and f["attempts"] >= 4 for f in t4)  # 1 ask + 3 schema re-asks (+ HTTP retries)
+    assert any('"score": 150' in (f["raw"] or "") for f in t4)
     assert scores["t4"]["scores"]["similarity"] is None and scores["t4"]["judge"] == []
     assert report["judge_failures"] == 1 and manifest.counts["judge_failures"] == 1
     assert manifest.counts == {"samples": 6, "judged": 5, "judge_failures": 1,
-                               "judge_failed_repeats": len(failures)}
+                               "judge_failed_repeats": len(failures), "judge_requests_not_sent": 0}
     # the means are over the five judged samples: 3 GOOD, 2 POOR
     sim = report["metrics"]["similarity"]
     assert sim["n"] == 5 and sim["mean"] == pytest.approx((3 * GOOD + 2 * POOR) / 5)
