@@ -20,10 +20,11 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, bottom: float = 0.18) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    # Fixed margins: tight or constrained layout draws the figure an extra time and doubles the cost of a chart.
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.88, bottom=bottom, wspace=0.35)
     # No timestamp metadata: a rerun of the same round writes the same bytes, so its PR gets no empty changes.
     fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
     _plt().close(fig)
@@ -64,11 +65,12 @@ def category_means(by_category: Mapping[str, Mapping[str, Mapping]], metrics: Se
         ax.bar(range(len(cats)), means, color=COLORS[i % len(COLORS)])
         ax.set_xticks(range(len(cats)), [c[:14] for c in cats], rotation=45, ha="right", fontsize=8)
         ax.set_title(f"{metric} mean", fontsize=10)
-    return _save(fig, path)
+    return _save(fig, path, bottom=0.3)  # room for the rotated category names
 
 
-def round_trend(history: Mapping[int, Mapping[str, float | None]], path: Path) -> Path | None:
-    """Mean of each metric by round (one panel per metric); needs at least one round."""
+def round_trend(history: Mapping[int, Mapping[str, float | None]], path: Path,
+                targets: Mapping[str, float] | None = None) -> Path | None:
+    """Mean of each metric by round (one panel per metric), with the pass rule's minimum as a dashed line."""
     rounds = sorted(history)
     metrics = sorted({m for r in rounds for m, v in history[r].items() if v is not None})
     if not rounds or not metrics:
@@ -78,6 +80,9 @@ def round_trend(history: Mapping[int, Mapping[str, float | None]], path: Path) -
     for ax, (i, metric) in zip(axes[0], enumerate(metrics)):
         xs = [r for r in rounds if history[r].get(metric) is not None]
         ax.plot(xs, [history[r][metric] for r in xs], marker="o", color=COLORS[i % len(COLORS)])
+        if metric in (targets or {}):
+            ax.axhline(targets[metric], color="black", linestyle="--", linewidth=1, label="pass rule min")
+            ax.legend(fontsize=7)
         ax.set_xticks(rounds)
         ax.set_xlabel("round")
         ax.set_title(f"{metric} mean", fontsize=10)

@@ -192,7 +192,8 @@ def draw_charts(ctx: dict, cfg: Config, folder: Path) -> dict:
     made = {
         "histogram": charts.score_histogram(scores, thresholds, folder / CHARTS["histogram"]),
         "categories": charts.category_means(ev.get("by_category") or {}, metrics, folder / CHARTS["categories"]),
-        "trend": charts.round_trend({h["round"]: h["means"] for h in ctx["history"]}, folder / CHARTS["trend"]),
+        "trend": charts.round_trend({h["round"]: h["means"] for h in ctx["history"]}, folder / CHARTS["trend"],
+                                    {r["metric"]: r["min"] for r in ev["rule"] if r["stat"] == "mean"}),
     }
     return {k: p.name if p is not None else None for k, p in made.items()}
 
