@@ -195,8 +195,9 @@ def test_rule_on_a_metric_not_computed_fails_and_says_so(tmp_path, capsys, monke
                         f"store: {{path: {tmp_path / 'store'}}}\n"
                         "evaluate: {metrics: [rougeL], offline_pass_rule: null, bootstrap_samples: 100}\n")
     make_store(tmp_path)
-    out = tmp_path / "gh_output"
+    out, summary = tmp_path / "gh_output", tmp_path / "gh_summary"
     monkeypatch.setenv("GITHUB_OUTPUT", str(out))
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     assert main(["evaluate", str(cfg_path)]) == 0  # round defaults to the latest with answers
 
     text = capsys.readouterr().out
@@ -204,6 +205,19 @@ def test_rule_on_a_metric_not_computed_fails_and_says_so(tmp_path, capsys, monke
     outputs = dict(re.findall(r"^(\w[\w-]*)=(.*)$", out.read_text(), re.MULTILINE))
     assert outputs["verdict"] == "fail" and outputs["artifact"] == "round-1/evaluate"
     assert outputs["location"].endswith("round-1/evaluate")
+    assert "| rougeL |" in summary.read_text() and "**fail**" in summary.read_text()
+
+
+def test_missing_judge_key_is_one_line_and_writes_nothing(tmp_path, capsys):
+    cfg_path = tmp_path / "duo.yaml"
+    cfg_path.write_text(f"task: {{name: demo}}\ndata: {{source: data.jsonl}}\nstudent: {{model: tiny}}\n"
+                        f"store: {{path: {tmp_path / 'store'}}}\n"
+                        "service: {judge: {provider: openai, model: gpt-4o}}\n")
+    store = make_store(tmp_path)
+    assert main(["evaluate", str(cfg_path), "--round", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "OPENAI_API_KEY" in err[0], err
+    assert not store.exists("round-1/evaluate")
 
 
 def test_bad_answer_row_is_named_and_nothing_is_written(tmp_path):
