@@ -126,3 +126,20 @@ def test_cli_prints_and_sets_outputs(setup, tmp_path, monkeypatch, capsys):
     lines = dict(line.split("=", 1) for line in out.read_text().splitlines())
     assert lines["decision"] == "continue" and lines["next-round"] == "2" and lines["next-samples"] == "2000"
     assert lines["dispatched"] == "false" and lines["artifact"] == "round-1/decide"
+
+
+def test_no_synthesis_service_stops_instead_of_retraining_on_the_same_data(tmp_path):
+    from tests.round_artifacts import CONFIG
+
+    cfg = make_config(tmp_path, text=CONFIG.replace("  synthesize: {provider: openai, model: gpt-4o-mini}\n", ""))
+    assert cfg.service.synthesize is None
+    store = open_store(cfg)
+    build_prepare(store)
+    build_round(store, 1, synthesize=False)
+    d = decide.decision(cfg, store, 1)
+    assert d["decision"] == "stop-budget" and "service.synthesize" in d["reason"]
+    from pipeline import report
+
+    report.run(cfg, store, 1)
+    text = (cfg.resolve("reports") / "demo" / "round-1" / "report.md").read_text()
+    assert "synthesis was skipped because no service LLM is configured" in text
