@@ -262,3 +262,20 @@ def test_judge_stops_at_the_spend_budget_and_resumes_when_it_is_raised(tmp_path,
     report = json.loads((store.open("round-1/evaluate") / "metrics.json").read_text())
     assert len(chat_requests(fake_openai)) == len(answers) * 3 and "stopped" not in report
     assert report["metrics"]["similarity"]["n"] == len(answers) and manifest.usage["cost_usd"] > 0
+
+
+def test_gemini_judge(tmp_path, fake_gemini):
+    """The verdict schema ($defs, bounds) goes through google-genai as the response schema; the example config's judge."""
+    cfg = make_config(tmp_path, metrics=["similarity", "precision"], judge_repeats=2)
+    judge = {**cfg.raw["service"]["judge"], "provider": "gemini", "model": "gemini-2.5-flash", "api_key_env": None}
+    cfg = build_config({**cfg.raw, "service": {"judge": judge}}, base_dir=tmp_path)
+    manifest = run(cfg, make_store(tmp_path), 1)
+    sent = [r["body"] for r in fake_gemini.log if r["path"].endswith(":generateContent")]
+    assert len(sent) == len(ANSWERS) * 2
+    assert sent[0]["generationConfig"]["responseJsonSchema"]["required"] == ["similarity_assessment",
+                                                                           "precision_assessment"]
+    # the fake answers the schema's own example: score (1 + 100) // 2 for every sample
+    assert manifest.counts["judged"] == len(ANSWERS) and manifest.models["judge"] == "gemini:gemini-2.5-flash"
+    report = json.loads((LocalStore(tmp_path / "store").open("round-1/evaluate") / "metrics.json").read_text())
+    assert report["metrics"]["similarity"]["mean"] == 50 and report["judge_model"] == "gemini-2.5-flash"
+    assert manifest.usage["input_tokens"] == fake_gemini.reported["prompt_tokens"] > 0
