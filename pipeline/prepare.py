@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 
 from . import gha
 from .config import Config
-from .dedup import normalize
+from .dedup import NearDupIndex, normalize
 from .errors import DuoError
 from .manifest import Manifest
 from .records import write_jsonl
@@ -24,6 +24,7 @@ from .store import Store, open_store
 
 ARTIFACT = "prepare"
 NO_CATEGORY = "(none)"  # manifest key for rows without a category
+NEAR_THRESHOLD = 0.8  # word-shingle Jaccard at which a test prompt counts as a near copy of a train prompt
 
 
 def chat(instruction: str, response: str) -> list[dict]:
@@ -86,6 +87,14 @@ def split(rows: list[dict], size: float, seed: int) -> tuple[list[dict], list[di
     return [r for r in rows if r["id"] not in test_ids], [r for r in rows if r["id"] in test_ids]
 
 
+def near_train(train: list[dict], test: list[dict], threshold: float = NEAR_THRESHOLD) -> list[str]:
+    """Ids of test rows whose instruction is a near-duplicate of a train instruction (templated prompts): scores on
+    them say less about generalisation. Reported, not moved: the split stays as drawn."""
+    index = NearDupIndex(threshold)
+    index.add_many((r["id"], r["instruction"]) for r in train)
+    return [r["id"] for r in test if index.match(r["instruction"]) is not None]
+
+
 def read_rows(cfg: Config, src: Source) -> tuple[list[dict], list[dict]]:
     """(valid rows, bad-row reports) in source order; raises on the first bad row when ``on_bad_row: fail``."""
     valid, bad = [], []
@@ -141,9 +150,11 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
             for r in part_rows:
                 by_cat[r["category"] or NO_CATEGORY][part] += 1
         manifest.counts["by_category"] = dict(sorted(by_cat.items()))
+    near = near_train(train, test)
     manifest.extra = {"source": src.location if src.format == "hub" else cfg.data.source, "format": src.format,
                       "source_sha256": src.fingerprint, "test_size": cfg.data.test.size,
-                      "test_seed": cfg.data.test.seed}
+                      "test_seed": cfg.data.test.seed, "test_near_train": len(near),
+                      "test_near_train_ids": near[:50], "near_threshold": NEAR_THRESHOLD}
     with store.write(ARTIFACT) as folder:
         write_jsonl(folder / "train.jsonl", train)
         write_jsonl(folder / "test.jsonl", test)
@@ -160,6 +171,9 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
           f"({c['bad']} bad, {c['duplicates']} duplicate; reasons in bad_rows.jsonl)")
     for cat, n in c.get("by_category", {}).items():
         print(f"  {cat}: {n['train']} train / {n['test']} test")
+    if m.extra.get("test_near_train"):
+        print(f"  note: {m.extra['test_near_train']} test prompt(s) are near copies of train prompts "
+              f"(word Jaccard >= {m.extra['near_threshold']}), e.g. {', '.join(m.extra['test_near_train_ids'][:3])}")
     where = store.describe(ARTIFACT)["location"]
     print(f"  artifact: {where}")
     gha.set_output("artifact", ARTIFACT)

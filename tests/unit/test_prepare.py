@@ -195,3 +195,19 @@ def test_hub_dataset_source(tmp_path, fake_hub):
     other.mkdir()
     with pytest.raises(DuoError, match=r"data.source duo-tester/missing \(split train\): cannot load from the Hub"):
         prepared(make_config(other, source="duo-tester/missing"))
+
+
+def test_test_prompts_near_train_prompts_are_reported(tmp_path, capsys):
+    rows = [{"instruction": f"Tell me an interesting and surprising fact about the planet number {i} that orbits a "
+                            f"bright star in some faraway galaxy, please.", "output": "A fact."} for i in range(10)]
+    rows += [{"instruction": f"Unrelated question {w}?", "output": "Yes."} for w in "abcdefghij"]
+    src = tmp_path / "templated.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path = make_config(tmp_path, source=src, test={"size": 6, "seed": 0}, columns={"response": "output"})
+    m, _, test, _ = prepared(path)
+    templated = {r["id"] for r in test if r["instruction"].startswith("Tell me")}
+    assert templated and set(m.extra["test_near_train_ids"]) == templated
+    assert m.extra["test_near_train"] == len(templated)
+    (tmp_path / ".duo").rename(tmp_path / "old")
+    assert main(["prepare", str(path)]) == 0
+    assert "near copies of train prompts" in capsys.readouterr().out
