@@ -247,7 +247,7 @@ def table(report: dict) -> str:
     for r in report["rule"]:
         mark = "ok" if r["ok"] else "FAIL"
         why = f" ({r['why']})" if r.get("why") else ""
-        lines.append(f"- {mark}: {r['metric']} {r['stat']} {_fmt(r['value'])} >= {_fmt(r['min'])}{why}")
+        lines.append(f"- {mark}: {r['metric']} {r['stat']} = {_fmt(r['value'])} (needs >= {_fmt(r['min'])}){why}")
     if report.get("stopped") == "budget":
         lines.append(f"- FAIL: the spend budget ran out; {report['judge_requests_not_sent']} judge requests not sent")
     lines.append(f"\nVerdict ({report['rule_kind']} rule): **{report['verdict']}**")

@@ -201,7 +201,7 @@ def test_rule_on_a_metric_not_computed_fails_and_says_so(tmp_path, capsys, monke
     assert main(["evaluate", str(cfg_path)]) == 0  # round defaults to the latest with answers
 
     text = capsys.readouterr().out
-    assert "similarity mean - >= 90" in text and "was not computed" in text and "fail" in text
+    assert "FAIL: similarity mean = - (needs >= 90.0)" in text and "was not computed" in text and "fail" in text
     outputs = dict(re.findall(r"^(\w[\w-]*)=(.*)$", out.read_text(), re.MULTILINE))
     assert outputs["verdict"] == "fail" and outputs["artifact"] == "round-1/evaluate"
     assert outputs["location"].endswith("round-1/evaluate")
