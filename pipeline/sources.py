@@ -72,7 +72,7 @@ def detect_format(cfg: Config) -> str:
 
 def _jsonl(path: Path) -> Iterator[SourceRow]:
     number = 0
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8-sig") as fh:  # a BOM (spreadsheet exports) is not part of the data
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -90,7 +90,7 @@ def _is_json_list(path: Path) -> bool:
 
 def _json(path: Path) -> Iterator[SourceRow]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise DuoError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     if not isinstance(data, list):
@@ -100,7 +100,7 @@ def _json(path: Path) -> Iterator[SourceRow]:
 
 
 def _csv(path: Path) -> Iterator[SourceRow]:
-    with path.open(encoding="utf-8", newline="") as fh:
+    with path.open(encoding="utf-8-sig", newline="") as fh:
         reader = csv.DictReader(fh)
         start = 2  # line 1 is the header
         for number, record in enumerate(reader, 1):

@@ -131,8 +131,8 @@ def test_split_is_fixed_once_made(tmp_path):
 
 def test_csv_and_json_list_sources(tmp_path):
     csv_path = tmp_path / "logs.csv"
-    csv_path.write_text('prompt,answer\n"Say hi",Hi!\n"Write two lines","Line one\nline two"\n'
-                        '"Empty answer",\n"Count to three","1, 2, 3"\n')
+    csv_path.write_text('\ufeffprompt,answer\n"Say hi",Hi!\n"Write two lines","Line one\nline two"\n'
+                        '"Empty answer",\n"Count to three","1, 2, 3"\n', encoding="utf-8")  # with a BOM, as Excel saves
     cfg_path = make_config(tmp_path, source=csv_path, test={"size": 1}, columns={"instruction": "prompt",
                                                                                    "response": "answer"})
     m, train, test, bad = prepared(cfg_path)
