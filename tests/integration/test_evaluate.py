@@ -279,3 +279,18 @@ def test_gemini_judge(tmp_path, fake_gemini):
     report = json.loads((LocalStore(tmp_path / "store").open("round-1/evaluate") / "metrics.json").read_text())
     assert report["metrics"]["similarity"]["mean"] == 50 and report["judge_model"] == "gemini-2.5-flash"
     assert manifest.usage["input_tokens"] == fake_gemini.reported["prompt_tokens"] > 0
+
+
+def test_several_answers_per_prompt_and_empty_answers(tmp_path, fake_openai):
+    fake_openai.set_responder(judge_responder)
+    store = make_store(tmp_path, [ANSWERS[0], ANSWERS[0], ANSWERS[2]])
+    path = store.open("round-1/infer") / "answers.jsonl"
+    rows = read_jsonl(path)
+    rows[2]["answer"] = None  # the student said nothing
+    write_jsonl(path, rows)
+    manifest = run(make_config(tmp_path, judge_repeats=1), store, 1)
+    scores = read_jsonl(store.open("round-1/evaluate") / "scores.jsonl")
+    assert [r["id"] for r in scores] == ["t1", "t1", "t3"] and manifest.counts["judged"] == 3
+    assert [r["scores"]["similarity"] for r in scores] == [GOOD, GOOD, POOR]
+    assert scores[2]["answer"] == "" and scores[2]["scores"]["rougeL"] == 0.0
+    assert len(chat_requests(fake_openai)) == 2  # the two identical t1 questions are asked once
