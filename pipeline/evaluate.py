@@ -32,9 +32,14 @@ ZERO_USAGE = {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 
 
 
 def config_hash(cfg: Config) -> str:
-    """Hash of what changes this stage's output: the evaluate section and the judge service."""
-    blob = json.dumps({"evaluate": cfg.raw.get("evaluate"), "judge": (cfg.raw.get("service") or {}).get("judge")},
-                      sort_keys=True, default=str)
+    """Hash of what changes this stage's output: the evaluate section, the judge service, its prompt and schema."""
+    doc = {"evaluate": cfg.raw.get("evaluate"), "judge": (cfg.raw.get("service") or {}).get("judge")}
+    if judge_enabled(cfg):  # an edited judge template or schema must redo the stage, as a config change does
+        from .prompts import find_template, load_reply_schema
+
+        doc["prompt"] = find_template(cfg, cfg.evaluate.prompt).read_text(encoding="utf-8")
+        doc["schema"] = load_reply_schema(cfg, cfg.evaluate.schema)
+    blob = json.dumps(doc, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -7,6 +7,7 @@ import json
 import re
 import threading
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -166,6 +167,12 @@ def test_rerun_reuses_the_journal_and_sends_no_requests(tmp_path, fake_openai):
     folder = store.open("round-1/evaluate")
     assert json.loads((folder / "metrics.json").read_text())["metrics"]["similarity"]["mean"] == pytest.approx(
         (3 * GOOD + 2 * POOR) / 5)
+
+    # a judge prompt of the task's own (beside the config) changes the questions: the stage redoes itself
+    template = (Path(__file__).resolve().parents[2] / "prompts" / "judge.j2").read_text()
+    (tmp_path / "judge.j2").write_text(template.replace("strict, impartial", "strict and impartial"))
+    run(cfg, store, 1)
+    assert len(chat_requests(fake_openai)) == 2 * sent
 
 
 def test_no_judge_uses_the_offline_rule(tmp_path, fake_openai):
