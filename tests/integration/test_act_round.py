@@ -94,10 +94,11 @@ def make_repo(folder: Path, model_dir: Path, min_similarity: float) -> Path:
     return repo
 
 
-def run_act(repo: Path, home: Path, fake_openai, fake_hub, fake_github, dry_run: bool = False):
+def run_act(repo: Path, home: Path, fake_openai, fake_hub, fake_github, dry_run: bool = False, samples: str = ""):
     argv = [ACT, "workflow_dispatch", "-W", ".github/workflows/round.yml",
             "-P", "ubuntu-latest=-self-hosted", "-P", "self-hosted=-self-hosted", "-P", "gpu=-self-hosted",
             "--input", "config=duo.yaml", "--input", "round=1", "--input", f"dry-run={str(dry_run).lower()}",
+            "--input", f"samples={samples}",
             "-s", f"OPENAI_API_KEY={fake_openai.api_key}", "-s", f"HF_TOKEN={FAKE_TOKEN}",
             "-s", f"GITHUB_TOKEN={GITHUB_TOKEN}",
             "--var", "DUO_SKIP_INSTALL=true", "--var", f"DUO_OPENAI_BASE_URL={fake_openai.url}/v1",
@@ -129,7 +130,9 @@ def test_round_workflow_runs_under_act(outcome, tmp_path, tiny_model_dir, fake_o
     repo = make_repo(tmp_path, tiny_model_dir, min_similarity=30 if outcome == "pass" else 90)
     home = tmp_path / "home"
     home.mkdir()
-    rc, log = run_act(repo, home, fake_openai, fake_hub, fake_github, dry_run=outcome == "dry-run")
+    # The pass run asks for 2 synthetic samples through the workflow input; the others take the config's 3.
+    samples = "2" if outcome == "pass" else ""
+    rc, log = run_act(repo, home, fake_openai, fake_hub, fake_github, dry_run=outcome == "dry-run", samples=samples)
     assert rc == 0, f"act failed (log in {home / 'act.log'}):\n{log[-6000:]}"
     jobs = ["synthesize", "finetune", "infer", "evaluate", "report"] + ([] if outcome == "dry-run" else ["decide"])
     for job in jobs:
@@ -139,6 +142,7 @@ def test_round_workflow_runs_under_act(outcome, tmp_path, tiny_model_dir, fake_o
     chats = [json.dumps(r["body"]) for r in fake_openai.log if r["path"].endswith("/chat/completions")]
     assert any("similarity_assessment" in c for c in chats) and any("contents" in c for c in chats)
     assert {r["headers"].get("authorization") for r in fake_openai.log} == {f"Bearer {fake_openai.api_key}"}
+    assert re.search(rf"::set-output:: samples={samples or 3}$", log, re.MULTILINE), "synthesize's samples output"
     verdict = "pass" if outcome == "pass" else "fail"
     assert re.search(rf"::set-output:: verdict={verdict}$", log, re.MULTILINE), "evaluate's verdict output"
 
