@@ -34,7 +34,7 @@ class RateLimiter:
         tpm: tokens per period, or None for no token limit.
         period: seconds of the window (60 for per-minute limits; tests use a shorter one).
         margin_s: extra seconds added to the window, for the time between a grant and the server seeing the
-            request; default ``0.005 * period + 0.05``.
+            request; default ``0.01 * period + 0.1``.
         clock, sleep: injectable for tests with virtual time.
     """
 
@@ -44,7 +44,7 @@ class RateLimiter:
         self.rpm = rpm
         self.tpm = tpm
         self.period = period
-        self.window = period + (0.005 * period + 0.05 if margin_s is None else margin_s)
+        self.window = period + (0.01 * period + 0.1 if margin_s is None else margin_s)
         self.spacing = period / rpm if rpm else 0.0
         self._clock = clock
         self._sleep = sleep
