@@ -320,7 +320,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.rfile.readline()
             return b"".join(chunks)
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        raw = self.rfile.read(length) if length else b""
+        if len(raw) < length:
+            raise ConnectionAbortedError("client went away mid-body")  # never fully sent: not logged
+        return raw
 
     def _serve(self):
         t = time.monotonic()

@@ -81,3 +81,9 @@ def test_batch_needs_openai(fake_gemini):
     cfg = service_cfg("gemini", rpm=None)
     with pytest.raises(FatalError, match="Batch API"):
         Engine(cfg, batch=True, progress=False).run(requests(1))
+
+
+def test_a_batch_that_answers_everything_leaves_nothing_to_ask(fake_openai):
+    results = Engine(service_cfg(rpm=None), batch=True, batch_poll_s=0.01, progress=False).run(requests(3))
+    assert [r.data for r in results] == [{"answer": "example text"}] * 3
+    assert not [e for e in fake_openai.log if e["path"] == "/v1/chat/completions"]
