@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -10,7 +11,7 @@ import yaml
 from pipeline import finetune
 from pipeline.cli import main
 from pipeline.config import load_config
-from pipeline.store import LocalStore
+from pipeline.store import LocalStore, open_store
 from tests.model_fixtures import make_prepare, qa_rows
 
 
@@ -71,3 +72,23 @@ def test_pull_from_an_empty_store_says_what_to_run(tmp_path, tiny_model_dir, cap
     config = write_config(tmp_path, tiny_model_dir)
     assert main(["pull", str(config), "--prompt", "hi"]) == 1
     assert "run `duo finetune` (or `duo run`) first" in capsys.readouterr().err
+
+
+def test_pull_from_the_hub_store_downloads_the_round_revision(pulled, fake_hub, tiny_model_dir, tmp_path, capsys):
+    _, _, local = pulled
+    config = write_config(tmp_path, tiny_model_dir,
+                          store={"kind": "hub", "namespace": "duo-org", "path": "hub-cache"})
+    hub = open_store(load_config(config))
+    hub.retry_delays = (0.0,)
+    with hub.write("round-1/finetune") as folder:  # publish the locally trained round as the Hub store would
+        shutil.copytree(local.open("round-1/finetune"), folder, dirs_exist_ok=True)
+    shutil.rmtree(tmp_path / "hub-cache")  # a fresh machine: nothing local, everything from the Hub
+    fake_hub.log.clear()
+
+    assert main(["pull", str(config), "--prompt", "What is 3 plus 4?"]) == 0
+    out = capsys.readouterr().out
+    assert "adapter: round 1" in out and ">>> What is 3 plus 4?" in out
+    paths = [r["path"] for r in fake_hub.log]
+    assert "/api/models/duo-org/tiny-duo-adapter/revision/round-1" in paths, paths  # snapshot at revision round-1
+    assert any(p.startswith("/duo-org/tiny-duo-adapter/resolve/") and p.endswith("/adapter_model.safetensors")
+               for p in paths), paths
