@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.llm import Engine, FatalError, Request
 from pipeline.llm.limiter import windows_exceeded
-from tests.fakes.http_base import error_reply
+from tests.fakes.http_base import error_reply, json_reply
 from tests.fakes.openai_fixtures import service_cfg
 
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}, "score": {"type": "integer"}},
@@ -61,7 +61,7 @@ def test_schema_violation_is_reasked_with_model_turn(fake_gemini):
 def test_retry_after_is_honoured(fake_gemini):
     fake_gemini.add_hook(lambda req: error_reply(429, "quota", headers={"Retry-After": "1"})
                          if len(fake_gemini.log) == 1 else None)
-    r = Engine(cfg(concurrency=1), progress=False).run(requests(1, schema=None))[0]
+    r = Engine(cfg(concurrency=1), backoff_base=0.01, progress=False).run(requests(1, schema=None))[0]
     assert r.ok and r.data == "question 0" and r.attempts == 2
     first, second = fake_gemini.log
     assert second["t"] - first["t"] >= 1.0
@@ -112,3 +112,14 @@ def test_timeouts_are_retried(fake_gemini):
         requests(8, schema=None))
     assert all(r.ok for r in results) and fake_gemini.fault_counts["hang"] >= 1
     assert sum(r.attempts for r in results) == 8 + fake_gemini.fault_counts["hang"]
+
+
+def test_google_retry_info_delay_is_honoured(fake_gemini):
+    # Gemini's own 429 says how long to wait in google.rpc.RetryInfo, not in a header
+    body = {"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED",
+                      "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"}]}}
+    fake_gemini.add_hook(lambda req: json_reply(body, status=429) if len(fake_gemini.log) == 1 else None)
+    r = Engine(cfg(concurrency=1), backoff_base=0.01, progress=False).run(requests(1, schema=None))[0]
+    assert r.ok and r.attempts == 2
+    first, second = fake_gemini.log
+    assert second["t"] - first["t"] >= 1.0

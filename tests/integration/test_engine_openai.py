@@ -118,7 +118,8 @@ def test_retry_after_is_honoured(fake_openai):
         return None
 
     fake_openai.add_hook(once)
-    results = Engine(service_cfg(**fast(concurrency=1)), progress=False).run(requests(1, schema=None))
+    results = Engine(service_cfg(**fast(concurrency=1)), backoff_base=0.01, progress=False).run(
+        requests(1, schema=None))
     assert results[0].ok and results[0].attempts == 2
     first, second = fake_openai.log
     assert first["status"] == 429 and second["t"] - first["t"] >= 1.0
