@@ -212,3 +212,13 @@ def test_importing_the_engine_stays_light():
             "print(sorted(heavy & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_fully_cached_rerun_needs_no_key_and_sends_nothing(fake_openai, tmp_path, monkeypatch):
+    first = Engine(service_cfg(**fast()), journal=tmp_path / "j.jsonl", progress=False).run(requests(4))
+    monkeypatch.delenv("OPENAI_API_KEY")
+    before = len(fake_openai.log)
+    engine = Engine(service_cfg(**fast()), journal=tmp_path / "j.jsonl", progress=False)
+    again = engine.run(requests(4))
+    assert [r.data for r in again] == [r.data for r in first] and all(r.cached for r in again)
+    assert len(fake_openai.log) == before and engine.usage["cached"] == 4 and engine.usage["cost_usd"] == 0
