@@ -2,6 +2,7 @@
 fine-tune through ``pipeline.finetune`` and batched inference through ``pipeline.infer``.
 
     python bench/finetune_smollm2.py [--steps 5] [--batch 4] [--max-length 256] [--test 8] [--max-new-tokens 64]
+                                     [--threads N] [--keep-cache]
 
 Prints the one-time GGUF conversion, seconds per SFT step, inference tokens/s and peak RSS, with the CPU count
 and load average (other processes on a shared machine slow every figure). ``--json`` also writes them.
@@ -30,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test", type=int, default=8, help="Test prompts to answer.")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="infer.max_new_tokens.")
     parser.add_argument("--keep-cache", action="store_true", help="Use the usual DUO_CACHE (skip the conversion).")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's own, one per core). On a busy shared machine 1 thread "
+                             "can be ~10x faster than 2: spinning OpenMP threads fight the other processes.")
     parser.add_argument("--json", default=None, help="Write the figures here.")
     args = parser.parse_args(argv)
 
@@ -38,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["DUO_CACHE"] = str(work / "cache")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(ROOT))
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from pipeline import finetune, infer
     from pipeline.config import build_config
     from pipeline.manifest import Manifest
@@ -80,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     answers = read_jsonl(store.open("round-1/infer") / "answers.jsonl")
 
     figures = {
-        "cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "convert_s": round(convert_s, 1), "train_rows": len(train), "steps": ft.counts["steps"],
         "batch": args.batch, "max_length": args.max_length, "seconds_per_step": ft.extra["seconds_per_step"],
         "first_loss": ft.extra["first_loss"], "last_loss": ft.extra["last_loss"],
