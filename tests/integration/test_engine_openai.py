@@ -222,3 +222,12 @@ def test_a_fully_cached_rerun_needs_no_key_and_sends_nothing(fake_openai, tmp_pa
     again = engine.run(requests(4))
     assert [r.data for r in again] == [r.data for r in first] and all(r.cached for r in again)
     assert len(fake_openai.log) == before and engine.usage["cached"] == 4 and engine.usage["cost_usd"] == 0
+
+
+def test_exhausted_quota_is_fatal_not_retried(fake_openai):
+    # OpenAI answers an empty account with 429 insufficient_quota: waiting does not help
+    fake_openai.add_hook(lambda req: error_reply(429, "You exceeded your current quota", code="insufficient_quota",
+                                                 type="insufficient_quota"))
+    with pytest.raises(FatalError, match="quota"):
+        Engine(service_cfg(**fast(concurrency=1)), progress=False).run(requests(3))
+    assert len(fake_openai.log) == 1
