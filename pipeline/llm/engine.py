@@ -154,9 +154,10 @@ class Engine:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            for task in done:
-                if task.exception() is not None:
-                    raise task.exception()
+            errors = [task.exception() for task in done if not task.cancelled()]  # retrieve all: no asyncio noise
+            fatal = next((e for e in errors if e is not None), None)
+            if fatal is not None:
+                raise fatal
         finally:
             bar.close()
             if owned:
@@ -266,7 +267,7 @@ class Engine:
         for attempt in range(self.cfg.max_retries + 1):
             grant = await self.limiter.acquire(estimate)
             if self._fatal is not None:
-                raise self._fatal
+                raise _GaveUp(f"not sent: {self._fatal}")  # the run is stopping on that error
             res.attempts += 1
             try:
                 # the SDKs have their own timeout; this one is a backstop against a client that never returns
