@@ -122,7 +122,7 @@ class SynthesizeConfig:
         """Synthetic samples to add in ``round_no`` (1-based)."""
         if self.schedule:
             return self.schedule[min(round_no, len(self.schedule)) - 1]
-        return int(round(self.samples * self.growth ** (round_no - 1)))
+        return round(self.samples * self.growth ** (round_no - 1))
 
 
 @dataclass(frozen=True)

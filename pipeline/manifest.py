@@ -18,7 +18,7 @@ def git_sha() -> str | None:
     if os.environ.get("GITHUB_SHA"):
         return os.environ["GITHUB_SHA"]
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -52,7 +52,7 @@ class Manifest:
 
     @classmethod
     def start(cls, stage: str, artifact: str, config_hash: str, round_no: int | None = None,
-              parents: list["Manifest"] | None = None) -> "Manifest":
+              parents: list[Manifest] | None = None) -> Manifest:
         m = cls(stage=stage, artifact=artifact, config_hash=config_hash, round=round_no, git_sha=git_sha())
         m.parents = [p.as_parent() for p in parents or []]
         m.timings = {"started": now_iso()}
@@ -63,7 +63,7 @@ class Manifest:
         return {"artifact": self.artifact, "stage": self.stage, "config_hash": self.config_hash,
                 "finished": self.timings.get("finished")}
 
-    def finish(self, folder: Path | None = None) -> "Manifest":
+    def finish(self, folder: Path | None = None) -> Manifest:
         """Stamp the end time; list the files of ``folder`` (the artifact being written)."""
         self.timings["finished"] = now_iso()
         if self._t0:
@@ -86,7 +86,7 @@ class Manifest:
         return path
 
     @classmethod
-    def read(cls, folder: Path) -> "Manifest":
+    def read(cls, folder: Path) -> Manifest:
         d = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d and not k.startswith("_")}
         return cls(**known)
