@@ -254,3 +254,17 @@ def test_batch_api_at_half_price(setup, fake_openai):
     with pytest.raises(DuoError, match="batch_api needs service.synthesize.provider openai"):
         synthesize.run(load_config(cfg.source_path, ["synthesize.batch_api=true", "service.synthesize.provider=gemini"]),
                        store, 2, samples=1)
+
+
+def test_cli_without_a_service_llm_skips_and_says_so(tmp_path, capsys, monkeypatch):
+    """The round workflow runs `duo synthesize` for every task; with no service LLM it must skip, not fail."""
+    out = tmp_path / "gh_output"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(out))
+    path = make_config(tmp_path)
+    assert main(["synthesize", str(path), "--round", "1", "--set", "service.synthesize=null"]) == 0
+    assert "synthesis skipped: no service LLM is configured" in capsys.readouterr().out
+    assert "samples=0" in out.read_text()
+    cfg = load_config(path, ["service.synthesize=null"])
+    assert not open_store(cfg).exists("round-1/synthesize")
+    with pytest.raises(DuoError, match="service.synthesize"):
+        synthesize.run(cfg, open_store(cfg), 1)

@@ -139,7 +139,7 @@ def test_round_workflow_shape():
     writers = {n for n, j in jobs.items() if any(v == "write" for v in j["permissions"].values())}
     assert writers == {"report", "decide"}
     assert set(jobs["report"]["permissions"]) == {"contents", "pull-requests"}
-    assert jobs["decide"]["permissions"]["actions"] == "write" and "pull-requests" not in jobs["decide"]["permissions"]
+    assert jobs["decide"]["permissions"] == {"actions": "write", "contents": "read", "pull-requests": "write"}
     assert "dry-run" in jobs["decide"]["if"]
     for name in ("finetune", "infer"):
         assert "self-hosted" in jobs[name]["runs-on"] and "gpu" in jobs[name]["runs-on"]
