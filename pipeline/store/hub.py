@@ -34,7 +34,7 @@ from huggingface_hub.utils.sha import git_hash
 
 from ..config import Config
 from ..errors import DuoError
-from ..manifest import MANIFEST
+from ..manifest import MANIFEST, Manifest
 from . import cards
 from .base import Store, round_of
 
@@ -203,6 +203,19 @@ class HubStore(Store):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return final
+
+    def manifest(self, name: str) -> Manifest:
+        """Only the manifest: spend totals and reports read every round's, and must not download adapters."""
+        repo_id, repo_type, revision, manifest_path = self._where(name)
+        remote = self._tree(repo_type, revision).get(manifest_path)
+        if remote is None:
+            raise self.missing(name, "this stage")
+        local = self.local_path(name) / MANIFEST
+        if not (local.is_file() and git_hash(local.read_bytes()) == remote.blob_id):
+            local = Path(self._call(f"download {name}/{MANIFEST}", lambda: self.api.hf_hub_download(
+                repo_id, manifest_path, repo_type=repo_type, revision=revision,
+                cache_dir=os.environ.get("HF_HUB_CACHE"))))
+        return Manifest.read(local.parent)
 
     # -- writing
     def published(self, name: str) -> None:

@@ -236,3 +236,14 @@ def test_dataset_card_from_a_fresh_runner_keeps_every_artifact(fake_hub, tmp_pat
     card = fake_hub.files(DATA_REPO, "dataset")["README.md"].decode()
     assert "| `prepare` | prepare | train.jsonl | train 2 |" in card  # manifest downloaded by runner b
     assert "| `round-1/synthesize` | synthesize | data.jsonl | data 1 |" in card
+
+
+def test_manifest_alone_downloads_no_adapter_weights(fake_hub, tmp_path):
+    """Spend totals and reports read every round's manifest; a fresh runner must not pull every adapter for that."""
+    put_adapter(hub_store(tmp_path / "a"), 1, weights(3))
+    fake_hub.log.clear()
+    fresh = hub_store(tmp_path / "b")
+    assert fresh.manifest("round-1/finetune").round == 1
+    fetched = [e["path"] for e in fake_hub.log if e["method"] == "GET" and "/resolve/" in e["path"]]
+    assert fetched and all(p.endswith("duo/manifest.json") for p in fetched), fetched
+    assert not (tmp_path / "b" / "round-1" / "finetune" / "adapter").exists()
