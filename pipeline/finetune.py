@@ -205,7 +205,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
             _name_base(adapter, cfg.student.model)
         tokenizer.padding_side = "left"  # whoever loads the adapter's tokenizer next will batch-generate with it
         tokenizer.save_pretrained(adapter)
-        shutil.copy(log_path, folder / "train_log.jsonl")
+        if log_path.is_file():
+            shutil.copy(log_path, folder / "train_log.jsonl")
         card = model_card(cfg, round=round_no, prepare_rows=counts["prepare_rows"], synthetic_rows=synthetic,
                           train_rows=len(pairs), max_train_samples=cfg.finetune.max_train_samples,
                           dtype=str(model.dtype).removeprefix("torch."), quantized=quantized,
