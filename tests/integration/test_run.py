@@ -148,7 +148,7 @@ def test_rerun_skips_every_complete_artifact(offline_run):
     assert len(stage_lines) == 6 and all(" skipped " in ln for ln in stage_lines), stage_lines
 
 
-@pytest.mark.slow  # two full rounds (or a run and its resume) of every stage: ~30 s on 2 idle cores
+@pytest.mark.slow  # two full rounds (or a run and its resume): ~10 s on 2 idle cores, minutes when shared
 def test_service_run_loops_until_the_judge_passes(tmp_path, tiny_model_dir, fake_openai, capsys):
     service = Service(low_calls=N_TEST * REPEATS)  # round 1 is judged LOW, round 2 HIGH
     fake_openai.set_responder(service)
@@ -177,7 +177,7 @@ def read_decision(store: LocalStore, round_no: int) -> dict:
     return json.loads((store.open(f"round-{round_no}/decide") / "decision.json").read_text())
 
 
-@pytest.mark.slow  # two full rounds (or a run and its resume) of every stage: ~30 s on 2 idle cores
+@pytest.mark.slow  # two full rounds (or a run and its resume): ~10 s on 2 idle cores, minutes when shared
 def test_interrupted_run_resumes_without_paying_twice(tmp_path, tiny_model_dir, fake_openai, capsys):
     paid_before = 5
     service = Service(low_calls=10**6, fail_after=paid_before)  # the key is revoked mid-judging
