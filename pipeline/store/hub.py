@@ -174,13 +174,19 @@ class HubStore(Store):
             pass
         return sorted(n for n in names if n.startswith(prefix))
 
-    def open(self, name: str) -> Path:
+    def _located(self, name: str) -> tuple[str, str, str, str, bool]:
+        """Where the artifact is on the Hub, and whether the local copy's manifest is the Hub's, byte for byte."""
         repo_id, repo_type, revision, manifest_path = self._where(name)
         remote = self._tree(repo_type, revision).get(manifest_path)
         if remote is None:
             raise self.missing(name, "this stage")
         local = self.local_path(name) / MANIFEST
-        if local.is_file() and git_hash(local.read_bytes()) == remote.blob_id:
+        current = local.is_file() and git_hash(local.read_bytes()) == remote.blob_id
+        return repo_id, repo_type, revision, manifest_path, current
+
+    def open(self, name: str) -> Path:
+        repo_id, repo_type, revision, _, current = self._located(name)
+        if current:
             return self.local_path(name)
         patterns = None if self.is_adapter(name) else [f"{name}/*"]
         snapshot = Path(self._call(f"download {name} from {repo_id}@{revision}", lambda: snapshot_download(
@@ -206,12 +212,9 @@ class HubStore(Store):
 
     def manifest(self, name: str) -> Manifest:
         """Only the manifest: spend totals and reports read every round's, and must not download adapters."""
-        repo_id, repo_type, revision, manifest_path = self._where(name)
-        remote = self._tree(repo_type, revision).get(manifest_path)
-        if remote is None:
-            raise self.missing(name, "this stage")
+        repo_id, repo_type, revision, manifest_path, current = self._located(name)
         local = self.local_path(name) / MANIFEST
-        if not (local.is_file() and git_hash(local.read_bytes()) == remote.blob_id):
+        if not current:
             local = Path(self._call(f"download {name}/{MANIFEST}", lambda: self.api.hf_hub_download(
                 repo_id, manifest_path, repo_type=repo_type, revision=revision,
                 cache_dir=os.environ.get("HF_HUB_CACHE"))))
