@@ -199,7 +199,7 @@ def test_target_capped_by_max_synthetic_samples(setup, fake_openai):
     assert m.counts["requested"] == 2 and m.counts["kept"] == 2 and m.extra["capped_by_max_synthetic_samples"]
 
 
-def test_cli_outputs_and_missing_service(setup, fake_openai, tmp_path, capsys, monkeypatch):
+def test_cli_outputs(setup, fake_openai, tmp_path, capsys, monkeypatch):
     path, *_ = setup
     out_file = tmp_path / "gh_out"
     monkeypatch.setenv("GITHUB_OUTPUT", str(out_file))
@@ -215,11 +215,6 @@ def test_cli_outputs_and_missing_service(setup, fake_openai, tmp_path, capsys, m
     assert "kept 0/0 pairs from 0 requests" in capsys.readouterr().out
     assert len(fake_openai.requests("POST", CHAT)) == n
 
-    assert main(["synthesize", str(path), "--set", "service.synthesize=null"]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "service.synthesize" in err[0]
-    with pytest.raises(DuoError, match="service.synthesize"):
-        synthesize.run(load_config(path, ["service.synthesize=null"]), open_store(load_config(path)), 1)
 
 
 def test_gemini_service_with_json_schema(tmp_path, fake_gemini):
