@@ -87,6 +87,16 @@ class Store(ABC):
 
         On an exception the temp folder is removed and any earlier complete artifact is left as it was.
         """
+        with self._staged(name, f"artifact {name}: the stage wrote no {MANIFEST}") as tmp:
+            yield tmp
+        self.published(name)
+
+    @contextmanager
+    def _staged(self, name: str, no_manifest: str) -> Iterator[Path]:
+        """A temp folder beside ``name``'s local copy, swapped in when filled with a manifest, else removed.
+
+        Both writers (a stage's ``write`` and the hub backend's download) go through here.
+        """
         final = self.local_path(name)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
@@ -94,12 +104,11 @@ class Store(ABC):
         try:
             yield tmp
             if not (tmp / MANIFEST).is_file():
-                raise DuoError(f"artifact {name}: the stage wrote no {MANIFEST}")
+                raise DuoError(no_manifest)
             self._swap_in(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self.published(name)
 
     @staticmethod
     def _swap_in(tmp: Path, final: Path) -> None:

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -192,23 +191,14 @@ class HubStore(Store):
         snapshot = Path(self._call(f"download {name} from {repo_id}@{revision}", lambda: snapshot_download(
             repo_id, repo_type=repo_type, revision=revision, allow_patterns=patterns, token=self.token,
             endpoint=self.endpoint, cache_dir=os.environ.get("HF_HUB_CACHE"))))
-        final = self.local_path(name)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-        try:
+        with self._staged(name, f"artifact {name} downloaded from {repo_id}@{revision} has no {MANIFEST}") as tmp:
             for path in _files(snapshot):
                 rel = adapter_artifact_path(path) if self.is_adapter(name) else path[len(name) + 1:]
                 if rel is None or (not self.is_adapter(name) and not path.startswith(f"{name}/")):
                     continue
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(snapshot / path, tmp / rel)
-            if not (tmp / MANIFEST).is_file():
-                raise DuoError(f"artifact {name} downloaded from {repo_id}@{revision} has no {MANIFEST}")
-            self._swap_in(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return final
+        return self.local_path(name)
 
     def manifest(self, name: str) -> Manifest:
         """Only the manifest: spend totals and reports read every round's, and must not download adapters."""
