@@ -19,16 +19,10 @@ from .budget import spent_in_store
 from .config import Config
 from .errors import DuoError
 from .manifest import Manifest
-from .store import Store, artifact_name, open_store, round_of
+from .store import Store, artifact_name, latest_round, open_store
 
 STAGE = "decide"
 COMMENT_MARK = "<!-- duo-decide task={task} round={round} -->"
-
-
-def latest_evaluated_round(store: Store) -> int:
-    """The highest round with an evaluate artifact, or 1."""
-    rounds = [round_of(n) for n in store.list("round-") if n.endswith("/evaluate")]
-    return max((r for r in rounds if r is not None), default=1)
 
 
 def evaluation(store: Store, round_no: int, needed_by: str = "duo decide") -> dict:
@@ -110,7 +104,7 @@ def decision(cfg: Config, store: Store, round_no: int) -> dict:
 
 def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False) -> Manifest:
     """Write ``round-N/decide/decision.json``; an unchanged decision keeps the existing artifact."""
-    round_no = int(round_no or latest_evaluated_round(store))
+    round_no = int(round_no or latest_round(store, "evaluate") or 1)
     name = artifact_name(STAGE, round_no)
     found = decision(cfg, store, round_no)
     chash = cfg.section_hash("budget", "synthesize")
@@ -202,7 +196,7 @@ def mark_dispatched(store: Store, m: Manifest, sent: dict) -> Manifest:
 
 def command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
-    round_no = args.round or latest_evaluated_round(store)
+    round_no = args.round or latest_round(store, "evaluate") or 1
     m = run(cfg, store, round_no, force=getattr(args, "force", False))
     found = json.loads((store.open(m.artifact) / "decision.json").read_text(encoding="utf-8"))
     print(f"decide round {round_no}: {found['decision']}: {found['reason']}")

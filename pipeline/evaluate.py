@@ -25,7 +25,7 @@ from .manifest import Manifest
 from .metrics import JUDGE_METRICS, offline_scores
 from .records import iter_jsonl, write_jsonl
 from .schemas import first_problem
-from .store import Store, artifact_name, open_store, round_of
+from .store import Store, artifact_name, latest_round, open_store
 
 STAGE = "evaluate"
 ZERO_USAGE = {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "cached": 0}
@@ -228,12 +228,6 @@ def _round(x: float | None) -> float | None:
 # --------------------------------------------------------------------------- CLI
 
 
-def latest_round(store: Store) -> int:
-    """The highest round with an infer artifact, or 1."""
-    rounds = [round_of(n) for n in store.list("round-") if n.endswith("/infer")]
-    return max((r for r in rounds if r is not None), default=1)
-
-
 def _fmt(x) -> str:
     if x is None:
         return "-"
@@ -261,7 +255,7 @@ def table(report: dict) -> str:
 
 def command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
-    round_no = args.round or latest_round(store)
+    round_no = args.round or latest_round(store, "infer") or 1
     manifest = run(cfg, store, round_no, force=getattr(args, "force", False))
     report = json.loads((store.open(manifest.artifact) / "metrics.json").read_text(encoding="utf-8"))
     text = table(report)

@@ -21,7 +21,7 @@ from .gha import set_output, step_summary
 from .manifest import Manifest
 from .progress import peak_rss_mb
 from .sft_recipe import effective_lora, effective_sft, lora_config, sft_config
-from .store import Store, artifact_name, open_store, round_of
+from .store import Store, artifact_name, latest_round, open_store
 from .trainset import training_artifacts, training_rows
 
 
@@ -33,8 +33,7 @@ def default_round(store: Store, args: argparse.Namespace) -> int:
     """``--round``, else the latest round with any artifact, else 1."""
     if getattr(args, "round", None):
         return int(args.round)
-    rounds = [r for r in (round_of(n) for n in store.list("round-")) if r]
-    return max(rounds, default=1)
+    return latest_round(store) or 1
 
 
 def to_prompt_completion(row: dict, where: str) -> dict:

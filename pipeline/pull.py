@@ -14,17 +14,16 @@ from pathlib import Path
 
 from .config import Config
 from .errors import DuoError
-from .store import Store, artifact_name, open_store, round_of
+from .store import Store, artifact_name, latest_round, open_store
 
 
 def latest_finetuned_round(store: Store) -> int:
     """The highest round with a complete finetune artifact; DuoError when there is none."""
-    rounds = [round_of(n) for n in store.list("round-") if n.endswith("/finetune")]
-    rounds = [r for r in rounds if r is not None]
-    if not rounds:
+    round_no = latest_round(store, "finetune")
+    if round_no is None:
         raise DuoError(f"no round has a finetune artifact in the {store.kind} store at {store.root}; "
                        f"run `duo finetune` (or `duo run`) first")
-    return max(rounds)
+    return round_no
 
 
 def adapter_folder(store: Store, round_no: int) -> Path:

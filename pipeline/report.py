@@ -21,7 +21,7 @@ from .config import Config
 from .errors import DuoError
 from .manifest import MANIFEST, Manifest
 from .records import read_jsonl
-from .store import Store, artifact_name, open_store, round_of
+from .store import Store, artifact_name, latest_round, open_store, round_of
 
 STAGE = "report"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -223,7 +223,7 @@ def _publish(artifact: Path, target: Path) -> None:
 
 def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False) -> Manifest:
     """Write the round's report folder and artifact ``round-N/report``; unchanged inputs keep the existing one."""
-    round_no = int(round_no or decide.latest_evaluated_round(store))
+    round_no = int(round_no or latest_round(store, "evaluate") or 1)
     name = artifact_name(STAGE, round_no)
     decide.evaluation(store, round_no, "duo report")  # fail early, with the missing artifact named
     chash = cfg.section_hash("task", "report", "evaluate", "budget", "synthesize", "student")
@@ -284,7 +284,7 @@ def summary(m: Manifest, store: Store, round_no: int) -> str:
 
 def command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
-    round_no = args.round or decide.latest_evaluated_round(store)
+    round_no = args.round or latest_round(store, "evaluate") or 1
     m = run(cfg, store, round_no, force=getattr(args, "force", False))
     folder = report_dir(cfg, round_no)
     line = summary(m, store, round_no)

@@ -31,7 +31,7 @@ from .manifest import Manifest
 from .prepare import chat
 from .prompts import load_reply_schema, render
 from .records import read_jsonl, write_jsonl
-from .store import Store, artifact_name, open_store, round_of
+from .store import Store, artifact_name, latest_round, open_store
 
 STAGE = "synthesize"
 REASONS = ("empty", "truncated", "test_overlap", "duplicate", "near_duplicate")
@@ -212,14 +212,9 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     return manifest
 
 
-def latest_round(store: Store) -> int:
-    """The highest round with any artifact, or 1."""
-    return max((r for r in map(round_of, store.list("round-")) if r is not None), default=1)
-
-
 def command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
-    round_no = args.round or latest_round(store)
+    round_no = args.round or latest_round(store) or 1
     if cfg.service.synthesize is None:
         # The workflow runs this job for every task; a task with no service LLM trains on its coverage data alone.
         note = "synthesis skipped: no service LLM is configured (service.synthesize); training on coverage data only"

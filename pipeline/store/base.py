@@ -28,6 +28,12 @@ def artifact_name(stage: str, round_no: int | None = None) -> str:
     return f"round-{int(round_no)}/{stage}"
 
 
+def latest_round(store: Store, stage: str | None = None) -> int | None:
+    """The highest round holding a complete artifact (of ``stage``, when given); None when there is none."""
+    rounds = [round_of(n) for n in store.list("round-") if stage is None or n.endswith(f"/{stage}")]
+    return max((r for r in rounds if r is not None), default=None)
+
+
 def round_of(name: str) -> int | None:
     head = name.split("/", 1)[0]
     return int(head.split("-", 1)[1]) if head.startswith("round-") else None
