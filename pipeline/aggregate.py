@@ -2,17 +2,32 @@
 
 Pure Python and numpy, so the report and ``decide`` can recompute from ``scores.jsonl`` without any model.
 A score of ``None`` means "not scored" (e.g. every judge repeat failed): it is left out of every aggregate.
+Prompt-clustered CIs, paired round-vs-round differences and test-set size estimates are in ``paired.py``
+and re-exported here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-STATS = ("mean", "pass_rate", "ci_low")
+from .paired import (  # noqa: F401  (re-exported: the evidence statistics live in paired.py)
+    _clean,
+    _r,
+    can_decide,
+    change_word,
+    cluster_means,
+    clustered_ci,
+    detectable_difference,
+    half_width,
+    paired_diff,
+    percentile_ci,
+    prompts_needed,
+    prompts_to_halve,
+    win_rate,
+)
 
-
-def _clean(values: Iterable[float | None]) -> list[float]:
-    return [float(v) for v in values if v is not None]
+STATS = ("mean", "pass_rate", "ci_low", "ci_high")
+DIFF_STATS = ("diff", "ci_low", "ci_high")  # of a paired comparison (vs baseline / previous)
 
 
 def mean(values: Sequence[float | None]) -> float | None:
@@ -30,43 +45,33 @@ def pass_rate(values: Sequence[float | None], threshold: float | None) -> float 
 
 def bootstrap_ci(values: Sequence[float | None], *, samples: int = 1000, confidence: float = 0.95,
                  seed: int = 0) -> tuple[float | None, float | None]:
-    """Percentile bootstrap CI of the mean: resample with replacement ``samples`` times (seeded)."""
-    import numpy as np
+    """Percentile bootstrap CI of the mean: resample with replacement ``samples`` times (seeded).
 
-    vals = np.asarray(_clean(values), dtype=float)
-    if vals.size == 0:
-        return None, None
-    if vals.size == 1:
-        return float(vals[0]), float(vals[0])
-    rng = np.random.default_rng(seed)
-    means = np.empty(samples, dtype=float)
-    # Chunks bound memory at ~1M indices whatever the test-set size.
-    chunk = max(1, 1_000_000 // vals.size)
-    for start in range(0, samples, chunk):
-        stop = min(samples, start + chunk)
-        idx = rng.integers(0, vals.size, size=(stop - start, vals.size))
-        means[start:stop] = vals[idx].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(low), float(high)
+    Treats every sample as independent; for several samples per prompt use ``clustered_ci``.
+    """
+    return percentile_ci(_clean(values), samples=samples, confidence=confidence, seed=seed)
 
 
-def _r(x: float | None, nd: int = 6) -> float | None:
-    return None if x is None else round(x, nd)
+def summarize(values: Sequence[float | None], threshold: float | None, *, clusters: Sequence | None = None,
+              samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
+    """``{"mean", "pass_rate", "threshold", "ci_low", "ci_high", "n", "samples"}`` of one metric.
 
-
-def summarize(values: Sequence[float | None], threshold: float | None, *, samples: int = 1000,
-              confidence: float = 0.95, seed: int = 0) -> dict:
-    """``{"mean", "pass_rate", "threshold", "ci_low", "ci_high", "n"}`` of one metric (n counts scored samples)."""
-    low, high = bootstrap_ci(values, samples=samples, confidence=confidence, seed=seed)
-    return {"mean": _r(mean(values)), "pass_rate": _r(pass_rate(values, threshold)), "threshold": threshold,
-            "ci_low": _r(low), "ci_high": _r(high), "n": len(_clean(values))}
+    With ``clusters`` (the prompt id of each value) the mean is of per-prompt means and the CI resamples prompts,
+    so several sampled answers or judge repeats of one prompt count as one prompt's evidence; ``n`` counts scored
+    prompts and ``samples`` scored values. Without, every value is its own prompt.
+    """
+    clusters = list(range(len(values))) if clusters is None else list(clusters)
+    ci = clustered_ci(values, clusters, samples=samples, confidence=confidence, seed=seed)
+    return {"mean": ci["mean"], "pass_rate": _r(pass_rate(values, threshold)), "threshold": threshold,
+            "ci_low": ci["ci_low"] if ci["n"] != 1 else ci["mean"], "ci_high": ci["ci_high"] if ci["n"] != 1
+            else ci["mean"], "n": ci["n"], "samples": len(_clean(values))}
 
 
 def summarize_all(scores: Mapping[str, Sequence[float | None]], thresholds: Mapping[str, float], *,
-                  samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
+                  clusters: Sequence | None = None, samples: int = 1000, confidence: float = 0.95,
+                  seed: int = 0) -> dict:
     """metric -> summary, for every metric in ``scores``."""
-    return {m: summarize(v, thresholds.get(m), samples=samples, confidence=confidence, seed=seed)
+    return {m: summarize(v, thresholds.get(m), clusters=clusters, samples=samples, confidence=confidence, seed=seed)
             for m, v in scores.items()}
 
 
@@ -87,33 +92,50 @@ def by_category(categories: Sequence[str | None], scores: Mapping[str, Sequence[
     return out
 
 
-def _cond(c) -> tuple[str, str, float]:
-    if isinstance(c, Mapping):
-        return c["metric"], c.get("stat", "mean"), float(c["min"])
-    return c.metric, c.stat, float(c.min)
+def _cond(c) -> dict:
+    """A rule condition (config dataclass or dict) as ``{metric, stat, vs, min, above}``."""
+    get = c.get if isinstance(c, Mapping) else (lambda k, d=None: getattr(c, k, d))
+    out = {"metric": get("metric"), "stat": get("stat") or "mean", "vs": get("vs")}
+    for bound in ("min", "above"):
+        out[bound] = None if get(bound) is None else float(get(bound))
+    return out
 
 
-def apply_rule(conditions: Iterable, metrics: Mapping[str, dict]) -> tuple[list[dict], str]:
-    """Check every condition ``{metric, stat, min}`` against metric summaries; verdict ``pass`` only if all hold.
+def _why_unchecked(cond: dict, summary: Mapping | None) -> str | None:
+    metric, stat, vs = cond["metric"], cond["stat"], cond["vs"]
+    allowed = DIFF_STATS if vs else STATS
+    if stat not in allowed:
+        return f"stat '{stat}' cannot be used{' with vs: ' + vs if vs else ''}; expected one of {', '.join(allowed)}"
+    if summary is None:
+        return (f"no {'untuned baseline (round 0)' if vs == 'baseline' else 'previous round'} to compare "
+                f"'{metric}' with" if vs else f"metric '{metric}' was not computed")
+    if summary.get(stat) is None:
+        if stat == "pass_rate" and summary.get("n"):
+            return f"no threshold for '{metric}' in evaluate.thresholds"
+        return f"too few prompts scored on both sides for '{metric}'" if vs else f"no scored samples for '{metric}'"
+    return None
 
-    Returns one row per condition ``{"metric", "stat", "min", "value", "ok"}``, with ``"why"`` on a condition that
-    cannot be checked (metric not computed, no scored samples, no threshold for a pass rate).
+
+def apply_rule(conditions: Iterable, metrics: Mapping[str, dict],
+               comparisons: Mapping[str, Mapping[str, dict]] | None = None) -> tuple[list[dict], str]:
+    """Check every condition against the metric summaries (or, for a condition with ``vs``, against the paired
+    comparison ``comparisons[vs][metric]``); verdict ``pass`` only if all hold.
+
+    Returns one row per condition ``{"metric", "stat", "vs", "min", "above", "value", "ok"}``, with ``"why"`` on a
+    condition that cannot be checked (metric not computed, nothing to compare with, no threshold for a pass rate).
     """
     rows = []
     for c in conditions:
-        metric, stat, minimum = _cond(c)
-        row = {"metric": metric, "stat": stat, "min": minimum, "value": None, "ok": False}
-        summary = metrics.get(metric)
-        if stat not in STATS:
-            row["why"] = f"unknown stat '{stat}'; expected one of {', '.join(STATS)}"
-        elif summary is None:
-            row["why"] = f"metric '{metric}' was not computed"
-        elif summary.get(stat) is None:
-            row["why"] = (f"no threshold for '{metric}' in evaluate.thresholds" if stat == "pass_rate"
-                          and summary.get("n") else f"no scored samples for '{metric}'")
+        cond = _cond(c)
+        source = (comparisons or {}).get(cond["vs"]) or {} if cond["vs"] else metrics
+        summary = source.get(cond["metric"])
+        row = {**cond, "value": None, "ok": False}
+        why = _why_unchecked(cond, summary)
+        if why:
+            row["why"] = why
         else:
-            row["value"] = summary[stat]
-            row["ok"] = bool(summary[stat] >= minimum)
+            value = row["value"] = summary[cond["stat"]]
+            row["ok"] = bool(value > cond["above"]) if cond["above"] is not None else bool(value >= cond["min"])
         rows.append(row)
     verdict = "pass" if rows and all(r["ok"] for r in rows) else "fail"
     return rows, verdict

@@ -8,6 +8,7 @@ import sys
 
 from . import __version__
 from .errors import ConfigError, DuoError
+from .flags import add_config, fill
 
 # verb -> one-line help; each verb is a module ``pipeline.<verb>`` exposing ``command(cfg, args) -> int``.
 VERBS = {
@@ -24,49 +25,32 @@ VERBS = {
 }
 
 
-def _common(p: argparse.ArgumentParser, *, with_round: bool = True) -> None:
-    p.add_argument("config", help="Path to the task's YAML config (e.g. duo.yaml).")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="Override one config value (YAML syntax); repeatable.")
-    if with_round:
-        p.add_argument("--round", type=int, default=None,
-                       help="Round number (1-based); default: the latest round with artifacts, or 1.")
-    p.add_argument("--force", action="store_true", help="Redo the stage even when its artifact is complete.")
+def _flags(verb: str) -> tuple:
+    """The verb's own flags: ``FLAGS`` of module ``pipeline.<verb>`` (imported only for the verb being run)."""
+    return tuple(importlib.import_module(f"pipeline.{verb}").FLAGS)
 
 
-def make_parser() -> argparse.ArgumentParser:
+def make_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``verb`` (the one being run) gets its full flags, the others only their one-line help."""
     parser = argparse.ArgumentParser(
         prog="duo",
-        description="Migrate a task from a service LLM to a small local model you own (LlamaDuo).",
+        description="Migrate a task from a service LLM to a small local model you own (LlamaDuo). "
+                    "Every flag also reads an environment variable (shown in each verb's --help).",
     )
     parser.add_argument("--version", action="version", version=f"duo {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
-    for verb, help_text in VERBS.items():
-        p = sub.add_parser(verb, help=help_text, description=help_text)
-        _common(p, with_round=verb not in ("validate", "prepare"))
-        if verb == "synthesize":
-            p.add_argument("--samples", type=int, default=None,
-                           help="Synthetic samples to add this round (default: from synthesize.samples/growth/schedule).")
-        if verb == "report":
-            p.add_argument("--open-pr", action="store_true",
-                           help="Open (or update) the report's pull request on GitHub (needs GITHUB_TOKEN, "
-                                "GITHUB_REPOSITORY).")
-        if verb == "decide":
-            p.add_argument("--dispatch", action="store_true",
-                           help="Dispatch the next round's workflow on GitHub when the round falls short.")
-        if verb == "run":
-            p.add_argument("--rounds", type=int, default=None,
-                           help="Stop after this many rounds (default: budget.max_rounds).")
-        if verb == "pull":
-            p.add_argument("--prompt", action="append", default=[],
-                           help="A prompt to answer with the pulled adapter; repeatable.")
-            p.add_argument("--output", default=None, help="Also copy the adapter folder here.")
-            p.add_argument("--max-new-tokens", type=int, default=None, help="Default: infer.max_new_tokens.")
+    for name, help_text in VERBS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_config(p)
+        for flag in _flags(name) if name == verb else ():
+            flag.add_to(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    parser = make_parser(verb if verb in VERBS else None)
     args = parser.parse_args(argv)
     if not args.verb:
         parser.print_help()
@@ -74,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from .config import load_config
 
-        cfg = load_config(args.config, args.overrides)
+        fill(args, _flags(args.verb))
+        cfg = load_config(args.config, args.set)
         module = importlib.import_module(f"pipeline.{args.verb}")
         return int(module.command(cfg, args) or 0)
     except ConfigError as exc:

@@ -35,14 +35,6 @@ def shingles(text: str, ngram: int = NGRAM) -> set[str]:
     return out
 
 
-def jaccard(a: str, b: str, ngram: int = NGRAM) -> float:
-    """Exact Jaccard similarity of the shingle sets of two texts (1.0 for two empty texts)."""
-    sa, sb = shingles(a, ngram), shingles(b, ngram)
-    if not sa and not sb:
-        return 1.0
-    return len(sa & sb) / len(sa | sb)
-
-
 def lsh_bands(threshold: float, num_perm: int, recall: float = 0.9995) -> tuple[int, int]:
     """(bands, rows per band): the most rows per band (fewest false candidates) that still find a pair at
     ``threshold`` with probability >= ``recall``."""
@@ -134,6 +126,9 @@ class NearDupIndex:
             if sim >= self.threshold and (best is None or sim > best.similarity):
                 best = Match(cand, round(sim, 4), False)
         return best
+
+
+REASONS = ("empty", "truncated", "test_overlap", "duplicate", "near_duplicate")  # what PairFilter.check returns
 
 
 class PairFilter:

@@ -1,50 +1,104 @@
-"""``duo evaluate``: score the student's answers against the service LLM's, then apply the pass rule.
+"""``duo evaluate``: score the student's answers against the service LLM's, compare them with the untuned baseline
+and the previous round, then apply the pass rule.
 
-Input: ``round-N/infer/answers.jsonl`` (``id``, ``instruction``, ``reference``, ``category``, ``answer``).
-Output ``round-N/evaluate``: ``scores.jsonl`` (per sample: every metric and each judge repeat with its reasons),
-``metrics.json`` (means, pass rates, bootstrap CIs, per-category, the rule and the verdict) and
-``judge_failures.jsonl`` (judge replies that stayed invalid after the engine's re-asks, with their raw text).
+Input: ``round-N/infer/answers.jsonl`` (``id``, ``instruction``, ``reference``, ``category``, ``answer``,
+``sample``), and the ``scores.jsonl`` of round 0 (the untuned baseline) and of the previous evaluated round.
+Output ``round-N/evaluate``: ``scores.jsonl`` (per answer: every metric, each judge repeat with its reasons, the
+pairwise verdicts), ``metrics.json`` (clustered summaries, ``baseline``, ``vs_baseline``, ``vs_previous``,
+``power``, per-category, the rule and the verdict; see docs/contracts.md) and ``judge_failures.jsonl``.
 
-The LLM judge (as in LlamaDuo) scores ``similarity`` and ``precision`` 1-100, ``judge_repeats`` times per sample,
-averaged. A sample whose repeats all failed has no judge score and is left out of the judge means. With no judge
-configured the judge is skipped and ``evaluate.offline_pass_rule`` decides.
+The LLM judge (as in LlamaDuo) scores ``similarity`` and ``precision`` 1-100, ``judge_repeats`` times per answer,
+averaged; with ``evaluate.pairwise`` it also says which answer is better (metric ``win_rate``). With no judge
+configured, ``evaluate.offline_pass_rule`` decides.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
-from .aggregate import apply_rule, by_category, summarize_all
+from . import evidence
 from .config import Config
 from .errors import DuoError
-from .gha import set_output, step_summary
-from .manifest import Manifest
+from .flags import COMMON
+from .formatting import num, rule_row
+from .manifest import Manifest, zero_usage
 from .metrics import JUDGE_METRICS, offline_scores
-from .records import iter_jsonl, write_jsonl
-from .schemas import first_problem
+from .records import iter_jsonl, read_jsonl, write_jsonl
+from .stage import StageInputs, publish, reusable, round_arg
 from .store import Store, artifact_name, latest_round, open_store
 
 STAGE = "evaluate"
-ZERO_USAGE = {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "cached": 0}
+FLAGS = COMMON
+BASELINE_ROUND = 0
 
 
-def config_hash(cfg: Config) -> str:
-    """Hash of what changes this stage's output: the evaluate section, the judge service, its prompt and schema."""
-    doc = {"evaluate": cfg.raw.get("evaluate"), "judge": (cfg.raw.get("service") or {}).get("judge")}
-    if judge_enabled(cfg):  # an edited judge template or schema must redo the stage, as a config change does
-        from .prompts import find_template, load_reply_schema
-
-        doc["prompt"] = find_template(cfg, cfg.evaluate.prompt).read_text(encoding="utf-8")
-        doc["schema"] = load_reply_schema(cfg, cfg.evaluate.schema)
-    blob = json.dumps(doc, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def judges(cfg: Config) -> list:
+    """The judge services in force (several make a panel); none when no judge metric is asked for."""
+    if not any(m in cfg.evaluate.metrics for m in (*JUDGE_METRICS, "win_rate")):
+        return []
+    return list(cfg.service.judges)
 
 
 def judge_enabled(cfg: Config) -> bool:
-    return cfg.service.judge is not None and any(m in cfg.evaluate.metrics for m in JUDGE_METRICS)
+    return bool(judges(cfg))
+
+
+# --------------------------------------------------------------------------- readers (next to the writer)
+
+
+def read_metrics(store: Store, round_no: int, needed_by: str = "duo decide") -> dict:
+    """Round ``round_no``'s ``metrics.json``; ArtifactMissing / DuoError when absent or unreadable."""
+    name = artifact_name(STAGE, round_no)
+    if not store.exists(name):
+        raise store.missing(name, f"{needed_by} (round {round_no})")
+    path = store.open(name) / "metrics.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DuoError(f"{path}: cannot read the evaluation metrics ({exc})") from None
+    if not isinstance(data, dict) or data.get("verdict") not in ("pass", "fail"):
+        raise DuoError(f"{path}: 'verdict' must be \"pass\" or \"fail\"")
+    return data
+
+
+def read_scores(store: Store, round_no: int) -> list[dict] | None:
+    """Round ``round_no``'s ``scores.jsonl`` rows, or None when that round was not evaluated."""
+    name = artifact_name(STAGE, round_no)
+    if not store.exists(name):
+        return None
+    path = store.open(name) / "scores.jsonl"
+    return read_jsonl(path) if path.is_file() else None
+
+
+def previous_round(store: Store, round_no: int) -> int | None:
+    """The last evaluated round before ``round_no`` (round 0, the baseline, counts); None for round 0."""
+    done = [k for k in range(round_no - 1, -1, -1) if store.exists(artifact_name(STAGE, k))]
+    return done[0] if done else None
+
+
+def inputs(cfg: Config, store: Store, round_no: int) -> StageInputs:
+    """What the scores are made from: the evaluate section and judge services, the judge prompts and schemas
+    (their contents, when a judge runs), the answers, and the baseline's and previous round's scores."""
+    from .prompts import find_schema, find_template
+
+    infer_name = artifact_name("infer", round_no)
+    if not store.exists(infer_name):
+        raise store.missing(infer_name, f"duo evaluate (round {round_no})")
+    parents = [store.manifest(infer_name)]
+    prev = previous_round(store, round_no)
+    for k in sorted({BASELINE_ROUND, prev} - {None}):
+        if k < round_no and store.exists(artifact_name(STAGE, k)):
+            parents.append(store.manifest(artifact_name(STAGE, k)))
+    files = []
+    if judge_enabled(cfg):
+        ev = cfg.evaluate
+        files = [find_template(cfg, ev.prompt), find_schema(cfg, ev.schema)]
+        if ev.pairwise:
+            files += [find_template(cfg, ev.pairwise_prompt), find_schema(cfg, ev.pairwise_schema)]
+    config = {"evaluate": cfg.raw.get("evaluate"), "judge": (cfg.raw.get("service") or {}).get("judge")}
+    return StageInputs(STAGE, round_no, config, files, parents)
 
 
 # --------------------------------------------------------------------------- input
@@ -78,56 +132,72 @@ def _found(row: dict, key: str) -> str:
 # --------------------------------------------------------------------------- judge
 
 
-def _verdict(data, schema: dict) -> tuple[dict | None, str | None]:
-    """One judge reply as ``{similarity, precision, *_reason}``, or (None, problem)."""
-    problem = first_problem(data, schema)
-    if problem is None:
-        try:
-            sim, prec = data["similarity_assessment"], data["precision_assessment"]
-            return {"similarity": float(sim["score"]), "precision": float(prec["score"]),
-                    "similarity_reason": str(sim["reason"]), "precision_reason": str(prec["reason"])}, None
-        except (KeyError, TypeError, ValueError) as exc:  # a custom schema that does not require these keys
-            problem = f"missing {exc}"
-    return None, f"reply does not match {schema.get('title') or 'the judge schema'}: {problem}"
+def _avg(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
-def run_judge(cfg: Config, store: Store, round_no: int, rows: list[dict], name: str
-              ) -> tuple[dict, list[dict], dict, int]:
-    """Ask the judge ``judge_repeats`` times per sample, within the spend budget.
+def _panel_summary(outcome) -> dict:
+    """What metrics.json records about a panel of several judges."""
+    means = {label: {m: _avg([v for v in vals if v is not None]) for m, vals in scores.items()}
+             for label, scores in outcome.per_judge.items()}
+    return {"judges": outcome.labels, "per_judge": means, "agreement": outcome.agreement}
 
-    Returns (key -> list of verdicts, failure records, usage for the manifest, requests not sent for budget).
-    """
-    from .budget import Spend, spent_in_store
-    from .llm import Engine, Request
-    from .prompts import load_reply_schema, render
 
-    svc = cfg.service.judge
-    schema = load_reply_schema(cfg, cfg.evaluate.schema)
-    planned = []
-    for row in rows:
-        messages = render(cfg, cfg.evaluate.prompt, instruction=row["instruction"], reference=row["reference"],
-                          answer=row["answer"], category=row.get("category"))
-        planned += [(Request(key=row["_key"], messages=messages, schema=schema, repeat=k),)
-                    for k in range(cfg.evaluate.judge_repeats)]
-    # The artifact being replaced keeps its spend in the ledger: its cost is carried into the new manifest.
-    carried = float(store.manifest(name).usage.get("cost_usd") or 0.0) if store.exists(name) else 0.0
-    spend = Spend(cfg, svc, spent_in_store(store, exclude=name), carried=carried)
-    engine = Engine(svc, journal=store.journal_dir / f"round-{round_no}-{STAGE}.jsonl")
-    verdicts: dict[str, list[dict]] = {row["_key"]: [] for row in rows}
-    failures, sent = [], 0
-    for chunk in spend.chunks(planned):
-        results = engine.run([req for req, in chunk], desc=f"judge r{round_no}")
-        sent += len(chunk)
-        for res in results:
-            spend.add(res)
-            verdict, problem = _verdict(res.data, schema) if res.ok else (None, res.error or "failed")
-            if verdict is not None:
-                verdicts[res.key].append({**verdict, "repeat": res.repeat})
-                continue
-            raw = res.raw if res.raw is not None else (json.dumps(res.data) if res.data is not None else None)
-            failures.append({"id": res.key, "repeat": res.repeat, "error": problem, "raw": raw,
-                             "attempts": res.attempts})
-    return verdicts, failures, spend.usage(), len(planned) - sent
+def score_with_judges(cfg: Config, store: Store, round_no: int, rows: list[dict], name: str) -> dict:
+    """Judge every answer (when a judge is configured): per-metric scores and what the manifest records.
+
+    One judge scores as in LlamaDuo; several make a panel (scores averaged over judges, agreement reported);
+    ``evaluate.pairwise`` adds the pairwise verdicts against the service's answer (metric ``win_rate``)."""
+    found = {"on": False, "verdicts": {}, "failures": [], "usage": zero_usage(), "unsent": 0, "model": None,
+             "scores": {}, "judges": 0}
+    services = judges(cfg)
+    if not services:
+        return found
+    from .judging import judge_absolute
+    from .judging_panel import judge_labels, judge_panel
+
+    ev, journal = cfg.evaluate, store.journal_dir / f"round-{round_no}-{STAGE}.jsonl"
+    labels = judge_labels(services)
+    found.update(on=True, judges=len(services), model=", ".join(labels))
+    metrics = [m for m in ev.metrics if m in JUDGE_METRICS]
+    if metrics and len(services) == 1:
+        o = judge_absolute(cfg, store, services[0], rows, journal=journal, artifact_name=name,
+                           desc=f"judge r{round_no}")
+        found["scores"] = o.scores([r["_key"] for r in rows], metrics)
+    elif metrics:
+        o = judge_panel(cfg, store, services, rows, journal=journal, artifact_name=name, metrics=metrics,
+                        desc=f"judge r{round_no}")
+        found["scores"] = {m: o.panel[m] for m in metrics}
+        found["panel"] = _panel_summary(o)
+    if metrics:
+        found.update(verdicts=o.verdicts if len(services) == 1 else _merged(o, rows), failures=o.failures,
+                     usage=o.usage, unsent=o.unsent)
+    if ev.pairwise or "win_rate" in ev.metrics:
+        _pairwise(cfg, store, services[0], rows, name, journal, found)
+    return found
+
+
+def _merged(panel, rows: list[dict]) -> dict:
+    """Every judge's verdicts of each answer, each tagged with its judge."""
+    return {r["_key"]: [{**v, "judge": label} for label, o in panel.outcomes.items()
+                        for v in o.verdicts.get(r["_key"], [])] for r in rows}
+
+
+def _pairwise(cfg: Config, store: Store, svc, rows: list[dict], name: str, journal: Path, found: dict) -> None:
+    from .judging_pairwise import judge_pairwise
+
+    ev = cfg.evaluate
+    before = found["usage"]
+    o = judge_pairwise(cfg, store, svc, rows, journal=journal.with_name(journal.stem + "-pairwise.jsonl"),
+                       artifact_name=name, template=ev.pairwise_prompt, schema=ev.pairwise_schema,
+                       desc="pairwise judge", already=float(before.get("new_cost_usd") or 0.0),
+                       carry="carried_cost_usd" not in before)
+    found["pairwise"] = {k: v["pairwise"] for k, v in o.rows.items()}
+    found["scores"]["win_rate"] = [o.rows.get(r["_key"], {}).get("win") for r in rows]
+    found["failures"] = found["failures"] + o.failures
+    found["unsent"] += o.unsent
+    usage = found["usage"]
+    found["usage"] = {k: (usage.get(k) or 0) + (o.usage.get(k) or 0) for k in set(usage) | set(o.usage)}
 
 
 # --------------------------------------------------------------------------- stage
@@ -139,114 +209,83 @@ def _rule(cfg: Config, judged: bool) -> tuple[list, str]:
     return cfg.evaluate.offline_pass_rule, "offline"
 
 
-def _existing(cfg: Config, store: Store, name: str, chash: str, parents: list[Manifest]) -> Manifest | None:
-    """The complete artifact when nothing that decides it changed, else None."""
-    if not store.exists(name):
-        return None
-    m = store.manifest(name)
-    # A judge cut short by the spend budget is redone (paid answers re-used) once the budget is raised.
-    if m.extra.get("stopped") == "budget" and cfg.budget.max_spend_usd > float(m.extra.get("budget_usd") or 0):
-        return None
-    return m if m.config_hash == chash and m.parents == [p.as_parent() for p in parents] else None
+def _score_rows(cfg: Config, rows: list[dict], scores: dict, judged: dict) -> list[dict]:
+    out = []
+    for i, r in enumerate(rows):
+        row = {k: r.get(k) for k in ("id", "sample", "instruction", "category", "reference", "answer")}
+        row["scores"] = {m: None if v[i] is None else round(float(v[i]), 6) for m, v in scores.items()}
+        row["judge"] = judged["verdicts"].get(r["_key"], [])
+        if judged["on"]:
+            row["judge_failed_repeats"] = cfg.evaluate.judge_repeats * judged["judges"] - len(row["judge"])
+        if r["_key"] in judged.get("pairwise", {}):
+            row["pairwise"] = judged["pairwise"][r["_key"]]
+        out.append(row)
+    return out
 
 
 def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False) -> Manifest:
-    """Evaluate round ``round_no``'s answers; returns the manifest of ``round-N/evaluate``."""
-    round_no = int(round_no or 1)
-    name, infer_name = artifact_name(STAGE, round_no), artifact_name("infer", round_no)
-    if not store.exists(infer_name):
-        raise store.missing(infer_name, f"duo evaluate (round {round_no})")
-    infer_m = store.manifest(infer_name)
-    chash = config_hash(cfg)
-    if not force and (done := _existing(cfg, store, name, chash, [infer_m])) is not None:
-        return done
-    rows = read_answers(store.open(infer_name) / "answers.jsonl")
-    manifest = Manifest.start(STAGE, name, chash, round_no, parents=[infer_m])
-    metrics = list(cfg.evaluate.metrics)
-
-    judged = judge_enabled(cfg)
-    verdicts, failures, usage, unsent = (run_judge(cfg, store, round_no, rows, name) if judged
-                                         else ({}, [], dict(ZERO_USAGE), 0))
-    scores: dict[str, list] = {}
-    if judged:
-        for metric in (m for m in metrics if m in JUDGE_METRICS):
-            scores[metric] = [_avg([v[metric] for v in verdicts[r["_key"]]]) for r in rows]
-    scores.update(offline_scores(metrics, [r["answer"] for r in rows], [r["reference"] for r in rows],
+    """Evaluate round ``round_no``'s answers (round 0: the untuned baseline); returns the manifest."""
+    round_no = 1 if round_no is None else int(round_no)
+    ins = inputs(cfg, store, round_no)
+    if (old := reusable(store, ins, force=force, budget_usd=cfg.budget.max_spend_usd)) is not None:
+        return old
+    rows = read_answers(store.open(artifact_name("infer", round_no)) / "answers.jsonl")
+    manifest = ins.start()
+    judged = score_with_judges(cfg, store, round_no, rows, ins.name)
+    scores = dict(judged["scores"])
+    scores.update(offline_scores(cfg.evaluate.metrics, [r["answer"] for r in rows], [r["reference"] for r in rows],
                                  embedding_model=cfg.evaluate.embedding_model))
-    scores = {m: scores[m] for m in metrics if m in scores}  # the configured order
-
-    ev = cfg.evaluate
-    summaries = summarize_all(scores, ev.thresholds, samples=ev.bootstrap_samples, confidence=ev.confidence)
-    conditions, rule_kind = _rule(cfg, judged)
-    rule_rows, verdict = apply_rule(conditions, summaries)
+    scores = {m: scores[m] for m in cfg.evaluate.metrics if m in scores}  # the configured order
+    score_rows = _score_rows(cfg, rows, scores, judged)
+    conditions, rule_kind = _rule(cfg, judged["on"])
+    prev = previous_round(store, round_no)
+    found = evidence.build(score_rows, scores, ev=cfg.evaluate, conditions=conditions,
+                           baseline=read_scores(store, BASELINE_ROUND) if round_no > BASELINE_ROUND else None,
+                           previous=read_scores(store, prev) if prev is not None else None)
+    unsent = judged["unsent"]
     if unsent:  # a judge cut short by the spend budget cannot pass a round on the samples it did score
-        verdict = "fail"
-    unjudged = sum(1 for r in rows if not verdicts.get(r["_key"])) if judged else 0
-    report = {
-        "round": round_no, "n": len(rows), "judge": "llm" if judged else "skipped",
-        "judge_model": cfg.service.judge.model if judged else None,
-        "metrics": summaries,
-        "by_category": by_category([r.get("category") for r in rows], scores, ev.thresholds),
-        "rule": rule_rows, "rule_kind": rule_kind, "verdict": verdict, "judge_failures": unjudged,
-    }
+        found["verdict"] = "fail"
+    unjudged = sum(1 for r in rows if not judged["verdicts"].get(r["_key"])) if judged["on"] else 0
+    report = {"round": round_no, "baseline_round": BASELINE_ROUND, "previous_round": prev, "n": found["metrics"]
+              and max(s["n"] for s in found["metrics"].values()), "answers": len(rows),
+              "judge": "llm" if judged["on"] else "skipped", "judge_model": judged["model"],
+              "judge_repeats": cfg.evaluate.judge_repeats if judged["on"] else 0, **found, "rule_kind": rule_kind,
+              "judge_failures": unjudged, **({"panel": judged["panel"]} if judged.get("panel") else {})}
     if unsent:
-        report["stopped"] = "budget"
-        report["judge_requests_not_sent"] = unsent
-    score_rows = []
-    for i, r in enumerate(rows):
-        out = {k: r.get(k) for k in ("id", "instruction", "category", "reference", "answer")}
-        out["scores"] = {m: _round(v[i]) for m, v in scores.items()}
-        out["judge"] = verdicts.get(r["_key"], [])
-        if judged:
-            out["judge_failed_repeats"] = ev.judge_repeats - len(out["judge"])
-        score_rows.append(out)
-
-    with store.write(name) as folder:
+        report.update(stopped="budget", judge_requests_not_sent=unsent)
+    with store.write(ins.name) as folder:
         write_jsonl(folder / "scores.jsonl", score_rows)
-        write_jsonl(folder / "judge_failures.jsonl", failures)
+        write_jsonl(folder / "judge_failures.jsonl", judged["failures"])
         (folder / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        manifest.counts = {"samples": len(rows), "judged": len(rows) - unjudged if judged else 0,
-                           "judge_failures": unjudged, "judge_failed_repeats": len(failures),
-                           "judge_requests_not_sent": unsent}
-        manifest.usage = {**ZERO_USAGE, **usage}
-        manifest.models = {"judge": f"{cfg.service.judge.provider}:{cfg.service.judge.model}" if judged else None,
-                           "embedding": ev.embedding_model if "embedding" in scores else None}
-        manifest.extra = {"verdict": verdict, "rule_kind": rule_kind, "judge_repeats": ev.judge_repeats if judged
-                          else 0, "stopped": "budget" if unsent else None, "budget_usd": cfg.budget.max_spend_usd}
+        manifest.counts = {"samples": len(rows), "prompts": report["n"], "judged": len(rows) - unjudged
+                           if judged["on"] else 0, "judge_failures": unjudged,
+                           "judge_failed_repeats": len(judged["failures"]), "judge_requests_not_sent": unsent}
+        manifest.usage = {**zero_usage(), **judged["usage"]}
+        manifest.models = {"judge": judged["model"], "embedding": cfg.evaluate.embedding_model
+                           if "embedding" in scores else None}
+        manifest.extra = {"verdict": found["verdict"], "rule_kind": rule_kind, "judge_repeats": report["judge_repeats"],
+                          "stopped": "budget" if unsent else None, "budget_usd": cfg.budget.max_spend_usd}
         manifest.finish(folder).write(folder)
     return manifest
-
-
-def _avg(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def _round(x: float | None) -> float | None:
-    return None if x is None else round(float(x), 6)
 
 
 # --------------------------------------------------------------------------- CLI
 
 
-def _fmt(x) -> str:
-    if x is None:
-        return "-"
-    return f"{x:.3f}" if abs(x) < 10 else f"{x:.1f}"
-
-
 def table(report: dict) -> str:
-    """The metrics, the rule and the verdict as a markdown table (also fine on a terminal)."""
-    lines = [f"Round {report['round']}: {report['n']} samples, judge {report['judge_model'] or 'skipped'}"
+    """The metrics, the comparisons, the rule and the verdict as markdown (also fine on a terminal)."""
+    base, vs_base = report.get("baseline") or {}, report.get("vs_baseline") or {}
+    lines = [f"Round {report['round']}: {report['n']} prompts ({report.get('answers', report['n'])} answers), "
+             f"judge {report['judge_model'] or 'skipped'}"
              + (f", {report['judge_failures']} unjudged" if report["judge_failures"] else ""), "",
-             "| metric | mean | CI | pass rate | threshold | n |", "|---|---|---|---|---|---|"]
+             "| metric | mean | CI | baseline | vs baseline (CI) | n |", "|---|---|---|---|---|---|"]
     for metric, s in report["metrics"].items():
-        lines.append(f"| {metric} | {_fmt(s['mean'])} | {_fmt(s['ci_low'])}–{_fmt(s['ci_high'])} | "
-                     f"{_fmt(s['pass_rate'])} | {_fmt(s['threshold'])} | {s['n']} |")
+        d = vs_base.get(metric) or {}
+        change = f"{num(d.get('diff'))} ({num(d.get('ci_low'))}–{num(d.get('ci_high'))}) {d['change']}" if d else "–"
+        lines.append(f"| {metric} | {num(s['mean'])} | {num(s['ci_low'])}–{num(s['ci_high'])} | "
+                     f"{num((base.get(metric) or {}).get('mean'))} | {change} | {s['n']} |")
     lines.append("")
-    for r in report["rule"]:
-        mark = "ok" if r["ok"] else "FAIL"
-        why = f" ({r['why']})" if r.get("why") else ""
-        lines.append(f"- {mark}: {r['metric']} {r['stat']} = {_fmt(r['value'])} (needs >= {_fmt(r['min'])}){why}")
+    lines += [f"- {rule_row(r)}" for r in report["rule"]]
     if report.get("stopped") == "budget":
         lines.append(f"- FAIL: the spend budget ran out; {report['judge_requests_not_sent']} judge requests not sent")
     lines.append(f"\nVerdict ({report['rule_kind']} rule): **{report['verdict']}**")
@@ -255,13 +294,8 @@ def table(report: dict) -> str:
 
 def command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
-    round_no = args.round or latest_round(store, "infer") or 1
-    manifest = run(cfg, store, round_no, force=getattr(args, "force", False))
-    report = json.loads((store.open(manifest.artifact) / "metrics.json").read_text(encoding="utf-8"))
-    text = table(report)
-    print(text)
-    set_output("artifact", manifest.artifact)
-    set_output("location", store.describe(manifest.artifact)["location"])
-    set_output("verdict", report["verdict"])
-    step_summary(f"### duo evaluate\n\n{text}")
+    round_no = round_arg(args, store, "infer")
+    manifest = run(cfg, store, round_no, force=args.force)
+    report = read_metrics(store, round_no, "duo evaluate")
+    publish(store, manifest.artifact, table(report), title="duo evaluate", verdict=report["verdict"])
     return 0

@@ -17,24 +17,17 @@ from pathlib import Path
 
 from .config import Config
 from .errors import DuoError
-from .gha import set_output, step_summary
+from .flags import COMMON
 from .manifest import Manifest
+from .templating import render_file
+from .stage import StageInputs, publish, reusable, round_arg
 from .progress import peak_rss_mb
-from .sft_recipe import effective_lora, effective_sft, lora_config, sft_config
-from .store import Store, artifact_name, latest_round, open_store
+from .sft_recipe import build as build_recipe
+from .store import Store, artifact_name, open_store
 from .trainset import training_artifacts, training_rows
 
 
-def _templates() -> Path:
-    return Path(__file__).parent / "templates"
-
-
-def default_round(store: Store, args: argparse.Namespace) -> int:
-    """``--round``, else the latest round with any artifact, else 1."""
-    if getattr(args, "round", None):
-        return int(args.round)
-    return latest_round(store) or 1
-
+FLAGS = COMMON
 
 def to_prompt_completion(row: dict, where: str) -> dict:
     """A training row as a conversational ``prompt``/``completion`` pair, so the loss covers the answer only.
@@ -58,8 +51,10 @@ def to_prompt_completion(row: dict, where: str) -> dict:
             "completion": [{"role": "assistant", "content": response}]}
 
 
-def _parents(store: Store, round_no: int) -> list[Manifest]:
-    return [store.manifest(name) for name in training_artifacts(store, round_no)]
+def inputs(cfg: Config, store: Store, round_no: int) -> StageInputs:
+    """What the adapter is made from: the student and finetune sections and the round's training artifacts."""
+    parents = [store.manifest(name) for name in training_artifacts(store, round_no)]
+    return StageInputs("finetune", round_no, {k: cfg.raw.get(k) for k in ("student", "finetune")}, (), parents)
 
 
 def _select(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
@@ -114,11 +109,8 @@ def adapter_location(store: Store, name: str) -> tuple[str, str]:
 
 def model_card(cfg: Config, **values) -> str:
     """The adapter's ``README.md`` from ``templates/finetune_card.md.j2``."""
-    import jinja2
     import yaml
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(_templates()), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True, autoescape=False)
     model = cfg.student.model
     is_hub = not cfg.resolve(model).exists() and model.count("/") == 1
     gguf = None
@@ -126,58 +118,56 @@ def model_card(cfg: Config, **values) -> str:
         gguf = "/".join(x for x in (cfg.student.gguf_package, cfg.student.gguf_file) if x)
     metadata = {"base_model": model, "library_name": "peft", "pipeline_tag": "text-generation",
                  "tags": ["duo", "llamaduo", "lora", "sft", "trl"]}
-    return env.get_template("finetune_card.md.j2").render(
-        metadata_yaml=yaml.safe_dump(metadata, sort_keys=False), task_name=cfg.task.name, task_description=cfg.task.description, base_model=model,
-        base_model_url=f"https://huggingface.co/{model}" if is_hub else "", base_revision=cfg.student.revision,
-        gguf=gguf, **values)
+    return render_file("finetune_card.md.j2", metadata_yaml=yaml.safe_dump(metadata, sort_keys=False),
+                       task_name=cfg.task.name, task_description=cfg.task.description, base_model=model,
+                       base_model_url=f"https://huggingface.co/{model}" if is_hub else "",
+                       base_revision=cfg.student.revision, gguf=gguf, **values)
 
 
 def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False) -> Manifest:
     """Fine-tune round ``round_no`` (default 1); skip when the artifact matches this config and these inputs."""
-    round_no = int(round_no or 1)
+    round_no = 1 if round_no is None else int(round_no)
+    if round_no < 1:
+        raise DuoError("finetune: round 0 is the untuned baseline; there is nothing to train for it")
     name = artifact_name("finetune", round_no)
     if not store.exists("prepare"):
         raise store.missing("prepare", "finetune")
-    parents = _parents(store, round_no)
-    config_hash = cfg.section_hash("student", "finetune")
-    if store.exists(name) and not force:
-        old = store.manifest(name)
-        if old.config_hash == config_hash and old.parents == [p.as_parent() for p in parents]:
-            return old
+    ins = inputs(cfg, store, round_no)
+    if (old := reusable(store, ins, force=force)) is not None:
+        return old
 
-    # Check the recipe before paying for imports of the model and data.
-    lora_kwargs, sft_kwargs = effective_lora(cfg), effective_sft(cfg)
+    # Check the recipe (peft's and TRL's own classes read it) before paying for the model and data.
+    import torch
+
+    cuda = torch.cuda.is_available()
+    work = store.root / f".work-round-{round_no}-finetune"
+    recipe = build_recipe(cfg, work / "trainer", cuda=cuda)
     rows = training_rows(store, round_no)
     synthetic = sum(1 for r in rows if "generator" in r or "seed_id" in r)
-    seed = int(sft_kwargs.get("seed", 42))
+    seed = int(recipe.sft.seed)
     chosen = _select(rows, cfg.finetune.max_train_samples, seed)
     pairs = [to_prompt_completion(r, f"training row {r.get('id', i)} (round {round_no})")
              for i, r in enumerate(chosen)]
     if not pairs:
         raise DuoError(f"finetune round {round_no}: the training set is empty (prepare/train.jsonl has no rows)")
 
-    import torch
     from datasets import Dataset
     from trl import SFTTrainer
 
     from .student import load_model, load_tokenizer, resolve_base
 
-    manifest = Manifest.start("finetune", name, config_hash, round_no, parents=parents)
-    work = store.root / f".work-round-{round_no}-finetune"
+    manifest = ins.start()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     log_path = work / "train_log.jsonl"
-    cuda = torch.cuda.is_available()
-    args = sft_config(cfg, sft_kwargs, work / "trainer", cuda=cuda)
-    peft_config = lora_config(lora_kwargs)
 
     base = resolve_base(cfg)
     tokenizer = load_tokenizer(cfg, base, for_generation=False)
     model = load_model(cfg, base, for_training=True, quantize=True)
     quantized = bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
     try:
-        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs),
-                             processing_class=tokenizer, peft_config=peft_config,
+        trainer = SFTTrainer(model=model, args=recipe.sft, train_dataset=Dataset.from_list(pairs),
+                             processing_class=tokenizer, peft_config=recipe.lora,
                              callbacks=[_make_log_callback(log_path)])
     except (ValueError, TypeError) as exc:
         raise DuoError(f"finetune.sft: TRL refused the settings: {str(exc).splitlines()[0]}") from None
@@ -211,13 +201,13 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
                           dtype=str(model.dtype).removeprefix("torch."), quantized=quantized,
                           device=stats["device"].upper(), steps=steps, first_loss=stats["first_loss"],
                           last_loss=stats["last_loss"], seconds_per_step=stats["seconds_per_step"],
-                          lora=lora_kwargs, sft=sft_kwargs, adapter_ref=ref, adapter_revision=revision)
+                          lora=recipe.lora_kwargs, sft=recipe.sft_kwargs, adapter_ref=ref, adapter_revision=revision)
         (folder / "README.md").write_text(card, encoding="utf-8")
         (adapter / "README.md").write_text(card, encoding="utf-8")  # replaces peft's empty stub card
         manifest.counts = counts
         manifest.models = {"base": cfg.student.model, "base_revision": cfg.student.revision, "base_path": base,
                            "gguf_file": cfg.student.gguf_file}
-        manifest.extra = {**stats, "lora": lora_kwargs, "sft": sft_kwargs}
+        manifest.extra = {**stats, "lora": recipe.lora_kwargs, "sft": recipe.sft_kwargs}
         manifest.finish(folder).write(folder)
     shutil.rmtree(work, ignore_errors=True)
     return manifest
@@ -225,21 +215,14 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
 
 def command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
-    round_no = default_round(store, args)
-    m = run(cfg, store, round_no, force=bool(getattr(args, "force", False)))
+    round_no = round_arg(args, store)
+    m = run(cfg, store, round_no, force=args.force)
     if os.environ.get("RANK", "0") != "0":  # accelerate launch: the main process reports
         return 0
-    name = artifact_name("finetune", round_no)
-    location = str(store.describe(name).get("location") or store.local_path(name))
-    adapter_repo, adapter_revision = adapter_location(store, name)
+    adapter_repo, adapter_revision = adapter_location(store, m.artifact)
     c, x = m.counts, m.extra
-    line = (f"finetune round {round_no}: {c.get('train_rows')} rows ({c.get('synthetic_rows')} synthetic), "
-            f"{c.get('steps')} steps, loss {x.get('first_loss')} -> {x.get('last_loss')}, "
-            f"{x.get('seconds_per_step')} s/step; adapter: {adapter_repo}")
-    print(line)
-    step_summary(f"### finetune, round {round_no}\n\n{line}")
-    set_output("artifact", name)
-    set_output("location", location)
-    set_output("adapter-repo", adapter_repo)
-    set_output("adapter-revision", adapter_revision)
+    publish(store, m.artifact, f"finetune round {round_no}: {c.get('train_rows')} rows ({c.get('synthetic_rows')} "
+            f"synthetic), {c.get('steps')} steps, loss {x.get('first_loss')} -> {x.get('last_loss')}, "
+            f"{x.get('seconds_per_step')} s/step; adapter: {adapter_repo}", title=f"finetune, round {round_no}",
+            adapter_repo=adapter_repo, adapter_revision=adapter_revision)
     return 0

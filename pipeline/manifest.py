@@ -11,6 +11,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 MANIFEST = "manifest.json"
+USAGE_KEYS = ("requests", "input_tokens", "output_tokens", "cost_usd", "cached")
+
+
+def zero_usage() -> dict:
+    """A stage's service-LLM usage when it made no request."""
+    return {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "cached": 0}
 
 
 def git_sha() -> str | None:
@@ -40,6 +46,7 @@ class Manifest:
     artifact: str
     config_hash: str
     round: int | None = None
+    fingerprint: str | None = None  # hash of everything the artifact was made from (pipeline.stage.StageInputs)
     parents: list = field(default_factory=list)
     counts: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict)
@@ -90,12 +97,3 @@ class Manifest:
         d = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d and not k.startswith("_")}
         return cls(**known)
-
-
-def add_usage(total: dict, usage: dict) -> dict:
-    """Sum two usage dicts (tokens, requests, cost)."""
-    out = dict(total)
-    for k, v in usage.items():
-        if isinstance(v, (int, float)):
-            out[k] = round(out.get(k, 0) + v, 8) if isinstance(v, float) else out.get(k, 0) + v
-    return out

@@ -13,22 +13,21 @@ import argparse
 import random
 from collections import Counter, defaultdict
 
-from . import gha
+from .chat import chat
 from .config import Config
 from .dedup import NearDupIndex, normalize
 from .errors import DuoError
+from .flags import WITHOUT_ROUND
 from .manifest import Manifest
+from .stage import StageInputs, publish
 from .records import write_jsonl
 from .sources import Source, SourceRow, fingerprint, load_source
 from .store import Store, open_store
 
 ARTIFACT = "prepare"
+FLAGS = WITHOUT_ROUND
 NO_CATEGORY = "(none)"  # manifest key for rows without a category
 NEAR_THRESHOLD = 0.8  # word-shingle Jaccard at which a test prompt counts as a near copy of a train prompt
-
-
-def chat(instruction: str, response: str) -> list[dict]:
-    return [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
 
 
 def check_row(row: SourceRow, cfg: Config) -> tuple[dict | None, str | None]:
@@ -119,19 +118,21 @@ def read_rows(cfg: Config, src: Source) -> tuple[list[dict], list[dict]]:
     return valid, bad
 
 
+def inputs(cfg: Config) -> StageInputs:
+    """What the split is made from: the data section and the source file's content."""
+    return StageInputs("prepare", None, {"data": cfg.raw.get("data")}, values={"source_sha256": fingerprint(cfg)})
+
+
 def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False) -> Manifest:
     """Make (or return the existing) ``prepare`` artifact. ``round_no`` is ignored: the split serves all rounds."""
-    config_hash = cfg.section_hash("data")
+    ins = inputs(cfg)
     if store.exists(ARTIFACT) and not force:
         old = store.manifest(ARTIFACT)
-        changed = []
-        if old.config_hash != config_hash:
-            changed.append("the data config (source, columns, limit, test split)")
-        elif old.extra.get("source_sha256") != fingerprint(cfg):
-            changed.append(f"the content of {cfg.data.source}")
-        if not changed:
+        if old.fingerprint == ins.fingerprint:
             return old
-        raise DuoError(f"prepare: the train/test split is fixed once made, but {' and '.join(changed)} changed "
+        changed = ("the data config (source, columns, limit, test split)" if old.config_hash != ins.config_hash
+                   else f"the content of {cfg.data.source}")
+        raise DuoError(f"prepare: the train/test split is fixed once made, but {changed} changed "
                        f"since it was made; rerun with --force to remake it (earlier rounds' results then become "
                        f"incomparable with later ones)")
     src = load_source(cfg)
@@ -140,7 +141,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         raise DuoError(f"{src.location}: only {len(rows)} valid row(s) out of {len(src.rows)}; need at least 2 "
                        f"(see the reasons with data.on_bad_row: skip)")
     train, test = split(rows, cfg.data.test.size, cfg.data.test.seed)
-    manifest = Manifest.start("prepare", ARTIFACT, config_hash)
+    manifest = ins.start()
     kinds = Counter(b["kind"] for b in bad)
     manifest.counts = {"rows": len(src.rows), "valid": len(rows), "train": len(train), "test": len(test),
                        "bad": kinds["invalid"], "duplicates": kinds["duplicate"]}
@@ -174,10 +175,6 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     if m.extra.get("test_near_train"):
         print(f"  note: {m.extra['test_near_train']} test prompt(s) are near copies of train prompts "
               f"(word Jaccard >= {m.extra['near_threshold']}), e.g. {', '.join(m.extra['test_near_train_ids'][:3])}")
-    where = store.describe(ARTIFACT)["location"]
-    print(f"  artifact: {where}")
-    gha.set_output("artifact", ARTIFACT)
-    gha.set_output("location", where)
-    gha.step_summary(f"### prepare\n{c['train']} train / {c['test']} test rows from {c['rows']} "
-                     f"({c['bad']} bad, {c['duplicates']} duplicate)")
+    publish(store, ARTIFACT, f"  {c['train']} train / {c['test']} test rows from {c['rows']} ({c['bad']} bad, "
+                             f"{c['duplicates']} duplicate)", title="prepare")
     return 0

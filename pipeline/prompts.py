@@ -17,6 +17,7 @@ import pipeline
 
 from .config import Config
 from .errors import DuoError
+from .templating import environment
 
 PROMPTS_DIR = Path(pipeline.__file__).resolve().parent.parent / "prompts"
 SCHEMAS_DIR = Path(pipeline.__file__).resolve().parent / "schemas"
@@ -38,12 +39,7 @@ def find_template(cfg: Config, name: str) -> Path:
 
 @lru_cache(maxsize=32)
 def _load(path: str, mtime: float) -> jinja2.Template:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(Path(path).parent)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=False,
-        autoescape=False,  # prompts are plain text, not HTML
-    )
+    env = environment(str(Path(path).parent), keep_trailing_newline=False)
     try:
         return env.get_template(Path(path).name)
     except jinja2.TemplateSyntaxError as exc:
@@ -71,9 +67,14 @@ def render(cfg: Config, name: str, **variables) -> list[dict]:
     return messages
 
 
+def find_schema(cfg: Config, name: str) -> Path:
+    """The reply schema file ``name``: config-relative first, then ``pipeline/schemas/``."""
+    return _find(cfg, name, [SCHEMAS_DIR], "reply schema")
+
+
 def load_reply_schema(cfg: Config, name: str) -> dict:
     """The JSON Schema ``name`` a service reply must follow: config-relative first, then ``pipeline/schemas/``."""
-    path = _find(cfg, name, [SCHEMAS_DIR], "reply schema")
+    path = find_schema(cfg, name)
     try:
         schema = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

@@ -14,7 +14,16 @@ from pathlib import Path
 
 from .config import Config
 from .errors import DuoError
+from .flags import COMMON, Flag
 from .store import Store, artifact_name, latest_round, open_store
+
+
+FLAGS = COMMON + (
+    Flag("--prompt", "A prompt to answer with the pulled adapter; repeatable (the variable: one per line).",
+         kind="list"),
+    Flag("--output", "Also copy the adapter folder here."),
+    Flag("--max-new-tokens", "Tokens to generate at most (default: infer.max_new_tokens).", type=int),
+)
 
 
 def latest_finetuned_round(store: Store) -> int:
@@ -40,7 +49,7 @@ def adapter_folder(store: Store, round_no: int) -> Path:
 
 def generate(cfg: Config, adapter: Path, prompts: list[str], max_new_tokens: int | None = None) -> list[str]:
     """Answers of base + adapter to ``prompts`` (each sent as one user turn through the chat template)."""
-    from .infer import generate_transformers
+    from .generation import generate_transformers
     from .student import load_tokenizer, resolve_base
 
     if max_new_tokens:
@@ -56,7 +65,7 @@ def generate(cfg: Config, adapter: Path, prompts: list[str], max_new_tokens: int
 
 def command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
-    round_no = int(args.round) if getattr(args, "round", None) else latest_finetuned_round(store)
+    round_no = int(args.round) if args.round is not None else latest_finetuned_round(store)
     adapter = adapter_folder(store, round_no)
     print(f"adapter: round {round_no}, {adapter}")
     output = getattr(args, "output", None)

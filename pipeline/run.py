@@ -10,21 +10,22 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .config import Config
+from .decide import read_decision
 from .errors import DuoError
+from .flags import COMMON, Flag
 from .gha import set_output, step_summary
 from .manifest import Manifest
 from .progress import StageMeter, StageRecord, summary_line, summary_table
 from .store import Store, artifact_name, open_store
 
 ROUND_STAGES = ("synthesize", "finetune", "infer", "evaluate", "report", "decide")
-OFFLINE_STOP = ("no service LLM is configured for synthesis (service.synthesize), so another round would "
-                "re-train on the same data")
+BASELINE_ROUND = 0
+FLAGS = COMMON + (Flag("--rounds", "Stop after this many rounds (default: budget.max_rounds).", type=int, metavar="N"),)
 
 
 @dataclass
@@ -97,35 +98,47 @@ def run_stage(cfg: Config, store: Store, stage: str, round_no: int | None, *, fo
     return manifest, record
 
 
-def read_decision(store: Store, round_no: int) -> dict:
-    path = store.open(artifact_name("decide", round_no)) / "decision.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DuoError(f"{path}: cannot read the round's decision ({exc})") from None
+def _adapter_text(store: Store, round_no: int) -> str | None:
+    """Where the round's adapter is, for the closing lines."""
+    from .finetune import adapter_location
 
-
-def _adapter_location(store: Store, round_no: int) -> str | None:
-    """The round's adapter folder; for a hub store also the repo and revision to load it from."""
     name = artifact_name("finetune", round_no)
     if not store.exists(name):
         return None
+    ref, revision = adapter_location(store, name)
     local = store.local_path(name) / "adapter"
-    info = store.describe(name)
-    if info.get("repo_id"):
-        return f"{info['repo_id']} at revision {info.get('revision')} ({info.get('location')}); local copy {local}"
-    return str(local)
+    return f"{ref} at revision {revision}; local copy {local}" if revision else str(local)
 
 
-def _report_location(cfg: Config, store: Store, round_no: int) -> str | None:
-    name = artifact_name("report", round_no)
-    if not store.exists(name):
-        return None
-    extra = store.manifest(name).extra or {}
-    for key in ("report_path", "report_md", "report_dir", "dir"):
-        if extra.get(key):
-            return str(extra[key])
-    return str(store.describe(name).get("location") or store.local_path(name))
+def _report_text(cfg: Config, store: Store, round_no: int) -> str | None:
+    from .report import report_dir
+
+    return str(report_dir(cfg, round_no) / "report.md") if store.exists(artifact_name("report", round_no)) else None
+
+
+def baseline(cfg: Config, store: Store, *, force: bool, echo: Callable[[str], None]) -> list[StageRecord]:
+    """Round 0: the untuned base student answers and is scored once per task (reused while nothing changed)."""
+    records = []
+    for stage in ("infer", "evaluate"):
+        _, rec = run_stage(cfg, store, stage, BASELINE_ROUND, force=force, echo=echo)
+        records.append(rec)
+    return records
+
+
+def run_round(cfg: Config, store: Store, round_no: int, samples: int | None, *, force: bool,
+              echo: Callable[[str], None]) -> list[StageRecord]:
+    """One round's stages, in order; synthesize is marked off when no service LLM can write data."""
+    records = []
+    for stage in ROUND_STAGES:
+        if stage == "synthesize" and cfg.service.synthesize is None:
+            rec = StageRecord(round=round_no, stage=stage, status="off",
+                              note="skipped: no service LLM configured (service.synthesize)")
+            echo(summary_line(rec))
+        else:
+            kwargs = {"samples": samples} if stage == "synthesize" else {}
+            _, rec = run_stage(cfg, store, stage, round_no, force=force, echo=echo, **kwargs)
+        records.append(rec)
+    return records
 
 
 def run_rounds(cfg: Config, store: Store, *, rounds: int | None = None, start_round: int = 1, force: bool = False,
@@ -146,49 +159,35 @@ def run_rounds(cfg: Config, store: Store, *, rounds: int | None = None, start_ro
         raise DuoError(f"--rounds {last} is below the first round to run ({start_round})")
     _, rec = run_stage(cfg, store, "prepare", None, force=force, echo=echo)
     result.records.append(rec)
-
+    result.records += baseline(cfg, store, force=force, echo=echo)
     samples = None  # round 1: from the config (synthesize.samples / schedule)
     if start_round > 1 and store.exists(artifact_name("decide", start_round - 1)):
         samples = read_decision(store, start_round - 1).get("next_samples")
     round_no = start_round
     while True:
         result.last_round = round_no
-        for stage in ROUND_STAGES:
-            if stage == "synthesize" and cfg.service.synthesize is None:
-                rec = StageRecord(round=round_no, stage=stage, status="off",
-                                  note="skipped: no service LLM configured (service.synthesize)")
-                echo(summary_line(rec))
-                result.records.append(rec)
-                continue
-            kwargs = {"samples": samples} if stage == "synthesize" else {}
-            _, rec = run_stage(cfg, store, stage, round_no, force=force, echo=echo, **kwargs)
-            result.records.append(rec)
-        decision = read_decision(store, round_no)
-        result.decision = decision
-        verdict = decision.get("decision")
-        echo(f"round {round_no}: decision {verdict}: {decision.get('reason', '')}")
-        if verdict != "continue":
-            result.stopped_because = decision.get("reason") or str(verdict)
-            break
-        if cfg.service.synthesize is None:
-            result.stopped_because = f"stopped: {OFFLINE_STOP}"
-            echo(f"round {round_no}: {result.stopped_because}")
+        result.records += run_round(cfg, store, round_no, samples, force=force, echo=echo)
+        decision = result.decision = read_decision(store, round_no)
+        echo(f"round {round_no}: decision {decision.get('decision')}: {decision.get('reason', '')}")
+        if decision.get("decision") != "continue":
+            result.stopped_because = decision.get("reason") or str(decision.get("decision"))
             break
         if round_no >= last:
             result.stopped_because = f"stopped after round {round_no} (--rounds {last})"
             echo(f"round {round_no}: {result.stopped_because}")
             break
-        samples = decision.get("next_samples")
-        round_no = int(decision.get("next_round") or round_no + 1)
-    result.report = _report_location(cfg, store, result.last_round)
-    result.adapter = _adapter_location(store, result.last_round)
+        samples, round_no = decision.get("next_samples"), int(decision.get("next_round") or round_no + 1)
+    result.report = _report_text(cfg, store, result.last_round)
+    result.adapter = _adapter_text(store, result.last_round)
     return result
 
 
 def command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
-    result = run_rounds(cfg, store, rounds=getattr(args, "rounds", None), start_round=getattr(args, "round", None) or 1,
-                        force=bool(getattr(args, "force", False)))
+    start = args.round if args.round is not None else 1
+    if start < 1:
+        raise DuoError("duo run: --round must be 1 or more (round 0, the untuned baseline, runs before round 1)")
+    result = run_rounds(cfg, store, rounds=args.rounds, start_round=start, force=args.force)
     total_s = sum(r.seconds for r in result.records)
     cost = sum(r.cost_usd for r in result.records)
     peak = max((r.peak_rss_mb for r in result.records), default=0.0)

@@ -1,64 +1,102 @@
-"""The fine-tuning recipe: ``finetune.lora`` -> peft ``LoraConfig``, ``finetune.sft`` -> TRL ``SFTConfig``.
+"""The fine-tuning recipe in one call: ``build(cfg, output_dir, cuda=...) -> Recipe``.
 
-Defaults follow the alignment-handbook recipes LlamaDuo used; the user's keys override them. A key that the
-installed peft/TRL does not know is a one-line error naming it (``finetune.sft.<key>``), checked before any model
-loads.
+``finetune.lora`` becomes a peft ``LoraConfig`` and ``finetune.sft`` a TRL ``SFTConfig``, by the libraries' own
+names. Their defaults (the alignment-handbook recipes LlamaDuo used) are in ``schemas/config.schema.json`` and the
+config loader fills them in, so a user's key replaces its default only. A key that the installed peft/TRL does not
+know is a one-line error naming it (``finetune.sft.<key>``), raised before any model loads; ``duo validate`` runs the
+same check (``effective``). peft and TRL are imported inside the functions, never at import time.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .config import Config
 from .errors import DuoError
+from .schemas import load_schema
 
-DEFAULT_LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "target_modules": "all-linear",
-                "task_type": "CAUSAL_LM"}
-DEFAULT_SFT = {"learning_rate": 2e-4, "lr_scheduler_type": "cosine", "warmup_steps": 0.1, "num_train_epochs": 1,
-               "per_device_train_batch_size": 4, "max_length": 1024, "logging_steps": 1, "save_strategy": "no",
-               "report_to": "none", "seed": 42}
 # Recipe names from older TRL/transformers that the installed versions renamed; mapped only when the old name
 # is gone (transformers 5 folds warmup_ratio into warmup_steps: a float below 1 is a ratio).
 SFT_ALIASES = {"warmup_ratio": "warmup_steps", "max_seq_length": "max_length"}
 # The trainer's working folder belongs to the stage, not to the recipe.
 SFT_RESERVED = {"output_dir"}
+_NO_DEFAULT = object()
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What ``duo finetune`` trains with; the ``*_kwargs`` dicts are what the manifest and model card record."""
+
+    lora: Any  # peft.LoraConfig
+    sft: Any  # trl.SFTConfig, adjusted to this machine (CPU: fp32, no checkpointing; CUDA: bf16 where supported)
+    quantization: dict | None  # BitsAndBytesConfig kwargs when the base loads in 4/8 bits (QLoRA), else None
+    lora_kwargs: dict
+    sft_kwargs: dict
 
 
 def _fields(cls) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
-def effective_lora(cfg: Config) -> dict:
-    """Defaults + ``finetune.lora``; unknown keys raise DuoError naming ``finetune.lora.<key>``."""
-    from peft import LoraConfig
+def sft_defaults() -> dict:
+    """The schema's defaults for ``finetune.sft``."""
+    props = load_schema("config.schema.json")["properties"]["finetune"]["properties"]["sft"]["properties"]
+    return {key: sub["default"] for key, sub in props.items() if "default" in sub}
 
-    known = _fields(LoraConfig)
-    for key in cfg.finetune.lora:
+
+def lora_kwargs(section: dict, known: set[str]) -> dict:
+    """``finetune.lora`` (defaults filled) checked against peft's ``LoraConfig`` field names ``known``."""
+    for key in section:
         if key not in known:
             raise DuoError(f"finetune.lora.{key}: not a peft LoraConfig option (peft's own names, e.g. r, "
                            f"lora_alpha, lora_dropout, target_modules)")
-    return {**DEFAULT_LORA, **cfg.finetune.lora}
+    return dict(section)
 
 
-def effective_sft(cfg: Config) -> dict:
-    """Defaults + ``finetune.sft`` with old names mapped; unknown keys raise DuoError naming ``finetune.sft.<key>``."""
-    from trl import SFTConfig
+def sft_kwargs(section: dict, known: set[str]) -> dict:
+    """``finetune.sft`` (defaults filled) checked against TRL's ``SFTConfig`` field names ``known``, old names mapped.
 
-    known = _fields(SFTConfig)
-    out = dict(DEFAULT_SFT)
-    for key, value in cfg.finetune.sft.items():
+    An old name beats its new name's default; setting both to different values is an error.
+    """
+    out, renamed = {}, {}
+    for key, value in section.items():
         target = key if key in known else SFT_ALIASES.get(key)
         if target is None or target not in known:
             raise DuoError(f"finetune.sft.{key}: not a TRL SFTConfig option (TRL's own names, e.g. learning_rate, "
                            f"num_train_epochs, per_device_train_batch_size, max_length)")
         if key in SFT_RESERVED:
             raise DuoError(f"finetune.sft.{key}: set by duo (the artifact store decides where outputs go); remove it")
+        if target == key:
+            out[key] = value
+        else:
+            renamed[target] = (key, value)
+    defaults = sft_defaults()
+    for target, (old, value) in renamed.items():
+        if target in section and section[target] != defaults.get(target, _NO_DEFAULT):
+            raise DuoError(f"finetune.sft.{old}: the old name of {target}, which is set too; keep one")
         out[target] = value
     return out
 
 
-def sft_config(cfg: Config, kwargs: dict, output_dir: Path, *, cuda: bool):
+def effective(cfg: Config) -> tuple[dict, dict]:
+    """(LoraConfig kwargs, SFTConfig kwargs) of ``cfg``: schema defaults < the user's keys, checked by the installed
+    peft and TRL (imported here). Raises DuoError naming ``finetune.lora.<key>`` / ``finetune.sft.<key>``."""
+    from peft import LoraConfig
+    from trl import SFTConfig
+
+    return lora_kwargs(cfg.finetune.lora, _fields(LoraConfig)), sft_kwargs(cfg.finetune.sft, _fields(SFTConfig))
+
+
+def quantization(cfg: Config, *, cuda: bool) -> dict | None:
+    """``finetune.quantization`` when this run loads the base in 4 or 8 bits (CUDA and load_in_4/8bit), else None."""
+    q = dict(cfg.finetune.quantization or {})
+    return q if cuda and (q.get("load_in_4bit") or q.get("load_in_8bit")) else None
+
+
+def _sft_config(kwargs: dict, output_dir: Path, *, cuda: bool):
     """An ``SFTConfig`` for this machine: CPU runs get fp32 and no gradient checkpointing (FINDINGS: with
     ``use_cpu`` TRL would autocast to bf16 and checkpoint, ~3x slower); GPUs get bf16 where they have it."""
     import torch
@@ -82,10 +120,18 @@ def sft_config(cfg: Config, kwargs: dict, output_dir: Path, *, cuda: bool):
         raise DuoError(f"finetune.sft: {str(exc).splitlines()[0]}") from None
 
 
-def lora_config(kwargs: dict):
+def _lora_config(kwargs: dict):
     from peft import LoraConfig
 
     try:
         return LoraConfig(**kwargs)
     except (ValueError, TypeError) as exc:
         raise DuoError(f"finetune.lora: {str(exc).splitlines()[0]}") from None
+
+
+def build(cfg: Config, output_dir: str | Path, *, cuda: bool) -> Recipe:
+    """The checked recipe of ``cfg``; ``output_dir`` is the trainer's working folder, ``cuda`` whether it trains on
+    a GPU. Raises DuoError (one line, naming the key) for a recipe peft or TRL refuses."""
+    lora, sft = effective(cfg)
+    return Recipe(lora=_lora_config(lora), sft=_sft_config(sft, Path(output_dir), cuda=cuda),
+                  quantization=quantization(cfg, cuda=cuda), lora_kwargs=lora, sft_kwargs=sft)

@@ -16,34 +16,39 @@ every answer already paid for from the journal.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import math
 import random
 from collections import Counter
 
 from . import gha
 from .budget import Spend, spent_in_store
+from .chat import chat
 from .config import Config
-from .dedup import PairFilter
+from .dedup import REASONS, PairFilter
 from .errors import DuoError
+from .flags import COMMON, Flag
 from .manifest import Manifest
-from .prepare import chat
+from .stage import StageInputs, carried_cost, publish, reusable, round_arg
 from .prompts import load_reply_schema, render
 from .records import read_jsonl, write_jsonl
-from .store import Store, artifact_name, latest_round, open_store
+from .store import Store, artifact_name, open_store
 
 STAGE = "synthesize"
-REASONS = ("empty", "truncated", "test_overlap", "duplicate", "near_duplicate")
+FLAGS = COMMON + (Flag("--samples", "Synthetic samples to add this round (default: from synthesize.samples, "
+                               "growth or schedule).", type=int, metavar="N"),)
 MIN_YIELD = 0.2  # never plan on fewer than 1 kept pair in 5 received when sizing a re-ask
 
 
-def config_hash(cfg: Config, target: int) -> str:
-    """Hash of what changes this stage's output: the task description, synthesize settings, service, target."""
-    blob = json.dumps({"task": cfg.task.description, "synthesize": cfg.raw.get("synthesize"),
-                       "service": (cfg.raw.get("service") or {}).get("synthesize"), "target": target},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def inputs(cfg: Config, store: Store, round_no: int, target: int) -> StageInputs:
+    """What this round's pairs are made from: the task description, the synthesize settings and service, the
+    prompt template and reply schema (their contents), the target, the split and earlier rounds' pairs."""
+    from .prompts import find_schema, find_template
+
+    parents = [store.manifest("prepare")] + [store.manifest(n) for n in earlier_rounds(store, round_no)]
+    config = {"task": cfg.task.description, "synthesize": cfg.raw.get("synthesize"),
+              "service": (cfg.raw.get("service") or {}).get("synthesize")}
+    files = (find_template(cfg, cfg.synthesize.prompt), find_schema(cfg, cfg.synthesize.schema))
+    return StageInputs(STAGE, round_no, config, files, parents, values={"target": target})
 
 
 def earlier_rounds(store: Store, round_no: int) -> list[str]:
@@ -147,25 +152,19 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         raise DuoError(f"synthesize: --samples must be 0 or more, got {target}")
     if not store.exists("prepare"):
         raise store.missing("prepare", f"synthesize (round {round_no})")
-    parents = [store.manifest("prepare")] + [store.manifest(n) for n in earlier_rounds(store, round_no)]
     requested = target
-    earlier_total = sum(int(p.counts.get("kept", 0)) for p in parents[1:])
+    earlier_total = sum(int(store.manifest(n).counts.get("kept", 0)) for n in earlier_rounds(store, round_no))
     target = max(0, min(target, cfg.budget.max_synthetic_samples - earlier_total))
-    chash = config_hash(cfg, target)
-    if store.exists(name) and not force:
-        old = store.manifest(name)
-        # A run cut short by the spend budget is redone (answers re-used) once the budget is raised.
-        budget_raised = old.extra.get("stopped") == "budget" and cfg.budget.max_spend_usd > old.extra["budget_usd"]
-        if old.config_hash == chash and old.parents == [p.as_parent() for p in parents] and not budget_raised:
-            return old
+    ins = inputs(cfg, store, round_no, target)
+    if (old := reusable(store, ins, force=force, budget_usd=cfg.budget.max_spend_usd)) is not None:
+        return old
 
     prep = store.open("prepare")
     train, test = read_jsonl(prep / "train.jsonl"), read_jsonl(prep / "test.jsonl")
     schema = load_reply_schema(cfg, cfg.synthesize.schema)
     collector = Collector(round_no, target, _load_filter(cfg, store, round_no, train, test), svc.model)
-    manifest = Manifest.start(STAGE, name, chash, round_no, parents=parents)
-    # The artifact being replaced keeps its spend in the ledger: its cost is carried into the new manifest.
-    carried = float(store.manifest(name).usage.get("cost_usd") or 0.0) if store.exists(name) else 0.0
+    manifest = ins.start()
+    carried = carried_cost(store, name)
     batch = cfg.synthesize.batch_api
     if batch and svc.provider != "openai":
         raise DuoError(f"synthesize.batch_api needs service.synthesize.provider openai, not {svc.provider}")
@@ -214,7 +213,9 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
 
 def command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
-    round_no = args.round or latest_round(store) or 1
+    round_no = round_arg(args, store)
+    if round_no < 1:
+        raise DuoError("synthesize: --round must be 1 or more (round 0 is the untuned baseline: nothing to train)")
     if cfg.service.synthesize is None:
         # The workflow runs this job for every task; a task with no service LLM trains on its coverage data alone.
         note = "synthesis skipped: no service LLM is configured (service.synthesize); training on coverage data only"
@@ -223,21 +224,14 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
         gha.set_output("cost-usd", "0")
         gha.step_summary(f"### synthesize (round {round_no})\n{note}")
         return 0
-    m = run(cfg, store, round_no, force=args.force, samples=getattr(args, "samples", None))
+    m = run(cfg, store, round_no, force=args.force, samples=args.samples)
     c, cost = m.counts, m.usage.get("cost_usd", 0.0)
     removed = ", ".join(f"{k} {v}" for k, v in c["removed"].items() if v) or "none"
-    print(f"synthesize round {round_no}: kept {c['kept']}/{c['requested']} pairs from {c['requests']} requests "
-          f"({c['received']} pairs received; removed: {removed}; failures {c['failures']}); cost ${cost:.4f}")
     if c["shortfall"]:
         why = "the spend budget (budget.max_spend_usd) ran out" if m.extra.get("stopped") == "budget" else \
             f"synthesize.max_attempts ({cfg.synthesize.max_attempts}) was reached"
         print(f"  warning: {c['shortfall']} short of the target: {why}")
-    where = store.describe(m.artifact)["location"]
-    print(f"  artifact: {where}")
-    gha.set_output("artifact", m.artifact)
-    gha.set_output("location", where)
-    gha.set_output("samples", c["kept"])
-    gha.set_output("cost-usd", f"{cost:.6f}")
-    gha.step_summary(f"### synthesize (round {round_no})\nkept {c['kept']}/{c['requested']}; removed: {removed}; "
-                     f"failures {c['failures']}; cost ${cost:.4f}")
+    publish(store, m.artifact, f"synthesize round {round_no}: kept {c['kept']}/{c['requested']} pairs from "
+            f"{c['requests']} requests ({c['received']} pairs received; removed: {removed}; failures "
+            f"{c['failures']}); cost ${cost:.4f}", samples=c["kept"], cost_usd=f"{cost:.6f}")
     return 0

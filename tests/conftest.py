@@ -23,6 +23,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 pytest_plugins = [
     "tests.fakes.openai_fixtures",
     "tests.fakes.gemini_fixtures",
+    "tests.fakes.fake_llm",
     "tests.fakes.hub_fixtures",
     "tests.fakes.github_fixtures",
     "tests.model_fixtures",

@@ -52,9 +52,6 @@ class Journal:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def __contains__(self, key: str) -> bool:
-        return key in self._entries
-
     def get(self, key: str) -> dict | None:
         return self._entries.get(key)
 
@@ -75,8 +72,3 @@ class Journal:
                 os.close(fd)  # closing releases the flock
             self._entries[key] = entry
         return entry
-
-    def reload(self) -> None:
-        """Pick up entries other processes appended since this one loaded."""
-        with self._lock:
-            self._load()

@@ -103,14 +103,3 @@ class RateLimiter:
     def settle(self, grant: Grant, tokens: int) -> None:
         """Replace a grant's estimated tokens by the real count from the reply."""
         grant.tokens = tokens
-
-
-def windows_exceeded(times: list[float], limit: float, period: float) -> int:
-    """The largest number of ``times`` in any half-open window ``[t, t + period)``, minus ``limit`` (<= 0: fine)."""
-    times = sorted(times)
-    most, start = 0, 0
-    for end, t in enumerate(times):
-        while times[start] <= t - period:
-            start += 1
-        most = max(most, end - start + 1)
-    return most - int(limit)

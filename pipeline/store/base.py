@@ -18,8 +18,6 @@ from pathlib import Path
 from ..errors import ArtifactMissing, DuoError
 from ..manifest import MANIFEST, Manifest
 
-STAGES = ("prepare", "synthesize", "finetune", "infer", "evaluate", "report")
-
 
 def artifact_name(stage: str, round_no: int | None = None) -> str:
     """``prepare`` is per task; every other stage's artifact is per round: ``round-<N>/<stage>``."""

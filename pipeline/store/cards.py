@@ -9,18 +9,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import jinja2
 import yaml
 
 from ..config import Config
+from ..templating import render_file
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 LICENSE = "other"  # the data comes from a service LLM whose terms vary; the owner sets the real one
-
-
-def _env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
-                              keep_trailing_newline=True, autoescape=False)
 
 
 def config_name(artifact: str) -> str:
@@ -64,10 +58,10 @@ def dataset_card(cfg: Config, repo_id: str, model_repo: str, model_url: str, art
     if configs:
         metadata["configs"] = configs
     names = [c["config_name"] for c in configs]
-    return _env().get_template("dataset_card.md.j2").render(
-        metadata_yaml=yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True), task=cfg.task.name,
-        description=cfg.task.description, repo_id=repo_id, model_repo=model_repo, model_url=model_url,
-        artifacts=rows, config_names=names, default_config=names[0] if names else "prepare",
+    return render_file(
+        "dataset_card.md.j2", metadata_yaml=yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True),
+        task=cfg.task.name, description=cfg.task.description, repo_id=repo_id, model_repo=model_repo,
+        model_url=model_url, artifacts=rows, config_names=names, default_config=names[0] if names else "prepare",
     )
 
 
@@ -75,7 +69,7 @@ def fallback_model_card(cfg: Config, round_no: int) -> str:
     """A minimal model card, for an adapter artifact whose stage wrote no README.md."""
     metadata = {"base_model": cfg.student.model, "library_name": "peft",
                 "tags": ["duo", "llamaduo", "lora", "sft"], "pipeline_tag": "text-generation"}
-    return _env().get_template("model_card.md.j2").render(
-        metadata_yaml=yaml.safe_dump(metadata, sort_keys=False), task=cfg.task.name, round=round_no,
-        base_model=cfg.student.model,
+    return render_file(
+        "model_card.md.j2", metadata_yaml=yaml.safe_dump(metadata, sort_keys=False), task=cfg.task.name,
+        round=round_no, base_model=cfg.student.model,
     )

@@ -46,6 +46,8 @@ API:
   answering a ``rate_hang`` share of requests (make it longer than the client timeout). ``only_paths`` is a list
   of regexes searched in the path; faults then hit only matching paths. ``fault_counts`` counts what was injected.
 - ``add_hook(fn)``: ``fn(req) -> Reply | None`` runs before routing (after faults); a Reply short-circuits.
+- ``windows_exceeded(times, limit, period)``: how far the busiest window of a log's ``t`` values goes over a rate
+  limit (<= 0: within it).
 """
 
 from __future__ import annotations
@@ -90,6 +92,17 @@ def bytes_reply(data: bytes | str, status: int = 200, content_type: str = "appli
 def error_reply(status: int, message: str, headers: dict | None = None, **extra) -> Reply:
     """A JSON error in the shape OpenAI and Google use: ``{"error": {"message", "code", ...}}``."""
     return json_reply({"error": {"message": message, "code": status, **extra}}, status=status, headers=headers)
+
+
+def windows_exceeded(times: list[float], limit: float, period: float) -> int:
+    """The largest number of ``times`` in any half-open window ``[t, t + period)``, minus ``limit`` (<= 0: fine)."""
+    times = sorted(times)
+    most, start = 0, 0
+    for end, t in enumerate(times):
+        while times[start] <= t - period:
+            start += 1
+        most = max(most, end - start + 1)
+    return most - int(limit)
 
 
 @dataclass

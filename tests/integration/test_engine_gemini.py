@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.llm import Engine, FatalError, Request
-from pipeline.llm.limiter import windows_exceeded
-from tests.fakes.http_base import error_reply, json_reply
+from tests.fakes.http_base import error_reply, json_reply, windows_exceeded
 from tests.fakes.openai_fixtures import service_cfg
 
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}, "score": {"type": "integer"}},

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.llm import Engine, FatalError, Request
-from pipeline.llm.limiter import windows_exceeded
-from tests.fakes.http_base import error_reply
+from tests.fakes.http_base import error_reply, windows_exceeded
 from tests.fakes.openai_fixtures import service_cfg
 
 ROOT = Path(__file__).resolve().parents[2]

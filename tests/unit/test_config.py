@@ -72,3 +72,47 @@ def test_invalid_yaml_is_one_line(tmp_path, capsys):
     assert main(["validate", str(path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "invalid YAML" in err[0]
+
+
+def test_validate_prints_the_effective_recipe(tmp_path, capsys):
+    path = write(tmp_path, GOOD + "finetune: {lora: {r: 16}, sft: {warmup_ratio: 0.05}}\n")
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    lora = next(line for line in out if line.startswith("  finetune.lora: "))
+    sft = next(line for line in out if line.startswith("  finetune.sft: "))
+    assert "r=16, lora_alpha=16, lora_dropout=0.05" in lora
+    assert "warmup_steps=0.05" in sft and "learning_rate=0.0002" in sft and "warmup_ratio" not in sft
+
+
+@pytest.mark.parametrize("section, key", [("lora", "rank"), ("sft", "learnig_rate")])
+def test_validate_rejects_an_unknown_recipe_key_in_one_line(tmp_path, capsys, section, key):
+    path = write(tmp_path, GOOD + f"finetune: {{{section}: {{{key}: 1}}}}\n")
+    assert main(["validate", str(path)]) == 1
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: finetune.{section}.{key}: "), captured.err
+    assert "ok" not in captured.out
+
+
+def test_validate_without_peft_or_trl_stays_light(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trl" else real(name, *a))
+    path = write(tmp_path, GOOD + "finetune: {lora: {rank: 4}}\n")
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "finetune.lora: rank=4, r=8" in out and "(keys not checked: peft/trl not installed)" in out
+
+
+def test_config_types_are_built_nested_and_re_exported():
+    from pipeline import config, config_types
+
+    cfg = build_config({"task": {"name": "t"}, "data": {"source": "x"}, "student": {"model": "m"},
+                        "service": {"synthesize": {"provider": "gemini", "model": "g"}}})
+    assert config.Config is config_types.Config and config.ServiceLLMConfig is config_types.ServiceLLMConfig
+    assert isinstance(cfg.data.columns, config_types.ColumnsConfig)
+    assert cfg.service.synthesize.api_key_env == "GEMINI_API_KEY" and cfg.service.judge is None
+    assert [type(r) for r in cfg.evaluate.offline_pass_rule] == [config_types.RuleCondition]
+    assert cfg.store.path == str(Path(".duo") / "t") and cfg.store.model_repo == "t-duo-adapter"
+    assert cfg.raw["store"]["path"] is None  # derived values stay out of the hashed document

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from pipeline.llm.limiter import RateLimiter, windows_exceeded
+from pipeline.llm.limiter import RateLimiter
+from tests.fakes.http_base import windows_exceeded
 
 
 class VirtualTime:

@@ -1,0 +1,193 @@
+"""The task config's frozen dataclasses, one per section; ``pipeline.config`` loads and builds them.
+
+A key is added in two places: ``schemas/config.schema.json`` (type, default) and the section's dataclass here; the
+loader builds every section from its field names and types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class TestSplitConfig:
+    size: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class ColumnsConfig:
+    instruction: str
+    response: str
+    category: str | None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str
+    format: str
+    split: str
+    columns: ColumnsConfig
+    on_bad_row: str
+    limit: int | None
+    test: TestSplitConfig
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    model: str
+    revision: str | None
+    gguf_package: str | None
+    gguf_file: str | None
+    chat_template: str | None
+    dtype: str
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    lora: dict  # peft LoraConfig kwargs, schema defaults filled in; pipeline.sft_recipe checks and builds them
+    sft: dict  # TRL SFTConfig kwargs, likewise
+    quantization: dict
+    max_train_samples: int | None
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    backend: str
+    batch_size: int
+    max_new_tokens: int
+    do_sample: bool
+    temperature: float
+    top_p: float
+    max_test_samples: int | None
+
+
+@dataclass(frozen=True)
+class ServiceLLMConfig:
+    provider: str
+    model: str
+    base_url: str | None
+    api_key_env: str
+    rpm: float | None
+    tpm: float | None
+    concurrency: int
+    price_input_per_1m: float
+    price_output_per_1m: float
+    params: dict
+    timeout_s: float
+    max_retries: int
+    schema_retries: int
+    structured_output: bool
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    synthesize: ServiceLLMConfig | None
+    judge: ServiceLLMConfig | None
+
+
+@dataclass(frozen=True)
+class SynthesizeConfig:
+    samples: int
+    growth: float
+    schedule: list | None
+    pairs_per_request: int
+    prompt: str
+    schema: str
+    min_response_chars: int
+    near_duplicate_threshold: float
+    decontamination_threshold: float
+    max_attempts: int
+    seed: int
+    batch_api: bool
+
+    def target_for_round(self, round_no: int) -> int:
+        """Synthetic samples to add in ``round_no`` (1-based)."""
+        if self.schedule:
+            return self.schedule[min(round_no, len(self.schedule)) - 1]
+        return round(self.samples * self.growth ** (round_no - 1))
+
+
+@dataclass(frozen=True)
+class RuleCondition:
+    metric: str
+    stat: str
+    min: float
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    judge_repeats: int
+    prompt: str
+    schema: str
+    metrics: list
+    thresholds: dict
+    pass_rule: list[RuleCondition]
+    offline_pass_rule: list[RuleCondition] | None
+    bootstrap_samples: int
+    confidence: float
+    embedding_model: str
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    max_rounds: int
+    max_synthetic_samples: int
+    max_spend_usd: float
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    kind: str
+    path: str
+    namespace: str | None
+    dataset_repo: str
+    model_repo: str
+    private: bool
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    dir: str
+    worst_samples: int
+    label: str
+    base_branch: str | None
+    workflow: str
+
+
+@dataclass(frozen=True)
+class Config:
+    task: TaskConfig
+    data: DataConfig
+    student: StudentConfig
+    finetune: FinetuneConfig
+    infer: InferConfig
+    service: ServiceConfig
+    synthesize: SynthesizeConfig
+    evaluate: EvaluateConfig
+    budget: BudgetConfig
+    store: StoreConfig
+    report: ReportConfig
+    base_dir: Path = field(default=Path("."), compare=False)
+    source_path: Path | None = field(default=None, compare=False)
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def section_hash(self, *sections: str) -> str:
+        """Short sha256 of the named sections of the resolved config (all sections when none are named)."""
+        keys = sections or tuple(sorted(self.raw))
+        blob = json.dumps({k: self.raw.get(k) for k in keys}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def resolve(self, path: str | Path) -> Path:
+        """A path from the config, taken relative to the config file's folder."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)

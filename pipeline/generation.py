@@ -1,0 +1,134 @@
+"""Generation with the student: the base model alone (round 0, the untuned baseline) or base + a round's LoRA
+adapter, batched with left padding, prompts sorted by length, greedy unless ``infer.do_sample``. vLLM serves the
+adapter when it is installed and a GPU is here (``infer.backend`` auto or vllm); transformers otherwise.
+``infer`` and ``pull`` both generate through here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+from .config import Config
+from .errors import DuoError
+
+SEED = 42
+
+
+def generation_params(cfg: Config, backend: str) -> dict:
+    """What every answer records about how it was made (sampling knobs only when sampling)."""
+    params = {"backend": backend, "max_new_tokens": cfg.infer.max_new_tokens, "do_sample": cfg.infer.do_sample}
+    if cfg.infer.do_sample:
+        params.update(temperature=cfg.infer.temperature, top_p=cfg.infer.top_p, seed=SEED)
+    return params
+
+
+def choose_backend(cfg: Config) -> str:
+    """``vllm`` when asked for (or ``auto``) and usable here, else ``transformers``."""
+    wanted = cfg.infer.backend
+    if wanted == "transformers":
+        return "transformers"
+    has_vllm = importlib.util.find_spec("vllm") is not None
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if has_vllm and cuda:
+        return "vllm"
+    if wanted == "vllm":
+        why = "vllm is not installed" if not has_vllm else "no CUDA GPU is available"
+        raise DuoError(f"infer.backend: vllm was asked for but {why}; set infer.backend to auto or transformers")
+    return "transformers"
+
+
+def _length_order(lengths: list[int]) -> list[int]:
+    """Indices longest first: similar lengths share a batch (less padding) and an out-of-memory shows up early."""
+    return sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+
+
+def _load_for_generation(cfg: Config, base: str, adapter: Path | None):
+    """The base model, with the adapter's LoRA deltas merged in (same outputs, no adapter cost per token)."""
+    from peft import PeftModel
+
+    from .student import load_model
+
+    model = load_model(cfg, base, for_training=False, quantize=False)
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    return model.eval()
+
+
+def _decoding(cfg: Config, model, tokenizer) -> tuple[dict, set]:
+    """generate() keyword arguments and the set of stop token ids."""
+    import torch
+
+    eos = model.generation_config.eos_token_id
+    stop = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
+    kwargs = {"max_new_tokens": cfg.infer.max_new_tokens, "do_sample": cfg.infer.do_sample,
+              "pad_token_id": tokenizer.pad_token_id, "eos_token_id": sorted(t for t in stop if t is not None)}
+    if cfg.infer.do_sample:
+        kwargs.update(temperature=cfg.infer.temperature, top_p=cfg.infer.top_p)
+        torch.manual_seed(SEED)
+    else:  # the model's generation_config may carry sampling defaults; greedy must not warn about or use them
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    return kwargs, stop
+
+
+def generate_transformers(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer
+                          ) -> tuple[list, int, float]:
+    """(answers in the order of ``texts``, generated tokens, generation seconds); ``adapter`` None = base alone."""
+    import torch
+    from tqdm import tqdm
+
+    model = _load_for_generation(cfg, base, adapter)
+    kwargs, stop = _decoding(cfg, model, tokenizer)
+    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    order = _length_order([len(e) for e in encoded])
+    answers: list = [None] * len(texts)
+    generated, size, t0 = 0, cfg.infer.batch_size, time.perf_counter()
+    with tqdm(total=len(texts), desc="infer", unit="prompt") as bar, torch.inference_mode():
+        for start in range(0, len(order), size):
+            idx = order[start:start + size]
+            batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, padding=True, return_tensors="pt")
+            batch = {k: v.to(model.device) for k, v in batch.items()}
+            out = model.generate(**batch, **kwargs)
+            for row, i in zip(out[:, batch["input_ids"].shape[1]:].tolist(), idx):
+                cut = next((n for n, tok in enumerate(row) if tok in stop), None)
+                row = row if cut is None else row[:cut + 1]
+                generated += len(row)
+                answers[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
+            bar.update(len(idx))
+    return answers, generated, time.perf_counter() - t0
+
+
+def generate_vllm(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer
+                  ) -> tuple[list, int, float]:
+    """(answers, generated tokens, generation seconds) from vLLM, serving the LoRA adapter on the base model when
+    there is one (GPU only)."""
+    from vllm import LLM, SamplingParams
+    from vllm.lora.request import LoRARequest
+
+    from .student import torch_dtype
+
+    lora: dict = {}
+    request = None
+    if adapter is not None:
+        rank = int(json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("r", 8))
+        lora = {"enable_lora": True, "max_lora_rank": next(r for r in (8, 16, 32, 64, 128, 256, 512) if r >= rank)}
+        request = LoRARequest("adapter", 1, str(adapter))
+    llm = LLM(model=base, tokenizer=str(adapter or base), dtype=str(torch_dtype(cfg)).removeprefix("torch."),
+              seed=SEED, **lora)
+    sampling = SamplingParams(max_tokens=cfg.infer.max_new_tokens, seed=SEED,
+                              temperature=cfg.infer.temperature if cfg.infer.do_sample else 0.0,
+                              top_p=cfg.infer.top_p if cfg.infer.do_sample else 1.0)
+    t0 = time.perf_counter()
+    outs = llm.generate(texts, sampling, lora_request=request)
+    answers = [o.outputs[0].text.strip() for o in outs]
+    return answers, sum(len(o.outputs[0].token_ids) for o in outs), time.perf_counter() - t0
+
+
+def generate(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer,
+             backend: str = "transformers") -> tuple[list, int, float]:
+    """Answers to ``texts`` with the chosen backend: (answers, generated tokens, generation seconds)."""
+    return (generate_vllm if backend == "vllm" else generate_transformers)(cfg, base, adapter, texts, tokenizer)

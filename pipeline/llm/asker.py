@@ -1,0 +1,113 @@
+"""Asking one item: rate-limited sends, retries with backoff (honouring Retry-After), schema checks with bounded
+re-asking. A failure becomes a Result that is not ``ok``; only a FatalError is raised, and it stops every other
+item from sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+from .base import Backoff, Completion, FatalError, Job, RequestError, Result, RetryableError
+from .limiter import RateLimiter
+from .replies import check_reply, reask
+from .usage import UsageMeter, zero_usage
+
+DEFAULT_OUTPUT_ESTIMATE = 512
+
+
+class GaveUp(Exception):
+    """Retries exhausted for one item."""
+
+
+def estimate_tokens(messages: list, schema: dict | None, params: dict) -> int:
+    """An upper-ish bound of the tokens one request uses (about 3 characters a token, plus the reply limit)."""
+    chars = sum(len(m.get("content") or "") for m in messages) + (len(json.dumps(schema)) if schema else 0)
+    limit = params.get("max_tokens") or params.get("max_completion_tokens") or params.get("max_output_tokens")
+    return math.ceil(chars / 3) + int(limit or DEFAULT_OUTPUT_ESTIMATE)
+
+
+def rejected(res: Result, completion: Completion, problem: str, tries: int) -> None:
+    """Keep a reply that failed the schema on ``res``, with what was wrong, as the failure it is if no re-ask helps."""
+    res.raw, res.finish_reason = completion.text, completion.finish_reason
+    res.error = f"reply does not match the schema after {tries} tries: {problem}"
+
+
+def accepted(res: Result, completion: Completion, data) -> Result:
+    """``res`` answered by ``completion`` (``data``: its parsed content)."""
+    res.ok, res.data, res.error = True, data, None
+    res.raw, res.finish_reason = completion.text, completion.finish_reason
+    return res
+
+
+class Asker:
+    """Asks one Job at a time (many concurrently) against a provider.
+
+    Args:
+        cfg: the ``ServiceLLMConfig`` (schema_retries, timeout_s).
+        limiter: shared by every item: a 429 with Retry-After pauses all of them.
+        backoff: retries of a RetryableError and the delay between them.
+        meter: where each reply's usage is counted.
+    """
+
+    def __init__(self, cfg, limiter: RateLimiter, backoff: Backoff, meter: UsageMeter):
+        self.cfg = cfg
+        self.limiter = limiter
+        self.backoff = backoff
+        self.meter = meter
+        self.fatal: FatalError | None = None
+
+    async def item(self, provider, job: Job) -> tuple[Result, Completion | None]:
+        """The Result of ``job`` and the last reply (for the journal when the Result is ``ok``)."""
+        req = job.request
+        res = Result(key=req.key, ok=False, usage=zero_usage(), repeat=req.repeat)
+        messages, completion, first = list(req.messages), None, 0
+        if job.prior is not None:  # a batch's reply failed the schema: go on from there with a re-ask
+            res, completion, problem = job.prior
+            rejected(res, completion, problem, 1)
+            messages, first = reask(messages, completion.text, problem, req.schema), 1
+        try:
+            for ask in range(first, self.cfg.schema_retries + 1 if req.schema is not None else 1):
+                completion = await self.ask(provider, messages, req.schema, job.params, res)
+                data, problem = check_reply(completion, req.schema)
+                if problem is None:
+                    return accepted(res, completion, data), completion
+                rejected(res, completion, problem, ask + 1)
+                messages = reask(messages, completion.text, problem, req.schema)
+        except (GaveUp, RequestError) as e:
+            res.error = str(e)
+        except FatalError as e:
+            self.fatal = e  # no other item may send once the service said the key or model is wrong
+            raise
+        except Exception as e:  # noqa: BLE001 - one item's surprise must not sink the run
+            res.error = f"{type(e).__name__}: {e}"
+        return res, completion
+
+    async def ask(self, provider, messages: list, schema: dict | None, params: dict, res: Result) -> Completion:
+        """One completion, retried on RetryableError up to ``max_retries`` times; counts attempts and usage."""
+        estimate = estimate_tokens(messages, schema, params)
+        # the SDKs have their own timeout; this one is a backstop against a client that never returns
+        timeout = self.cfg.timeout_s * 2 + 5
+        for attempt in range(self.backoff.max_retries + 1):
+            grant = await self.limiter.acquire(estimate)
+            if self.fatal is not None:
+                raise GaveUp(f"not sent: {self.fatal}")  # the run is stopping on that error
+            res.attempts += 1
+            try:
+                completion = await asyncio.wait_for(provider.complete(messages, schema=schema, params=params),
+                                                    timeout)
+            except RetryableError as e:
+                err = e
+            except asyncio.TimeoutError:
+                err = RetryableError(f"no reply within {timeout:.0f} s")
+            else:
+                self.limiter.settle(grant, completion.input_tokens + completion.output_tokens)
+                self.meter.account(res.usage, completion)
+                return completion
+            if attempt == self.backoff.max_retries:
+                raise GaveUp(f"gave up after {attempt + 1} attempts: {err}")
+            if err.status == 429 and err.retry_after is not None:
+                self.limiter.pause(err.retry_after)  # the account is over its limit, not just this request
+            await asyncio.sleep(self.backoff.delay(attempt, err.retry_after))
+        raise AssertionError("unreachable")

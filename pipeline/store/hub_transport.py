@@ -1,0 +1,147 @@
+"""Hub transport for the Hub store: the huggingface_hub calls it makes, retried on transient errors.
+
+It knows repos, revisions and paths, never artifacts: which artifact lives where is :mod:`.hub`'s business.
+Errors other than not-found become one-line ``DuoError``\\ s; not-found errors pass through for the caller.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, snapshot_download
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from ..errors import DuoError
+
+try:
+    from httpx2 import TransportError
+except ImportError:  # huggingface_hub before 2.x talks through other HTTP clients
+    TransportError = OSError
+
+TRANSIENT = {408, 429, 500, 502, 503, 504}
+NOT_FOUND = (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError)
+
+
+def _first_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return " ".join(lines[:2])[:300] if lines else type(err).__name__
+
+
+class HubTransport:
+    """One authenticated client of the Hub at ``endpoint``; repos it creates are private when ``private``."""
+
+    retry_delays: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+
+    def __init__(self, endpoint: str, token: str, namespace: str, private: bool):
+        self.endpoint = endpoint
+        self.token = token
+        self.namespace = namespace
+        self.private = private
+        self.api = HfApi(endpoint=endpoint, token=token)
+        self._trees: dict[tuple[str, str, str], dict] = {}
+        self._created: set[str] = set()
+
+    def url(self, repo_id: str, repo_type: str) -> str:
+        return f"{self.endpoint}/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}"
+
+    def call(self, what: str, fn):
+        """Run ``fn`` with retries on transient errors (429, 5xx, network); other errors become one-line DuoErrors.
+
+        Not-found errors pass through for the caller to handle.
+        """
+        for attempt in range(len(self.retry_delays) + 1):
+            last = attempt == len(self.retry_delays)
+            try:
+                return fn()
+            except NOT_FOUND:
+                raise
+            except HfHubHTTPError as err:
+                status = err.response.status_code if err.response is not None else None
+                if status in (401, 403):
+                    raise DuoError(f"Hugging Face Hub refused to {what} ({status}): check that HF_TOKEN is valid and "
+                                   f"can write to {self.namespace}") from None
+                if status not in TRANSIENT or last:
+                    raise DuoError(f"Hugging Face Hub: could not {what} ({status}): {_first_line(err)}") from None
+            except (TransportError, LocalEntryNotFoundError) as err:
+                if last:
+                    raise DuoError(f"Hugging Face Hub at {self.endpoint}: could not {what}: {_first_line(err)}") \
+                        from None
+            except ValueError as err:  # the client's own checks: invalid card metadata, malformed replies
+                raise DuoError(f"Hugging Face Hub: could not {what}: {_first_line(err)}") from None
+            time.sleep(self.retry_delays[attempt])
+
+    # -- reading
+    def tree(self, repo_id: str, repo_type: str, revision: str) -> dict:
+        """``path -> RepoFile`` of a repo revision ({} when the repo or revision is missing); cached till a push."""
+        key = (repo_id, repo_type, revision)
+        if key not in self._trees:
+            try:
+                entries = self.call(f"list {repo_id}@{revision}", lambda: list(self.api.list_repo_tree(
+                    repo_id, recursive=True, revision=revision, repo_type=repo_type)))
+                self._trees[key] = {e.path: e for e in entries if hasattr(e, "blob_id")}
+            except NOT_FOUND:
+                self._trees[key] = {}
+        return self._trees[key]
+
+    def forget_trees(self) -> None:
+        """Drop the cached trees: a push changes them."""
+        self._trees.clear()
+
+    def branches(self, repo_id: str, repo_type: str) -> list[str]:
+        """Branch names of a repo ([] when the repo is missing)."""
+        try:
+            refs = self.call(f"list the branches of {repo_id}",
+                             lambda: self.api.list_repo_refs(repo_id, repo_type=repo_type))
+        except NOT_FOUND:
+            return []
+        return [b.name for b in refs.branches]
+
+    def download(self, repo_id: str, repo_type: str, path: str, what: str, revision: str | None = None) -> Path:
+        """One file of a repo, through the HF cache; ``what`` names it in errors."""
+        return Path(self.call(f"download {what}", lambda: self.api.hf_hub_download(
+            repo_id, path, repo_type=repo_type, revision=revision, cache_dir=os.environ.get("HF_HUB_CACHE"))))
+
+    def snapshot(self, repo_id: str, repo_type: str, revision: str, patterns: list[str] | None, what: str) -> Path:
+        """The files of a repo revision matching ``patterns`` (all when None), through the HF cache."""
+        return Path(self.call(f"download {what} from {repo_id}@{revision}", lambda: snapshot_download(
+            repo_id, repo_type=repo_type, revision=revision, allow_patterns=patterns, token=self.token,
+            endpoint=self.endpoint, cache_dir=os.environ.get("HF_HUB_CACHE"))))
+
+    # -- writing
+    def ensure_repo(self, repo_id: str, repo_type: str) -> None:
+        if repo_id not in self._created:
+            self.call(f"create {repo_type} repo {repo_id}", lambda: self.api.create_repo(
+                repo_id, repo_type=repo_type, private=self.private, exist_ok=True))
+            self._created.add(repo_id)
+
+    def commit(self, repo_id: str, repo_type: str, uploads: dict, deletes: list[str], message: str) -> str:
+        """Upload ``uploads`` (path in repo -> file or bytes) and delete ``deletes`` on ``main`` in one commit."""
+        def attempt():  # operations are single-use: build them afresh for every try
+            ops = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=src if isinstance(src, bytes) else str(src))
+                   for p, src in sorted(uploads.items())]
+            ops += [CommitOperationDelete(path_in_repo=p) for p in deletes]
+            return self.api.create_commit(repo_id, operations=ops, commit_message=message, repo_type=repo_type,
+                                          revision="main").oid
+        return self.call(f"commit to {repo_id}", attempt)
+
+    def move_ref(self, repo_id: str, repo_type: str, kind: str, ref: str, sha: str) -> None:
+        """Point ``kind`` (``branch`` or ``tag``) ``ref`` at commit ``sha`` (delete and recreate when it exists)."""
+        refs = self.call(f"list refs of {repo_id}", lambda: self.api.list_repo_refs(repo_id, repo_type=repo_type))
+        current = {r.name: r.target_commit for r in (refs.branches if kind == "branch" else refs.tags)}
+        if current.get(ref) == sha:
+            return
+        delete, create = ((self.api.delete_branch, self.api.create_branch) if kind == "branch"
+                          else (self.api.delete_tag, self.api.create_tag))
+        named = {kind: ref}  # branch=ref or tag=ref
+        if ref in current:
+            self.call(f"delete {kind} {ref}", lambda: delete(repo_id, **named, repo_type=repo_type))
+        self.call(f"create {kind} {ref}", lambda: create(repo_id, **named, revision=sha, repo_type=repo_type,
+                                                         exist_ok=True))
