@@ -1,14 +1,39 @@
 """PNG charts for the round report, drawn with matplotlib's Agg backend (imported only when a chart is drawn).
 
-Each function writes one file and returns its path, or returns None when there is nothing to draw.
+Each function writes one file and returns its path, or returns None when there is nothing to draw. A metric has
+the same colour and the same y (or x) range in every chart and every round: a panel is never zoomed to its data,
+so a small change looks small. The untuned base (round 0) is always grey.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3")
+COLORS = {"similarity": "#4c72b0", "precision": "#dd8452", "rougeL": "#55a868", "bleu": "#c44e52",
+          "embedding": "#8172b3", "win_rate": "#937860"}
+OTHER_COLORS = ("#da8bc3", "#ccb974", "#64b5cd", "#4d4d4d")
+BASE_COLOR = "#9a9a9a"
+SCALES = {"similarity": (0.0, 100.0), "precision": (0.0, 100.0), "bleu": (0.0, 100.0), "rougeL": (0.0, 1.0),
+          "embedding": (0.0, 1.0), "win_rate": (0.0, 1.0)}
+BINS = 20
+
+
+def color(metric: str) -> str:
+    """The metric's colour, the same in every chart (a metric without a fixed one gets a stable pick)."""
+    return COLORS.get(metric) or OTHER_COLORS[zlib.crc32(metric.encode()) % len(OTHER_COLORS)]
+
+
+def scale(metric: str, values: Sequence[float | None] = ()) -> tuple[float, float]:
+    """The metric's full range (0-1 or 0-100), widened only when a value falls outside it."""
+    seen = [float(v) for v in values if v is not None]
+    if metric in SCALES:
+        lo, hi = SCALES[metric]
+    else:  # an unknown metric: 0-1 when its values fit, else 0-100, else up to its largest value
+        top = max(seen, default=1.0)
+        lo, hi = 0.0, 1.0 if top <= 1 else 100.0 if top <= 100 else float(top)
+    return min([lo, *seen]), max([hi, *seen])
 
 
 def _plt():
@@ -20,70 +45,120 @@ def _plt():
     return plt
 
 
+def _panels(count: int, height: float = 3.2):
+    fig, axes = _plt().subplots(1, count, figsize=(3.6 * count + 0.6, height), squeeze=False)
+    return fig, axes[0]
+
+
 def _save(fig, path: Path, bottom: float = 0.18) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Fixed margins: tight or constrained layout draws the figure an extra time and doubles the cost of a chart.
-    fig.subplots_adjust(left=0.08, right=0.98, top=0.88, bottom=bottom, wspace=0.35)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.86, bottom=bottom, wspace=0.3)
     # No timestamp metadata: a rerun of the same round writes the same bytes, so its PR gets no empty changes.
     fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
     _plt().close(fig)
     return path
 
 
-def score_histogram(scores: Mapping[str, Sequence[float | None]], thresholds: Mapping[str, float],
-                    path: Path) -> Path | None:
-    """One histogram per metric of the per-sample scores, with the metric's pass threshold as a dashed line."""
-    series = {m: [float(v) for v in vals if v is not None] for m, vals in scores.items()}
+def _clean(values: Sequence[float | None] | None) -> list[float]:
+    return [float(v) for v in values or () if v is not None]
+
+
+def score_histogram(scores: Mapping[str, Sequence[float | None]], thresholds: Mapping[str, float], path: Path,
+                    base: Mapping[str, Sequence[float | None]] | None = None) -> Path | None:
+    """One histogram per metric of the per-answer scores over the metric's full range (fixed-width bins, so equal
+    scores still make a bar), the untuned base's as a grey outline, the pass threshold as a dashed line."""
+    from matplotlib.ticker import MaxNLocator
+    import numpy as np
+
+    series = {m: _clean(v) for m, v in scores.items()}
     series = {m: v for m, v in series.items() if v}
     if not series:
         return None
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(series), figsize=(3.2 * len(series) + 0.8, 3), squeeze=False)
-    for ax, (i, (metric, values)) in zip(axes[0], enumerate(series.items())):
-        ax.hist(values, bins=min(20, max(5, len(values))), color=COLORS[i % len(COLORS)], edgecolor="white")
+    fig, axes = _panels(len(series))
+    for ax, (metric, values) in zip(axes, series.items()):
+        before = _clean((base or {}).get(metric))
+        lo, hi = scale(metric, values + before)
+        bins = np.linspace(lo, hi, BINS + 1)
+        ax.hist(values, bins=bins, color=color(metric), edgecolor="white", label="this round")
+        if before:
+            ax.hist(before, bins=bins, histtype="step", color=BASE_COLOR, linewidth=1.5, label="untuned base")
         if metric in thresholds:
             ax.axvline(thresholds[metric], color="black", linestyle="--", linewidth=1, label="threshold")
-            ax.legend(fontsize=7)
+        ax.set_xlim(lo, hi)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(metric, fontsize=10)
         ax.set_xlabel("score")
-    axes[0][0].set_ylabel("samples")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("answers")
     return _save(fig, path)
 
 
-def category_means(by_category: Mapping[str, Mapping[str, Mapping]], metrics: Sequence[str],
-                   path: Path) -> Path | None:
-    """Grouped bars: the mean of each metric per category (one panel per metric, scales differ)."""
+def category_means(by_category: Mapping[str, Mapping[str, Mapping]], metrics: Sequence[str], path: Path,
+                   base: Mapping[str, Mapping[str, Mapping]] | None = None) -> Path | None:
+    """Per metric, the mean of each category this round (metric colour) beside the untuned base's (grey)."""
     cats = sorted(by_category)
     metrics = [m for m in metrics if any((by_category[c].get(m) or {}).get("mean") is not None for c in cats)]
     if not cats or not metrics:
         return None
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics) + 0.8, 3.2), squeeze=False)
-    for ax, (i, metric) in zip(axes[0], enumerate(metrics)):
-        means = [(by_category[c].get(metric) or {}).get("mean") or 0.0 for c in cats]
-        ax.bar(range(len(cats)), means, color=COLORS[i % len(COLORS)])
-        ax.set_xticks(range(len(cats)), [c[:14] for c in cats], rotation=45, ha="right", fontsize=8)
+    base = base or {}
+    fig, axes = _panels(len(metrics), 3.4)
+    xs = list(range(len(cats)))
+    tilt = len(cats) > 4 or any(len(c) > 8 for c in cats)  # long or many names slant to fit
+    for ax, metric in zip(axes, metrics):
+        means = [(by_category[c].get(metric) or {}).get("mean") for c in cats]
+        before = [((base.get(c) or {}).get(metric) or {}).get("mean") for c in cats]
+        width = 0.4 if any(v is not None for v in before) else 0.7
+        if width < 0.7:
+            ax.bar([x - width / 2 for x in xs], [v or 0.0 for v in before], width, color=BASE_COLOR,
+                   label="untuned base")
+        ax.bar([x + (width / 2 if width < 0.7 else 0) for x in xs], [v or 0.0 for v in means], width,
+               color=color(metric), label="this round")
+        ax.set_ylim(*scale(metric, means + before))
+        ax.set_xticks(xs, [c[:14] for c in cats], rotation=45 if tilt else 0, ha="right" if tilt else "center",
+                      fontsize=8)
         ax.set_title(f"{metric} mean", fontsize=10)
-    return _save(fig, path, bottom=0.3)  # room for the rotated category names
-
-
-def round_trend(history: Mapping[int, Mapping[str, float | None]], path: Path,
-                targets: Mapping[str, float] | None = None) -> Path | None:
-    """Mean of each metric by round (one panel per metric), with the pass rule's minimum as a dashed line."""
-    rounds = sorted(history)
-    metrics = sorted({m for r in rounds for m, v in history[r].items() if v is not None})
-    if not rounds or not metrics:
-        return None
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics) + 0.8, 3), squeeze=False)
-    for ax, (i, metric) in zip(axes[0], enumerate(metrics)):
-        xs = [r for r in rounds if history[r].get(metric) is not None]
-        ax.plot(xs, [history[r][metric] for r in xs], marker="o", color=COLORS[i % len(COLORS)])
-        if metric in (targets or {}):
-            ax.axhline(targets[metric], color="black", linestyle="--", linewidth=1, label="pass rule min")
+        if width < 0.7:
             ax.legend(fontsize=7)
-        ax.set_xticks(rounds)
-        ax.set_xlabel("round")
-        ax.set_title(f"{metric} mean", fontsize=10)
+    return _save(fig, path, bottom=0.3 if tilt else 0.12)  # room for slanted category names
+
+
+def _trend_panel(ax, metric: str, points: Sequence[Mapping], target: float | None) -> None:
+    shown = [p for p in points if (p["stats"].get(metric) or {}).get("mean") is not None]
+    xs = [p["x"] for p in shown]
+    stats = [p["stats"][metric] for p in shown]
+    means = [s["mean"] for s in stats]
+    errs = [[max(0.0, s["mean"] - (s.get("ci_low") if s.get("ci_low") is not None else s["mean"])) for s in stats],
+            [max(0.0, (s.get("ci_high") if s.get("ci_high") is not None else s["mean"]) - s["mean"]) for s in stats]]
+    lo, hi = scale(metric, means + [s.get("ci_low") for s in stats] + [s.get("ci_high") for s in stats]
+                   + ([target] if target is not None else []))
+    ax.plot(xs, means, color=color(metric), linewidth=1.2, zorder=2)
+    for p, x, y, down, up in zip(shown, xs, means, *errs):
+        tint = BASE_COLOR if p["label"] == "base" else color(metric)
+        ax.errorbar([x], [y], yerr=[[down], [up]], fmt="o", color=tint, ecolor=tint, capsize=4, zorder=3)
+        ax.annotate(p["label"], (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    if target is not None:
+        ax.axhline(target, color="black", linestyle="--", linewidth=1, label="pass rule")
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_ylim(lo, hi)
+    span = (max(xs) - min(xs)) or 1
+    ax.set_xlim(min(xs) - 0.08 * span, max(xs) + 0.15 * span)
+    ax.set_title(f"{metric} mean and CI", fontsize=10)
+
+
+def round_trend(points: Sequence[Mapping], metrics: Sequence[str], path: Path, *, x_label: str = "round",
+                targets: Mapping[str, float] | None = None) -> Path | None:
+    """Mean and CI of each metric per round (one panel per metric, on the metric's full range), the untuned base
+    first; ``points`` are ``{label, x, stats: {metric: {mean, ci_low, ci_high}}}``, x is ``x_label``."""
+    from matplotlib.ticker import MaxNLocator
+
+    metrics = [m for m in metrics if any((p["stats"].get(m) or {}).get("mean") is not None for p in points)]
+    if not points or not metrics:
+        return None
+    fig, axes = _panels(len(metrics))
+    for ax, metric in zip(axes, metrics):
+        _trend_panel(ax, metric, sorted(points, key=lambda p: p["x"]), (targets or {}).get(metric))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        ax.set_xlabel(x_label)
     return _save(fig, path)

@@ -87,9 +87,13 @@ def _fill_defaults(node: Any, schema: dict, root: dict) -> Any:
             target = target[part]
         return _fill_defaults(node, target, root)
     if "oneOf" in schema and node is not None:
+        # The option of the node's shape (one judge or a list of them); options that only add `required` fall through.
+        kind = "array" if isinstance(node, list) else "object"
         for option in schema["oneOf"]:
-            if option.get("type") != "null":
+            if option.get("type") == kind or (kind == "object" and "$ref" in option):
                 return _fill_defaults(node, option, root)
+    if isinstance(node, list) and isinstance(schema.get("items"), dict):
+        return [_fill_defaults(item, schema["items"], root) for item in node]
     if isinstance(node, dict) and "properties" in schema:
         out = dict(node)
         for key, sub in schema["properties"].items():
@@ -116,7 +120,10 @@ def _derived(doc: dict) -> dict:
     store["path"] = store["path"] or str(Path(".duo") / task)
     store["dataset_repo"] = store["dataset_repo"] or f"{task}-duo-data"
     store["model_repo"] = store["model_repo"] or f"{task}-duo-adapter"
-    for service in doc["service"].values():
+    judges = doc["service"].get("judge")
+    judges = judges if isinstance(judges, list) else [judges] if judges else []
+    doc["service"]["judges"], doc["service"]["judge"] = judges, judges[0] if judges else None
+    for service in [doc["service"].get("synthesize"), *judges]:
         if service is not None:
             service["api_key_env"] = service.get("api_key_env") or DEFAULT_KEY_ENV[service["provider"]]
     evaluate = doc["evaluate"]

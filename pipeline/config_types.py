@@ -69,6 +69,7 @@ class InferConfig:
     temperature: float
     top_p: float
     max_test_samples: int | None
+    samples_per_prompt: int
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ class ServiceLLMConfig:
 @dataclass(frozen=True)
 class ServiceConfig:
     synthesize: ServiceLLMConfig | None
-    judge: ServiceLLMConfig | None
+    judge: ServiceLLMConfig | None  # the first judge (the only one unless service.judge is a list: a panel)
+    judges: list[ServiceLLMConfig]
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,9 @@ class SynthesizeConfig:
 class RuleCondition:
     metric: str
     stat: str
-    min: float
+    min: float | None
+    vs: str | None = None  # baseline / previous: the stat is of the paired difference
+    above: float | None = None  # strict bound, instead of min
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,11 @@ class EvaluateConfig:
     bootstrap_samples: int
     confidence: float
     embedding_model: str
+    pairwise: bool
+    pairwise_prompt: str
+    pairwise_schema: str
+    decision_metric: str | None
+    detect_difference: float | None
 
 
 @dataclass(frozen=True)
@@ -143,6 +152,7 @@ class BudgetConfig:
     max_rounds: int
     max_synthetic_samples: int
     max_spend_usd: float
+    patience: int
 
 
 @dataclass(frozen=True)

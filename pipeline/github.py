@@ -1,7 +1,7 @@
 """GitHub operations the report and decide stages need, through PyGithub.
 
 Token from ``GITHUB_TOKEN``, repository from ``GITHUB_REPOSITORY`` (``owner/name``), API base from
-``GITHUB_API_URL`` (default https://api.github.com). Every GitHub error reaches the user as one DuoError line
+``DUO_GITHUB_API_URL`` or ``GITHUB_API_URL`` (default https://api.github.com). Every GitHub error reaches the user as one DuoError line
 naming the operation; the token never appears in it.
 """
 
@@ -28,6 +28,12 @@ MAX_BODY = 65000  # GitHub rejects issue and PR bodies over 65536 characters
 
 
 @contextmanager
+def api_url() -> str:
+    """The REST API base: ``DUO_GITHUB_API_URL`` (an action input; runners reset ``GITHUB_*`` variables a workflow
+    sets), else the runner's ``GITHUB_API_URL``, else api.github.com."""
+    return os.environ.get("DUO_GITHUB_API_URL") or os.environ.get("GITHUB_API_URL") or DEFAULT_API
+
+
 def github_errors(action: str) -> Iterator[None]:
     """Turn a PyGithub exception raised while doing ``action`` into a one-line DuoError."""
     from github import BadCredentialsException, GithubException
@@ -41,7 +47,7 @@ def github_errors(action: str) -> Iterator[None]:
         message = data.get("message") or str(exc.data or "")
         raise DuoError(f"GitHub {action}: {exc.status} {message}".strip()) from None
     except OSError as exc:
-        raise DuoError(f"GitHub {action}: cannot reach {os.environ.get('GITHUB_API_URL') or DEFAULT_API} "
+        raise DuoError(f"GitHub {action}: cannot reach {api_url()} "
                        f"({exc})") from None
 
 
@@ -55,7 +61,7 @@ def connect() -> Repository:
     if missing:
         raise DuoError(f"GitHub access needs {' and '.join(missing)} in the environment "
                        "(Actions sets both; GITHUB_REPOSITORY is owner/name)")
-    base = (os.environ.get("GITHUB_API_URL") or DEFAULT_API).rstrip("/")
+    base = api_url().rstrip("/")
     # PyGithub paces requests (0.25 s, 1 s between writes) for GitHub's secondary rate limits; a server on this
     # machine (a test fake, a local proxy) has none, and pacing would only slow every call.
     local = urlparse(base).hostname in ("127.0.0.1", "localhost", "::1")

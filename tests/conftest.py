@@ -46,4 +46,6 @@ def isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DUO_CACHE", str(home / ".cache" / "duo"))
     for var in SECRET_VARS:
         monkeypatch.delenv(var, raising=False)
+    for var in [v for v in os.environ if v.startswith("DUO_") and v != "DUO_CACHE"]:
+        monkeypatch.delenv(var)  # every duo flag falls back to DUO_<FLAG>: none may leak in from the shell
     yield home

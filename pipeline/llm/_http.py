@@ -1,4 +1,4 @@
-"""Helpers the providers share: the key from the environment and Retry-After parsing."""
+"""Helpers the providers share: the key and base URL from the config and environment, and Retry-After parsing."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import time
 from .base import FatalError
 
 
-def api_key(env_var: str, provider: str) -> str:
-    key = os.environ.get(env_var)
+def connection(cfg, provider: str, base_url_env: str) -> tuple[str, str | None]:
+    """(API key, base URL): the key from the variable ``cfg.api_key_env`` names, the URL from ``cfg.base_url``, else
+    the variable ``base_url_env``, else None (the SDK's default)."""
+    key = os.environ.get(cfg.api_key_env)
     if not key:
-        raise FatalError(f"{provider}: no API key; set the environment variable {env_var}")
-    return key
+        raise FatalError(f"{provider}: no API key; set the environment variable {cfg.api_key_env}")
+    return key, cfg.base_url or os.environ.get(base_url_env) or None
 
 
 def retry_after(headers) -> float | None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
-from ._http import api_key, retry_after
+from ._http import connection, retry_after
 from .base import Completion, FatalError, RequestError, RetryableError
 
 ALIASES = {"max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens", "stop": "stop_sequences"}
@@ -51,10 +49,10 @@ class GeminiProvider:
         self.model = cfg.model
         self.structured_output = cfg.structured_output
         self._types = types
-        base_url = cfg.base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or None
+        key, base_url = connection(cfg, "gemini", "GOOGLE_GEMINI_BASE_URL")
         options = types.HttpOptions(base_url=base_url, timeout=int(cfg.timeout_s * 1000))
         # keep the Client itself referenced: its async client is closed when the Client is collected
-        self.client = genai.Client(api_key=api_key(cfg.api_key_env, "gemini"), http_options=options)
+        self.client = genai.Client(api_key=key, http_options=options)
         self.aio = self.client.aio
 
     def _config(self, system: str | None, schema: dict | None, params: dict | None):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import re
 from pathlib import Path
 
-from ._http import api_key, retry_after
+from ._http import connection, retry_after
 from .base import Backoff, Completion, FatalError, Job, RequestError, RetryableError
 
 
@@ -43,10 +42,9 @@ class OpenAIProvider:
 
         self.model = cfg.model
         self.structured_output = cfg.structured_output
-        base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or None
+        key, base_url = connection(cfg, "openai", "OPENAI_BASE_URL")
         # the engine does the retrying, with limits shared across requests
-        self.client = AsyncOpenAI(api_key=api_key(cfg.api_key_env, "openai"), base_url=base_url, max_retries=0,
-                                  timeout=cfg.timeout_s)
+        self.client = AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=cfg.timeout_s)
         self._known = set(inspect.signature(AsyncCompletions.create).parameters) - {"self", "messages", "model"}
 
     async def complete(self, messages: list, *, schema: dict | None = None, params: dict | None = None

@@ -56,14 +56,16 @@ def test_batch_answers_validates_and_falls_back(fake_openai, tmp_path):
 
 
 def test_a_killed_run_polls_the_batch_it_already_created(fake_openai, tmp_path):
+    fake_openai.set_responder(lambda body: {"answer": body["messages"][0]["content"]})  # echo: shows whose answer
     journal = tmp_path / "j.jsonl"
     cfg = service_cfg(rpm=None)
     # the state a run killed while waiting leaves behind: a batch created, its id next to the journal
     first = Engine(cfg, journal=journal, batch=True, batch_poll_s=0.01, progress=False)
-    keys = sorted(journal_key("openai", cfg.model, {}, r.messages, r.schema, 0) for r in requests(4))
-    lines = "\n".join(json.dumps({"custom_id": k, "method": "POST", "url": "/v1/chat/completions",
+    key_of = {r.key: journal_key("openai", cfg.model, {}, r.messages, r.schema, 0) for r in requests(4)}
+    keys = sorted(key_of.values())
+    lines = "\n".join(json.dumps({"custom_id": key_of[r.key], "method": "POST", "url": "/v1/chat/completions",
                                   "body": {"model": cfg.model, "messages": r.messages}})
-                      for k, r in zip(keys, requests(4)))
+                      for r in reversed(requests(4)))  # output order must not matter, only custom_id
     fake_openai.files["file-x"] = {"data": lines.encode(), "filename": "in.jsonl", "purpose": "batch",
                                    "created_at": 0}
     fake_openai.batches["batch-x"] = {"id": "batch-x", "object": "batch", "endpoint": "/v1/chat/completions",
@@ -72,9 +74,10 @@ def test_a_killed_run_polls_the_batch_it_already_created(fake_openai, tmp_path):
                                       "created_at": 0, "request_counts": {"total": 0, "completed": 0, "failed": 0}}
     (tmp_path / "j.jsonl.batch.json").write_text(json.dumps({"batch_id": "batch-x", "keys": keys}))
     results = first.run(requests(4))
-    assert all(r.ok for r in results)
+    assert [(r.key, r.ok, r.data) for r in results] == [(f"k{i}", True, {"answer": f"question {i}"}) for i in range(4)]
     paths = [e["path"] for e in fake_openai.log]
     assert "/v1/files" not in paths and "/v1/batches" not in paths and "/v1/batches/batch-x" in paths
+    assert "/v1/chat/completions" not in paths  # every answer came from the batch, none was asked again
 
 
 def test_batch_needs_openai(fake_gemini):

@@ -124,6 +124,30 @@ def test_retry_after_is_honoured(fake_openai):
     assert first["status"] == 429 and second["t"] - first["t"] >= 1.0
 
 
+def test_a_429_pauses_every_request_not_only_its_own(fake_openai):
+    # A 429 with Retry-After means the whole account is over its limit: at concurrency 4, the requests that free
+    # their slots after it must wait out the pause too, not fill the slots at once.
+    sent_429 = []
+
+    def first_429_then_slow(req):
+        with fake_openai.lock:
+            first = not sent_429
+            sent_429.append(True)
+        if first:
+            return error_reply(429, "slow down", headers={"Retry-After": "1"})
+        time.sleep(0.3)  # the other requests in flight answer well after the 429 has reached the engine
+        return None
+
+    fake_openai.add_hook(first_429_then_slow)
+    results = Engine(service_cfg(**fast(concurrency=4)), backoff_base=0.01, progress=False).run(
+        requests(12, schema=None))
+    assert all(r.ok for r in results) and sum(r.attempts for r in results) == 13
+    log = sorted(fake_openai.log, key=lambda e: e["t"])
+    t429 = next(e["t"] for e in log if e["status"] == 429)
+    # the first 4 arrivals were granted before the 429; every later send waited out its Retry-After
+    assert [round(e["t"] - t429, 2) for e in log[4:] if e["t"] - t429 < 1.0] == []
+
+
 def test_bad_key_is_fatal_at_once(fake_openai):
     fake_openai.api_key = "sk-another-key"
     with pytest.raises(FatalError, match="401"):
@@ -202,8 +226,6 @@ def test_requests_per_minute_hold_over_real_minutes(fake_openai):
     times = [e["t"] for e in fake_openai.log]
     assert windows_exceeded(times, 100, 60.0) <= 0
     assert (len(times) - 1) / (max(times) - min(times)) * 60 >= 95
-
-
 
 
 def test_importing_the_engine_stays_light():

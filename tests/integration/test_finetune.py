@@ -115,7 +115,7 @@ def test_rerun_with_same_config_skips_and_a_changed_recipe_retrains(trained, tin
 
 
 def test_cli_trains_a_sample_and_sets_outputs(tmp_path, tiny_model_dir, monkeypatch, capsys):
-    config = write_config(tmp_path, tiny_model_dir, finetune={"max_train_samples": 10,
+    config = write_config(tmp_path, tiny_model_dir, finetune={"max_train_samples": 10, "lora": {"r": 4},
                                                               "sft": {"max_steps": 2, "warmup_ratio": 0.1}})
     store = LocalStore(tmp_path / "store")
     make_prepare(store, qa_rows(32), qa_rows(4, seed=1, prefix="e"))
@@ -125,6 +125,10 @@ def test_cli_trains_a_sample_and_sets_outputs(tmp_path, tiny_model_dir, monkeypa
     assert "finetune round 1: 10 rows (0 synthetic), 2 steps" in capsys.readouterr().out
     m = store.manifest("round-1/finetune")
     assert m.counts["train_rows"] == 10 and m.extra["sft"]["warmup_steps"] == 0.1
+    # the user's r reaches the saved adapter; the keys left unset keep the schema's defaults
+    adapter_config = json.loads((store.open("round-1/finetune") / "adapter" / "adapter_config.json").read_text())
+    assert (adapter_config["r"], adapter_config["lora_alpha"], adapter_config["lora_dropout"]) == (4, 16, 0.05)
+    assert m.extra["lora"]["r"] == 4 and m.extra["sft"]["max_length"] == 1024 and m.extra["sft"]["seed"] == 42
     lines = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
     assert lines["artifact"] == "round-1/finetune"
     assert lines["location"] == str(store.local_path("round-1/finetune"))

@@ -14,7 +14,8 @@ import yaml
 from pipeline import prepare, synthesize
 from pipeline.cli import main
 from pipeline.config import load_config
-from pipeline.dedup import NGRAM, normalize, shingles
+from pipeline.dedup import normalize
+from tests.textsim import jaccard
 from pipeline.errors import DuoError
 from pipeline.records import read_jsonl
 from pipeline.store import open_store
@@ -27,12 +28,6 @@ WORDS = ["river", "mountain", "kettle", "violin", "orbit", "lantern", "meadow", 
          "marble", "nectar", "opal", "prism", "quill", "raven", "sable", "thistle", "umber", "walnut", "yarrow",
          "zephyr", "almond", "beacon", "cedar", "delta", "ferry", "grove"]
 CHAT = "/v1/chat/completions"
-
-
-def jaccard(a: str, b: str, ngram: int = NGRAM) -> float:
-    """Exact Jaccard similarity of two texts' shingle sets (what the MinHash index estimates)."""
-    sa, sb = shingles(a, ngram), shingles(b, ngram)
-    return 1.0 if not sa and not sb else len(sa & sb) / len(sa | sb)
 
 
 def make_config(tmp_path: Path, **synth) -> Path:

@@ -1,4 +1,4 @@
-"""decide: hand-computed pass / continue / stop-budget cases, the stored artifact and the CLI's one-line errors.
+"""decide: hand-computed pass / continue / stop-budget / stop-plateau / stop-no-service cases, the stored artifact and the CLI's one-line errors.
 
 Config (tests/round_artifacts.py): synthesize 1000 doubling; budget 3 rounds, 7000 synthetic rows, $5.
 """
@@ -9,6 +9,7 @@ import pytest
 
 from pipeline import decide
 from pipeline.cli import main
+from pipeline.decision import decision
 from pipeline.store import open_store
 from tests.round_artifacts import build_prepare, build_round, make_config, put
 
@@ -26,19 +27,19 @@ def setup(tmp_path):
 def test_pass_when_the_verdict_passes(setup):
     cfg, store = setup()
     build_round(store, 1, sim=93, prec=91)
-    d = decide.decision(cfg, store, 1)
+    d = decision(cfg, store, 1)
     assert d["decision"] == "pass"
     assert d["next_round"] is None and d["next_samples"] is None
-    assert "similarity mean 93 >= 90" in d["reason"]
+    assert "similarity mean = 93 (needs >= 90)" in d["reason"]
 
 
 def test_continue_doubles_the_samples_when_budget_allows(setup):
     cfg, store = setup()
     build_round(store, 1, kept=1000, synth_cost=0.5, judge_cost=0.25)
-    d = decide.decision(cfg, store, 1)
+    d = decision(cfg, store, 1)
     assert d == {"decision": "continue", "round": 1, "next_round": 2, "next_samples": 2000, "spend_usd": 0.75,
-                 "synthetic_total": 1000, "reason": d["reason"]}
-    assert "similarity mean 71.2 < 90" in d["reason"] and "precision mean 80 < 90" in d["reason"]
+                 "synthetic_total": 1000, "reason": d["reason"], "evidence": d["evidence"]}
+    assert "similarity mean = 71.2 (needs >= 90)" in d["reason"] and "precision mean = 80 (needs >= 90)" in d["reason"]
 
 
 def test_synthetic_limit_is_inclusive(setup):
@@ -46,9 +47,9 @@ def test_synthetic_limit_is_inclusive(setup):
     cfg, store = setup()
     build_round(store, 1, kept=1000)
     build_round(store, 2, kept=2000)
-    assert decide.decision(cfg, store, 2)["decision"] == "continue"
+    assert decision(cfg, store, 2)["decision"] == "continue"
     cfg2 = make_config(store.root.parent.parent, ["budget.max_synthetic_samples=6999"])
-    d = decide.decision(cfg2, store, 2)
+    d = decision(cfg2, store, 2)
     assert d["decision"] == "stop-budget"
     assert "budget.max_synthetic_samples=6999" in d["reason"]
     assert "max_rounds" not in d["reason"] and "max_spend_usd" not in d["reason"]
@@ -58,7 +59,7 @@ def test_stop_when_rounds_are_used_up(setup):
     cfg, store = setup(["budget.max_rounds=2", "budget.max_synthetic_samples=100000"])
     build_round(store, 1, kept=10)
     build_round(store, 2, kept=10)
-    d = decide.decision(cfg, store, 2)
+    d = decision(cfg, store, 2)
     assert d["decision"] == "stop-budget"
     assert "2 of budget.max_rounds=2 rounds done" in d["reason"]
     assert d["next_round"] is None
@@ -70,7 +71,7 @@ def test_stop_when_spend_reaches_the_limit(setup):
     build_round(store, 1, kept=10, synth_cost=3.0, judge_cost=1.5)
 
     put(store, "infer", 1, {"answers.jsonl": []}, cost=0.5)
-    d = decide.decision(cfg, store, 1)
+    d = decision(cfg, store, 1)
     assert d["spend_usd"] == pytest.approx(5.0)
     assert d["decision"] == "stop-budget"
     assert "spent $5.00 of budget.max_spend_usd=$5.00" in d["reason"]
@@ -80,7 +81,7 @@ def test_stop_when_spend_reaches_the_limit(setup):
 def test_reason_names_every_limit_reached(setup):
     cfg, store = setup(["budget.max_rounds=1", "budget.max_spend_usd=0.1", "budget.max_synthetic_samples=1500"])
     build_round(store, 1, kept=1000)
-    reason = decide.decision(cfg, store, 1)["reason"]
+    reason = decision(cfg, store, 1)["reason"]
     for limit in ("max_rounds=1", "max_synthetic_samples=1500", "max_spend_usd=$0.10"):
         assert limit in reason
 
@@ -90,7 +91,8 @@ def test_run_writes_the_artifact_and_skips_when_unchanged(setup):
     build_round(store, 1)
     m1 = decide.run(cfg, store, 1)
     doc = json.loads((store.open("round-1/decide") / "decision.json").read_text())
-    assert set(doc) == {"decision", "reason", "round", "next_round", "next_samples", "spend_usd", "synthetic_total"}
+    assert set(doc) == {"decision", "reason", "round", "next_round", "next_samples", "spend_usd", "synthetic_total",
+                        "evidence"}
     assert doc["decision"] == "continue"
     m2 = decide.run(cfg, store, 1)
     assert m2.timings["finished"] == m1.timings["finished"]
@@ -136,8 +138,8 @@ def test_no_synthesis_service_stops_instead_of_retraining_on_the_same_data(tmp_p
     store = open_store(cfg)
     build_prepare(store)
     build_round(store, 1, synthesize=False)
-    d = decide.decision(cfg, store, 1)
-    assert d["decision"] == "stop-budget" and "service.synthesize" in d["reason"]
+    d = decision(cfg, store, 1)
+    assert d["decision"] == "stop-no-service" and "service.synthesize" in d["reason"]
     from pipeline import report
 
     report.run(cfg, store, 1)

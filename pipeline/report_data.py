@@ -1,0 +1,199 @@
+"""What the round report shows, gathered from the store; no rendering here (that is ``report.py``).
+
+Reads ``round-N/evaluate`` (``metrics.json`` and ``scores.jsonl``), round 0 (the untuned baseline) and the earlier
+rounds, the prepare, synthesize and finetune manifests, and the decision :func:`pipeline.decision.decision` takes
+now. Keys a sparse evaluation left out are present as None, so the templates never guess.
+"""
+
+from __future__ import annotations
+
+from .budget import spent_in_store
+from .config import Config
+from .decision import decision
+from .dedup import REASONS
+from .errors import DuoError
+from .evaluate import BASELINE_ROUND, read_metrics, read_scores
+from .finetune import adapter_location
+from .manifest import Manifest
+from .store import Store, artifact_name, round_of
+
+NEEDED_BY = "duo report"
+LATER = ("report", "decide")  # stages that run after the report's inputs: not in its cost table nor its parents
+SUMMARY_KEYS = ("mean", "pass_rate", "threshold", "ci_low", "ci_high", "n")
+BASE_KEYS = ("mean", "ci_low", "ci_high", "n")
+DIFF_KEYS = ("diff", "ci_low", "ci_high", "n", "change")
+# How a metric relates to the service's own answers: what they score against themselves by definition, the top
+# of the judge's scale, or the win rate of a draw.
+SERVICE_SELF = {"rougeL": 1.0, "embedding": 1.0, "bleu": 100.0}
+SCALE_TOP = {"similarity": 100.0, "precision": 100.0}
+PARITY = {"win_rate": 0.5}
+
+
+def _usage(m: Manifest) -> dict:
+    u = m.usage or {}
+    return {"name": m.artifact, "requests": int(u.get("requests") or 0), "input_tokens": int(u.get("input_tokens") or 0),
+            "output_tokens": int(u.get("output_tokens") or 0), "cost_usd": float(u.get("cost_usd") or 0.0)}
+
+
+def cost_summary(cfg: Config, store: Store, round_no: int) -> dict:
+    own = {artifact_name(stage, round_no) for stage in LATER}
+    rows = [_usage(store.manifest(n)) for n in store.list(f"round-{round_no}/") if n not in own]
+    return {"round_artifacts": rows, "round_usd": round(sum(r["cost_usd"] for r in rows), 6),
+            "total_usd": round(spent_in_store(store), 6), "budget_usd": cfg.budget.max_spend_usd}
+
+
+def data_summary(store: Store, round_no: int) -> dict:
+    prep = None
+    if store.exists("prepare"):
+        c = store.manifest("prepare").counts or {}
+        prep = {"train": c.get("train"), "test": c.get("test"), "bad": c.get("bad") or c.get("bad_rows")}
+    rounds = []
+    for k in range(1, round_no + 1):
+        name = artifact_name("synthesize", k)
+        if store.exists(name):
+            c = store.manifest(name).counts or {}
+            removed = c.get("removed") if isinstance(c.get("removed"), dict) else {}
+            rounds.append({"round": k, "kept": int(c.get("kept") or 0), "requested": c.get("requested"),
+                           "removed": {r: int(removed.get(r) or 0) for r in REASONS}})
+    synthetic = sum(r["kept"] for r in rounds)
+    train = prep["train"] if prep and prep["train"] is not None else None
+    return {"prepare": prep, "rounds": rounds, "this_round": any(r["round"] == round_no for r in rounds),
+            "synthetic_total": synthetic, "train_total": None if train is None else train + synthetic}
+
+
+def adapter_info(cfg: Config, store: Store, round_no: int) -> dict | None:
+    name = artifact_name("finetune", round_no)
+    if not store.exists(name):
+        return None
+    repo, revision = adapter_location(store, name)
+    return {"repo": repo, "revision": revision, "base": cfg.student.model}
+
+
+def worst_samples(ev: dict, rows: list[dict], n: int) -> tuple[str | None, list[dict]]:
+    """The ``n`` lowest-scored rows: by similarity when judged, else by embedding, else the first metric."""
+    names = list(ev.get("metrics") or {})
+    order = (["similarity"] if ev.get("judge") == "llm" else []) + ["embedding"] + names
+    metric = next((m for m in order if any((r.get("scores") or {}).get(m) is not None for r in rows)), None)
+    if metric is None or n <= 0:
+        return metric, []
+    scored = sorted((r for r in rows if (r.get("scores") or {}).get(metric) is not None),
+                    key=lambda r: (r["scores"][metric], str(r.get("id"))))
+    out = []
+    for r in scored[:n]:
+        first = (r.get("judge") or [{}])[0] or {}
+        reasons = [(label, first[key]) for label, key in (("similarity", "similarity_reason"),
+                                                          ("precision", "precision_reason")) if first.get(key)]
+        out.append({"id": r.get("id"), "category": r.get("category"), "score": r["scores"][metric],
+                    "instruction": r.get("instruction") or "", "reference": r.get("reference") or "",
+                    "answer": r.get("answer") or "", "reasons": reasons})
+    return metric, out
+
+
+def _pick(d, keys) -> dict:
+    return {k: (d or {}).get(k) for k in keys}
+
+
+def train_rows(store: Store, round_no: int) -> int | None:
+    """Rows round ``round_no`` trained on (its finetune manifest's ``counts.train_rows``); 0 for the base."""
+    if round_no == BASELINE_ROUND:
+        return 0
+    name = artifact_name("finetune", round_no)
+    rows = (store.manifest(name).counts or {}).get("train_rows") if store.exists(name) else None
+    return None if rows is None else int(rows)
+
+
+def history(store: Store, round_no: int) -> tuple[list[dict], str]:
+    """Every evaluated round up to ``round_no``, round 0 labelled ``base``, and the x-axis they share: training
+    rows when every round's are known, else the round number."""
+    out = []
+    for name in store.list("round-"):
+        k = round_of(name)
+        if not name.endswith("/evaluate") or k is None or k > round_no:
+            continue
+        try:
+            ev = read_metrics(store, k, NEEDED_BY)
+        except DuoError:
+            continue  # an unreadable earlier round only leaves a gap in the trend
+        stats = {m: _pick(s, BASE_KEYS) for m, s in (ev.get("metrics") or {}).items() if isinstance(s, dict)}
+        out.append({"round": k, "label": "base" if k == BASELINE_ROUND else f"r{k}", "verdict": ev["verdict"],
+                    "train_rows": train_rows(store, k), "stats": stats})
+    out.sort(key=lambda h: h["round"])
+    by_rows = all(h["train_rows"] is not None for h in out)
+    for h in out:
+        h["x"] = h["train_rows"] if by_rows else h["round"]
+    return out, "training rows" if by_rows else "round"
+
+
+def normalize(ev: dict) -> dict:
+    """The evaluation with every key the templates read present (None where the evaluate stage left it out)."""
+    metrics = {m: _pick(s, SUMMARY_KEYS) for m, s in (ev.get("metrics") or {}).items()}
+    rule = [{"metric": r.get("metric"), "stat": r.get("stat", "mean"), "vs": r.get("vs"), "min": r.get("min"),
+             "above": r.get("above"), "value": r.get("value"), "ok": bool(r.get("ok")), "why": r.get("why")}
+            for r in ev.get("rule") or []]
+    diffs = {key: {m: _pick(d, DIFF_KEYS) for m, d in (ev.get(key) or {}).items()}
+             for key in ("vs_baseline", "vs_previous")}
+    return {**ev, "n": ev.get("n"), "judge": ev.get("judge"), "rule_kind": ev.get("rule_kind") or "pass",
+            "metrics": metrics, "rule": rule, "by_category": ev.get("by_category") or {},
+            "baseline": {m: _pick(s, BASE_KEYS) for m, s in (ev.get("baseline") or {}).items()}, **diffs,
+            "previous_round": ev.get("previous_round"), "power": ev.get("power") or {},
+            "decision_metric": ev.get("decision_metric") or next(iter(metrics), None)}
+
+
+def service_gap(ev: dict) -> dict | None:
+    """How far the student is from the service on the decision metric, and what the service's side means."""
+    metric = ev["decision_metric"]
+    mean = (ev["metrics"].get(metric) or {}).get("mean")
+    if mean is None:
+        return None
+    kind, ref = next(((kind, table[metric]) for kind, table in (("self", SERVICE_SELF), ("scale", SCALE_TOP),
+                                                                ("parity", PARITY)) if metric in table), (None, None))
+    return {"metric": metric, "student": mean, "base": (ev["baseline"].get(metric) or {}).get("mean"),
+            "kind": kind, "reference": ref}
+
+
+def categories(ev: dict, base_ev: dict | None) -> tuple[list[dict], list[str]]:
+    """Per-category rows (n, this round's means, the base's means) and the metrics they hold."""
+    by_cat, base_cat = ev["by_category"], (base_ev or {}).get("by_category") or {}
+    names = [m for m in ev["metrics"] if any(m in v for v in by_cat.values())]
+    rows = [{"name": c, "n": max((s.get("n") or 0) for s in v.values()) if v else 0,
+             "means": {m: (v.get(m) or {}).get("mean") for m in names},
+             "base": {m: ((base_cat.get(c) or {}).get(m) or {}).get("mean") for m in names}}
+            for c, v in sorted(by_cat.items())]
+    return rows, names
+
+
+def decision_now(cfg: Config, store: Store, round_no: int) -> dict:
+    """The decision as ``decide`` would store it, plus ``summary``: the reason without the evidence text (the
+    report states the evidence on its own line)."""
+    found = decision(cfg, store, round_no)
+    evidence = found.get("evidence") or {}
+    text = evidence.get("text") or ""
+    compared = bool(evidence.get("vs_baseline") or evidence.get("vs_previous"))
+    summary = found["reason"].replace(f"; {text}", "") if text else found["reason"]
+    return {**found, "summary": summary, "evidence_text": text if compared else None}
+
+
+def gather(cfg: Config, store: Store, round_no: int) -> dict:
+    """Everything the templates need (see ``templates/report.md.j2``)."""
+    ev = normalize(read_metrics(store, round_no, NEEDED_BY))
+    is_base = round_no == BASELINE_ROUND
+    rows = read_scores(store, round_no) or []
+    base_rows = None if is_base else read_scores(store, BASELINE_ROUND)
+    try:
+        base_ev = None if is_base or base_rows is None else read_metrics(store, BASELINE_ROUND, NEEDED_BY)
+    except DuoError:
+        base_ev = None
+    metric, worst = worst_samples(ev, rows, cfg.report.worst_samples)
+    cats, cat_metrics = categories(ev, base_ev)
+    hist, x_label = history(store, round_no)
+    prev = ev["previous_round"]
+    return {"task": cfg.task.name, "round": round_no, "is_base": is_base, "ev": ev,
+            "conf": f"{cfg.evaluate.confidence:.0%}", "rows": rows, "base_rows": base_rows or [],
+            "compare_base": not is_base and bool(ev["baseline"] or ev["vs_baseline"]),
+            "prev_label": f"round {prev}" if prev not in (None, BASELINE_ROUND) and not is_base else None,
+            "gap": service_gap(ev), "worst_metric": metric, "worst": worst, "categories": cats,
+            "category_metrics": cat_metrics, "history": hist, "x_label": x_label,
+            "trend_metrics": [m for m in ev["metrics"] if any(m in h["stats"] for h in hist)],
+            "decision": decision_now(cfg, store, round_no), "cost": cost_summary(cfg, store, round_no),
+            "data": data_summary(store, round_no), "adapter": adapter_info(cfg, store, round_no),
+            "reasons": REASONS, "charts": {}, "synthesis_configured": cfg.service.synthesize is not None}

@@ -1,0 +1,85 @@
+"""The engine's own logic against FakeLLM: re-asking, failures with their raw text, the journal, retries."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.llm import Engine, FatalError, Request
+from tests.fakes.fake_llm import FakeLLM, bad_key, rate_limited, refused
+from tests.fakes.openai_fixtures import service_cfg
+
+SCHEMA = {"type": "object", "properties": {"score": {"type": "integer"}}, "required": ["score"]}
+
+
+def cfg(**kw):
+    return service_cfg(**{"rpm": None, "concurrency": 1, "max_retries": 2, "schema_retries": 2, **kw})
+
+
+def requests(n: int, schema: dict | None = SCHEMA) -> list[Request]:
+    return [Request(key=f"k{i}", messages=[{"role": "user", "content": f"question {i}"}], schema=schema)
+            for i in range(n)]
+
+
+def test_a_reply_that_fails_the_schema_is_reasked_with_the_problem_then_accepted():
+    fake = FakeLLM().enqueue({"score": "high"}, {"score": 7})
+    engine = Engine(cfg(), provider=fake, progress=False)
+    [r] = engine.run(requests(1))
+    assert r.ok and r.data == {"score": 7} and r.attempts == 2 and r.error is None
+    assert r.raw == '{"score": 7}' and r.usage["requests"] == engine.usage["requests"] == 2
+    first, second = fake.history
+    assert first.messages == [{"role": "user", "content": "question 0"}] and first.schema == SCHEMA
+    assert second.messages[1] == {"role": "assistant", "content": '{"score": "high"}'}
+    assert "'high' is not of type 'integer'" in second.messages[2]["content"]
+
+
+def test_a_reply_still_wrong_after_schema_retries_is_a_failure_with_its_raw_text():
+    fake = FakeLLM().enqueue("no json here", {"score": "x"}, '{"points": 3}', {"score": 1})
+    [r] = Engine(cfg(schema_retries=2), provider=fake, progress=False).run(requests(1))
+    assert not r.ok and r.data is None and r.raw == '{"points": 3}' and r.attempts == 3
+    assert r.error.startswith("reply does not match the schema after 3 tries") and "'score'" in r.error
+    assert len(fake.history) == 3 and list(fake.queue) == [{"score": 1}]
+
+
+def test_a_second_run_with_the_same_journal_sends_nothing(tmp_path):
+    fake = FakeLLM()
+    first = Engine(cfg(), journal=tmp_path / "j.jsonl", provider=fake, progress=False).run(requests(3))
+    assert all(r.ok for r in first) and len(fake.history) == 3
+    engine = Engine(cfg(), journal=tmp_path / "j.jsonl", provider=fake, progress=False)
+    again = engine.run(requests(3))
+    assert len(fake.history) == 3, "the second run sent requests"
+    assert [r.data for r in again] == [r.data for r in first] and all(r.cached for r in again)
+    assert engine.usage["requests"] == 0 and engine.usage["cached"] == 3
+
+
+def test_a_rate_limit_is_retried_and_a_refusal_fails_only_its_item():
+    fake = FakeLLM().enqueue(rate_limited(retry_after=0.01), "one", refused(), "three")
+    results = Engine(cfg(), provider=fake, progress=False).run(requests(3, schema=None))
+    assert [(r.ok, r.data, r.attempts) for r in results] == [(True, "one", 2), (False, None, 1), (True, "three", 1)]
+    assert "400" in results[1].error
+
+
+def test_retries_run_out_into_a_failure_not_an_exception():
+    fake = FakeLLM().enqueue(*[rate_limited(retry_after=0.0)] * 3)
+    [r] = Engine(cfg(max_retries=2), provider=fake, progress=False).run(requests(1, schema=None))
+    assert not r.ok and r.error.startswith("gave up after 3 attempts") and r.attempts == 3
+
+
+def test_a_fatal_error_stops_the_run_and_keeps_what_was_answered(tmp_path):
+    fake = FakeLLM().enqueue("zero", bad_key())
+    with pytest.raises(FatalError, match="401"):
+        Engine(cfg(), journal=tmp_path / "j.jsonl", provider=fake, progress=False).run(requests(4, schema=None))
+    assert len(fake.history) == 2
+    again = Engine(cfg(), journal=tmp_path / "j.jsonl", provider=fake, progress=False).run(requests(1, schema=None))
+    assert again[0].cached and again[0].data == "zero"
+
+
+def test_the_registry_builds_the_fake_for_an_engine_from_config(fake_llm):
+    fake_llm.responder = lambda messages, schema, params: {"score": len(messages[-1]["content"])}
+    results = Engine(cfg(), progress=False).run(requests(2) + requests(1))  # no API key needed, none sent
+    assert [r.data for r in results] == [{"score": 10}] * 3 and [r.cached for r in results] == [False, False, True]
+    assert len(fake_llm.history) == 2 and fake_llm.closed == 1
+
+
+def test_batch_needs_a_provider_with_a_batch_api():
+    with pytest.raises(FatalError, match="Batch API"):
+        Engine(cfg(), provider=FakeLLM(), batch=True, progress=False).run(requests(1))
