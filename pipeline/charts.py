@@ -50,11 +50,35 @@ def _panels(count: int, height: float = 3.2):
     return fig, axes[0]
 
 
+def _legend(fig, handles: list) -> None:
+    """One legend for the whole figure, above the panels, so it never covers a bar or a point."""
+    if handles:
+        fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
+
+
+def _base_handle(kind: str):
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    label = "untuned base (round 0)"
+    if kind == "outline":
+        return Patch(facecolor="none", edgecolor=BASE_COLOR, linewidth=1.5, label=label)
+    if kind == "bar":
+        return Patch(facecolor=BASE_COLOR, label=label)
+    return Line2D([], [], color=BASE_COLOR, marker="o", linestyle="none", label=label)
+
+
+def _rule_handle(label: str):
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], color="black", linestyle="--", linewidth=1, label=label)
+
+
 def _save(fig, path: Path, bottom: float = 0.18) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Fixed margins: tight or constrained layout draws the figure an extra time and doubles the cost of a chart.
-    fig.subplots_adjust(left=0.08, right=0.98, top=0.86, bottom=bottom, wspace=0.3)
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.8, bottom=bottom, wspace=0.3)
     # No timestamp metadata: a rerun of the same round writes the same bytes, so its PR gets no empty changes.
     fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
     _plt().close(fig)
@@ -69,29 +93,32 @@ def score_histogram(scores: Mapping[str, Sequence[float | None]], thresholds: Ma
                     base: Mapping[str, Sequence[float | None]] | None = None) -> Path | None:
     """One histogram per metric of the per-answer scores over the metric's full range (fixed-width bins, so equal
     scores still make a bar), the untuned base's as a grey outline, the pass threshold as a dashed line."""
-    from matplotlib.ticker import MaxNLocator
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     series = {m: _clean(v) for m, v in scores.items()}
     series = {m: v for m, v in series.items() if v}
     if not series:
         return None
     fig, axes = _panels(len(series))
+    handles = {}
     for ax, (metric, values) in zip(axes, series.items()):
         before = _clean((base or {}).get(metric))
         lo, hi = scale(metric, values + before)
         bins = np.linspace(lo, hi, BINS + 1)
-        ax.hist(values, bins=bins, color=color(metric), edgecolor="white", label="this round")
+        ax.hist(values, bins=bins, color=color(metric), edgecolor="white")
         if before:
-            ax.hist(before, bins=bins, histtype="step", color=BASE_COLOR, linewidth=1.5, label="untuned base")
+            ax.hist(before, bins=bins, histtype="step", color=BASE_COLOR, linewidth=1.5)
+            handles["base"] = _base_handle("outline")
         if metric in thresholds:
-            ax.axvline(thresholds[metric], color="black", linestyle="--", linewidth=1, label="threshold")
+            ax.axvline(thresholds[metric], color="black", linestyle="--", linewidth=1)
+            handles["rule"] = _rule_handle("pass threshold")
         ax.set_xlim(lo, hi)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(metric, fontsize=10)
+        ax.set_title(f"{metric}: this round", fontsize=10)
         ax.set_xlabel("score")
-        ax.legend(fontsize=7)
     axes[0].set_ylabel("answers")
+    _legend(fig, list(handles.values()))
     return _save(fig, path)
 
 
@@ -103,6 +130,7 @@ def category_means(by_category: Mapping[str, Mapping[str, Mapping]], metrics: Se
     if not cats or not metrics:
         return None
     base = base or {}
+    with_base = False
     fig, axes = _panels(len(metrics), 3.4)
     xs = list(range(len(cats)))
     tilt = len(cats) > 4 or any(len(c) > 8 for c in cats)  # long or many names slant to fit
@@ -110,17 +138,16 @@ def category_means(by_category: Mapping[str, Mapping[str, Mapping]], metrics: Se
         means = [(by_category[c].get(metric) or {}).get("mean") for c in cats]
         before = [((base.get(c) or {}).get(metric) or {}).get("mean") for c in cats]
         width = 0.4 if any(v is not None for v in before) else 0.7
+        with_base = with_base or width < 0.7
         if width < 0.7:
-            ax.bar([x - width / 2 for x in xs], [v or 0.0 for v in before], width, color=BASE_COLOR,
-                   label="untuned base")
+            ax.bar([x - width / 2 for x in xs], [v or 0.0 for v in before], width, color=BASE_COLOR)
         ax.bar([x + (width / 2 if width < 0.7 else 0) for x in xs], [v or 0.0 for v in means], width,
-               color=color(metric), label="this round")
+               color=color(metric))
         ax.set_ylim(*scale(metric, means + before))
         ax.set_xticks(xs, [c[:14] for c in cats], rotation=45 if tilt else 0, ha="right" if tilt else "center",
                       fontsize=8)
-        ax.set_title(f"{metric} mean", fontsize=10)
-        if width < 0.7:
-            ax.legend(fontsize=7)
+        ax.set_title(f"{metric} mean: this round", fontsize=10)
+    _legend(fig, [_base_handle("bar")] if with_base else [])
     return _save(fig, path, bottom=0.3 if tilt else 0.12)  # room for slanted category names
 
 
@@ -139,8 +166,7 @@ def _trend_panel(ax, metric: str, points: Sequence[Mapping], target: float | Non
         ax.errorbar([x], [y], yerr=[[down], [up]], fmt="o", color=tint, ecolor=tint, capsize=4, zorder=3)
         ax.annotate(p["label"], (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
     if target is not None:
-        ax.axhline(target, color="black", linestyle="--", linewidth=1, label="pass rule")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.axhline(target, color="black", linestyle="--", linewidth=1)
     ax.set_ylim(lo, hi)
     span = (max(xs) - min(xs)) or 1
     ax.set_xlim(min(xs) - 0.08 * span, max(xs) + 0.15 * span)
@@ -161,4 +187,8 @@ def round_trend(points: Sequence[Mapping], metrics: Sequence[str], path: Path, *
         _trend_panel(ax, metric, sorted(points, key=lambda p: p["x"]), (targets or {}).get(metric))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
         ax.set_xlabel(x_label)
+    handles = [_base_handle("point")] if any(p["label"] == "base" for p in points) else []
+    if any(m in (targets or {}) for m in metrics):
+        handles.append(_rule_handle("pass rule"))
+    _legend(fig, handles)
     return _save(fig, path)

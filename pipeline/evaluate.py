@@ -23,11 +23,12 @@ from .config import Config
 from .errors import DuoError
 from .flags import COMMON
 from .formatting import num, rule_row
+from .infer import read_answers
 from .manifest import Manifest, zero_usage
 from .metrics import JUDGE_METRICS, offline_scores
-from .records import iter_jsonl, read_jsonl, write_jsonl
+from .records import read_jsonl, write_jsonl
 from .stage import StageInputs, publish, reusable, round_arg
-from .store import Store, artifact_name, latest_round, open_store
+from .store import Store, artifact_name, open_store
 
 STAGE = "evaluate"
 FLAGS = COMMON
@@ -99,34 +100,6 @@ def inputs(cfg: Config, store: Store, round_no: int) -> StageInputs:
             files += [find_template(cfg, ev.pairwise_prompt), find_schema(cfg, ev.pairwise_schema)]
     config = {"evaluate": cfg.raw.get("evaluate"), "judge": (cfg.raw.get("service") or {}).get("judge")}
     return StageInputs(STAGE, round_no, config, files, parents)
-
-
-# --------------------------------------------------------------------------- input
-
-
-def read_answers(path: Path) -> list[dict]:
-    """The infer stage's answers, checked field by field; a bad row raises DuoError naming its line."""
-    rows, seen = [], set()
-    for lineno, row in iter_jsonl(path):
-        for key in ("instruction", "reference"):
-            if not isinstance(row.get(key), str):
-                raise DuoError(f"{path}:{lineno}: field '{key}' is {_found(row, key)}; expected a string")
-        if row.get("answer") is not None and not isinstance(row["answer"], str):
-            raise DuoError(f"{path}:{lineno}: field 'answer' is {_found(row, 'answer')}; expected a string")
-        if not isinstance(row.get("id"), (str, int)) or isinstance(row.get("id"), bool):
-            raise DuoError(f"{path}:{lineno}: field 'id' is {_found(row, 'id')}; expected a string")
-        key = str(row["id"])
-        if key in seen:  # several sampled answers to one prompt: each is judged on its own
-            key = f"{key}#{lineno}"
-        seen.add(key)
-        rows.append({**row, "answer": row.get("answer") or "", "_key": key})
-    if not rows:
-        raise DuoError(f"{path}: no answers to evaluate")
-    return rows
-
-
-def _found(row: dict, key: str) -> str:
-    return "missing" if key not in row else f"{json.dumps(row[key])[:40]} ({type(row[key]).__name__})"
 
 
 # --------------------------------------------------------------------------- judge

@@ -12,7 +12,13 @@ from collections.abc import Mapping, Sequence
 
 from .aggregate import apply_rule, by_category, summarize_all
 from .paired import (
-    can_decide, change_word, cluster_means, detectable_difference, half_width, paired_diff, prompts_needed,
+    can_decide,
+    change_word,
+    cluster_means,
+    detectable_difference,
+    half_width,
+    paired_diff,
+    prompts_needed,
     prompts_to_halve,
 )
 

@@ -19,13 +19,12 @@ from .config import Config
 from .errors import DuoError
 from .flags import COMMON
 from .manifest import Manifest
-from .templating import render_file
-from .stage import StageInputs, publish, reusable, round_arg
 from .progress import peak_rss_mb
 from .sft_recipe import build as build_recipe
-from .store import Store, artifact_name, open_store
+from .stage import StageInputs, publish, reusable, round_arg
+from .store import Store, open_store
+from .templating import render_file
 from .trainset import training_artifacts, training_rows
-
 
 FLAGS = COMMON
 
@@ -124,93 +123,141 @@ def model_card(cfg: Config, **values) -> str:
                        base_revision=cfg.student.revision, gguf=gguf, **values)
 
 
-def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False) -> Manifest:
-    """Fine-tune round ``round_no`` (default 1); skip when the artifact matches this config and these inputs."""
-    round_no = 1 if round_no is None else int(round_no)
-    if round_no < 1:
-        raise DuoError("finetune: round 0 is the untuned baseline; there is nothing to train for it")
-    name = artifact_name("finetune", round_no)
-    if not store.exists("prepare"):
-        raise store.missing("prepare", "finetune")
-    ins = inputs(cfg, store, round_no)
-    if (old := reusable(store, ins, force=force)) is not None:
-        return old
-
-    # Check the recipe (peft's and TRL's own classes read it) before paying for the model and data.
-    import torch
-
-    cuda = torch.cuda.is_available()
-    work = store.root / f".work-round-{round_no}-finetune"
-    recipe = build_recipe(cfg, work / "trainer", cuda=cuda)
+def training_pairs(cfg: Config, store: Store, round_no: int, seed: int) -> tuple[list[dict], int, int]:
+    """(prompt/completion pairs to train on, all training rows, synthetic rows among them)."""
     rows = training_rows(store, round_no)
     synthetic = sum(1 for r in rows if "generator" in r or "seed_id" in r)
-    seed = int(recipe.sft.seed)
     chosen = _select(rows, cfg.finetune.max_train_samples, seed)
     pairs = [to_prompt_completion(r, f"training row {r.get('id', i)} (round {round_no})")
              for i, r in enumerate(chosen)]
     if not pairs:
         raise DuoError(f"finetune round {round_no}: the training set is empty (prepare/train.jsonl has no rows)")
+    return pairs, len(rows), synthetic
 
+
+def length_counts(pairs: list[dict], tokenizer, max_length: int | None) -> dict:
+    """How ``max_length`` cuts the training rows: ``prompt_too_long`` (the prompt alone fills it: no answer token
+    is trained on) and ``truncated`` (the answer loses its end), with the longest row in tokens."""
+    lengths = []
+    for pair in pairs:
+        prompt = tokenizer.apply_chat_template(pair["prompt"], tokenize=True, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(pair["prompt"] + pair["completion"], tokenize=True)
+        lengths.append((len(_ids(prompt)), len(_ids(full))))
+    limit = max_length or float("inf")
+    too_long = sum(1 for p, _ in lengths if p >= limit)
+    cut = sum(1 for p, f in lengths if p < limit < f)
+    return {"max_length": max_length, "prompt_too_long": too_long, "truncated": cut,
+            "longest_tokens": max((f for _, f in lengths), default=0), "rows_used": len(pairs) - too_long}
+
+
+def _ids(encoded) -> list:
+    return encoded["input_ids"] if isinstance(encoded, dict) or hasattr(encoded, "keys") else encoded
+
+
+def _train(cfg: Config, recipe, pairs: list[dict], work: Path, log_path: Path):
+    """(trainer, model, tokenizer, train result, base path) after training on ``pairs``."""
     from datasets import Dataset
     from trl import SFTTrainer
 
     from .student import load_model, load_tokenizer, resolve_base
 
-    manifest = ins.start()
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    log_path = work / "train_log.jsonl"
-
     base = resolve_base(cfg)
     tokenizer = load_tokenizer(cfg, base, for_generation=False)
     model = load_model(cfg, base, for_training=True, quantize=True)
-    quantized = bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
     try:
         trainer = SFTTrainer(model=model, args=recipe.sft, train_dataset=Dataset.from_list(pairs),
                              processing_class=tokenizer, peft_config=recipe.lora,
                              callbacks=[_make_log_callback(log_path)])
     except (ValueError, TypeError) as exc:
         raise DuoError(f"finetune.sft: TRL refused the settings: {str(exc).splitlines()[0]}") from None
-    result = trainer.train()
-    if not trainer.is_world_process_zero():  # under accelerate launch only the main process writes the artifact
-        return manifest
+    return trainer, model, tokenizer, trainer.train(), base
+
+
+def _stats(trainer, result, model, log_path: Path, cuda: bool) -> dict:
+    import torch
 
     losses = _losses(log_path)
     steps = int(trainer.state.global_step)
     runtime = float(result.metrics.get("train_runtime", 0.0))
-    stats = {
+    return {
         "first_loss": round(losses[0], 4) if losses else None, "last_loss": round(losses[-1], 4) if losses else None,
         "seconds_per_step": round(runtime / steps, 3) if steps else None, "train_runtime_s": round(runtime, 2),
-        "peak_rss_mb": round(peak_rss_mb(), 1), "device": "cuda" if cuda else "cpu", "quantized": quantized,
+        "peak_rss_mb": round(peak_rss_mb(), 1), "device": "cuda" if cuda else "cpu", "steps": steps,
+        "quantized": bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)),
         "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
     }
-    counts = {"train_rows": len(pairs), "prepare_rows": len(rows) - synthetic, "synthetic_rows": synthetic,
-              "steps": steps}
-    ref, revision = adapter_location(store, name)
-    with store.write(name) as folder:
-        adapter = folder / "adapter"
-        trainer.model.save_pretrained(adapter)
-        if cfg.student.gguf_package or cfg.student.gguf_file:
-            _name_base(adapter, cfg.student.model)
-        tokenizer.padding_side = "left"  # whoever loads the adapter's tokenizer next will batch-generate with it
-        tokenizer.save_pretrained(adapter)
-        if log_path.is_file():
-            shutil.copy(log_path, folder / "train_log.jsonl")
-        card = model_card(cfg, round=round_no, prepare_rows=counts["prepare_rows"], synthetic_rows=synthetic,
-                          train_rows=len(pairs), max_train_samples=cfg.finetune.max_train_samples,
-                          dtype=str(model.dtype).removeprefix("torch."), quantized=quantized,
-                          device=stats["device"].upper(), steps=steps, first_loss=stats["first_loss"],
-                          last_loss=stats["last_loss"], seconds_per_step=stats["seconds_per_step"],
-                          lora=recipe.lora_kwargs, sft=recipe.sft_kwargs, adapter_ref=ref, adapter_revision=revision)
-        (folder / "README.md").write_text(card, encoding="utf-8")
-        (adapter / "README.md").write_text(card, encoding="utf-8")  # replaces peft's empty stub card
-        manifest.counts = counts
-        manifest.models = {"base": cfg.student.model, "base_revision": cfg.student.revision, "base_path": base,
-                           "gguf_file": cfg.student.gguf_file}
-        manifest.extra = {**stats, "lora": recipe.lora_kwargs, "sft": recipe.sft_kwargs}
+
+
+def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False) -> Manifest:
+    """Fine-tune round ``round_no`` (default 1); skip when the artifact matches this config and these inputs."""
+    round_no = 1 if round_no is None else int(round_no)
+    if round_no < 1:
+        raise DuoError("finetune: round 0 is the untuned baseline; there is nothing to train for it")
+    if not store.exists("prepare"):
+        raise store.missing("prepare", "finetune")
+    ins = inputs(cfg, store, round_no)
+    if (old := reusable(store, ins, force=force)) is not None:
+        return old
+    # Check the recipe (peft's and TRL's own classes read it) before paying for the model and data.
+    import torch
+
+    cuda = torch.cuda.is_available()
+    work = store.root / f".work-round-{round_no}-finetune"
+    recipe = build_recipe(cfg, work / "trainer", cuda=cuda)
+    pairs, n_rows, synthetic = training_pairs(cfg, store, round_no, int(recipe.sft.seed))
+    manifest = ins.start()
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    log_path = work / "train_log.jsonl"
+    trainer, model, tokenizer, result, base = _train(cfg, recipe, pairs, work, log_path)
+    if not trainer.is_world_process_zero():  # under accelerate launch only the main process writes the artifact
+        return manifest
+    stats = _stats(trainer, result, model, log_path, cuda)
+    cuts = length_counts(pairs, tokenizer, recipe.sft_kwargs.get("max_length"))
+    manifest.counts = {"train_rows": cuts["rows_used"], "rows_given": len(pairs), "prepare_rows": n_rows - synthetic,
+                       "synthetic_rows": synthetic, "steps": stats["steps"], "prompt_too_long": cuts["prompt_too_long"],
+                       "truncated": cuts["truncated"]}
+    manifest.models = {"base": cfg.student.model, "base_revision": cfg.student.revision, "base_path": base,
+                       "gguf_file": cfg.student.gguf_file}
+    manifest.extra = {**stats, "lora": recipe.lora_kwargs, "sft": recipe.sft_kwargs, "lengths": cuts}
+    with store.write(ins.name) as folder:
+        _save(cfg, store, ins.name, folder, trainer, tokenizer, log_path, manifest, model, recipe)
         manifest.finish(folder).write(folder)
     shutil.rmtree(work, ignore_errors=True)
     return manifest
+
+
+def _save(cfg: Config, store: Store, name: str, folder: Path, trainer, tokenizer, log_path: Path, manifest: Manifest,
+          model, recipe) -> None:
+    """The adapter, its tokenizer, the train log and the model card into the artifact folder."""
+    adapter = folder / "adapter"
+    trainer.model.save_pretrained(adapter)
+    if cfg.student.gguf_package or cfg.student.gguf_file:
+        _name_base(adapter, cfg.student.model)
+    tokenizer.padding_side = "left"  # whoever loads the adapter's tokenizer next will batch-generate with it
+    tokenizer.save_pretrained(adapter)
+    if log_path.is_file():
+        shutil.copy(log_path, folder / "train_log.jsonl")
+    c, x = manifest.counts, manifest.extra
+    ref, revision = adapter_location(store, name)
+    card = model_card(cfg, round=manifest.round, prepare_rows=c["prepare_rows"], synthetic_rows=c["synthetic_rows"],
+                      train_rows=c["train_rows"], max_train_samples=cfg.finetune.max_train_samples,
+                      dtype=str(model.dtype).removeprefix("torch."), quantized=x["quantized"],
+                      device=x["device"].upper(), steps=c["steps"], first_loss=x["first_loss"],
+                      last_loss=x["last_loss"], seconds_per_step=x["seconds_per_step"],
+                      lora=recipe.lora_kwargs, sft=recipe.sft_kwargs, adapter_ref=ref, adapter_revision=revision)
+    (folder / "README.md").write_text(card, encoding="utf-8")
+    (adapter / "README.md").write_text(card, encoding="utf-8")  # replaces peft's empty stub card
+
+
+def cut_warning(counts: dict) -> str | None:
+    """A warning when finetune.sft.max_length cut more than 10% of the training rows."""
+    given = counts.get("rows_given") or 0
+    cut = (counts.get("prompt_too_long") or 0) + (counts.get("truncated") or 0)
+    if given and cut / given > 0.1:
+        return (f"warning: finetune.sft.max_length cut {cut} of {given} training rows ({counts.get('truncated')} "
+                f"answers truncated, {counts.get('prompt_too_long')} prompts alone too long): raise it")
+    return None
 
 
 def command(cfg: Config, args: argparse.Namespace) -> int:
@@ -221,6 +268,8 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
         return 0
     adapter_repo, adapter_revision = adapter_location(store, m.artifact)
     c, x = m.counts, m.extra
+    if warning := cut_warning(c):
+        print(warning)
     publish(store, m.artifact, f"finetune round {round_no}: {c.get('train_rows')} rows ({c.get('synthetic_rows')} "
             f"synthetic), {c.get('steps')} steps, loss {x.get('first_loss')} -> {x.get('last_loss')}, "
             f"{x.get('seconds_per_step')} s/step; adapter: {adapter_repo}", title=f"finetune, round {round_no}",

@@ -27,13 +27,13 @@ LABEL_COLOR = "0e8a16"
 MAX_BODY = 65000  # GitHub rejects issue and PR bodies over 65536 characters
 
 
-@contextmanager
 def api_url() -> str:
     """The REST API base: ``DUO_GITHUB_API_URL`` (an action input; runners reset ``GITHUB_*`` variables a workflow
     sets), else the runner's ``GITHUB_API_URL``, else api.github.com."""
     return os.environ.get("DUO_GITHUB_API_URL") or os.environ.get("GITHUB_API_URL") or DEFAULT_API
 
 
+@contextmanager
 def github_errors(action: str) -> Iterator[None]:
     """Turn a PyGithub exception raised while doing ``action`` into a one-line DuoError."""
     from github import BadCredentialsException, GithubException

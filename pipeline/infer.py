@@ -10,6 +10,8 @@ LLM's answer), ``category``, ``answer``, ``sample`` (0.. ``infer.samples_per_pro
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from .chat import prompt_messages
 from .config import Config
@@ -17,7 +19,7 @@ from .errors import DuoError
 from .flags import COMMON
 from .generation import choose_backend, generate, generation_params
 from .manifest import Manifest
-from .records import read_jsonl, write_jsonl
+from .records import iter_jsonl, read_jsonl, write_jsonl
 from .stage import StageInputs, publish, reusable, round_arg
 from .store import Store, artifact_name, open_store
 
@@ -91,6 +93,31 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
                           "tokens_per_s": round(generated / seconds, 2) if seconds else None}
         manifest.finish(folder).write(folder)
     return manifest
+
+
+def read_answers(path: Path) -> list[dict]:
+    """This stage's ``answers.jsonl``, checked field by field; a bad row raises DuoError naming its line."""
+    rows, seen = [], set()
+    for lineno, row in iter_jsonl(path):
+        for key in ("instruction", "reference"):
+            if not isinstance(row.get(key), str):
+                raise DuoError(f"{path}:{lineno}: field '{key}' is {_found(row, key)}; expected a string")
+        if row.get("answer") is not None and not isinstance(row["answer"], str):
+            raise DuoError(f"{path}:{lineno}: field 'answer' is {_found(row, 'answer')}; expected a string")
+        if not isinstance(row.get("id"), (str, int)) or isinstance(row.get("id"), bool):
+            raise DuoError(f"{path}:{lineno}: field 'id' is {_found(row, 'id')}; expected a string")
+        key = str(row["id"])
+        if key in seen:  # several sampled answers to one prompt: each is judged on its own
+            key = f"{key}#{lineno}"
+        seen.add(key)
+        rows.append({**row, "answer": row.get("answer") or "", "_key": key})
+    if not rows:
+        raise DuoError(f"{path}: no answers to evaluate")
+    return rows
+
+
+def _found(row: dict, key: str) -> str:
+    return "missing" if key not in row else f"{json.dumps(row[key])[:40]} ({type(row[key]).__name__})"
 
 
 def command(cfg: Config, args: argparse.Namespace) -> int:

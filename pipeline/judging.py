@@ -19,8 +19,19 @@ from .schemas import first_problem
 from .store import Store
 
 
+class CutByBudget:
+    """An outcome whose ``unsent`` counts requests the spend budget did not allow."""
+
+    unsent: int
+
+    @property
+    def stopped(self) -> bool:
+        """True when the spend budget cut the judge short."""
+        return self.unsent > 0
+
+
 @dataclass
-class JudgeOutcome:
+class JudgeOutcome(CutByBudget):
     """What the absolute judge gave.
 
     Attributes:
@@ -35,11 +46,6 @@ class JudgeOutcome:
     failures: list[dict]
     usage: dict
     unsent: int = 0
-
-    @property
-    def stopped(self) -> bool:
-        """True when the spend budget cut the judge short."""
-        return self.unsent > 0
 
     def scores(self, keys: list[str], metrics=JUDGE_METRICS) -> dict[str, list[float | None]]:
         """Per metric, each row's mean over its valid repeats (None: unscored), in the order of ``keys``."""

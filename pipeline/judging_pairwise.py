@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config, ServiceLLMConfig
-from .judging import ask, raw_text, start_spend
+from .judging import CutByBudget, ask, raw_text, start_spend
 from .schemas import first_problem
 from .store import Store
 
@@ -28,7 +28,7 @@ WIN, TIE, LOSS = 1.0, 0.5, 0.0
 
 
 @dataclass
-class PairwiseOutcome:
+class PairwiseOutcome(CutByBudget):
     """What the pairwise judge gave.
 
     Attributes:
@@ -42,10 +42,6 @@ class PairwiseOutcome:
     failures: list[dict]
     usage: dict
     unsent: int = 0
-
-    @property
-    def stopped(self) -> bool:
-        return self.unsent > 0
 
 
 def pairwise_verdict(data, schema: dict, order: str) -> tuple[dict | None, str | None]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Config, ServiceLLMConfig
-from .judging import JudgeOutcome, carried_cost, run_absolute, start_spend
+from .judging import CutByBudget, JudgeOutcome, carried_cost, run_absolute, start_spend
 from .metrics import JUDGE_METRICS
 from .store import Store
 
@@ -25,7 +25,7 @@ DISAGREE_THRESHOLD = 15.0  # points on the 1-100 scale
 
 
 @dataclass
-class PanelOutcome:
+class PanelOutcome(CutByBudget):
     """What a judge panel gave.
 
     Attributes:
@@ -48,10 +48,6 @@ class PanelOutcome:
     failures: list[dict]
     usage: dict
     unsent: int = 0
-
-    @property
-    def stopped(self) -> bool:
-        return self.unsent > 0
 
 
 def judge_labels(judges: list[ServiceLLMConfig]) -> list[str]:

@@ -11,7 +11,6 @@ import re
 from collections.abc import Sequence
 
 JUDGE_METRICS = ("similarity", "precision")
-OFFLINE_METRICS = ("rougeL", "bleu", "embedding")
 
 # rouge-score's own tokenizer keeps only [a-z0-9], so any non-Latin answer scores 0. This one keeps every
 # letter and digit and splits CJK/kana/hangul runs into characters, which have no spaces between words.

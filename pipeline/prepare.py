@@ -19,9 +19,9 @@ from .dedup import NearDupIndex, normalize
 from .errors import DuoError
 from .flags import WITHOUT_ROUND
 from .manifest import Manifest
-from .stage import StageInputs, publish
 from .records import write_jsonl
 from .sources import Source, SourceRow, fingerprint, load_source
+from .stage import StageInputs, publish
 from .store import Store, open_store
 
 ARTIFACT = "prepare"

@@ -17,7 +17,6 @@ from .errors import DuoError
 from .flags import COMMON, Flag
 from .store import Store, artifact_name, latest_round, open_store
 
-
 FLAGS = COMMON + (
     Flag("--prompt", "A prompt to answer with the pulled adapter; repeatable (the variable: one per line).",
          kind="list"),

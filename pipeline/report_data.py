@@ -187,7 +187,7 @@ def gather(cfg: Config, store: Store, round_no: int) -> dict:
     cats, cat_metrics = categories(ev, base_ev)
     hist, x_label = history(store, round_no)
     prev = ev["previous_round"]
-    return {"task": cfg.task.name, "round": round_no, "is_base": is_base, "ev": ev,
+    return {"task": cfg.task.name, "round": round_no, "is_base": is_base, "student": cfg.student.model, "ev": ev,
             "conf": f"{cfg.evaluate.confidence:.0%}", "rows": rows, "base_rows": base_rows or [],
             "compare_base": not is_base and bool(ev["baseline"] or ev["vs_baseline"]),
             "prev_label": f"round {prev}" if prev not in (None, BASELINE_ROUND) and not is_base else None,

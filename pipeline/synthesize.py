@@ -28,9 +28,9 @@ from .dedup import REASONS, PairFilter
 from .errors import DuoError
 from .flags import COMMON, Flag
 from .manifest import Manifest
-from .stage import StageInputs, carried_cost, publish, reusable, round_arg
 from .prompts import load_reply_schema, render
 from .records import read_jsonl, write_jsonl
+from .stage import StageInputs, carried_cost, publish, reusable, round_arg
 from .store import Store, artifact_name, open_store
 
 STAGE = "synthesize"
@@ -137,6 +137,33 @@ def _load_filter(cfg: Config, store: Store, round_no: int, train: list[dict], te
     return f
 
 
+def ask_until_kept(cfg: Config, store: Store, round_no: int, train: list[dict], collector: Collector, spend: Spend
+                   ) -> tuple[int, str | None]:
+    """Ask, attempt after attempt, until ``collector`` holds its target (or the budget or the attempts run out);
+    returns (attempts made, ``"budget"`` when the spend budget stopped it, else None)."""
+    from .llm import Engine
+
+    svc, schema = cfg.service.synthesize, load_reply_schema(cfg, cfg.synthesize.schema)
+    engine = Engine(svc, journal=store.journal_dir / f"round-{round_no}-{STAGE}.jsonl", batch=cfg.synthesize.batch_api)
+    attempts = 0
+    for attempt in range(1, cfg.synthesize.max_attempts + 1):
+        count = collector.requests_needed(cfg.synthesize.pairs_per_request)
+        if count == 0:
+            break
+        attempts = attempt
+        planned = build_requests(cfg, train, schema, round_no, attempt, count)
+        for chunk in spend.chunks(planned):
+            results = engine.run([req for req, _ in chunk], desc=f"synthesize r{round_no} attempt {attempt}")
+            for (_, seed_row), result in zip(chunk, results):
+                spend.add(result)
+                collector.add(result, seed_row)
+            if len(collector.kept) >= collector.target:
+                break  # the yield beat the plan: don't pay for the rest of this attempt
+        if spend.stopped:
+            return attempts, "budget"
+    return attempts, None
+
+
 def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False,
         samples: int | None = None) -> Manifest:
     """Make (or return the existing) ``round-N/synthesize`` artifact with ``samples`` (default: the config's
@@ -161,7 +188,6 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
 
     prep = store.open("prepare")
     train, test = read_jsonl(prep / "train.jsonl"), read_jsonl(prep / "test.jsonl")
-    schema = load_reply_schema(cfg, cfg.synthesize.schema)
     collector = Collector(round_no, target, _load_filter(cfg, store, round_no, train, test), svc.model)
     manifest = ins.start()
     carried = carried_cost(store, name)
@@ -170,27 +196,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         raise DuoError(f"synthesize.batch_api needs service.synthesize.provider openai, not {svc.provider}")
     # A batch takes up to its 24 h window, so each attempt goes out as one batch, not budget-sized chunks.
     spend = Spend(cfg, svc, spent_in_store(store), carried=carried, chunk_size=10**9 if batch else None)
-    attempts, stopped = 0, None
-
-    from .llm import Engine
-
-    engine = Engine(svc, journal=store.journal_dir / f"round-{round_no}-{STAGE}.jsonl", batch=batch)
-    for attempt in range(1, cfg.synthesize.max_attempts + 1):
-        count = collector.requests_needed(cfg.synthesize.pairs_per_request)
-        if count == 0:
-            break
-        attempts = attempt
-        planned = build_requests(cfg, train, schema, round_no, attempt, count)
-        for chunk in spend.chunks(planned):
-            results = engine.run([req for req, _ in chunk], desc=f"synthesize r{round_no} attempt {attempt}")
-            for (_, seed_row), result in zip(chunk, results):
-                spend.add(result)
-                collector.add(result, seed_row)
-            if len(collector.kept) >= target:
-                break  # the yield beat the plan: don't pay for the rest of this attempt
-        if spend.stopped:
-            stopped = "budget"
-            break
+    attempts, stopped = ask_until_kept(cfg, store, round_no, train, collector, spend)
 
     kept = collector.kept
     by_reason = Counter(r["reason"] for r in collector.removed)

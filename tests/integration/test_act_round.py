@@ -170,7 +170,7 @@ def test_round_workflow_runs_under_act(outcome, tmp_path, tiny_model_dir, fake_o
         assert len(fake_github.dispatches) == 1, fake_github.dispatches
         sent = fake_github.dispatches[0]
         assert sent["workflow"] == "round.yml" and sent["inputs"]["round"] == "2"
-        assert sent["inputs"].get("config", "duo.yaml") == "duo.yaml"
+        assert sent["inputs"]["config"] == "duo.yaml"
         assert re.search(r"::set-output:: dispatched=true$", log, re.MULTILINE)
     else:
         assert fake_github.dispatches == []

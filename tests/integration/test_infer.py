@@ -7,6 +7,7 @@ import json
 import pytest
 
 from pipeline import finetune, infer
+from pipeline.chat import prompt_messages
 from pipeline.cli import main
 from pipeline.errors import DuoError
 from pipeline.records import read_jsonl
@@ -38,7 +39,8 @@ def test_one_answer_per_test_prompt_in_order_with_params(tuned, tiny_model_dir):
     answers = read_jsonl(store.open("round-1/infer") / "answers.jsonl")
     assert [a["id"] for a in answers] == [t["id"] for t in test]
     for a, t in zip(answers, test):
-        assert set(a) == {"id", "instruction", "reference", "category", "answer", "model", "adapter", "params"}
+        assert set(a) == {"id", "instruction", "reference", "category", "answer", "sample", "model", "adapter",
+                          "params"}
         assert (a["instruction"], a["reference"], a["category"]) == (t["instruction"], t["response"], t["category"])
         assert a["model"] == str(tiny_model_dir) and a["adapter"] == "round-1/finetune"
         assert a["params"] == {"backend": "transformers", "max_new_tokens": 8, "do_sample": False}
@@ -51,7 +53,7 @@ def test_one_answer_per_test_prompt_in_order_with_params(tuned, tiny_model_dir):
 def test_batched_left_padded_generation_matches_one_prompt_at_a_time(tuned):
     cfg, store, _, test = tuned
     tokenizer = load_tokenizer(cfg, str(cfg.student.model))
-    texts = [tokenizer.apply_chat_template(infer.prompt_messages(r), tokenize=False, add_generation_prompt=True)
+    texts = [tokenizer.apply_chat_template(prompt_messages(r), tokenize=False, add_generation_prompt=True)
              for r in test]
     assert len({len(t) for t in texts}) > 2  # prompts of several lengths, so batches hold padding
     adapter = store.open("round-1/finetune") / "adapter"
@@ -66,8 +68,8 @@ def test_batched_left_padded_generation_matches_one_prompt_at_a_time(tuned):
 def test_system_turns_of_a_test_row_reach_the_prompt():
     row = qa_rows(1)[0]
     row["messages"] = [{"role": "system", "content": "Be brief."}, *row["messages"]]
-    assert infer.prompt_messages(row) == row["messages"][:-1]
-    assert infer.prompt_messages({"instruction": "hi"}) == [{"role": "user", "content": "hi"}]
+    assert prompt_messages(row) == row["messages"][:-1]
+    assert prompt_messages({"instruction": "hi"}) == [{"role": "user", "content": "hi"}]
 
 
 def test_rerun_skips_and_changed_params_regenerate(tuned):
@@ -119,3 +121,34 @@ def test_missing_adapter_is_reported(tmp_path, tiny_model_dir):
     make_prepare(store, qa_rows(4), qa_rows(2, prefix="e"))
     with pytest.raises(DuoError, match="infer needs artifact 'round-1/finetune'"):
         infer.run(cfg, store, 1)
+
+
+def test_round_0_is_the_untuned_base_and_is_reused_while_nothing_changes(tuned):
+    """Issue #9: the baseline answers with no adapter, once; a rerun reuses it; a changed infer setting redoes it."""
+    cfg, store, _, test = tuned
+    first = infer.run(cfg, store, 0)
+    answers = read_jsonl(store.open("round-0/infer") / "answers.jsonl")
+    assert [a["id"] for a in answers] == [t["id"] for t in test]
+    assert all(a["adapter"] is None for a in answers) and first.extra["baseline"] is True
+    assert [p["artifact"] for p in first.parents] == ["prepare"]  # no adapter among its inputs
+    tuned_answers = [a["answer"] for a in read_jsonl(store.open("round-1/infer") / "answers.jsonl")]
+    assert [a["answer"] for a in answers] != tuned_answers  # the adapter really is left out
+    assert infer.run(cfg, store, 0).timings == first.timings  # reused
+    import dataclasses
+    longer = dataclasses.replace(cfg, infer=dataclasses.replace(cfg.infer, max_new_tokens=9),
+                                 raw={**cfg.raw, "infer": {**cfg.raw["infer"], "max_new_tokens": 9}})
+    assert infer.run(longer, store, 0).timings != first.timings
+
+
+def test_sampled_answers_per_prompt(tuned):
+    cfg, store, _, test = tuned
+    import dataclasses
+    with pytest.raises(DuoError, match="do_sample"):
+        infer.run(dataclasses.replace(cfg, infer=dataclasses.replace(cfg.infer, samples_per_prompt=3)), store, 0,
+                  force=True)
+    sampled = dataclasses.replace(cfg, infer=dataclasses.replace(cfg.infer, samples_per_prompt=3, do_sample=True,
+                                                                 temperature=0.8))
+    m = infer.run(sampled, store, 1, force=True)
+    answers = read_jsonl(store.open("round-1/infer") / "answers.jsonl")
+    assert m.counts["prompts"] == len(test) and m.counts["answers"] == 3 * len(test)
+    assert [(a["id"], a["sample"]) for a in answers] == [(t["id"], j) for t in test for j in range(3)]

@@ -15,11 +15,11 @@ from pipeline import prepare, synthesize
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.dedup import normalize
-from tests.textsim import jaccard
 from pipeline.errors import DuoError
 from pipeline.records import read_jsonl
 from pipeline.store import open_store
 from pipeline.trainset import training_rows
+from tests.textsim import jaccard
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "alpaca_eval_sample.jsonl"
 WORDS = ["river", "mountain", "kettle", "violin", "orbit", "lantern", "meadow", "copper", "harbor", "puzzle",

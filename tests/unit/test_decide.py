@@ -145,3 +145,29 @@ def test_no_synthesis_service_stops_instead_of_retraining_on_the_same_data(tmp_p
     report.run(cfg, store, 1)
     text = (cfg.resolve("reports") / "demo" / "round-1" / "report.md").read_text()
     assert "synthesis was skipped because no service LLM is configured" in text
+
+
+def _flat_round(store, k: int, ci_low: float, verdict: str = "fail") -> None:
+    """Round k's evaluation: failing, with a paired gain over the round before whose CI starts at ``ci_low``."""
+    gain = {"diff": ci_low + 0.01, "ci_low": ci_low, "ci_high": ci_low + 0.02, "n": 40, "sd": 0.03,
+            "change": "better" if ci_low > 0 else "no detectable change"}
+    put(store, "evaluate", k, {"metrics.json": {
+        "round": k, "previous_round": k - 1, "verdict": verdict, "rule_kind": "offline", "decision_metric": "rougeL",
+        "rule": [{"metric": "rougeL", "stat": "mean", "min": 0.5, "value": 0.2, "ok": False}],
+        "metrics": {"rougeL": {"mean": 0.2, "ci_low": 0.18, "ci_high": 0.22, "n": 40}},
+        "vs_baseline": {"rougeL": gain}, "vs_previous": {"rougeL": gain}}})
+
+
+def test_stop_plateau_after_patience_rounds_without_a_significant_gain(setup):
+    cfg, store = setup(["budget.max_rounds=9", "budget.max_synthetic_samples=100000"])
+    _flat_round(store, 1, 0.02)   # round 1 beats the baseline
+    assert decision(cfg, store, 1)["decision"] == "continue"
+    _flat_round(store, 2, -0.01)  # round 2: no detectable gain over round 1 (one flat round < patience 2)
+    assert decision(cfg, store, 2)["decision"] == "continue"
+    _flat_round(store, 3, -0.02)  # round 3: flat again -> 2 flat rounds in a row
+    d = decision(cfg, store, 3)
+    assert d["decision"] == "stop-plateau" and "rounds 2, 3" in d["reason"] and "budget.patience=2" in d["reason"]
+    assert d["evidence"]["metric"] == "rougeL" and d["evidence"]["vs_previous"]["ci_low"] == -0.02
+    assert decision(make_config(store.root.parent.parent, ["budget.patience=3", "budget.max_rounds=9",
+                                                           "budget.max_synthetic_samples=100000"]),
+                    store, 3)["decision"] == "continue"  # round 1's gain breaks a run of 3
