@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.llm import Engine, Request
-from pipeline.llm.limiter import windows_exceeded
+from tests.fakes.http_base import windows_exceeded
 from tests.fakes.openai_fixtures import service_cfg
 from tests.fakes.openai_server import FakeOpenAI
 

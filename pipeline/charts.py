@@ -78,7 +78,8 @@ def _save(fig, path: Path, bottom: float = 0.18) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Fixed margins: tight or constrained layout draws the figure an extra time and doubles the cost of a chart.
-    fig.subplots_adjust(left=0.08, right=0.98, top=0.8, bottom=bottom, wspace=0.3)
+    width = fig.get_figwidth()  # margins in inches, so one narrow panel still fits its tick labels
+    fig.subplots_adjust(left=0.6 / width, right=1 - 0.25 / width, top=0.8, bottom=bottom, wspace=0.3)
     # No timestamp metadata: a rerun of the same round writes the same bytes, so its PR gets no empty changes.
     fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
     _plt().close(fig)
@@ -146,7 +147,7 @@ def category_means(by_category: Mapping[str, Mapping[str, Mapping]], metrics: Se
         ax.set_ylim(*scale(metric, means + before))
         ax.set_xticks(xs, [c[:14] for c in cats], rotation=45 if tilt else 0, ha="right" if tilt else "center",
                       fontsize=8)
-        ax.set_title(f"{metric} mean: this round", fontsize=10)
+        ax.set_title(f"{metric} mean by category", fontsize=10)
     _legend(fig, [_base_handle("bar")] if with_base else [])
     return _save(fig, path, bottom=0.3 if tilt else 0.12)  # room for slanted category names
 
@@ -168,8 +169,9 @@ def _trend_panel(ax, metric: str, points: Sequence[Mapping], target: float | Non
     if target is not None:
         ax.axhline(target, color="black", linestyle="--", linewidth=1)
     ax.set_ylim(lo, hi)
-    span = (max(xs) - min(xs)) or 1
-    ax.set_xlim(min(xs) - 0.08 * span, max(xs) + 0.15 * span)
+    span = max(xs) - min(xs)
+    left, right = (0.08 * span, 0.15 * span) if span else (max(1.0, abs(xs[0]) / 2),) * 2  # one round: centred
+    ax.set_xlim(min(xs) - left, max(xs) + right)
     ax.set_title(f"{metric} mean and CI", fontsize=10)
 
 

@@ -101,7 +101,7 @@ def draw_charts(ctx: dict, folder: Path) -> dict:
                                             base=base_cats if ctx["compare_base"] else None),
         "trend": charts.round_trend(ctx["history"], ctx["trend_metrics"], folder / CHARTS["trend"],
                                     x_label=ctx["x_label"], targets=_targets(ev))
-        if len(ctx["history"]) > 1 else None,
+        if not ctx["is_base"] else None,  # round 0 has no rounds to compare
     }
     return {k: p.name if p is not None else None for k, p in made.items()}
 

@@ -70,17 +70,18 @@ class Engine:
         requests = list(requests)
         results: list[Result | None] = [None] * len(requests)
         jobs = self._from_journal(requests, results)
-        bar = tqdm(total=len(requests), initial=len(requests) - len(jobs), desc=desc, unit="req", file=sys.stderr,
-                   disable=not self.progress, mininterval=0.5)
-        try:
-            if jobs:
-                async with self._opened_provider() as provider:
-                    self.asker.fatal = None
-                    if self.batch:
-                        jobs = await self._batch(provider, jobs, results, bar)
-                    await self._ask_all(provider, jobs, results, bar)
-        finally:
-            bar.close()
+        if not jobs:
+            return results
+        async with self._opened_provider() as provider:  # first: a missing key fails before any progress bar
+            bar = tqdm(total=len(requests), initial=len(requests) - len(jobs), desc=desc, unit="req",
+                       file=sys.stderr, disable=not self.progress, mininterval=0.5)
+            try:
+                self.asker.fatal = None
+                if self.batch:
+                    jobs = await self._batch(provider, jobs, results, bar)
+                await self._ask_all(provider, jobs, results, bar)
+            finally:
+                bar.close()
         return results
 
     # -- orchestration ---------------------------------------------------------------------------------------

