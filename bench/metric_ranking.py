@@ -15,6 +15,7 @@ Real models' answers are AlpacaEval ``model_outputs.json`` files (one per model,
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import random
@@ -28,8 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.embeddings import DEFAULT_MODEL  # noqa: E402 - light module: torch loads on first embedding
-from pipeline.metrics import offline_scores  # noqa: E402
+from pipeline.embeddings import DEFAULT_MODEL
+from pipeline.metrics import offline_scores
 
 METRICS = ("rougeL", "bleu", "embedding")
 REFERENCE = Path("/work/shared/data/alpaca_eval/gpt-4o-2024-05-13.json")
@@ -195,12 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         if real_tau is not None:
             print(f"real models: tau-b vs AlpacaEval LC win rate {real_tau:.3f} (informative)")
         pooled_sd = float(np.sqrt(np.mean([sds[m] ** 2 for m in models]))) if models else float("nan")
-        print(f"per-prompt SD pooled over the real models {pooled_sd:.3f}")
-        print(f"separation (paired; d_z = mean diff / SD of diff; n = prompts for a paired test):")
+        if models:
+            print(f"per-prompt SD pooled over the real models {pooled_sd:.3f}")
+        print("separation (paired; d_z = mean diff / SD of diff; n = prompts for a paired test):")
         print(f"  {'higher':28s} {'lower':28s} {'diff':>8s} {'SD':>8s} {'d_z':>6s} {'n':>5s}")
         tier = [np.mean([scores[s][metric] for s in lv], axis=0) for lv in levels]
         pairs = [("=".join(levels[k]), "=".join(levels[k + 1]), tier[k], tier[k + 1]) for k in range(len(levels) - 1)]
-        pairs += [(a, b, scores[a][metric], scores[b][metric]) for a, b in zip(real, real[1:])]
+        pairs += [(a, b, scores[a][metric], scores[b][metric]) for a, b in itertools.pairwise(real)]
         for a, b in (("gpt-4o-mini-2024-07-18", "Qwen1.5-1.8B-Chat"), ("gpt-4o-mini-2024-07-18", "gemini-pro"),
                      ("gemini-pro", "Qwen1.5-1.8B-Chat"), ("Qwen1.5-1.8B-Chat", "trunc25")):
             if a in scores and b in scores:
@@ -211,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             seps.append({"higher": a, "lower": b, "diff": diff, "sd": sd, "dz": dz, "n": need})
             print(f"  {a[:28]:28s} {b[:28]:28s} {diff:8.3f} {sd:8.3f} {dz:6.2f} {need if dz > 0 else 'wrong':>5}")
         print()
-        summary["metrics"][metric] = {"means": means, "sds": sds, "tau_b": tau, "ladder_tau_b": ladder_tau, "per_prompt_tau_b": per_prompt_tau,
-                                      "wrong": wrong, "real_tau_b": real_tau, "separation": seps}
+        summary["metrics"][metric] = {"means": means, "sds": sds, "tau_b": tau, "ladder_tau_b": ladder_tau,
+                                      "per_prompt_tau_b": per_prompt_tau, "wrong": wrong, "real_tau_b": real_tau, "separation": seps}
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1))
     return 0

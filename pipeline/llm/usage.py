@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from ..manifest import zero_usage as _stage_usage
 from .base import Completion
 
 
 def zero_usage() -> dict:
-    """The usage of an item that cost nothing (yet)."""
-    return {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+    """The usage of an item that cost nothing (yet): a stage's usage without the ``cached`` count."""
+    usage = _stage_usage()
+    usage.pop("cached")
+    return usage
 
 
 class UsageMeter:
@@ -20,7 +23,7 @@ class UsageMeter:
     def __init__(self, price_input_per_1m: float, price_output_per_1m: float):
         self.price_input_per_1m = price_input_per_1m
         self.price_output_per_1m = price_output_per_1m
-        self.totals = {**zero_usage(), "cached": 0}
+        self.totals = _stage_usage()
 
     def account(self, usage: dict, completion: Completion, discount: float = 1.0) -> None:
         """Count one reply in ``usage`` and in the totals, its cost times ``discount`` (a batch's 0.5)."""

@@ -63,13 +63,3 @@ def dataset_card(cfg: Config, repo_id: str, model_repo: str, model_url: str, art
         task=cfg.task.name, description=cfg.task.description, repo_id=repo_id, model_repo=model_repo,
         model_url=model_url, artifacts=rows, config_names=names, default_config=names[0] if names else "prepare",
     )
-
-
-def fallback_model_card(cfg: Config, round_no: int) -> str:
-    """A minimal model card, for an adapter artifact whose stage wrote no README.md."""
-    metadata = {"base_model": cfg.student.model, "library_name": "peft",
-                "tags": ["duo", "llamaduo", "lora", "sft"], "pipeline_tag": "text-generation"}
-    return render_file(
-        "model_card.md.j2", metadata_yaml=yaml.safe_dump(metadata, sort_keys=False), task=cfg.task.name,
-        round=round_no, base_model=cfg.student.model,
-    )

@@ -222,8 +222,6 @@ class HubStore(Store):
         self.hub.ensure_repo(self.model_repo, "model")
         remote = self.hub.tree(self.model_repo, "model", "main")
         uploads: dict = {adapter_repo_path(rel): folder / rel for rel in _files(folder)}
-        if "README.md" not in uploads:
-            uploads["README.md"] = cards.fallback_model_card(self.cfg, round_of(name)).encode()
         deletes = [p for p in remote if p not in uploads and p != ".gitattributes"]
         sha = self.hub.commit(self.model_repo, "model", uploads, deletes, f"duo: {name}")
         self.hub.move_ref(self.model_repo, "model", "branch", f"round-{round_of(name)}", sha)

@@ -141,7 +141,8 @@ def test_bad_judge_replies_are_reasked_recorded_and_left_out(tmp_path, fake_open
     assert report["by_category"]["facts"]["similarity"] == {"mean": POOR, "pass_rate": 0.0, "n": 2}  # t4 unjudged
     # the rule: mean similarity 74 < 90
     assert report["verdict"] == "fail" and report["rule_kind"] == "judge" and report["judge"] == "llm"
-    assert report["rule"][0] == {"metric": "similarity", "stat": "mean", "min": 90.0, "value": sim["mean"],
+    assert report["rule"][0] == {"metric": "similarity", "stat": "mean", "vs": None, "min": 90.0, "above": None,
+                                 "value": sim["mean"],
                                  "ok": False}
     # usage from the engine matches what the server reported
     assert manifest.usage["input_tokens"] == fake_openai.reported["prompt_tokens"]
@@ -304,3 +305,28 @@ def test_several_answers_per_prompt_and_empty_answers(tmp_path, fake_openai):
     assert [r["scores"]["similarity"] for r in scores] == [GOOD, GOOD, POOR]
     assert scores[2]["answer"] == "" and scores[2]["scores"]["rougeL"] == 0.0
     assert len(chat_requests(fake_openai)) == 2  # the two identical t1 questions are asked once
+
+
+def test_a_judge_cut_short_by_the_budget_cannot_pass_on_what_it_scored(tmp_path, fake_openai):
+    """The scored answers alone pass the rule; the verdict is still fail because the budget left some unjudged."""
+    fake_openai.set_responder(judge_responder)
+    good = [a for a in ANSWERS if a[0] in SIMILAR]  # every answer the judge scores GOOD (95 >= 90)
+    cfg = make_config(tmp_path, metrics=["similarity"], pass_rule=[{"metric": "similarity", "min": 90}])
+    rich = make_store(tmp_path / "rich", good)
+    run(build_config({**cfg.raw, "store": {"path": str(tmp_path / "rich" / "store")}}, base_dir=tmp_path), rich, 1)
+    full_cost = rich.manifest("round-1/evaluate").usage["cost_usd"]
+    assert full_cost > 0 and json.loads((rich.open("round-1/evaluate") / "metrics.json").read_text())[
+        "verdict"] == "pass"
+
+    fake_openai.log.clear()
+    store = make_store(tmp_path, good)
+    # a small reply limit keeps the first estimate near the real cost, so part of the judge fits the budget
+    judge = {**cfg.raw["service"]["judge"], "params": {"max_tokens": 30}}
+    poor = build_config({**cfg.raw, "service": {"judge": judge},
+                         "budget": {**cfg.raw["budget"], "max_spend_usd": full_cost * 0.6}}, base_dir=tmp_path)
+    run(poor, store, 1)
+    report = json.loads((store.open("round-1/evaluate") / "metrics.json").read_text())
+    sent = len(chat_requests(fake_openai))
+    assert 0 < sent < len(good) * 3 and report["judge_requests_not_sent"] == len(good) * 3 - sent
+    assert report["rule"][0]["ok"] is True and report["rule"][0]["value"] == GOOD  # what was scored passes...
+    assert report["stopped"] == "budget" and report["verdict"] == "fail"  # ...but a cut-short judge cannot pass
