@@ -218,7 +218,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     unsent = judged["unsent"]
     if unsent:  # a judge cut short by the spend budget cannot pass a round on the samples it did score
         found["verdict"] = "fail"
-    unjudged = sum(1 for r in rows if not judged["verdicts"].get(r["_key"])) if judged["on"] else 0
+    judge_scores = list(judged["scores"].values())
+    unjudged = sum(1 for i in range(len(rows)) if all(v[i] is None for v in judge_scores)) if judge_scores else 0
     report = {"round": round_no, "baseline_round": BASELINE_ROUND, "previous_round": prev, "n": found["metrics"]
               and max(s["n"] for s in found["metrics"].values()), "answers": len(rows),
               "judge": "llm" if judged["on"] else "skipped", "judge_model": judged["model"],

@@ -330,3 +330,23 @@ def test_a_judge_cut_short_by_the_budget_cannot_pass_on_what_it_scored(tmp_path,
     assert 0 < sent < len(good) * 3 and report["judge_requests_not_sent"] == len(good) * 3 - sent
     assert report["rule"][0]["ok"] is True and report["rule"][0]["value"] == GOOD  # what was scored passes...
     assert report["stopped"] == "budget" and report["verdict"] == "fail"  # ...but a cut-short judge cannot pass
+
+
+def test_pairwise_win_rate_through_the_stage_with_a_position_biased_judge(tmp_path, fake_llm):
+    """Issue #9, on the FakeLLM provider: a judge that always prefers the first answer yields ties (win rate 0.5),
+    so a rule asking the student to be significantly better than even fails, and `not worse` (0.45) holds."""
+    fake_llm.responder = lambda messages, schema, params: {"reason": "the first reads better", "winner": "A"}
+    cfg = make_config(tmp_path, metrics=["win_rate", "rougeL"], pairwise=True,
+                      pass_rule=[{"metric": "win_rate", "stat": "ci_low", "min": 0.45}])
+    store = make_store(tmp_path)
+    manifest = run(cfg, store, 1)
+    report = json.loads((store.open("round-1/evaluate") / "metrics.json").read_text())
+    assert len(fake_llm.history) == 2 * len(ANSWERS)  # each pair asked in both orders, nothing else
+    win = report["metrics"]["win_rate"]
+    assert (win["mean"], win["ci_low"], win["ci_high"], win["n"]) == (0.5, 0.5, 0.5, len(ANSWERS))
+    assert report["verdict"] == "pass" and manifest.counts["judge_failures"] == 0
+    scores = read_jsonl(store.open("round-1/evaluate") / "scores.jsonl")
+    assert {p["order"] for p in scores[0]["pairwise"]} == {"student_first", "service_first"}
+    strict = make_config(tmp_path, metrics=["win_rate"], pairwise=True,
+                         pass_rule=[{"metric": "win_rate", "stat": "ci_low", "above": 0.5}])
+    assert run(strict, store, 1).extra["verdict"] == "fail"

@@ -59,7 +59,8 @@ def test_loss_falls_and_every_step_is_logged(trained):
     accuracy = [row["mean_token_accuracy"] for row in log if "loss" in row]
     assert accuracy[0] < 0.2 and min(accuracy[-3:]) > 0.6, accuracy
     assert "train_runtime" in log[-1]  # the trainer's closing summary is kept too
-    assert m.counts == {"train_rows": 40, "prepare_rows": 32, "synthetic_rows": 8, "steps": STEPS}
+    assert m.counts == {"train_rows": 40, "rows_given": 40, "prepare_rows": 32, "synthetic_rows": 8, "steps": STEPS,
+                        "prompt_too_long": 0, "truncated": 0}
     assert m.extra["first_loss"] == pytest.approx(losses[0], abs=1e-3)
     assert m.extra["last_loss"] == pytest.approx(losses[-1], abs=1e-3)
     assert 0 < m.extra["seconds_per_step"] < 5 and m.extra["peak_rss_mb"] > 0
@@ -202,3 +203,18 @@ def test_stage_modules_import_without_torch():
             "heavy = [m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_rows_cut_by_max_length_are_counted_and_warned_about(tiny_model_dir, tmp_path):
+    """Issue #9: "trained on N rows" is the number with an answer token inside max_length; cut answers counted."""
+    cfg = tiny_config(tmp_path, tiny_model_dir)
+    tokenizer = load_tokenizer(cfg, resolve_base(cfg), for_generation=False)
+    short = {"prompt": [{"role": "user", "content": "hi"}], "completion": [{"role": "assistant", "content": "yes"}]}
+    long_answer = {**short, "completion": [{"role": "assistant", "content": "the answer is long " * 40}]}
+    long_prompt = {**short, "prompt": [{"role": "user", "content": "a very long question " * 40}]}
+    counts = finetune.length_counts([short, short, long_answer, long_prompt], tokenizer, 40)
+    assert (counts["prompt_too_long"], counts["truncated"], counts["rows_used"]) == (1, 1, 3)
+    assert finetune.length_counts([short, long_answer], tokenizer, None)["truncated"] == 0  # no limit, no cut
+    warning = finetune.cut_warning({"rows_given": 4, "prompt_too_long": 1, "truncated": 1})
+    assert warning and "2 of 4" in warning
+    assert finetune.cut_warning({"rows_given": 20, "prompt_too_long": 0, "truncated": 2}) is None  # 10%: no warning
