@@ -10,21 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from .paired import (  # noqa: F401  (re-exported: the evidence statistics live in paired.py)
-    _clean,
-    _r,
-    can_decide,
-    change_word,
-    cluster_means,
-    clustered_ci,
-    detectable_difference,
-    half_width,
-    paired_diff,
-    percentile_ci,
-    prompts_needed,
-    prompts_to_halve,
-    win_rate,
-)
+from .paired import _clean, _r, clustered_ci, percentile_ci
 
 STATS = ("mean", "pass_rate", "ci_low", "ci_high")
 DIFF_STATS = ("diff", "ci_low", "ci_high")  # of a paired comparison (vs baseline / previous)

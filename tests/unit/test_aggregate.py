@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.aggregate import (
-    apply_rule,
-    bootstrap_ci,
-    by_category,
+from pipeline.aggregate import apply_rule, bootstrap_ci, by_category, mean, pass_rate, summarize, summarize_all
+from pipeline.config import RuleCondition
+from pipeline.paired import (
     can_decide,
     change_word,
     cluster_means,
     clustered_ci,
     detectable_difference,
     half_width,
-    mean,
     paired_diff,
-    pass_rate,
     prompts_needed,
     prompts_to_halve,
-    summarize,
-    summarize_all,
     win_rate,
 )
-from pipeline.config import RuleCondition
 
 
 def test_mean_and_pass_rate_skip_unscored_samples():
