@@ -58,7 +58,23 @@ def data_summary(store: Store, round_no: int) -> dict:
     synthetic = sum(r["kept"] for r in rounds)
     train = prep["train"] if prep and prep["train"] is not None else None
     return {"prepare": prep, "rounds": rounds, "this_round": any(r["round"] == round_no for r in rounds),
-            "synthetic_total": synthetic, "train_total": None if train is None else train + synthetic}
+            "synthetic_total": synthetic, "train_total": None if train is None else train + synthetic,
+            "trained": trained_counts(store, round_no)}
+
+
+def trained_counts(store: Store, round_no: int) -> dict | None:
+    """What the trainer really used (finetune manifest): rows with an answer inside ``max_length``, and the rows
+    ``max_length`` cut (``truncated`` answers, ``prompt_too_long``), with ``warn`` above 10%."""
+    name = artifact_name("finetune", round_no)
+    if round_no < 1 or not store.exists(name):
+        return None
+    c = store.manifest(name).counts or {}
+    given = int(c.get("rows_given") or c.get("train_rows") or 0)
+    cut = int(c.get("truncated") or 0) + int(c.get("prompt_too_long") or 0)
+    return {"rows": c.get("train_rows"), "given": given, "truncated": int(c.get("truncated") or 0),
+            "prompt_too_long": int(c.get("prompt_too_long") or 0), "synthetic": c.get("synthetic_rows"),
+            "max_length": ((store.manifest(name).extra or {}).get("lengths") or {}).get("max_length"),
+            "warn": bool(given) and cut / given > 0.1}
 
 
 def adapter_info(cfg: Config, store: Store, round_no: int) -> dict | None:

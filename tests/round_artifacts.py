@@ -149,7 +149,7 @@ def score_rows(round_no: int, *, judge: bool = True, factor: float = 1.0) -> lis
 
 def build_round(store: LocalStore, round_no: int, *, sim: float = 71.2, prec: float = 80.0, kept: int = 1000,
                 synth_cost: float = 0.5, judge_cost: float = 0.25, judge: bool = True, synthesize: bool = True,
-                finetune: bool = True, train_rows: int = 100, extra: dict | None = None) -> None:
+                finetune: bool = True, train_rows: int = 100, extra: dict | None = None, cut: int = 0) -> None:
     """Artifacts of one round: synthesize (``kept`` rows), finetune (local adapter, ``train_rows`` rows) and
     evaluate (compared with the last evaluated round before it; ``extra`` replaces keys of its metrics.json)."""
     if synthesize:
@@ -158,7 +158,8 @@ def build_round(store: LocalStore, round_no: int, *, sim: float = 71.2, prec: fl
             counts={"requested": kept, "kept": kept, "removed": removed}, cost=synth_cost)
     if finetune:
         put(store, "finetune", round_no, {"adapter/adapter_config.json": {"r": 8}, "README.md": "card"},
-            counts={"train_rows": train_rows})
+            counts={"train_rows": train_rows, "rows_given": train_rows + cut, "synthetic_rows": kept,
+                    "truncated": cut, "prompt_too_long": 0}, extra={"lengths": {"max_length": 256}})
     doc = {**metrics(round_no, sim, prec, judge=judge, previous=_previous(store, round_no),
                     baseline=store.exists(artifact_name("evaluate", 0))), **(extra or {})}
     put(store, "evaluate", round_no, {"metrics.json": doc,

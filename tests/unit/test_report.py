@@ -48,7 +48,7 @@ def test_report_renders_verdict_first_tables_and_charts(store_cfg):
     cfg, store = store_cfg
     build_baseline(store)
     build_round(store, 1, sim=60, prec=70, kept=1000, synth_cost=0.5, judge_cost=0.25, train_rows=1090)
-    build_round(store, 2, sim=71.2, prec=80, kept=2000, synth_cost=1.0, judge_cost=0.5, train_rows=3090)
+    build_round(store, 2, sim=71.2, prec=80, kept=2000, synth_cost=1.0, judge_cost=0.5, train_rows=3090, cut=400)
     m = report.run(cfg, store, 2)
     folder = cfg.resolve("reports") / "demo" / "round-2"
     text = (folder / "report.md").read_text()
@@ -65,7 +65,10 @@ def test_report_renders_verdict_first_tables_and_charts(store_cfg):
     assert "This round: **$1.50**; whole migration so far: **$2.25**" in text
     assert "Coverage data: 90 train rows, 4 test rows" in text
     assert "| 2 | 2000 | 2000 | 1 | 0 | 1 | 3 | 2 |" in text  # removed by reason, in dedup.REASONS order
-    assert "Round 2 trained on 3090 rows (3000 synthetic)." in text
+    # the rows the trainer really used, and what max_length cut (400 of 3490 > 10%: a warning)
+    assert "Round 2 trained on 3090 rows (2000 synthetic): of the 3490 rows given, `finetune.sft.max_length` " \
+           "(256 tokens) cut 400 answers short" in text
+    assert "More than 10% of the training rows were cut" in text
     adapter = store.local_path("round-2/finetune") / "adapter"
     assert f'model = PeftModel.from_pretrained(base, "{adapter}")' in text
     # worst samples: lowest similarity first, service vs student side by side, judge reasons, escaped HTML
