@@ -146,6 +146,25 @@ def test_power_section_and_its_warning(store_cfg):
     assert "too small to decide" not in (cfg.resolve("reports") / "demo" / "round-2" / "report.md").read_text()
 
 
+def test_judge_panel_shows_each_judge_the_agreement_and_who_disagrees(store_cfg):
+    cfg, store = store_cfg
+    panel = {"judges": ["openai:gpt-4o", "gemini:gemini-2.5-flash"],
+             "per_judge": {"openai:gpt-4o": {"similarity": 71.0, "precision": 80.0},
+                           "gemini:gemini-2.5-flash": {"similarity": 31.0, "precision": 40.0}},
+             "agreement": {"alpha": {"similarity": 0.12, "precision": 0.2},
+                           "mean_abs_diff": {"similarity": 40.0, "precision": 40.0},
+                           "flagged": ["gemini:gemini-2.5-flash"], "threshold": 15.0}}
+    build_round(store, 1, extra={"panel": panel})
+    report.run(cfg, store, 1)
+    section = (cfg.resolve("reports") / "demo" / "round-1" / "report.md").read_text().split("## Judge panel")[1]
+    section = section.split("\n## ")[0]
+    assert "2 judges scored every answer" in section
+    assert "| `openai:gpt-4o` | 71 | 80 |" in section
+    assert "| `gemini:gemini-2.5-flash` ⚠️ disagrees | 31 | 40 |" in section
+    assert "| α | 0.12 | 0.2 |" in section and "| mean abs. difference | 40 | 40 |" in section
+    assert "more than 15 points from the other judges" in section
+
+
 def test_round_zero_renders_without_comparisons(store_cfg, capsys):
     cfg, store = store_cfg
     build_baseline(store)
