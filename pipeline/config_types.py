@@ -6,8 +6,6 @@ loader builds every section from its field names and types.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -190,12 +188,6 @@ class Config:
     base_dir: Path = field(default=Path("."), compare=False)
     source_path: Path | None = field(default=None, compare=False)
     raw: dict = field(default_factory=dict, compare=False, repr=False)
-
-    def section_hash(self, *sections: str) -> str:
-        """Short sha256 of the named sections of the resolved config (all sections when none are named)."""
-        keys = sections or tuple(sorted(self.raw))
-        blob = json.dumps({k: self.raw.get(k) for k in keys}, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def resolve(self, path: str | Path) -> Path:
         """A path from the config, taken relative to the config file's folder."""
