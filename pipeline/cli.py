@@ -16,10 +16,10 @@ VERBS = {
     "prepare": "Load the coverage dataset, validate rows, make the fixed train/test split.",
     "synthesize": "Ask the service LLM for new pairs like the train seeds; clean, dedup, decontaminate.",
     "finetune": "LoRA/QLoRA fine-tune the student on coverage + synthetic data (TRL SFTTrainer).",
-    "infer": "Generate the fine-tuned student's answers to every test prompt.",
-    "evaluate": "Score the student's answers: LLM judge and offline metrics; apply the pass rule.",
+    "infer": "The student answers every test prompt (round 0: the untuned base, the baseline).",
+    "evaluate": "Score the answers (LLM judge, offline metrics), compare with the baseline; apply the pass rule.",
     "report": "Write the round's report (markdown, metrics, charts); optionally open or update its PR.",
-    "decide": "Pass, stop on budget, or start the next round (dispatching the workflow on GitHub).",
+    "decide": "Pass, stop (plateau, budget, no service LLM) or start the next round (dispatching on GitHub).",
     "run": "Run rounds end to end on this machine: prepare, synthesize, finetune, infer, evaluate, report, decide.",
     "pull": "Load a round's adapter from the store and generate from a prompt.",
 }
