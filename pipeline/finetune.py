@@ -214,7 +214,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         return manifest
     stats = _stats(trainer, result, model, log_path, cuda)
     cuts = length_counts(pairs, tokenizer, recipe.sft_kwargs.get("max_length"))
-    manifest.counts = {"train_rows": cuts["rows_used"], "rows_given": len(pairs), "prepare_rows": n_rows - synthetic,
+    used = len(trainer.train_dataset) if trainer.train_dataset is not None else cuts["rows_used"]  # after TRL drops
+    manifest.counts = {"train_rows": used, "rows_given": len(pairs), "prepare_rows": n_rows - synthetic,
                        "synthetic_rows": synthetic, "steps": stats["steps"], "prompt_too_long": cuts["prompt_too_long"],
                        "truncated": cuts["truncated"]}
     manifest.models = {"base": cfg.student.model, "base_revision": cfg.student.revision, "base_path": base,
