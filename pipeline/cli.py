@@ -24,6 +24,9 @@ VERBS = {
     "pull": "Load a round's adapter from the store and generate from a prompt.",
 }
 
+# Verbs that write to the store (and may pay): each holds the task's lock in the store while it runs.
+WRITERS = ("prepare", "synthesize", "finetune", "infer", "evaluate", "report", "decide", "run")
+
 
 def _flags(verb: str) -> tuple:
     """The verb's own flags: ``FLAGS`` of module ``pipeline.<verb>`` (imported only for the verb being run)."""
@@ -61,7 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         fill(args, _flags(args.verb))
         cfg = load_config(args.config, args.set)
         module = importlib.import_module(f"pipeline.{args.verb}")
-        return int(module.command(cfg, args) or 0)
+        if args.verb not in WRITERS or getattr(args, "plan", False):
+            return int(module.command(cfg, args) or 0)
+        from .store import open_store
+        from .store.lock import task_lock
+
+        with task_lock(open_store(cfg), cfg.task.name, args.verb):  # one writer per task (re-entrant in-process)
+            return int(module.command(cfg, args) or 0)
     except ConfigError as exc:
         for line in exc.problems:
             print(f"error: {line}", file=sys.stderr)

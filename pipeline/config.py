@@ -168,9 +168,15 @@ def build_config(doc: dict, *, base_dir: Path = Path("."), source_path: Path | N
 
 def read_yaml(path: Path) -> dict:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config ({exc.strerror or exc})"]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = f"byte 0x{data[exc.start]:02x} at offset {exc.start}"
+        raise ConfigError([f"{path}:{line}: not UTF-8 text ({byte}); save the config as UTF-8"]) from None
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:

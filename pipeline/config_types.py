@@ -38,6 +38,7 @@ class DataConfig:
     on_bad_row: str
     limit: int | None
     test: TestSplitConfig
+    max_row_chars: int = 20000
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,9 @@ import argparse
 import json
 import os
 import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
 
 from .config import Config
 from .decision import decision
@@ -29,6 +32,11 @@ HEADLINES = {"pass": "✅ **Stop: the student passes.**", "stop-budget": "🛑 *
              "stop-no-service": "🛑 **Stop: no service LLM to synthesize more data.**",
              "continue": "🔁 **Continue with another round.**"}
 COMMENT_MARK = "<!-- duo-decide task={task} round={round} -->"
+# A run of round N+1 created up to this long before the dispatch marker still counts (runner clocks differ from
+# GitHub's; a round dispatched by hand just before is not dispatched again).
+DISPATCH_MARGIN = timedelta(minutes=10)
+LIST_LAG_S = 30.0  # GitHub may list a dispatched run a few seconds after accepting the dispatch
+_dispatching = threading.Lock()
 
 
 def read_decision(store: Store, round_no: int) -> dict:
@@ -88,45 +96,91 @@ def dispatch_ref(repo) -> str:
     return repo.default_branch
 
 
-def dispatch_next(cfg: Config, found: dict, already: dict | None = None) -> tuple[dict | None, str | None]:
-    """Dispatch the next round (when ``continue`` and not ``already`` done) and comment on the round's PR.
-
-    Returns (the dispatch made or found, ``{"ref", "inputs"}`` or None; the PR's url or None).
-    """
+def next_inputs(cfg: Config, found: dict) -> dict[str, str]:
+    """The next round's workflow inputs (the config as a path from the repository root)."""
     from . import github
 
-    repo = github.connect()
-    sent = None
-    if found["decision"] == "continue":
-        sent = already
-        if sent is None:
-            if cfg.source_path is None:
-                raise DuoError("--dispatch needs the config's file path (to pass it to the next round's workflow)")
-            inputs = {"config": github.relative_to_root(cfg.source_path), "round": str(found["next_round"]),
-                      "samples": str(found["next_samples"]), "dry-run": "false"}
-            ref = dispatch_ref(repo)
-            github.dispatch(repo, cfg.report.workflow, ref, inputs)
-            sent = {"ref": ref, "inputs": inputs, "workflow": cfg.report.workflow}
-    try:
-        pr = github.find_pr(repo, f"duo/{cfg.task.name}/round-{found['round']}")
-        if pr is not None:
-            github.upsert_comment(pr, comment_body(cfg, found, sent is not None),
-                                  COMMENT_MARK.format(task=cfg.task.name, round=found["round"]))
-    except DuoError as exc:
-        # The decision stands and the dispatch went out; a job without pull-requests: write only loses the note.
-        print(f"warning: no decision comment on the round's pull request: {exc}", file=sys.stderr)
-        return sent, None
-    return sent, pr.html_url if pr is not None else None
+    if cfg.source_path is None:
+        raise DuoError("--dispatch needs the config's file path (to pass it to the next round's workflow)")
+    return {"config": github.relative_to_root(cfg.source_path), "round": str(found["next_round"]),
+            "samples": str(found["next_samples"]), "dry-run": "false"}
 
 
-def mark_dispatched(store: Store, m: Manifest, sent: dict) -> Manifest:
-    """Record the dispatch in the decide artifact, so a rerun of the job does not start the next round twice."""
+def _record(store: Store, m: Manifest, **extra) -> Manifest:
+    """Add ``extra`` to the decide artifact's manifest (for the hub store: one commit)."""
     decision_json = (store.open(m.artifact) / "decision.json").read_bytes()
-    m.extra = {**m.extra, "dispatched": sent}
+    m.extra = {**(m.extra or {}), **extra}
     with store.write(m.artifact) as folder:
         (folder / "decision.json").write_bytes(decision_json)
         m.write(folder)
     return m
+
+
+def mark_dispatched(store: Store, m: Manifest, sent: dict) -> Manifest:
+    """Record the dispatch in the decide artifact, so a rerun of the job does not start the next round twice."""
+    return _record(store, m, dispatched=sent)
+
+
+def _found_run(cfg: Config, repo, inputs: dict, since: datetime) -> dict | None:
+    from . import github
+
+    run = github.find_run(repo, cfg.report.workflow, github.run_title(inputs), since - DISPATCH_MARGIN)
+    if run is None:
+        return None
+    return {"ref": run.head_branch, "inputs": inputs, "workflow": cfg.report.workflow, "run": run.html_url}
+
+
+def dispatch_next(cfg: Config, store: Store, m: Manifest, found: dict, repo, *,
+                  force: bool = False) -> tuple[Manifest, dict, bool]:
+    """Dispatch round N+1 unless it already was; returns (the manifest, the dispatch made or found, found).
+
+    Idempotent across kills and concurrent runs: a marker ``dispatching: {round, at}`` is stored first (for the hub
+    store, a commit), then GitHub's workflow-runs list is asked for a run titled with round N+1 of this config;
+    only when there is none is the workflow dispatched. A rerun that finds the marker but no ``dispatched`` record
+    (killed after the dispatch) finds the run and dispatches nothing. ``force`` dispatches again regardless.
+    """
+    from . import github
+
+    with _dispatching:  # threads of one process; other processes and runners are kept out by the task lock
+        m = store.manifest(m.artifact)  # fresh: another decide may have dispatched meanwhile
+        extra = m.extra or {}
+        if extra.get("dispatched") and not force:
+            return m, extra["dispatched"], True
+        inputs = next_inputs(cfg, found)
+        marker = extra.get("dispatching") if not force else None
+        if marker and marker.get("round") == found["next_round"]:
+            at = datetime.fromisoformat(marker["at"].replace("Z", "+00:00"))
+            sent = _found_run(cfg, repo, inputs, at)
+            lag = LIST_LAG_S - (datetime.now(UTC) - at).total_seconds()
+            if sent is None and lag > 0:  # GitHub lists a dispatched run a few seconds after accepting it
+                time.sleep(lag)
+                sent = _found_run(cfg, repo, inputs, at)
+            if sent is not None:
+                return mark_dispatched(store, m, sent), sent, True
+        at = datetime.now(UTC)
+        m = _record(store, m, dispatching={"round": found["next_round"], "at": at.strftime("%Y-%m-%dT%H:%M:%SZ")})
+        if not force and (sent := _found_run(cfg, repo, inputs, at)) is not None:
+            return mark_dispatched(store, m, sent), sent, True
+        ref = dispatch_ref(repo)
+        github.dispatch(repo, cfg.report.workflow, ref, inputs)
+        sent = {"ref": ref, "inputs": inputs, "workflow": cfg.report.workflow}
+        return mark_dispatched(store, m, sent), sent, False
+
+
+def comment_decision(cfg: Config, repo, found: dict, dispatched: bool) -> str | None:
+    """Comment the decision on the round's PR (edited on a rerun); the PR's url, or None without one."""
+    from . import github
+
+    try:
+        pr = github.find_pr(repo, f"duo/{cfg.task.name}/round-{found['round']}")
+        if pr is not None:
+            github.upsert_comment(pr, comment_body(cfg, found, dispatched),
+                                  COMMENT_MARK.format(task=cfg.task.name, round=found["round"]))
+    except DuoError as exc:
+        # The decision stands and the dispatch went out; a job without pull-requests: write only loses the note.
+        print(f"warning: no decision comment on the round's pull request: {exc}", file=sys.stderr)
+        return None
+    return pr.html_url if pr is not None else None
 
 
 def command(cfg: Config, args: argparse.Namespace) -> int:
@@ -136,16 +190,19 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     found = read_decision(store, round_no)
     sent, pr_url = None, None
     if args.dispatch:
-        already = (m.extra or {}).get("dispatched")
-        sent, pr_url = dispatch_next(cfg, found, already)
-        if sent and already:
-            print(f"  round {found['next_round']} was already dispatched ({sent['workflow']} on {sent['ref']}); "
-                  "use --force to dispatch it again")
-        elif sent:
-            m = mark_dispatched(store, m, sent)
-            print(f"  dispatched {cfg.report.workflow}: round {found['next_round']}, "
-                  f"{found['next_samples']} samples")
-        if pr_url:
+        from . import github
+
+        repo = github.connect()
+        if found["decision"] == "continue":
+            m, sent, already = dispatch_next(cfg, store, m, found, repo, force=args.force)
+            if already:
+                where = sent.get("run") or f"{sent['workflow']} on {sent['ref']}"
+                print(f"  round {found['next_round']} was already dispatched ({where}); "
+                      "use --force to dispatch it again")
+            else:
+                print(f"  dispatched {cfg.report.workflow}: round {found['next_round']}, "
+                      f"{found['next_samples']} samples")
+        if pr_url := comment_decision(cfg, repo, found, sent is not None):
             print(f"  commented on {pr_url}")
     publish(store, m.artifact, f"decide round {round_no}: {found['decision']}: {found['reason']}"
             + (f"\n\nDispatched round {found['next_round']}." if sent else ""), title=f"duo decide, round {round_no}",

@@ -64,22 +64,35 @@ class Flag:
     def _convert(self, raw: str):
         try:
             return self.type(raw.strip())
+        except argparse.ArgumentTypeError as exc:
+            raise DuoError(f"{self.env}={raw.strip()!r}: {str(exc).split(': ', 1)[-1]} for {self.name}") from None
         except (TypeError, ValueError):
             raise DuoError(f"{self.env}={raw!r}: expected {getattr(self.type, '__name__', 'a value')} "
                            f"for {self.name}") from None
 
 
-def round_number(text: str) -> int:
-    """``--round``: 0 is the untuned baseline, 1.. are training rounds."""
-    value = int(text)
+class RoundValueError(argparse.ArgumentTypeError, ValueError):
+    """A ``--round`` that is neither a round number nor ``latest``: argparse prints the message as it is."""
+
+
+def round_number(text: str) -> int | None:
+    """``--round``: 0 is the untuned baseline, 1.. are training rounds, ``latest`` (None) the latest round."""
+    text = str(text).strip()
+    if text.lower() == "latest":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
     if value < 0:
-        raise ValueError(text)
+        raise RoundValueError(f"{text!r}: expected a round number N >= 0 (0 = the untuned baseline) or 'latest'")
     return value
 
 
 SET = Flag("--set", "Override one config value (YAML syntax); repeatable; the variable holds one per line.",
            kind="list", metavar="SECTION.KEY=VALUE")
-ROUND = Flag("--round", "Round number (0 = the untuned baseline); default: the latest round with artifacts, or 1.",
+ROUND = Flag("--round", "Round number (0 = the untuned baseline) or 'latest' (the default: the latest round with "
+             "artifacts, or 1).",
              type=round_number, metavar="N")
 FORCE = Flag("--force", "Redo the stage even when its artifact is complete.", kind="switch")
 COMMON = (SET, ROUND, FORCE)

@@ -12,6 +12,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -205,3 +206,34 @@ def dispatch(repo: Repository, workflow: str, ref: str, inputs: dict[str, str]) 
     """Start ``workflow`` (file name or id) on ``ref`` with ``inputs`` (workflow_dispatch)."""
     with github_errors(f"dispatch workflow {workflow} on {ref}"):
         repo.get_workflow(workflow).create_dispatch(ref, inputs=inputs, throw=True)
+
+
+# round.yml's ``run-name`` with its inputs filled in: how a dispatched round shows up in the workflow-runs list.
+RUN_NAME = "duo round {round} ({config})"
+
+
+def run_title(inputs: dict[str, str]) -> str:
+    """The display title GitHub gives a round.yml run dispatched with ``inputs`` (its ``run-name``)."""
+    return RUN_NAME.format(round=inputs.get("round", ""), config=inputs.get("config", ""))
+
+
+def find_run(repo: Repository, workflow: str, title: str, since: datetime, limit: int = 100):
+    """The newest ``workflow_dispatch`` run of ``workflow`` titled ``title`` created at or after ``since``, or None.
+
+    None too when the workflow itself is unknown (the dispatch that follows reports that).
+    """
+    from github import UnknownObjectException
+
+    stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with github_errors(f"list the runs of workflow {workflow}"):
+        try:
+            runs = repo.get_workflow(workflow).get_runs(event="workflow_dispatch", created=f">={stamp}")
+            for n, run in enumerate(runs):  # newest first
+                created = run.created_at if run.created_at.tzinfo else run.created_at.replace(tzinfo=UTC)
+                if n >= limit or created < since:
+                    break
+                if run.display_title == title:
+                    return run
+        except UnknownObjectException:
+            return None
+    return None

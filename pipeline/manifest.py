@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .errors import DuoError
+
 MANIFEST = "manifest.json"
 USAGE_KEYS = ("requests", "input_tokens", "output_tokens", "cost_usd", "cached")
 
@@ -94,6 +96,20 @@ class Manifest:
 
     @classmethod
     def read(cls, folder: Path) -> Manifest:
-        d = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+        """The manifest of ``folder``; a damaged one is a DuoError naming the file (the artifact is then redone
+        with ``--force``)."""
+        path = Path(folder) / MANIFEST
+        fix = "remake the artifact: rerun its stage with --force"
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise DuoError(f"{path}: damaged manifest (not UTF-8 text); {fix}") from None
+        except json.JSONDecodeError as exc:
+            raise DuoError(f"{path}:{exc.lineno}: damaged manifest (not valid JSON: {exc.msg}); {fix}") from None
+        missing = [k for k in ("stage", "artifact", "config_hash") if not isinstance(d, dict) or k not in d]
+        if missing:
+            found = "a JSON " + type(d).__name__ if not isinstance(d, dict) else "no " + ", ".join(missing)
+            raise DuoError(f"{path}: damaged manifest (found {found}; expected an object with stage, artifact, "
+                           f"config_hash); {fix}")
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d and not k.startswith("_")}
         return cls(**known)

@@ -10,6 +10,7 @@ prompts; a repeat must not land on both sides of the split); an ``invalid`` row 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 from collections import Counter, defaultdict
 
@@ -55,6 +56,9 @@ def check_row(row: SourceRow, cfg: Config) -> tuple[dict | None, str | None]:
         if isinstance(value, (dict, list)):
             return None, f"column '{cols.category}' is {type(value).__name__}, expected a string or null"
         out["category"] = None if value is None or str(value).strip() == "" else str(value).strip()
+    size = sum(len(v) for v in out.values() if v)
+    if size > cfg.data.max_row_chars:
+        return None, f"row has {size} characters; expected at most {cfg.data.max_row_chars} (data.max_row_chars)"
     return out, None
 
 
@@ -94,6 +98,12 @@ def near_train(train: list[dict], test: list[dict], threshold: float = NEAR_THRE
     return [r["id"] for r in test if index.match(r["instruction"]) is not None]
 
 
+def _kept(data, cfg: Config):
+    """A bad row as ``bad_rows.jsonl`` keeps it: an oversized one cut to its first ``data.max_row_chars``."""
+    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, default=str)
+    return data if len(text) <= cfg.data.max_row_chars else text[: cfg.data.max_row_chars] + "... (cut)"
+
+
 def read_rows(cfg: Config, src: Source) -> tuple[list[dict], list[dict]]:
     """(valid rows, bad-row reports) in source order; raises on the first bad row when ``on_bad_row: fail``."""
     valid, bad = [], []
@@ -104,7 +114,7 @@ def read_rows(cfg: Config, src: Source) -> tuple[list[dict], list[dict]]:
             if cfg.data.on_bad_row == "fail":
                 raise DuoError(f"{src.where(row)}: {reason} (data.on_bad_row is 'fail'; set it to 'skip' to "
                                f"report bad rows in bad_rows.jsonl and go on)")
-            bad.append({"line": row.line, "kind": "invalid", "reason": reason, "row": row.data})
+            bad.append({"line": row.line, "kind": "invalid", "reason": reason, "row": _kept(row.data, cfg)})
             continue
         key = normalize(parsed["instruction"]) or parsed["instruction"]
         if key in seen:
@@ -118,9 +128,25 @@ def read_rows(cfg: Config, src: Source) -> tuple[list[dict], list[dict]]:
     return valid, bad
 
 
+SPLIT_KEYS = ("source", "format", "split", "columns", "limit", "test")  # what decides which rows land where
+
+
 def inputs(cfg: Config) -> StageInputs:
-    """What the split is made from: the data section and the source file's content."""
-    return StageInputs("prepare", None, {"data": cfg.raw.get("data")}, values={"source_sha256": fingerprint(cfg)})
+    """What the split is made from: the data keys that decide it and the source file's content. (Keys added to the
+    data section later, with defaults that keep every row, do not remake a split: a split is fixed once made.)"""
+    data = cfg.raw.get("data") or {}
+    return StageInputs("prepare", None, {"data": {k: data.get(k) for k in SPLIT_KEYS}},
+                       values={"source_sha256": fingerprint(cfg)})
+
+
+def _same_split(old: Manifest, cfg: Config, ins: StageInputs) -> bool:
+    """True when the stored split was made from these inputs; an artifact from before fingerprints (duo 0.1's
+    first manifests) counts as the same when its source content, test size and seed are."""
+    if old.fingerprint is not None:
+        return old.fingerprint == ins.fingerprint
+    x = old.extra or {}
+    return (x.get("source_sha256"), x.get("test_size"), x.get("test_seed")) == (
+        ins.values["source_sha256"], cfg.data.test.size, cfg.data.test.seed)
 
 
 def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False) -> Manifest:
@@ -128,18 +154,19 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     ins = inputs(cfg)
     if store.exists(ARTIFACT) and not force:
         old = store.manifest(ARTIFACT)
-        if old.fingerprint == ins.fingerprint:
+        if _same_split(old, cfg, ins):
             return old
-        changed = ("the data config (source, columns, limit, test split)" if old.config_hash != ins.config_hash
-                   else f"the content of {cfg.data.source}")
+        changed = (f"the content of {cfg.data.source}" if (old.extra or {}).get("source_sha256")
+                   != ins.values["source_sha256"] else "the data config (source, columns, limit, test split)")
         raise DuoError(f"prepare: the train/test split is fixed once made, but {changed} changed "
                        f"since it was made; rerun with --force to remake it (earlier rounds' results then become "
                        f"incomparable with later ones)")
     src = load_source(cfg)
     rows, bad = read_rows(cfg, src)
     if len(rows) < 2:
-        raise DuoError(f"{src.location}: only {len(rows)} valid row(s) out of {len(src.rows)}; need at least 2 "
-                       f"(see the reasons with data.on_bad_row: skip)")
+        first = next((b for b in bad if b["kind"] == "invalid"), None) or (bad[0] if bad else None)
+        why = f"; first bad {src.unit} {first['line']}: {first['reason']}" if first else ""
+        raise DuoError(f"{src.location}: only {len(rows)} valid row(s) out of {len(src.rows)}; need at least 2{why}")
     train, test = split(rows, cfg.data.test.size, cfg.data.test.seed)
     manifest = ins.start()
     kinds = Counter(b["kind"] for b in bad)

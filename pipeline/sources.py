@@ -85,7 +85,15 @@ def _jsonl(path: Path) -> Iterator[SourceRow]:
 
 def _is_json_list(path: Path) -> bool:
     with path.open("rb") as fh:
-        return fh.read(4096).lstrip().startswith(b"[")
+        return fh.read(4096).lstrip().lstrip(b"\xef\xbb\xbf").lstrip().startswith(b"[")
+
+
+def _one_json_object(path: Path) -> bool:
+    """True when the whole file is a single JSON object (not a list, not one object per line)."""
+    try:
+        return isinstance(json.loads(path.read_text(encoding="utf-8-sig")), dict)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
 
 
 def _json(path: Path) -> Iterator[SourceRow]:
@@ -108,6 +116,21 @@ def _csv(path: Path) -> Iterator[SourceRow]:
             error = f"has {len(extra)} more field(s) than the header" if extra else None
             yield SourceRow(number, start, record, error)
             start = reader.line_num + 1
+
+
+def _check_header(cfg: Config, path: Path) -> None:
+    """A CSV whose header lacks a mapped column fails at once, saying what the header has."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh), [])
+    except UnicodeDecodeError as exc:
+        raise DuoError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    cols = cfg.data.columns
+    wanted = {"instruction": cols.instruction, "response": cols.response, "category": cols.category}
+    missing = [f"'{col}' (data.columns.{key})" for key, col in wanted.items() if col and col not in header]
+    if missing:
+        found = ", ".join(f"'{h}'" for h in header) or "nothing"
+        raise DuoError(f"{path}:1: CSV header has {found}; expected column {', '.join(missing)}")
 
 
 def _parquet(path: Path) -> Iterator[SourceRow]:
@@ -149,10 +172,11 @@ def fingerprint(cfg: Config) -> str | None:
     return _sha256(path)
 
 
-def load_source(cfg: Config) -> Source:
-    """Read ``cfg.data.source`` (first ``cfg.data.limit`` records when set)."""
+def load_source(cfg: Config, head: int | None = None) -> Source:
+    """Read ``cfg.data.source`` (first ``cfg.data.limit`` records when set; first ``head`` when given, as
+    ``duo validate`` does)."""
     fmt = detect_format(cfg)
-    limit = cfg.data.limit
+    limit = min(n for n in (cfg.data.limit, head) if n is not None) if (cfg.data.limit or head) else None
     if fmt == "hub":
         src = Source(cfg.data.source, "hub", "row", None)
         rows = _hub(cfg)
@@ -161,7 +185,12 @@ def load_source(cfg: Config) -> Source:
         if not path.is_file():
             raise DuoError(f"data.source: file not found: {path}")
         if fmt == "json" and not _is_json_list(path):
+            if _one_json_object(path):
+                raise DuoError(f"{path}: found one JSON object; expected a JSON list of records or one JSON object "
+                               f"per line, each with the data.columns")
             fmt = "jsonl"  # a .json file holding one object per line is common enough to accept
+        if fmt == "csv":
+            _check_header(cfg, path)
         unit = "line" if fmt in ("jsonl", "csv") else "row"
         src = Source(str(path), fmt, unit, _sha256(path))
         rows = {"jsonl": _jsonl, "json": _json, "csv": _csv, "parquet": _parquet}[fmt](path)

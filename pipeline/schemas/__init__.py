@@ -46,6 +46,16 @@ def _expected(schema: dict) -> str:
     return "a valid value"
 
 
+def _closest_option(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """The most telling error of a failed ``oneOf``: options whose type the value does not even have (``null``
+    for a mapping) are passed over, so ``judge: {provider: claude}`` is reported at ``provider``, not as "expected
+    null"."""
+    wrong_type = {e.relative_schema_path[0] for e in error.context
+                  if e.validator == "type" and not e.relative_path and len(e.relative_schema_path) <= 2}
+    near = [e for e in error.context if e.relative_schema_path[0] not in wrong_type]
+    return jsonschema.exceptions.best_match(near or error.context)
+
+
 def _one(error: jsonschema.ValidationError) -> list[str]:
     path = list(error.absolute_path)
     v = error.validator
@@ -58,8 +68,7 @@ def _one(error: jsonschema.ValidationError) -> list[str]:
         missing = [r for r in error.validator_value if r not in error.instance]
         return [f"{_json_path(path + [k])}: missing required field" for k in missing]
     if v == "oneOf" and error.context:
-        best = jsonschema.exceptions.best_match(error.context)
-        return _one(best)
+        return _one(_closest_option(error))
     found = json.dumps(error.instance, default=str)
     if len(found) > 60:
         found = found[:57] + "..."
@@ -73,7 +82,7 @@ def schema_problems(instance: Any, schema: dict) -> list[str]:
     validator = jsonschema.Draft202012Validator(schema)
     lines: list[str] = []
     for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))):
-        lines.extend(_one(error))
+        lines.extend(line for line in _one(error) if line not in lines)  # one ``required`` error per missing key
     return lines
 
 

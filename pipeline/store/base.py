@@ -3,12 +3,18 @@
 An artifact is a folder named like ``prepare`` or ``round-2/finetune`` holding records and a ``manifest.json``.
 It counts as complete only once its manifest is in place: writers build it in a temp folder and rename it in
 one step, so a crashed stage never leaves a half artifact that a later stage would read as complete.
+
+Temp folders carry their writer's pid (``.tmp-<name>-<pid>-<hex>``, ``.old-<name>-<pid>-<hex>``): the next write
+removes those of dead writers, and opening the store puts back a previous copy (``.old-*``) that a writer killed
+between its two renames left without a current one.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -37,6 +43,37 @@ def round_of(name: str) -> int | None:
     return int(head.split("-", 1)[1]) if head.startswith("round-") else None
 
 
+LEFTOVER = re.compile(r"^\.(tmp|old)-(.+?)(?:-(\d+))?-[0-9a-f]{8}$")  # kind, artifact folder, writer pid
+LEGACY_AGE_S = 3600  # a leftover named without a pid (older duo) is removed once this old
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process: leave its folder alone
+    return True
+
+
+def _leftover(path: Path) -> tuple[str, str] | None:
+    """(kind, artifact folder name) of a temp folder whose writer is gone; None for anything else."""
+    m = LEFTOVER.match(path.name)
+    if not m or not path.is_dir():
+        return None
+    if m.group(3) is not None:
+        dead = not _alive(int(m.group(3)))
+    else:
+        try:
+            dead = time.time() - path.stat().st_mtime > LEGACY_AGE_S
+        except OSError:
+            return None
+    return (m.group(1), m.group(2)) if dead else None
+
+
 class Store(ABC):
     """Where a task's artifacts live. ``root`` is always a local folder (the hub backend caches there)."""
 
@@ -44,7 +81,39 @@ class Store(ABC):
 
     def __init__(self, root: Path):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.root.exists() and not self.root.is_dir():
+            raise DuoError(f"store.path: {self.root} is a file; expected a folder (or a path that does not exist yet)")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DuoError(f"store.path: cannot create {self.root} ({exc.strerror or exc})") from None
+        self._restore_orphans()
+
+    def _restore_orphans(self) -> None:
+        """Put back the previous copy of an artifact whose writer died between the two renames of its swap."""
+        folders = [self.root, *(p for p in self.root.glob("round-*") if p.is_dir())]
+        for folder in folders:
+            for path in sorted(folder.glob(".old-*")):
+                found = _leftover(path)
+                if found is None:
+                    continue
+                final = folder / found[1]
+                if not final.exists() and (path / MANIFEST).is_file():
+                    try:
+                        os.replace(path, final)
+                    except OSError:
+                        pass
+
+    @staticmethod
+    def _sweep(final: Path) -> None:
+        """Remove the ``.tmp-*``/``.old-*`` folders that dead writers left beside ``final``."""
+        for path in final.parent.glob(f".*-{final.name}-*"):
+            found = _leftover(path)
+            if found is not None and found[1] == final.name:
+                if found[0] == "old" and not final.exists() and (path / MANIFEST).is_file():
+                    os.replace(path, final)  # the only copy left: keep it
+                else:
+                    shutil.rmtree(path, ignore_errors=True)
 
     # -- paths
     def local_path(self, name: str) -> Path:
@@ -103,7 +172,8 @@ class Store(ABC):
         """
         final = self.local_path(name)
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+        self._sweep(final)
+        tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
             yield tmp
@@ -116,10 +186,14 @@ class Store(ABC):
 
     @staticmethod
     def _swap_in(tmp: Path, final: Path) -> None:
-        """Move the finished folder ``tmp`` to ``final``, replacing an earlier copy with two renames."""
+        """Move the finished folder ``tmp`` to ``final``, replacing an earlier copy with two renames.
+
+        The earlier copy is moved aside only once ``tmp`` is complete; a kill between the renames leaves it as
+        ``.old-*``, which the next opening of the store puts back (``_restore_orphans``).
+        """
         old = None
         if final.exists():
-            old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
+            old = final.parent / f".old-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             os.replace(final, old)
         os.replace(tmp, final)
         if old is not None:

@@ -6,6 +6,7 @@ Errors other than not-found become one-line ``DuoError``\\ s; not-found errors p
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -122,15 +123,41 @@ class HubTransport:
                 repo_id, repo_type=repo_type, private=self.private, exist_ok=True))
             self._created.add(repo_id)
 
-    def commit(self, repo_id: str, repo_type: str, uploads: dict, deletes: list[str], message: str) -> str:
-        """Upload ``uploads`` (path in repo -> file or bytes) and delete ``deletes`` on ``main`` in one commit."""
+    def commit(self, repo_id: str, repo_type: str, uploads: dict, deletes: list[str], message: str,
+               parent: str | None = None) -> str | None:
+        """Upload ``uploads`` (path in repo -> file or bytes) and delete ``deletes`` on ``main`` in one commit.
+
+        With ``parent``, the commit is made only if ``main`` still points there (a compare-and-swap): None when
+        another commit came in first.
+        """
         def attempt():  # operations are single-use: build them afresh for every try
             ops = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=src if isinstance(src, bytes) else str(src))
                    for p, src in sorted(uploads.items())]
             ops += [CommitOperationDelete(path_in_repo=p) for p in deletes]
-            return self.api.create_commit(repo_id, operations=ops, commit_message=message, repo_type=repo_type,
-                                          revision="main").oid
+            try:
+                return self.api.create_commit(repo_id, operations=ops, commit_message=message, repo_type=repo_type,
+                                              revision="main", parent_commit=parent).oid
+            except HfHubHTTPError as err:
+                if parent is not None and err.response is not None and err.response.status_code in (409, 412):
+                    return None
+                raise
         return self.call(f"commit to {repo_id}", attempt)
+
+    def read_head_file(self, repo_id: str, repo_type: str, path: str) -> tuple[str | None, dict | None]:
+        """(the commit ``main`` points at, the JSON file ``path`` there or None); (None, None) without a repo."""
+        try:
+            head = self.call(f"read the head of {repo_id}",
+                             lambda: self.api.repo_info(repo_id, repo_type=repo_type, revision="main").sha)
+        except NOT_FOUND:
+            return None, None
+        try:
+            local = self.download(repo_id, repo_type, path, path, revision=head)
+        except NOT_FOUND:
+            return head, None
+        try:
+            return head, json.loads(local.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return head, {}
 
     def move_ref(self, repo_id: str, repo_type: str, kind: str, ref: str, sha: str) -> None:
         """Point ``kind`` (``branch`` or ``tag``) ``ref`` at commit ``sha`` (delete and recreate when it exists)."""

@@ -1,7 +1,9 @@
 """A fake GitHub REST API for one repository, enough for PyGithub 2.x to open PRs, commit files and dispatch runs.
 
 State: branches (name -> commit sha), commits (sha -> {tree: path -> blob sha, parent, message}), blobs, pull
-requests, labels, issue comments and workflow dispatches. URLs in replies are built from the request's Host
+requests, labels, issue comments, workflow dispatches and the runs they start (``runs``: listed newest first by
+``GET .../actions/workflows/{id}/runs``, each titled from the workflow's ``run-name`` -- read from this
+repository's round.yml -- with the dispatch's inputs filled in, as GitHub shows it in ``display_title``). URLs in replies are built from the request's Host
 header because PyGithub asserts that they point back at the server it was given.
 
 Behaves like GitHub where a bug in the client would otherwise pass unnoticed: 401 on a bad token, 422 when a PR
@@ -15,7 +17,12 @@ import base64
 import hashlib
 import itertools
 import json
-from urllib.parse import unquote
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote, urlencode
+
+import yaml
 
 from tests.fakes.http_base import FakeRequest, FakeServer, Reply, json_reply
 
@@ -24,6 +31,30 @@ OWNER, NAME = "acme", "duo-demo"
 REPO = r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
 ROUND_INPUTS = ("config", "round", "samples", "dry-run")
 NOW = "2026-01-01T00:00:00Z"
+ROUND_YML = Path(__file__).resolve().parents[2] / ".github" / "workflows" / "round.yml"
+
+
+def round_workflow() -> dict:
+    """round.yml as the fake knows it: its inputs, their defaults and its ``run-name`` template."""
+    doc = yaml.safe_load(ROUND_YML.read_text()) if ROUND_YML.is_file() else {}
+    trigger = (doc.get("on") or doc.get(True) or {}).get("workflow_dispatch") or {}
+    defaults = {k: str(v.get("default", "")).lower() if isinstance(v.get("default"), bool) else str(v.get("default", ""))
+                for k, v in (trigger.get("inputs") or {}).items()}
+    return {"id": 101, "name": doc.get("name", "round"), "inputs": ROUND_INPUTS, "defaults": defaults,
+            "run_name": doc.get("run-name")}
+
+
+def render_run_name(wf: dict, inputs: dict) -> str:
+    """GitHub's display title of a dispatched run: the ``run-name`` with ``${{ inputs.x }}`` filled in."""
+    template = wf.get("run_name")
+    if not template:
+        return wf.get("name", "")
+    values = {**wf.get("defaults", {}), **inputs}
+    return re.sub(r"\$\{\{\s*inputs\.([\w-]+)\s*\}\}", lambda m: values.get(m.group(1), ""), template)
+
+
+def iso_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def blob_sha(data: bytes) -> str:
@@ -60,6 +91,7 @@ class FakeGitHub(FakeServer):
         self.route("PATCH", rf"{r}/issues/comments/(?P<id>\d+)", self.edit_comment)
         self.route("GET", rf"{r}/actions/workflows/(?P<wf>[^/]+)", self.get_workflow)
         self.route("POST", rf"{r}/actions/workflows/(?P<wf>[^/]+)/dispatches", self.dispatch)
+        self.route("GET", rf"{r}/actions/workflows/(?P<wf>[^/]+)/runs", self.list_runs)
 
     def reset_state(self) -> None:
         self.tokens = {TOKEN}
@@ -71,7 +103,8 @@ class FakeGitHub(FakeServer):
         self.labels: dict[str, dict] = {}
         self.comments: list[dict] = []
         self.dispatches: list[dict] = []
-        self.workflows = {"round.yml": {"id": 101, "inputs": ROUND_INPUTS}}
+        self.runs: list[dict] = []
+        self.workflows = {"round.yml": round_workflow()}
         self._ids = itertools.count(1001)
         root = self._commit(None, {"README.md": b"# duo demo\n", ".github/workflows/round.yml": b"name: round\n"},
                             "initial commit")
@@ -366,5 +399,58 @@ class FakeGitHub(FakeServer):
             return gh_error(422, f"Unexpected inputs provided: {unexpected}")
         if any(not isinstance(v, str) for v in inputs.values()):
             return gh_error(422, "inputs must be strings in this fake (GitHub coerces them to strings)")
-        self.dispatches.append({"workflow": file, "ref": ref, "inputs": dict(inputs)})
+        with self.lock:
+            self.dispatches.append({"workflow": file, "ref": ref, "inputs": dict(inputs)})
+            self.runs.append({"id": next(self._ids), "workflow": file, "ref": ref.removeprefix("refs/heads/"),
+                              "title": render_run_name(wf, inputs), "event": "workflow_dispatch",
+                              "created_at": iso_now(), "number": len(self.runs) + 1})
         return Reply(204, b"", {})
+
+    def _run_json(self, req: FakeRequest, run: dict) -> dict:
+        wf = self.workflows.get(run["workflow"], {"id": 0})
+        head = self.branches.get(run["ref"], "0" * 40)
+        url = f"{self._base(req)}/actions/runs/{run['id']}"
+        return {"id": run["id"], "name": wf.get("name", "round"), "node_id": f"WFR_{run['id']}",
+                "head_branch": run["ref"], "head_sha": head, "path": f".github/workflows/{run['workflow']}",
+                "display_title": run["title"], "run_number": run["number"], "run_attempt": 1,
+                "event": run["event"], "status": "queued", "conclusion": None, "workflow_id": wf["id"],
+                "url": url, "html_url": f"{req.host_url}/{OWNER}/{NAME}/actions/runs/{run['id']}",
+                "jobs_url": f"{url}/jobs", "logs_url": f"{url}/logs", "cancel_url": f"{url}/cancel",
+                "rerun_url": f"{url}/rerun", "workflow_url": f"{self._base(req)}/actions/workflows/{wf['id']}",
+                "created_at": run["created_at"], "updated_at": run["created_at"],
+                "run_started_at": run["created_at"], "actor": self._user(), "triggering_actor": self._user(),
+                "pull_requests": []}
+
+    @staticmethod
+    def _created_matches(created: str, query: str) -> bool:
+        """GitHub's ``created`` filter (search syntax): ``>=T``, ``>T``, ``<=T``, ``<T``, ``A..B`` or a date."""
+        for op, test in ((">=", lambda a, b: a >= b), ("<=", lambda a, b: a <= b), (">", lambda a, b: a > b),
+                         ("<", lambda a, b: a < b)):
+            if query.startswith(op):
+                return test(created, query[len(op):])
+        if ".." in query:
+            lo, hi = query.split("..", 1)
+            return (lo in ("", "*") or created >= lo) and (hi in ("", "*") or created[:len(hi)] <= hi)
+        return created.startswith(query)
+
+    def list_runs(self, req: FakeRequest):
+        found = self._workflow(req.params["wf"])
+        if (bad := self._check_repo(req)) is not None or found is None:
+            return bad or gh_error(404, "Not Found")
+        file, _ = found
+        out = [r for r in reversed(self.runs) if r["workflow"] == file]  # newest first, as GitHub lists them
+        if req.query.get("event"):
+            out = [r for r in out if r["event"] == req.query["event"]]
+        if req.query.get("branch"):
+            out = [r for r in out if r["ref"] == req.query["branch"]]
+        if req.query.get("created"):
+            out = [r for r in out if self._created_matches(r["created_at"], req.query["created"])]
+        per_page = min(int(req.query.get("per_page", 30)), 100)
+        page = int(req.query.get("page", 1))
+        body = {"total_count": len(out), "workflow_runs": [self._run_json(req, r)
+                                                           for r in out[(page - 1) * per_page:page * per_page]]}
+        headers = {}
+        if page * per_page < len(out):
+            query = urlencode({**req.query, "page": page + 1, "per_page": per_page})
+            headers["Link"] = f'<{self._base(req)}/actions/workflows/{req.params["wf"]}/runs?{query}>; rel="next"'
+        return json_reply(body, headers=headers)

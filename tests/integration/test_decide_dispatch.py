@@ -1,12 +1,21 @@
 """``duo decide --dispatch`` against the fake GitHub: one dispatch of round N+1 with doubled samples when the round
 fails within budget, none when it passes or the budget is spent, and a decision comment on the round's PR."""
 
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
 import pytest
 
 from pipeline.cli import main
 from pipeline.store import open_store
 from tests.fakes.github_server import gh_error
 from tests.round_artifacts import build_prepare, build_round, make_config
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -114,3 +123,112 @@ def test_comment_refused_is_a_warning_after_the_dispatch(task, fake_github, caps
     assert len(fake_github.dispatches) == 1
     err = capsys.readouterr().err
     assert "warning: no decision comment" in err and "403" in err
+
+
+# -- issue 10, item 6: idempotent dispatch ---------------------------------------------------------------------------
+
+def dispatch_extra(cfg) -> dict:
+    return open_store(cfg).manifest("round-1/decide").extra
+
+
+def forget_dispatched(cfg) -> None:
+    """What a kill right after the dispatch leaves: the marker, but no ``dispatched`` record."""
+    store = open_store(cfg)
+    m = store.manifest("round-1/decide")
+    decision = (store.open("round-1/decide") / "decision.json").read_bytes()
+    m.extra = {k: v for k, v in m.extra.items() if k != "dispatched"}
+    with store.write("round-1/decide") as folder:
+        (folder / "decision.json").write_bytes(decision)
+        m.write(folder)
+
+
+def test_run_name_of_round_yml_is_what_decide_looks_for():
+    from pipeline.github import run_title
+    from tests.fakes.github_server import render_run_name, round_workflow
+
+    inputs = {"config": "tasks/demo/duo.yaml", "round": "2", "samples": "2000", "dry-run": "false"}
+    assert render_run_name(round_workflow(), inputs) == run_title(inputs) == "duo round 2 (tasks/demo/duo.yaml)"
+
+
+def test_dispatch_is_listed_as_a_run_titled_with_the_round(task, fake_github):
+    cfg = task()
+    assert main(["decide", str(cfg.source_path), "--dispatch"]) == 0
+    [run] = fake_github.runs
+    assert run["title"] == "duo round 2 (tasks/demo/duo.yaml)" and run["event"] == "workflow_dispatch"
+    extra = dispatch_extra(cfg)
+    assert extra["dispatching"]["round"] == 2 and extra["dispatched"]["inputs"]["round"] == "2"
+    # The marker went to the store before the dispatch reached GitHub: runs were listed first, then dispatched.
+    calls = [(r["method"], r["path"].rsplit("/", 1)[-1]) for r in fake_github.log if "/actions/" in r["path"]]
+    assert calls.index(("GET", "runs")) < calls.index(("POST", "dispatches"))
+
+
+def test_kill_after_dispatch_then_rerun_dispatches_nothing_more(task, fake_github, capsys):
+    """Regression (issue 10): decide killed after the dispatch reached GitHub dispatched round 2 again on rerun."""
+    cfg = task()
+    assert main(["decide", str(cfg.source_path), "--dispatch"]) == 0
+    forget_dispatched(cfg)
+    assert "dispatched" not in dispatch_extra(cfg) and "dispatching" in dispatch_extra(cfg)
+    capsys.readouterr()
+    assert main(["decide", str(cfg.source_path), "--dispatch"]) == 0
+    assert len(fake_github.dispatches) == 1
+    print(f"kill after dispatch, rerun: {len(fake_github.dispatches) - 1} more dispatches")
+    out = capsys.readouterr().out
+    assert "round 2 was already dispatched (http" in out and "/actions/runs/" in out
+    assert dispatch_extra(cfg)["dispatched"]["run"].endswith(f"/actions/runs/{fake_github.runs[0]['id']}")
+
+
+def test_kill_after_dispatch_on_a_fresh_runner_dispatches_nothing_more(task, fake_github):
+    """The marker is lost too (a fresh machine whose store never got it): the runs list alone stops a second one."""
+    cfg = task()
+    assert main(["decide", str(cfg.source_path), "--dispatch"]) == 0
+    shutil.rmtree(open_store(cfg).local_path("round-1/decide"))
+    assert main(["decide", str(cfg.source_path), "--dispatch"]) == 0
+    assert len(fake_github.dispatches) == 1
+    assert main(["decide", str(cfg.source_path), "--dispatch", "--force"]) == 0  # the way to start it again
+    assert len(fake_github.dispatches) == 2
+
+
+def test_killed_before_the_dispatch_reached_github_dispatches_on_rerun(task, fake_github, monkeypatch):
+    cfg = task()
+    fake_github.add_hook(lambda req: gh_error(502, "Server Error") if req.path.endswith("/dispatches") else None)
+    assert main(["decide", str(cfg.source_path), "--dispatch"]) == 1  # marker written, dispatch lost
+    assert "dispatching" in dispatch_extra(cfg) and fake_github.dispatches == []
+    fake_github.hooks.clear()
+    monkeypatch.setattr("pipeline.decide.LIST_LAG_S", 0.0)
+    assert main(["decide", str(cfg.source_path), "--dispatch"]) == 0
+    assert len(fake_github.dispatches) == 1
+
+
+def test_two_concurrent_decides_dispatch_once(task, fake_github, capsys):
+    """Regression (issue 10): two overlapping decide runs dispatched round 2 twice."""
+    cfg = task()
+    assert main(["decide", str(cfg.source_path)]) == 0  # the decision, without dispatching
+    fake_github.set_faults(latency_s=0.2, only_paths=[r"/runs$", r"/dispatches$"])  # widen the race
+    codes = []
+
+    def decide():
+        codes.append(main(["decide", str(cfg.source_path), "--dispatch"]))
+    threads = [threading.Thread(target=decide) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == [0, 0]
+    print(f"two concurrent decides (threads): {len(fake_github.dispatches)} dispatch")
+    assert len(fake_github.dispatches) == 1
+
+
+def test_two_concurrent_decide_processes_dispatch_once(task, fake_github, tmp_path):
+    cfg = task()
+    assert main(["decide", str(cfg.source_path)]) == 0
+    fake_github.set_faults(latency_s=0.3, only_paths=[r"/runs$", r"/dispatches$"])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-m", "pipeline", "decide", str(cfg.source_path), "--dispatch"],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in procs]
+    print(f"two concurrent decides (processes): {len(fake_github.dispatches)} dispatch; exit codes "
+          f"{[rc for rc, _, _ in results]}")
+    assert len(fake_github.dispatches) == 1
+    for rc, out, err in results:  # the other one waited its turn or was turned away by the task lock
+        assert rc == 0 or (rc == 1 and len(err.strip().splitlines()) == 1 and "is being worked on by" in err), err

@@ -21,7 +21,11 @@ student: {revision: main}
 """
 
 
+ROWS = "".join(f'{{"instruction": "question {i}", "output": "answer {i}", "dataset": "d"}}\n' for i in range(30))
+
+
 def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "data.jsonl").write_text(ROWS)  # the data source GOOD names: `duo validate` reads its first rows
     path = tmp_path / "duo.yaml"
     path.write_text(text)
     return path

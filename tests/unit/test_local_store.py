@@ -95,3 +95,73 @@ def test_stray_temp_folders_and_journal_are_never_listed(tmp_path):
     (store.journal_dir / "manifest.json").write_text("{}")
     assert store.list() == ["prepare"]
     assert not store.exists("round-1/synthesize")
+
+
+# -- hygiene: leftovers of killed writers (issue 10, item 9) ---------------------------------------------------------
+
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_the_next_write_removes_a_dead_writers_temp_folders_only(tmp_path):
+    import os
+    import time
+
+    store = LocalStore(tmp_path)
+    put(store, "round-1/infer", [{"id": "old"}])
+    folder = tmp_path / "round-1"
+    dead = folder / f".tmp-infer-{dead_pid()}-0123abcd"
+    alive = folder / f".tmp-infer-{os.getppid()}-4567abcd"  # a writer still running (our parent)
+    legacy_old, legacy_new = folder / ".tmp-infer-89abcdef", folder / ".old-infer-fedcba98"
+    for path in (dead, alive, legacy_old, legacy_new):
+        path.mkdir()
+        (path / "big.bin").write_bytes(b"0" * 1000)
+    os.utime(legacy_old, (time.time() - 7200, time.time() - 7200))
+    put(store, "round-1/infer", [{"id": "new"}])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["infer", alive.name, legacy_new.name])
+    assert [r["id"] for r in read_jsonl(store.open("round-1/infer") / "data.jsonl")] == ["new"]
+
+
+def test_a_kill_between_the_two_renames_loses_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    child = f"""
+import os, sys
+from pipeline.manifest import Manifest
+from pipeline.records import write_jsonl
+from pipeline.store import LocalStore
+from pipeline.store import base
+
+def put(store, rows):
+    with store.write("round-1/infer") as tmp:
+        write_jsonl(tmp / "data.jsonl", rows)
+        Manifest.start("infer", "round-1/infer", "h", 1).finish(tmp).write(tmp)
+
+store = LocalStore({str(tmp_path)!r})
+put(store, [{{"id": "old"}}])
+real = os.replace
+def replace(src, dst):
+    real(src, dst)
+    if str(dst).rsplit("/", 1)[-1].startswith(".old-"):
+        os._exit(9)  # killed right after moving the old copy aside, before moving the new one in
+base.os.replace = replace
+put(store, [{{"id": "new"}}])
+"""
+    done = subprocess.run([sys.executable, "-c", child], check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 9, done.stderr
+    folder = tmp_path / "round-1"
+    assert not (folder / "infer").exists()  # the moment the old swap lost the artifact
+    assert sorted(p.name.split("-")[0] for p in folder.iterdir()) == [".old", ".tmp"]
+    store = LocalStore(tmp_path)  # opening the store puts the previous copy back
+    assert store.exists("round-1/infer")
+    assert [r["id"] for r in read_jsonl(store.open("round-1/infer") / "data.jsonl")] == ["old"]
+    assert store.list() == ["round-1/infer"]
+    put(store, "round-1/infer", [{"id": "again"}])  # and the next write clears the dead writer's temp folder
+    assert sorted(p.name for p in folder.iterdir()) == ["infer"]
