@@ -36,7 +36,7 @@ COMMENT_MARK = "<!-- duo-decide task={task} round={round} -->"
 # GitHub's; a round dispatched by hand just before is not dispatched again).
 DISPATCH_MARGIN = timedelta(minutes=10)
 LIST_LAG_S = 30.0  # GitHub may list a dispatched run a few seconds after accepting the dispatch
-_dispatching = threading.Lock()
+_dispatching = threading.RLock()  # decide in several threads of one process (the task lock is re-entrant)
 
 
 def read_decision(store: Store, round_no: int) -> dict:
@@ -184,6 +184,11 @@ def comment_decision(cfg: Config, repo, found: dict, dispatched: bool) -> str | 
 
 
 def command(cfg: Config, args: argparse.Namespace) -> int:
+    with _dispatching:  # other processes and runners are kept out by the task lock the CLI holds
+        return _command(cfg, args)
+
+
+def _command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
     round_no = round_arg(args, store, "evaluate")
     m = run(cfg, store, round_no, force=args.force)

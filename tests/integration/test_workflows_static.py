@@ -135,7 +135,9 @@ def test_round_workflow_shape():
     assert inputs["dry-run"]["type"] == "boolean"
     assert doc["concurrency"]["cancel-in-progress"] is False
     jobs = doc["jobs"]
-    assert list(jobs) == ["synthesize", "finetune", "infer", "evaluate", "report", "decide"]
+    # `task` resolves the task name (the concurrency groups) and validates the config before anything is paid
+    assert list(jobs) == ["task", "synthesize", "finetune", "infer", "evaluate", "report", "decide"]
+    assert any(step.get("uses") == "./actions/validate" for step in jobs["task"]["steps"])
     writers = {n for n, j in jobs.items() if any(v == "write" for v in j["permissions"].values())}
     assert writers == {"report", "decide"}
     assert set(jobs["report"]["permissions"]) == {"contents", "pull-requests"}
