@@ -49,6 +49,7 @@ class StudentConfig:
     gguf_file: str | None
     chat_template: str | None
     dtype: str
+    cpu_threads: int | None
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,10 @@ def to_prompt_completion(row: dict, where: str) -> dict:
 def inputs(cfg: Config, store: Store, round_no: int) -> StageInputs:
     """What the adapter is made from: the student and finetune sections and the round's training artifacts."""
     parents = [store.manifest(name) for name in training_artifacts(store, round_no)]
-    return StageInputs("finetune", round_no, {k: cfg.raw.get(k) for k in ("student", "finetune")}, (), parents)
+    from .student import identity
+
+    config = {"student": identity(cfg), "finetune": cfg.raw.get("finetune")}
+    return StageInputs("finetune", round_no, config, (), parents)
 
 
 def _select(rows: list[dict], limit: int | None, seed: int) -> list[dict]:

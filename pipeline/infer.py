@@ -34,7 +34,9 @@ def inputs(cfg: Config, store: Store, round_no: int) -> StageInputs:
     for name in needed:
         if not store.exists(name):
             raise store.missing(name, f"infer (round {round_no})")
-    config = {k: cfg.raw.get(k) for k in ("student", "infer")}
+    from .student import identity
+
+    config = {"student": identity(cfg), "infer": cfg.raw.get("infer")}
     return StageInputs("infer", round_no, config, (), [store.manifest(n) for n in needed])
 
 

@@ -20,6 +20,14 @@ from .errors import DuoError
 TEMPLATE_MARKERS = ("{%", "{{")
 
 
+HOW_NOT_WHAT = ("cpu_threads",)  # student keys that change how fast it runs, not what it answers
+
+
+def identity(cfg: Config) -> dict:
+    """The student section as far as it decides the model's outputs (what a stage's fingerprint takes)."""
+    return {k: v for k, v in (cfg.raw.get("student") or {}).items() if k not in HOW_NOT_WHAT}
+
+
 def cache_root() -> Path:
     """Converted models live in ``$DUO_CACHE/models`` (default ``~/.cache/duo/models``)."""
     base = os.environ.get("DUO_CACHE") or str(Path("~/.cache/duo").expanduser())
@@ -198,6 +206,8 @@ def load_model(cfg: Config, path: str | Path, *, for_training: bool = False, qua
     from transformers import AutoModelForCausalLM
 
     path = str(path)
+    if cfg.student.cpu_threads and not torch.cuda.is_available():
+        torch.set_num_threads(cfg.student.cpu_threads)
     kwargs = {"dtype": torch_dtype(cfg), **_hub_kwargs(cfg, path)}
     qconfig = quantization_config(cfg) if quantize else None
     if qconfig is not None:
