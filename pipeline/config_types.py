@@ -81,13 +81,14 @@ class ServiceLLMConfig:
     rpm: float | None
     tpm: float | None
     concurrency: int
-    price_input_per_1m: float
-    price_output_per_1m: float
+    price_input_per_1m: float | None  # None: from the price table (pipeline.prices.price_of)
+    price_output_per_1m: float | None
     params: dict
     timeout_s: float
     max_retries: int
     schema_retries: int
     structured_output: bool
+    allow_unpriced: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,12 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class JournalConfig:
+    flush_s: float
+    flush_every: int
+
+
+@dataclass(frozen=True)
 class ReportConfig:
     dir: str
     worst_samples: int
@@ -187,6 +194,7 @@ class Config:
     budget: BudgetConfig
     store: StoreConfig
     report: ReportConfig
+    journal: JournalConfig
     base_dir: Path = field(default=Path("."), compare=False)
     source_path: Path | None = field(default=None, compare=False)
     raw: dict = field(default_factory=dict, compare=False, repr=False)

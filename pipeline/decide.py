@@ -55,8 +55,11 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     """Write ``round-N/decide/decision.json``; an unchanged decision keeps the existing artifact."""
     round_no = int(latest_round(store, "evaluate") or 1 if round_no is None else round_no)
     found = decision(cfg, store, round_no)
+    parent = artifact_name("evaluate", round_no)
+    if not store.exists(parent):  # a round whose synthesis added no rows stops before fine-tuning (decision.py)
+        parent = artifact_name("synthesize", round_no)
     ins = StageInputs(STAGE, round_no, {k: cfg.raw.get(k) for k in ("budget", "synthesize")}, (),
-                      [store.manifest(artifact_name("evaluate", round_no))], values={"decision": found})
+                      [store.manifest(parent)], values={"decision": found})
     if (old := reusable(store, ins, force=force)) is not None:
         return old
     manifest = ins.start()

@@ -21,17 +21,20 @@ from pathlib import Path
 from . import evidence
 from .config import Config
 from .errors import DuoError
-from .flags import COMMON
+from .flags import COMMON, Flag
 from .formatting import num, rule_row
 from .infer import read_answers
 from .manifest import Manifest, zero_usage
 from .metrics import JUDGE_METRICS, offline_scores
+from .prices import check_prices
 from .records import read_jsonl, write_jsonl
 from .stage import StageInputs, publish, reusable, round_arg
 from .store import Store, artifact_name, open_store
 
 STAGE = "evaluate"
-FLAGS = COMMON
+FLAGS = COMMON + (Flag("--plan", "Print what the judges would be sent (requests, tokens and dollars at most, requests "
+                         "already in the journal, the first request) and exit: nothing is sent or written.",
+                         kind="switch"),)
 BASELINE_ROUND = 0
 
 
@@ -126,10 +129,11 @@ def score_with_judges(cfg: Config, store: Store, round_no: int, rows: list[dict]
     services = judges(cfg)
     if not services:
         return found
+    check_prices(cfg)  # a paid judge with no known price refuses before anything is sent
     from .judging import judge_absolute
     from .judging_panel import judge_labels, judge_panel
 
-    ev, journal = cfg.evaluate, store.journal_dir / f"round-{round_no}-{STAGE}.jsonl"
+    ev, journal = cfg.evaluate, store.open_journal(cfg, STAGE, round_no)
     labels = judge_labels(services)
     found.update(on=True, judges=len(services), model=", ".join(labels))
     metrics = [m for m in ev.metrics if m in JUDGE_METRICS]
@@ -266,9 +270,69 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def plan_rows(store: Store, round_no: int) -> tuple[list[dict], str | None]:
+    """The answers the judges would see: round ``round_no``'s, else (not made yet) the last earlier round's, else
+    the test split's references standing in for answers; and a note saying which stood in."""
+    for k in range(round_no, -1, -1):
+        name = artifact_name("infer", k)
+        if store.exists(name):
+            rows = read_answers(store.open(name) / "answers.jsonl")
+            return rows, None if k == round_no else f"round {round_no} has no answers yet: round {k}'s stand in"
+    if not store.exists("prepare"):
+        raise store.missing("prepare", f"evaluate --plan (round {round_no})")
+    test = read_jsonl(store.open("prepare") / "test.jsonl")
+    rows = [{**r, "reference": r["response"], "answer": r["response"], "_key": str(r["id"])} for r in test]
+    return rows, f"round {round_no} has no answers yet: the test references stand in (one answer per prompt)"
+
+
+def plan(cfg: Config, store: Store, round_no: int, *, force: bool = False) -> tuple[list, list[str]]:
+    """What ``run`` would send to the judges, as ``budget.PlanPart``s (answers x repeats per judge, plus both
+    orders of the pairwise judge), and notes; sends nothing, writes no artifact."""
+    from .budget import PlanPart
+    from .judging import plan_absolute
+    from .judging_pairwise import plan_pairwise
+    from .judging_panel import judge_journal, judge_labels
+    from .llm import Engine
+    from .prompts import load_reply_schema
+
+    services = judges(cfg)
+    if not services:
+        return [], ["no LLM judge is configured: offline metrics only, nothing to pay"]
+    check_prices(cfg)
+    if store.exists(artifact_name("infer", round_no)) and reusable(
+            store, inputs(cfg, store, round_no), force=force, budget_usd=cfg.budget.max_spend_usd):
+        return [], [f"round-{round_no}/evaluate is complete: it is reused"]
+    rows, note = plan_rows(store, round_no)
+    ev, journal = cfg.evaluate, store.open_journal(cfg, STAGE, round_no)
+    parts = []
+    if any(m in JUDGE_METRICS for m in ev.metrics):
+        schema = load_reply_schema(cfg, ev.schema)
+        for label, svc in zip(judge_labels(services), services):
+            requests = [p[0] for p in plan_absolute(cfg, rows, template=ev.prompt, schema=schema,
+                                                    repeats=ev.judge_repeats)]
+            path = journal if len(services) == 1 else judge_journal(journal, label)
+            parts.append(PlanPart.of(f"evaluate round {round_no}, judge {label}: {len(rows)} answers x "
+                                     f"{ev.judge_repeats} repeats", svc,
+                                     requests, Engine(svc, journal=path, progress=False).in_journal(requests)))
+    if ev.pairwise or "win_rate" in ev.metrics:
+        schema = load_reply_schema(cfg, ev.pairwise_schema)
+        requests = [p[0] for p in plan_pairwise(cfg, rows, template=ev.pairwise_prompt, schema=schema)]
+        path = journal.with_name(journal.stem + "-pairwise.jsonl")
+        parts.append(PlanPart.of(f"evaluate round {round_no}, pairwise judge: {len(rows)} answers x 2 orders",
+                                 services[0], requests,
+                                 Engine(services[0], journal=path, progress=False).in_journal(requests)))
+    return parts, [note] if note else []
+
+
 def command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
     round_no = round_arg(args, store, "infer")
+    if args.plan:
+        from .budget import plan_text, spent_in_store
+
+        parts, notes = plan(cfg, store, round_no, force=args.force)
+        print(plan_text(f"evaluate round {round_no}", parts, cfg, spent_in_store(store), tuple(notes)))
+        return 0
     manifest = run(cfg, store, round_no, force=args.force)
     report = read_metrics(store, round_no, "duo evaluate")
     publish(store, manifest.artifact, table(report), title="duo evaluate", verdict=report["verdict"])

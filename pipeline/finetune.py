@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from .config import Config
+from .decision import no_new_rows
 from .errors import DuoError
 from .flags import COMMON
 from .manifest import Manifest
@@ -198,6 +199,9 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         raise DuoError("finetune: round 0 is the untuned baseline; there is nothing to train for it")
     if not store.exists("prepare"):
         raise store.missing("prepare", "finetune")
+    if no_new_rows(store, round_no):  # the same rows as round N-1: another GPU run would train on nothing new
+        raise DuoError(f"round {round_no} adds no training rows over round {round_no - 1} (synthesis kept 0): "
+                       "nothing new to train")
     ins = inputs(cfg, store, round_no)
     if (old := reusable(store, ins, force=force)) is not None:
         return old

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .budget import Spend, spent_in_store
+from .budget import Spend, not_sent, spent_in_store
 from .config import Config, ServiceLLMConfig
 from .metrics import JUDGE_METRICS
 from .schemas import first_problem
@@ -73,18 +73,20 @@ def carried_cost(store: Store, artifact_name: str) -> float:
 
 def ask(svc: ServiceLLMConfig, planned: list[tuple], *, journal: Path | str, spend: Spend, desc: str
         ) -> tuple[list[tuple[tuple, object]], int]:
-    """Send ``planned`` ((Request, ...) tuples) in budget-sized chunks.
+    """Send ``planned`` ((Request, ...) tuples) in budget-sized chunks, each send reserving its worst case first.
 
     Returns ((planned item, Result) for each sent request, in order; the number of requests not sent).
     """
     from .llm import Engine
 
-    engine = Engine(svc, journal=journal)
+    engine = Engine(svc, journal=journal, spend=spend)
     answered, sent = [], 0
     for chunk in spend.chunks(planned):
         results = engine.run([item[0] for item in chunk], desc=desc)
-        sent += len(chunk)
         for item, res in zip(chunk, results):
+            if not_sent(res):
+                continue  # the spend cap kept it back (budget.Spend.reserve)
+            sent += 1
             spend.add(res)
             answered.append((item, res))
     return answered, len(planned) - sent

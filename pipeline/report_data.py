@@ -36,10 +36,28 @@ def _usage(m: Manifest) -> dict:
 
 
 def cost_summary(cfg: Config, store: Store, round_no: int) -> dict:
+    """The round's and the task's spend from the ledger (the journal: every attempt of every run), and what the
+    requests whose reply never arrived cost at most (``unknown_at_most_usd``; ``pending`` of them)."""
+    from .journal_sync import store_ledger
+
     own = {artifact_name(stage, round_no) for stage in LATER}
-    rows = [_usage(store.manifest(n)) for n in store.list(f"round-{round_no}/") if n not in own]
+    ledger = store_ledger(store)
+    rows = []
+    for n in sorted(set(store.list(f"round-{round_no}/")) | {n for n in ledger if n.startswith(f"round-{round_no}/")}):
+        if n in own:
+            continue
+        row = _usage(store.manifest(n)) if store.exists(n) else {"name": n, "requests": 0, "input_tokens": 0,
+                                                                 "output_tokens": 0, "cost_usd": 0.0}
+        if n in ledger and ledger[n].cost_usd >= row["cost_usd"]:  # the journal saw every attempt of every run
+            row.update(requests=ledger[n].requests, input_tokens=ledger[n].input_tokens,
+                       output_tokens=ledger[n].output_tokens, cost_usd=round(ledger[n].cost_usd, 8))
+        row.update(pending=ledger[n].pending if n in ledger else 0,
+                   unknown_at_most_usd=round(ledger[n].unknown_at_most_usd, 8) if n in ledger else 0.0)
+        rows.append(row)
     return {"round_artifacts": rows, "round_usd": round(sum(r["cost_usd"] for r in rows), 6),
-            "total_usd": round(spent_in_store(store), 6), "budget_usd": cfg.budget.max_spend_usd}
+            "total_usd": round(spent_in_store(store), 6), "budget_usd": cfg.budget.max_spend_usd,
+            "unknown_at_most_usd": round(sum(v.unknown_at_most_usd for v in ledger.values()), 6),
+            "pending": sum(v.pending for v in ledger.values())}
 
 
 def data_summary(store: Store, round_no: int) -> dict:

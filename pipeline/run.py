@@ -16,16 +16,21 @@ from dataclasses import dataclass, field
 
 from .config import Config
 from .decide import read_decision
+from .decision import no_new_rows
 from .errors import DuoError
 from .flags import COMMON, Flag
 from .gha import set_output, step_summary
 from .manifest import Manifest
+from .prices import check_prices
 from .progress import StageMeter, StageRecord, summary_line, summary_table
 from .store import Store, artifact_name, open_store
 
 ROUND_STAGES = ("synthesize", "finetune", "infer", "evaluate", "report", "decide")
 BASELINE_ROUND = 0
-FLAGS = COMMON + (Flag("--rounds", "Stop after this many rounds (default: budget.max_rounds).", type=int, metavar="N"),)
+FLAGS = COMMON + (Flag("--rounds", "Stop after this many rounds (default: budget.max_rounds).", type=int, metavar="N"),
+                  Flag("--plan", "Print what the next round's synthesize and evaluate would send (requests, tokens and "
+                       "dollars at most, the first request of each) and exit: nothing is sent or written.",
+                       kind="switch"))
 
 
 @dataclass
@@ -48,6 +53,7 @@ def check_service(cfg: Config) -> list[str]:
             raise DuoError(f"service.{role} ({svc.provider}:{svc.model}) needs its API key in the environment "
                            f"variable {svc.api_key_env}, which is not set; set it, or remove service.{role} "
                            f"from {cfg.source_path or 'the config'} to run offline")
+    check_prices(cfg)  # a paid model with no known price refuses before round 1 starts
     notes = []
     if cfg.service.synthesize is None:
         notes.append("synthesis skipped: no service LLM is configured (service.synthesize); "
@@ -126,12 +132,17 @@ def baseline(cfg: Config, store: Store, *, force: bool, echo: Callable[[str], No
 
 def run_round(cfg: Config, store: Store, round_no: int, samples: int | None, *, force: bool,
               echo: Callable[[str], None]) -> list[StageRecord]:
-    """One round's stages, in order; synthesize is marked off when no service LLM can write data."""
+    """One round's stages, in order; synthesize is marked off when no service LLM can write data, and a round
+    (2 or later) whose synthesis kept no rows goes straight to decide (stop-budget): nothing new to train."""
     records = []
     for stage in ROUND_STAGES:
         if stage == "synthesize" and cfg.service.synthesize is None:
             rec = StageRecord(round=round_no, stage=stage, status="off",
                               note="skipped: no service LLM configured (service.synthesize)")
+            echo(summary_line(rec))
+        elif stage in ("finetune", "infer", "evaluate", "report") and no_new_rows(store, round_no):
+            rec = StageRecord(round=round_no, stage=stage, status="off",
+                              note="skipped: synthesis added no rows (kept 0): nothing new to train")
             echo(summary_line(rec))
         else:
             kwargs = {"samples": samples} if stage == "synthesize" else {}
@@ -181,11 +192,48 @@ def run_rounds(cfg: Config, store: Store, *, rounds: int | None = None, start_ro
     return result
 
 
+def next_round(store: Store) -> tuple[int, int | None]:
+    """(the round ``duo run`` would do next, its synthetic target from the last decision or None: the config's)."""
+    k = 0
+    while store.exists(artifact_name("decide", k + 1)):
+        k += 1
+    return k + 1, read_decision(store, k).get("next_samples") if k else None
+
+
+def plan(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False) -> str:
+    """What the next round (``round_no``: that one) would send: the baseline's judging when round 0 is not
+    evaluated yet, then the round's synthesize and evaluate; nothing is sent or written."""
+    from . import evaluate, synthesize
+    from .budget import plan_text, spent_in_store
+
+    check_prices(cfg)
+    samples = None
+    if round_no is None:
+        round_no, samples = next_round(store)
+    parts, notes = [], [f"round {round_no}, as duo run would do it next"]
+    if not store.exists("prepare"):
+        notes.append("nothing planned until prepare has run (duo prepare: free, it asks no service LLM)")
+        return plan_text(f"duo run, round {round_no}", [], cfg, spent_in_store(store), tuple(notes))
+    if not store.exists(artifact_name("evaluate", BASELINE_ROUND)):
+        base, more = evaluate.plan(cfg, store, BASELINE_ROUND, force=force)
+        parts, notes = parts + base, notes + [f"baseline (round 0): {n}" for n in more]
+    if cfg.service.synthesize is None:
+        notes.append("synthesis skipped: no service LLM is configured (service.synthesize)")
+    else:
+        parts += synthesize.plan(cfg, store, round_no, samples, force=force)
+    judged, more = evaluate.plan(cfg, store, round_no, force=force)
+    return plan_text(f"duo run, round {round_no}", parts + judged, cfg, spent_in_store(store),
+                     tuple(notes + more))
+
+
 def command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
     start = args.round if args.round is not None else 1
     if start < 1:
         raise DuoError("duo run: --round must be 1 or more (round 0, the untuned baseline, runs before round 1)")
+    if args.plan:
+        print(plan(cfg, store, args.round, force=args.force))
+        return 0
     result = run_rounds(cfg, store, rounds=args.rounds, start_round=start, force=args.force)
     total_s = sum(r.seconds for r in result.records)
     cost = sum(r.cost_usd for r in result.records)

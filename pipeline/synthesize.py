@@ -21,21 +21,24 @@ import random
 from collections import Counter
 
 from . import gha
-from .budget import Spend, spent_in_store
+from .budget import Spend, not_sent, plan_text, spent_in_store
 from .chat import chat
 from .config import Config
 from .dedup import REASONS, PairFilter
 from .errors import DuoError
 from .flags import COMMON, Flag
 from .manifest import Manifest
+from .prices import price_of
 from .prompts import load_reply_schema, render
 from .records import read_jsonl, write_jsonl
 from .stage import StageInputs, carried_cost, publish, reusable, round_arg
 from .store import Store, artifact_name, open_store
 
 STAGE = "synthesize"
+PLAN = Flag("--plan", "Print what would be sent (requests, tokens and dollars at most, requests already in the "
+            "journal, the first request) and exit: nothing is sent or written.", kind="switch")
 FLAGS = COMMON + (Flag("--samples", "Synthetic samples to add this round (default: from synthesize.samples, "
-                               "growth or schedule).", type=int, metavar="N"),)
+                               "growth or schedule).", type=int, metavar="N"), PLAN)
 MIN_YIELD = 0.2  # never plan on fewer than 1 kept pair in 5 received when sizing a re-ask
 
 
@@ -144,7 +147,8 @@ def ask_until_kept(cfg: Config, store: Store, round_no: int, train: list[dict], 
     from .llm import Engine
 
     svc, schema = cfg.service.synthesize, load_reply_schema(cfg, cfg.synthesize.schema)
-    engine = Engine(svc, journal=store.journal_dir / f"round-{round_no}-{STAGE}.jsonl", batch=cfg.synthesize.batch_api)
+    engine = Engine(svc, journal=store.open_journal(cfg, STAGE, round_no), batch=cfg.synthesize.batch_api,
+                    spend=spend)
     attempts = 0
     for attempt in range(1, cfg.synthesize.max_attempts + 1):
         count = collector.requests_needed(cfg.synthesize.pairs_per_request)
@@ -155,6 +159,8 @@ def ask_until_kept(cfg: Config, store: Store, round_no: int, train: list[dict], 
         for chunk in spend.chunks(planned):
             results = engine.run([req for req, _ in chunk], desc=f"synthesize r{round_no} attempt {attempt}")
             for (_, seed_row), result in zip(chunk, results):
+                if not_sent(result):
+                    continue  # the spend cap kept it back: neither paid for nor a failure of the service
                 spend.add(result)
                 collector.add(result, seed_row)
             if len(collector.kept) >= collector.target:
@@ -162,6 +168,41 @@ def ask_until_kept(cfg: Config, store: Store, round_no: int, train: list[dict], 
         if spend.stopped:
             return attempts, "budget"
     return attempts, None
+
+
+def round_target(cfg: Config, store: Store, round_no: int, samples: int | None) -> tuple[int, int]:
+    """(pairs asked for: ``samples`` or the config's target for the round; the target after
+    ``budget.max_synthetic_samples``)."""
+    requested = int(samples) if samples is not None else cfg.synthesize.target_for_round(round_no)
+    if requested < 0:
+        raise DuoError(f"synthesize: --samples must be 0 or more, got {requested}")
+    earlier_total = sum(int(store.manifest(n).counts.get("kept", 0)) for n in earlier_rounds(store, round_no))
+    return requested, max(0, min(requested, cfg.budget.max_synthetic_samples - earlier_total))
+
+
+def plan(cfg: Config, store: Store, round_no: int, samples: int | None = None, *, force: bool = False) -> list:
+    """What ``run`` would send first (attempt 1; later attempts only make up for removed pairs), as
+    ``budget.PlanPart``s; sends nothing, writes no artifact."""
+    from .budget import PlanPart
+    from .llm import Engine
+
+    svc = cfg.service.synthesize
+    if svc is None:
+        return []
+    price_of(svc, STAGE)
+    if not store.exists("prepare"):
+        raise store.missing("prepare", f"synthesize --plan (round {round_no})")
+    _, target = round_target(cfg, store, round_no, samples)
+    if reusable(store, inputs(cfg, store, round_no, target), force=force, budget_usd=cfg.budget.max_spend_usd):
+        return []  # complete: reused as it is
+    train = read_jsonl(store.open("prepare") / "train.jsonl")
+    s = cfg.synthesize
+    count = math.ceil(target / s.pairs_per_request) if train else 0
+    requests = [req for req, _ in build_requests(cfg, train, load_reply_schema(cfg, s.schema), round_no, 1, count)]
+    engine = Engine(svc, journal=store.open_journal(cfg, STAGE, round_no), progress=False)
+    label = (f"synthesize round {round_no}: {target} pairs at {s.pairs_per_request} a request, attempt 1 of at most "
+             f"{s.max_attempts}")
+    return [PlanPart.of(label, svc, requests, engine.in_journal(requests))]
 
 
 def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False,
@@ -172,16 +213,12 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     if svc is None:
         raise DuoError("synthesize needs service.synthesize in the config (provider and model of the service LLM "
                        "that writes new training pairs)")
+    price_of(svc, STAGE)  # a paid model with no known price refuses here, before anything is sent
     round_no = int(round_no or 1)
     name = artifact_name(STAGE, round_no)
-    target = int(samples) if samples is not None else cfg.synthesize.target_for_round(round_no)
-    if target < 0:
-        raise DuoError(f"synthesize: --samples must be 0 or more, got {target}")
+    requested, target = round_target(cfg, store, round_no, samples)
     if not store.exists("prepare"):
         raise store.missing("prepare", f"synthesize (round {round_no})")
-    requested = target
-    earlier_total = sum(int(store.manifest(n).counts.get("kept", 0)) for n in earlier_rounds(store, round_no))
-    target = max(0, min(target, cfg.budget.max_synthetic_samples - earlier_total))
     ins = inputs(cfg, store, round_no, target)
     if (old := reusable(store, ins, force=force, budget_usd=cfg.budget.max_spend_usd)) is not None:
         return old
@@ -222,6 +259,12 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     round_no = round_arg(args, store)
     if round_no < 1:
         raise DuoError("synthesize: --round must be 1 or more (round 0 is the untuned baseline: nothing to train)")
+    if args.plan:
+        parts = plan(cfg, store, round_no, args.samples, force=args.force)
+        note = () if parts else ("synthesis skipped: no service LLM is configured (service.synthesize)",) \
+            if cfg.service.synthesize is None else (f"round-{round_no}/synthesize is complete: it is reused",)
+        print(plan_text(f"synthesize round {round_no}", parts, cfg, spent_in_store(store), note))
+        return 0
     if cfg.service.synthesize is None:
         # The workflow runs this job for every task; a task with no service LLM trains on its coverage data alone.
         note = "synthesis skipped: no service LLM is configured (service.synthesize); training on coverage data only"

@@ -34,12 +34,13 @@ def make_config(folder: Path, overrides: list[str] | None = None, text: str = CO
 
 
 def put(store: LocalStore, stage: str, round_no: int | None, files: dict, *, counts: dict | None = None,
-        cost: float = 0.0, extra: dict | None = None) -> Manifest:
-    """Write one artifact: ``files`` maps a file name to rows (list -> JSONL), a dict (JSON) or text."""
+        cost: float = 0.0, extra: dict | None = None, requests: int | None = None) -> Manifest:
+    """Write one artifact: ``files`` maps a file name to rows (list -> JSONL), a dict (JSON) or text; ``requests``
+    (default 1 when it cost something) are the paid service requests in its usage."""
     name = artifact_name(stage, round_no)
     m = Manifest.start(stage, name, "test", round_no)
     m.counts = counts or {}
-    m.usage = {"requests": 1 if cost else 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": cost, "cached": 0}
+    m.usage = {"requests": (1 if cost else 0) if requests is None else requests, "input_tokens": 0, "output_tokens": 0, "cost_usd": cost, "cached": 0}
     m.extra = extra or {}
     with store.write(name) as folder:
         for fname, content in files.items():
@@ -155,7 +156,8 @@ def build_round(store: LocalStore, round_no: int, *, sim: float = 71.2, prec: fl
     if synthesize:
         removed = {"empty": 1, "truncated": 0, "duplicate": 3, "near_duplicate": 2, "test_overlap": 1}
         put(store, "synthesize", round_no, {"data.jsonl": [], "removed.jsonl": [], "failures.jsonl": []},
-            counts={"requested": kept, "kept": kept, "removed": removed}, cost=synth_cost)
+            counts={"requested": kept, "kept": kept, "removed": removed}, cost=synth_cost,
+            requests=max(1, -(-kept // 5)) if synth_cost else 0)  # 5 pairs a request (the default)
     if finetune:
         put(store, "finetune", round_no, {"adapter/adapter_config.json": {"r": 8}, "README.md": "card"},
             counts={"train_rows": train_rows, "rows_given": train_rows + cut, "synthetic_rows": kept,
@@ -164,7 +166,8 @@ def build_round(store: LocalStore, round_no: int, *, sim: float = 71.2, prec: fl
                     baseline=store.exists(artifact_name("evaluate", 0))), **(extra or {})}
     put(store, "evaluate", round_no, {"metrics.json": doc,
                                       "scores.jsonl": score_rows(round_no, judge=judge),
-                                      "judge_failures.jsonl": []}, cost=judge_cost if judge else 0.0)
+                                      "judge_failures.jsonl": []}, cost=judge_cost if judge else 0.0,
+        requests=12 if judge and judge_cost else 0)  # 4 test prompts x 3 repeats
 
 
 def build_prepare(store: LocalStore, *, train: int = 90, test: int = 4, cost: float = 0.0) -> None:

@@ -21,6 +21,10 @@ class GaveUp(Exception):
     """Retries exhausted for one item."""
 
 
+class OverBudget(Exception):
+    """The spend cap does not allow this send (``budget.Spend.reserve`` refused it)."""
+
+
 def estimate_tokens(messages: list, schema: dict | None, params: dict) -> int:
     """An upper-ish bound of the tokens one request uses (about 3 characters a token, plus the reply limit)."""
     chars = sum(len(m.get("content") or "") for m in messages) + (len(json.dumps(schema)) if schema else 0)
@@ -49,13 +53,15 @@ class Asker:
         limiter: shared by every item: a 429 with Retry-After pauses all of them.
         backoff: retries of a RetryableError and the delay between them.
         meter: where each reply's usage is counted.
+        spend: a ``budget.Spend`` that reserves each send's worst-case cost first (None: no cap).
     """
 
-    def __init__(self, cfg, limiter: RateLimiter, backoff: Backoff, meter: UsageMeter):
+    def __init__(self, cfg, limiter: RateLimiter, backoff: Backoff, meter: UsageMeter, spend=None):
         self.cfg = cfg
         self.limiter = limiter
         self.backoff = backoff
         self.meter = meter
+        self.spend = spend
         self.fatal: FatalError | None = None
 
     async def item(self, provider, job: Job) -> tuple[Result, Completion | None]:
@@ -75,6 +81,8 @@ class Asker:
                     return accepted(res, completion, data), completion
                 rejected(res, completion, problem, ask + 1)
                 messages = reask(messages, completion.text, problem, req.schema)
+        except OverBudget:
+            res.error = "budget"  # with attempts 0: never sent (budget.not_sent); else a re-ask was not allowed
         except (GaveUp, RequestError) as e:
             res.error = str(e)
         except FatalError as e:
@@ -93,18 +101,29 @@ class Asker:
             grant = await self.limiter.acquire(estimate)
             if self.fatal is not None:
                 raise GaveUp(f"not sent: {self.fatal}")  # the run is stopping on that error
+            held = await self.spend.areserve(messages, schema, params) if self.spend is not None else 0.0
+            if held is None:
+                raise OverBudget()
             res.attempts += 1
+            charged = None  # what the reservation settles at: an HTTP error costs 0, a lost reply is unknown (None)
             try:
                 completion = await asyncio.wait_for(provider.complete(messages, schema=schema, params=params),
                                                     timeout)
             except RetryableError as e:
                 err = e
+                charged = 0.0 if e.status else None
             except asyncio.TimeoutError:
                 err = RetryableError(f"no reply within {timeout:.0f} s")
+                charged = None
             else:
                 self.limiter.settle(grant, completion.input_tokens + completion.output_tokens)
+                before = res.usage["cost_usd"]
                 self.meter.account(res.usage, completion)
+                charged = res.usage["cost_usd"] - before
                 return completion
+            finally:
+                if self.spend is not None:
+                    self.spend.settle(held, charged)
             if attempt == self.backoff.max_retries:
                 raise GaveUp(f"gave up after {attempt + 1} attempts: {err}")
             if err.status == 429 and err.retry_after is not None:

@@ -16,9 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
+from ..prices import price_of
 from .asker import Asker, accepted
 from .base import Backoff, BatchProvider, Completion, FatalError, Job, Request, Result
-from .journal import Journal, journal_key
+from .journal import Journal, journal_key, watch
 from .limiter import RateLimiter
 from .providers import create_provider
 from .replies import check_reply
@@ -37,11 +38,13 @@ class Engine:
         progress: show a tqdm bar on stderr.
         batch: send uncached items through the provider's batch API first (OpenAI's: half price, slow).
         batch_poll_s: seconds between polls of a batch.
+        spend: a ``budget.Spend``: each send first reserves its worst-case cost there; what does not fit is not
+            sent (Result ``ok=False, error="budget"``, ``attempts`` 0), so the cap holds with requests in flight.
     """
 
     def __init__(self, service_cfg, journal: Path | str | None = None, provider=None, *, period: float = 60.0,
                  backoff_base: float = 1.0, backoff_cap: float = 60.0, progress: bool = True, batch: bool = False,
-                 batch_poll_s: float = 30.0):
+                 batch_poll_s: float = 30.0, spend=None):
         self.cfg = service_cfg
         self.journal = Journal(journal) if journal is not None else None
         self._provider = provider
@@ -50,9 +53,10 @@ class Engine:
         self.progress = progress
         self.batch = batch
         self.batch_poll_s = batch_poll_s
-        self.meter = UsageMeter(service_cfg.price_input_per_1m, service_cfg.price_output_per_1m)
+        self.meter = UsageMeter(*price_of(service_cfg))
         self.usage = self.meter.totals
-        self.asker = Asker(service_cfg, self.limiter, self.backoff, self.meter)
+        self.spend = spend
+        self.asker = Asker(service_cfg, self.limiter, self.backoff, self.meter, spend)
 
     def run(self, requests: list[Request], desc: str = "service LLM") -> list[Result]:
         """Synchronous ``arun``; works inside a running event loop too (it then runs in a worker thread)."""
@@ -73,6 +77,7 @@ class Engine:
         if not jobs:
             return results
         async with self._opened_provider() as provider:  # first: a missing key fails before any progress bar
+            watch(provider, self.journal, self.meter)  # the ledger: each send, then what its reply cost
             bar = tqdm(total=len(requests), initial=len(requests) - len(jobs), desc=desc, unit="req",
                        file=sys.stderr, disable=not self.progress, mininterval=0.5)
             try:
@@ -85,6 +90,15 @@ class Engine:
         return results
 
     # -- orchestration ---------------------------------------------------------------------------------------
+    def in_journal(self, requests: list[Request]) -> list[bool]:
+        """Whether each request's answer is already in the journal (it would cost nothing); sends nothing."""
+        found = []
+        for req in requests:
+            params = {**(self.cfg.params or {}), **(req.params or {})}
+            key = journal_key(self.cfg.provider, self.cfg.model, params, req.messages, req.schema, req.repeat)
+            found.append(self.journal is not None and self.journal.get(key) is not None)
+        return found
+
     def _from_journal(self, requests: list[Request], results: list) -> list[Job]:
         """Fill ``results`` with the journal's answers; the Jobs for the rest."""
         jobs = []
@@ -135,33 +149,57 @@ class Engine:
         if not isinstance(provider, BatchProvider):
             raise FatalError(f"the Batch API path needs a provider that has one (openai), not {self.cfg.provider}")
         state = Path(str(self.journal.path) + ".batch.json") if self.journal is not None else None
+        jobs, held = self._reserve_batch(jobs, results, provider.batch_discount, bar)
         answers = await provider.run_batch(jobs, state=state, poll_s=self.batch_poll_s, backoff=self.backoff)
         left, first = [], {}
         for job in jobs:
-            if job.key in first:  # the same question twice: one answer, or the twin's re-ask, waited for
-                twin = results[first[job.key]]
-                if twin is None:
-                    left.append(job)
-                else:
-                    results[job.index] = self._twin(twin, job.request)
-                    bar.update(1)
-                continue
-            first[job.key] = job.index
-            completion = answers.get(job.key)
-            if completion is None:
-                left.append(job)
-                continue
-            res = Result(key=job.request.key, ok=False, usage=zero_usage(), repeat=job.request.repeat, attempts=1)
-            self.meter.account(res.usage, completion, provider.batch_discount)
-            data, problem = check_reply(completion, job.request.schema)
-            if problem is not None:  # re-asked the normal way, told what was wrong with the batch's reply
-                left.append(replace(job, prior=(res, completion, problem)))
-                continue
-            results[job.index] = self._kept(job, accepted(res, completion, data), completion)
-            bar.update(1)
+            cost_before = self.meter.totals["cost_usd"]
+            self._batch_one(job, answers, results, first, left, provider, bar)
+            if job.index in held:  # its real cost; 0 when the batch did not answer it (the normal path reserves anew)
+                self.spend.settle(held[job.index], self.meter.totals["cost_usd"] - cost_before)
         if state is not None:
             state.unlink(missing_ok=True)  # every answer is journaled now
         return left
+
+    def _reserve_batch(self, jobs: list[Job], results: list, discount: float, bar) -> tuple[list[Job], dict]:
+        """The jobs whose worst-case cost the spend cap allows (each reserved), and {job index: USD held}."""
+        if self.spend is None:
+            return jobs, {}
+        kept, held = [], {}
+        for job in jobs:
+            cost = self.spend.reserve(job.request.messages, job.request.schema, job.params, discount=discount)
+            if cost is None:
+                results[job.index] = Result(key=job.request.key, ok=False, error="budget", usage=zero_usage(),
+                                            repeat=job.request.repeat, attempts=0)
+                bar.update(1)
+                continue
+            kept.append(job)
+            held[job.index] = cost
+        return kept, held
+
+    def _batch_one(self, job: Job, answers: dict, results: list, first: dict, left: list, provider, bar) -> None:
+        """One job after the batch: its answer, its twin's, or onto ``left`` for the normal path."""
+        if job.key in first:  # the same question twice: one answer, or the twin's re-ask, waited for
+            twin = results[first[job.key]]
+            if twin is None:
+                left.append(job)
+            else:
+                results[job.index] = self._twin(twin, job.request)
+                bar.update(1)
+            return
+        first[job.key] = job.index
+        completion = answers.get(job.key)
+        if completion is None:
+            left.append(job)
+            return
+        res = Result(key=job.request.key, ok=False, usage=zero_usage(), repeat=job.request.repeat, attempts=1)
+        self.meter.account(res.usage, completion, provider.batch_discount)
+        data, problem = check_reply(completion, job.request.schema)
+        if problem is not None:  # re-asked the normal way, told what was wrong with the batch's reply
+            left.append(replace(job, prior=(res, completion, problem)))
+            return
+        results[job.index] = self._kept(job, accepted(res, completion, data), completion)
+        bar.update(1)
 
     # -- one result ------------------------------------------------------------------------------------------
     def _kept(self, job: Job, res: Result, completion: Completion | None) -> Result:

@@ -1,21 +1,44 @@
-"""A durable, append-only JSONL journal of the service's successful answers, so a rerun never pays twice.
+"""A durable, append-only JSONL journal of the service's answers and of every paid request: a rerun never pays twice,
+and the journal is the spend ledger.
 
-Each line is one answer: ``{"key", "request_key", "repeat", "text", "data", "usage", "finish_reason", "model",
-"t"}``, where ``key`` is ``journal_key(...)``, the sha256 of everything that decides the answer. Every entry is
-flushed and fsynced before ``put`` returns, under a thread lock and an advisory file lock, so concurrent writers
-(threads or processes) never interleave lines. A process killed mid-write leaves at most a torn last line; it is
-skipped on load and the next entry starts on a fresh line.
+Three kinds of line:
+
+- an answer: ``{"key", "request_key", "repeat", "text", "data", "usage", "finish_reason", "model", "t"}``, where
+  ``key`` is ``journal_key(...)``, the sha256 of everything that decides the answer; a later run re-uses it.
+- ``{"sent": id, "model", "input_tokens_max", "max_tokens", "at_most_usd", "t"}``, written before a request goes
+  out: if its reply never arrives (the process was killed mid-flight) the ledger counts it as "unknown, at most".
+- ``{"paid": id, "input_tokens", "output_tokens", "cost_usd", "t"}`` once the reply arrived (cost at the prices in
+  force; 0 with ``"error"`` when the request failed without a reply).
+
+Every line is flushed and fsynced before the call returns, under a thread lock and an advisory file lock, so
+concurrent writers never interleave lines; a process killed mid-write leaves at most a torn last line, skipped on
+load. ``Journal(path)`` keeps everything in the file ``path``, unless ``path``'s folder was registered with a
+:class:`Flusher` (``segmented``): then the journal reads every ``part-*.jsonl`` segment of that folder and writes
+its own segments there (``part-<time>-<pid>-<name>.jsonl``, append-only, never rewritten), which the flusher copies
+to the store every ``flush_s`` seconds, every ``flush_every`` answers, at exit and on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import fcntl
 import hashlib
 import json
 import os
+import re
+import signal
+import sys
 import threading
 import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+
+SEGMENT_GLOB = "part-*.jsonl"
+NEW_SEGMENT = re.compile(r"^part-[1-9]\d*-\d+-")
+DEFAULT_MAX_OUTPUT_TOKENS = 2048  # the worst case of a reply when a request sets no limit
 
 
 def journal_key(provider: str, model: str, params: dict | None, messages: list, schema: dict | None,
@@ -25,28 +48,62 @@ def journal_key(provider: str, model: str, params: dict | None, messages: list, 
     return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-class Journal:
-    """Answers by key, loaded from ``path`` (created when missing) and appended to as they arrive."""
-
-    def __init__(self, path: Path | str):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._entries: dict[str, dict] = {}
-        self.skipped_lines = 0
-        self._load()
-
-    def _load(self) -> None:
-        if not self.path.exists():
-            return
-        with self.path.open("rb") as f:
+def read_lines(path: Path) -> tuple[list[dict], int]:
+    """The JSON objects of a journal file and the count of torn lines skipped ([] when it is missing)."""
+    entries, skipped = [], 0
+    try:
+        with path.open("rb") as f:
             for line in f:
                 try:
                     entry = json.loads(line)
                 except ValueError:
-                    self.skipped_lines += 1  # a torn line from a killed writer
+                    skipped += 1  # a torn line from a killed writer
                     continue
-                if isinstance(entry, dict) and "key" in entry:
+                if isinstance(entry, dict):
+                    entries.append(entry)
+    except FileNotFoundError:
+        pass
+    return entries, skipped
+
+
+def append_line(path: Path, entry: dict) -> None:
+    """Append one JSON line to ``path`` and fsync it; a torn last line is closed first."""
+    line = json.dumps(entry, ensure_ascii=False) + "\n"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = "\n" + line  # don't glue this entry onto a torn line
+        os.write(fd, line.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+class Journal:
+    """Answers by key, loaded from ``path`` (or its folder's segments) and appended to as they arrive."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.flusher = _FLUSHERS.get(self.path.parent.resolve())
+        self._lock = threading.Lock()
+        self._entries: dict[str, dict] = {}
+        self._segment: Path | None = None if self.flusher is not None else self.path
+        self._generation = -1
+        self.skipped_lines = 0
+        self._load()
+
+    def _load(self) -> None:
+        files = [self.path]
+        if self.flusher is not None:
+            files += sorted(self.path.parent.glob(SEGMENT_GLOB))
+        for path in files:
+            entries, skipped = read_lines(path)
+            self.skipped_lines += skipped
+            for entry in entries:
+                if "key" in entry:
                     self._entries[entry["key"]] = entry
 
     def __len__(self) -> int:
@@ -55,20 +112,305 @@ class Journal:
     def get(self, key: str) -> dict | None:
         return self._entries.get(key)
 
+    def _target(self) -> Path:
+        """The file to append to: ``path``, or this journal's current segment (a new one after each flush)."""
+        if self.flusher is None:
+            return self.path
+        if self._segment is None or self._generation != self.flusher.generation:
+            self._generation = self.flusher.generation
+            self._segment = self.path.parent / f"part-{time.time_ns()}-{os.getpid()}-{self.path.stem}.jsonl"
+        return self._segment
+
+    def _append(self, entry: dict) -> None:
+        with self._lock:
+            append_line(self._target(), entry)
+
     def put(self, key: str, **fields) -> dict:
         """Append one answer and make it durable before returning it."""
         entry = {"key": key, **fields, "t": time.time()}
-        line = json.dumps(entry, ensure_ascii=False) + "\n"
-        with self._lock:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                size = os.fstat(fd).st_size
-                if size and os.pread(fd, 1, size - 1) != b"\n":
-                    line = "\n" + line  # don't glue this entry onto a torn line
-                os.write(fd, line.encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)  # closing releases the flock
-            self._entries[key] = entry
+        self._append(entry)
+        self._entries[key] = entry
+        if self.flusher is not None:
+            self.flusher.noted()
         return entry
+
+    def sent(self, model: str | None, input_tokens_max: int, max_tokens: int, at_most_usd: float) -> str:
+        """Record a request about to go out; its id, for ``paid``."""
+        sid = uuid.uuid4().hex[:16]
+        self._append({"sent": sid, "model": model, "input_tokens_max": int(input_tokens_max),
+                      "max_tokens": int(max_tokens), "at_most_usd": round(at_most_usd, 10), "t": time.time()})
+        return sid
+
+    def paid(self, sid: str | None, input_tokens: int, output_tokens: int, cost_usd: float,
+             error: str | None = None) -> None:
+        """Record what request ``sid`` cost once its reply arrived (0 with ``error`` when it failed)."""
+        entry = {"paid": sid, "input_tokens": int(input_tokens), "output_tokens": int(output_tokens),
+                 "cost_usd": round(cost_usd, 10), "t": time.time()}
+        if error is not None:
+            entry["error"] = error[:200]
+        self._append(entry)
+
+
+# --------------------------------------------------------------------------- the ledger
+
+
+@dataclass
+class Ledger:
+    """Spend read from journal files: replies that arrived (``cost_usd``), and requests sent whose reply never
+    did (``pending``, costing ``unknown_at_most_usd`` at worst)."""
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    pending: int = 0
+    unknown_at_most_usd: float = 0.0
+    answers: int = 0
+    sent: dict = field(default_factory=dict, repr=False)
+
+    def as_dict(self) -> dict:
+        return {"requests": self.requests, "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+                "cost_usd": round(self.cost_usd, 8), "pending": self.pending,
+                "unknown_at_most_usd": round(self.unknown_at_most_usd, 8), "answers": self.answers}
+
+
+def read_ledger(files: Iterable[Path]) -> Ledger:
+    """Sum the spend recorded in ``files``. A file with no ``sent``/``paid`` lines (written before the journal
+    kept them) counts its answers' own usage instead."""
+    ledger, settled = Ledger(), set()
+    for path in files:
+        entries, _ = read_lines(Path(path))
+        # a segment of a ledger-keeping journal (not one adopted from the single-file layout: part-0-0-*) has its
+        # cost in sent/paid lines, even one that holds only answers (it was started after a flush)
+        keeps_sends = bool(NEW_SEGMENT.match(Path(path).name)) or any("sent" in e or "paid" in e for e in entries)
+        for e in entries:
+            if "paid" in e:
+                settled.add(e["paid"])
+                ledger.requests += 0 if e.get("error") else 1
+                ledger.input_tokens += int(e.get("input_tokens") or 0)
+                ledger.output_tokens += int(e.get("output_tokens") or 0)
+                ledger.cost_usd += float(e.get("cost_usd") or 0.0)
+            elif "sent" in e:
+                ledger.sent[e["sent"]] = float(e.get("at_most_usd") or 0.0)
+            elif "key" in e:
+                ledger.answers += 1
+                if not keeps_sends:
+                    usage = e.get("usage") or {}
+                    ledger.requests += int(usage.get("requests") or 0)
+                    ledger.input_tokens += int(usage.get("input_tokens") or 0)
+                    ledger.output_tokens += int(usage.get("output_tokens") or 0)
+                    ledger.cost_usd += float(usage.get("cost_usd") or 0.0)
+    unsettled = [v for k, v in ledger.sent.items() if k not in settled]
+    ledger.pending, ledger.unknown_at_most_usd = len(unsettled), sum(unsettled)
+    return ledger
+
+
+# --------------------------------------------------------------------------- recording every send
+
+
+def watch(provider, journal: Journal | None, meter) -> None:
+    """Make ``provider`` record each request in ``journal``'s ledger: ``sent`` before it goes out, ``paid`` when
+    its reply arrives (priced by ``meter``); a batch's answers are recorded as paid when the batch returns them.
+
+    Patches the provider object once; later calls only re-point it (None: record nothing)."""
+    provider.__dict__["_duo_ledger"] = (journal, meter)
+    if provider.__dict__.get("_duo_watched"):
+        return
+    provider.__dict__["_duo_watched"] = True
+    complete = provider.complete
+
+    async def recorded_complete(messages, *, schema=None, params=None):
+        journal, meter = provider.__dict__["_duo_ledger"]
+        if journal is None or journal.flusher is None:  # a single-file journal holds answers only, as it always did
+            return await complete(messages, schema=schema, params=params)
+        p_in, p_out = meter.price_input_per_1m, meter.price_output_per_1m
+        params = params or {}
+        limit = params.get("max_tokens") or params.get("max_completion_tokens") or params.get("max_output_tokens")
+        limit = int(limit or DEFAULT_MAX_OUTPUT_TOKENS)
+        chars = sum(len(str(m.get("content") or "")) for m in messages) + (len(json.dumps(schema)) if schema else 0)
+        tokens_in = -(-chars // 3)  # about 4 characters a token: 3 is an upper bound
+        if _STOP["signum"] is not None:
+            await asyncio.Event().wait()  # stopping on a signal: nothing new goes out while the replies land
+        at_most = (tokens_in * p_in + limit * p_out) / 1e6
+        sid = journal.sent(getattr(provider, "model", None), tokens_in, limit, at_most)
+        _STOP["inflight"] += 1
+        try:
+            completion = await complete(messages, schema=schema, params=params)
+        except Exception as err:  # an error reply: nothing to pay (a cancel stays unknown)
+            journal.paid(sid, 0, 0, 0.0, error=f"{type(err).__name__}: {err}")
+            raise
+        finally:
+            _STOP["inflight"] -= 1
+        journal.paid(sid, completion.input_tokens, completion.output_tokens,
+                     (completion.input_tokens * p_in + completion.output_tokens * p_out) / 1e6)
+        return completion
+
+    provider.complete = recorded_complete
+    run_batch = getattr(provider, "run_batch", None)
+    if run_batch is None:
+        return
+
+    async def recorded_batch(jobs, **kwargs):
+        answers = await run_batch(jobs, **kwargs)
+        journal, meter = provider.__dict__["_duo_ledger"]
+        if journal is not None and journal.flusher is not None:
+            discount = getattr(provider, "batch_discount", 1.0)
+            for c in answers.values():
+                journal.paid(None, c.input_tokens, c.output_tokens, discount * (
+                    c.input_tokens * meter.price_input_per_1m + c.output_tokens * meter.price_output_per_1m) / 1e6)
+        return answers
+
+    provider.run_batch = recorded_batch
+
+
+# --------------------------------------------------------------------------- flushing segments to the store
+
+
+class Flusher:
+    """Copies a segmented journal folder's new or grown segments to the store through ``push``.
+
+    ``push({path: bytes})`` is called every ``flush_s`` seconds (from a background thread), after every
+    ``flush_every`` answers, at exit and on SIGTERM/SIGINT; None (the local store) means the folder already is
+    the store: nothing to copy.
+    """
+
+    def __init__(self, folder: Path, push: Callable[[dict], None] | None, flush_s: float = 30.0,
+                 flush_every: int = 50):
+        self.folder = Path(folder)
+        self.push = push
+        self.flush_s = flush_s
+        self.flush_every = max(1, int(flush_every))
+        self.generation = 0  # a journal starts a new segment when this changes: pushed segments stay as pushed
+        self.pushes = 0
+        self._pushed: dict[str, int] = {}
+        self._since = 0
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def seen(self, paths: Iterable[Path]) -> None:
+        """Mark segments as already in the store (pulled from it)."""
+        for p in paths:
+            self._pushed[p.name] = p.stat().st_size
+
+    def noted(self) -> None:
+        """One more answer journaled: push after ``flush_every`` of them."""
+        if self.push is None:
+            return
+        self._since += 1
+        with self._lock:
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._loop, name=f"journal-flush-{self.folder.name}",
+                                                daemon=True)
+                self._thread.start()
+        if self._since >= self.flush_every:
+            self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.flush_s)
+            self._wake.clear()
+            try:
+                if not self.flush() and not self._since:
+                    break  # idle: the next answer starts the thread again
+            except Exception as err:  # noqa: BLE001 - a failed push is retried at the next tick
+                print(f"warning: journal flush to the store failed (retried later): {err}", file=sys.stderr)
+        with self._lock:
+            self._thread = None
+
+    def close(self) -> int:
+        """Flush a last time and stop the background thread; the number of segments pushed."""
+        self._closed = True
+        self._wake.set()
+        return self.flush()
+
+    def flush(self) -> int:
+        """Push every segment that is new or grew since its last push; the number pushed."""
+        if self.push is None:
+            return 0
+        with self._lock:
+            self._since = 0
+            changed = {}
+            for path in sorted(self.folder.glob(SEGMENT_GLOB)):
+                data = path.read_bytes()
+                if len(data) != self._pushed.get(path.name):
+                    changed[path] = data
+            if not changed:
+                return 0
+            self.generation += 1  # from now on journals write to fresh segments
+            self.push(changed)
+            for path, data in changed.items():
+                self._pushed[path.name] = len(data)
+            self.pushes += 1
+            return len(changed)
+
+
+_FLUSHERS: dict[Path, Flusher] = {}
+_PREVIOUS: dict[int, object] = {}
+_STOP: dict = {"signum": None, "inflight": 0}  # the signal being handled; requests sent and not yet answered
+STOP_GRACE_S = 5.0  # GitHub's cancel sends SIGINT, then SIGTERM 7.5 s later, then SIGKILL 2.5 s after that
+
+
+def segmented(folder: Path, flusher: Flusher) -> None:
+    """Journals opened in ``folder`` from now on write segments there, flushed by ``flusher``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _FLUSHERS[folder.resolve()] = flusher
+    _install_handlers()
+
+
+def release(folder: Path) -> int:
+    """Flush ``folder``'s journal a last time and stop flushing it (its stage is done); segments pushed."""
+    flusher = _FLUSHERS.pop(Path(folder).resolve(), None)
+    return flusher.close() if flusher is not None else 0
+
+
+def flush_all() -> int:
+    """Flush every registered folder; the number of segments pushed (errors are reported, not raised)."""
+    pushed = 0
+    for flusher in list(_FLUSHERS.values()):
+        try:
+            pushed += flusher.flush()
+        except Exception as err:  # noqa: BLE001 - exiting: say so, keep flushing the others
+            print(f"warning: journal flush to the store failed: {err}", file=sys.stderr)
+    return pushed
+
+
+def _on_signal(signum, frame) -> None:
+    """Flush, then do what the signal did before; with replies on their way, first let them land in the journal
+    (at most ``STOP_GRACE_S``; nothing new is sent meanwhile), so a rerun re-pays none of them."""
+    if _STOP["inflight"] > 0 and _STOP["signum"] is None:
+        _STOP["signum"] = signum
+        threading.Thread(target=_drain, args=(signum,), name="journal-drain", daemon=True).start()
+        return
+    _STOP["signum"] = signum
+    flush_all()
+    previous = _PREVIOUS.get(signum, signal.SIG_DFL)
+    if callable(previous):
+        previous(signum, frame)  # SIGINT's default raises KeyboardInterrupt
+    elif previous != signal.SIG_IGN:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)  # die of the same signal, as without the handler
+
+
+def _drain(signum: int) -> None:
+    deadline = time.monotonic() + STOP_GRACE_S
+    while _STOP["inflight"] > 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.1)  # the engine journals a reply as soon as it is checked: no await in between
+    flush_all()
+    os.kill(os.getpid(), signum)  # back to the main thread's handler: flushed, so it goes on as before
+
+
+def _install_handlers() -> None:
+    """Flush at exit and on SIGTERM/SIGINT (GitHub's cancel and timeout), then do what the signal did before."""
+    if _PREVIOUS:
+        return
+    atexit.register(flush_all)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            previous = signal.signal(signum, _on_signal)
+        except ValueError:  # not the main thread: exit and the action's flush step still flush
+            continue
+        _PREVIOUS[signum] = previous
+    _PREVIOUS.setdefault(0, None)

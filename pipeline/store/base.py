@@ -126,6 +126,23 @@ class Store(ABC):
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    # -- the journal (append-only segments under ``journal/``; see pipeline/journal_sync.py)
+    def open_journal(self, cfg, stage: str, round_no: int) -> Path:
+        """The journal path to give ``Engine(journal=...)`` for ``stage`` of round ``round_no``: its segments pulled
+        from the store first and flushed to it while the stage runs (``journal_sync.open_journal``)."""
+        from ..journal_sync import open_journal
+
+        return open_journal(self, cfg, stage, round_no)
+
+    def push_journal(self, files: dict[str, bytes]) -> int:
+        """Copy journal segments (store-relative path -> content) to the store; the number copied (the local store
+        holds them already: 0)."""
+        return 0
+
+    def pull_journal(self, prefix: str = "journal/") -> list[Path]:
+        """Bring the store's journal segments under ``prefix`` to ``root``; the local files that came (none here)."""
+        return []
+
     # -- reading
     def has_local(self, name: str) -> bool:
         return (self.local_path(name) / MANIFEST).is_file()
@@ -163,6 +180,9 @@ class Store(ABC):
         with self._staged(name, f"artifact {name}: the stage wrote no {MANIFEST}") as tmp:
             yield tmp
         self.published(name)
+        from ..journal_sync import close_journal
+
+        close_journal(self, name)  # the stage is done: its journal's last answers go to the store now
 
     @contextmanager
     def _staged(self, name: str, no_manifest: str) -> Iterator[Path]:

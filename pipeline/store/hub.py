@@ -155,6 +155,42 @@ class HubStore(Store):
             local = self.hub.download(repo_id, repo_type, manifest_path, f"{name}/{MANIFEST}", revision)
         return Manifest.read(local.parent)
 
+    # -- the journal: segments at the same paths in the dataset repo as under ``root``
+    def push_journal(self, files: dict[str, bytes]) -> int:
+        """Upload journal segments (``journal/<stage>/round-N/part-*.jsonl`` -> content) that the Hub lacks or holds
+        shorter, in one commit; the number uploaded. Runs in the flusher's thread too: it keeps off the tree cache."""
+        if not files:
+            return 0
+        remote = self.hub.sizes_under(self.dataset_repo, "dataset", "main", "journal")
+        files = {p: data for p, data in files.items() if remote.get(p, -1) < len(data)}
+        if not files:
+            return 0
+        self.hub.ensure_repo(self.dataset_repo, "dataset")
+        try:
+            self.hub.commit(self.dataset_repo, "dataset", files, [], f"duo: journal ({len(files)} segments)")
+        except NOT_FOUND as err:
+            raise DuoError(f"Hugging Face Hub: {type(err).__name__} while uploading the journal; check "
+                           f"store.namespace and that HF_TOKEN can write to {self.namespace}") from None
+        return len(files)
+
+    def pull_journal(self, prefix: str = "journal/") -> list[Path]:
+        """Download the segments under ``prefix`` that are missing here or longer on the Hub than here."""
+        remote = self.hub.sizes_under(self.dataset_repo, "dataset", "main", prefix)
+        wanted = [p for p, size in remote.items() if p.startswith(prefix) and p.endswith(".jsonl")
+                  and (not (self.root / p).is_file() or (self.root / p).stat().st_size < size)]
+        if not wanted:
+            return []
+        snapshot = self.hub.snapshot(self.dataset_repo, "dataset", "main", wanted, "the journal")
+        got = []
+        for path in wanted:
+            local = self.root / path
+            local.parent.mkdir(parents=True, exist_ok=True)
+            tmp = local.with_name(f".pull-{os.getpid()}-{local.name}")
+            shutil.copyfile(snapshot / path, tmp)
+            os.replace(tmp, local)  # whole: a segment is never seen half-copied
+            got.append(local)
+        return got
+
     # -- writing
     def published(self, name: str) -> None:
         try:

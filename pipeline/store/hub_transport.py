@@ -92,6 +92,16 @@ class HubTransport:
                 self._trees[key] = {}
         return self._trees[key]
 
+    def sizes_under(self, repo_id: str, repo_type: str, revision: str, prefix: str) -> dict[str, int]:
+        """``path -> size`` of the files under folder ``prefix`` now (uncached: other threads keep their trees;
+        {} when the repo, revision or folder is missing)."""
+        try:
+            entries = self.call(f"list {repo_id}@{revision}/{prefix}", lambda: list(self.api.list_repo_tree(
+                repo_id, path_in_repo=prefix.rstrip("/"), recursive=True, revision=revision, repo_type=repo_type)))
+        except NOT_FOUND:
+            return {}
+        return {e.path: e.size for e in entries if hasattr(e, "blob_id")}
+
     def forget_trees(self) -> None:
         """Drop the cached trees: a push changes them."""
         self._trees.clear()

@@ -60,3 +60,41 @@ def test_spent_in_store_sums_every_manifest(tmp_path):
             m.finish(folder).write(folder)
     assert spent_in_store(store) == pytest.approx(0.75)
     assert spent_in_store(store, exclude="round-1/evaluate") == pytest.approx(0.25)
+
+
+def test_reserve_holds_the_worst_case_and_settle_releases_it(tmp_path):
+    # "hi" at $0 input; 250 output tokens at $1000/M: $0.25 worst case a send; cap $1
+    cfg = make_cfg(tmp_path, params={"max_tokens": 250})
+    spend = Spend(cfg, cfg.service.synthesize, before=0.0)
+    msgs = [{"role": "user", "content": "hi"}]
+    held = [spend.reserve(msgs) for _ in range(5)]
+    assert held[:4] == [pytest.approx(0.25)] * 4 and held[4] is None and spend.stopped  # 4 in flight fill the cap
+    spend.settle(held[0], 0.05)  # the reply was cheaper than its worst case: room for another send
+    spend.settle(held[1], 0.0)  # an HTTP error: not charged
+    spend.settle(held[2], None)  # no reply (timeout): may have been charged, so the worst case stays counted
+    assert (spend.settled, spend.unknown, spend.in_flight) == (pytest.approx(0.05), pytest.approx(0.25), 1)
+    assert spend.left() == pytest.approx(1.0 - 0.05 - 0.25 - 0.25)
+    assert spend.reserve(msgs) == pytest.approx(0.25) and spend.reserve(msgs) is None
+    assert spend.usage()["unknown_at_most_usd"] == pytest.approx(0.25)
+
+
+def test_areserve_waits_for_sends_in_flight_then_refuses_when_none_are_left(tmp_path):
+    import asyncio
+
+    cfg = make_cfg(tmp_path, budget=0.6, params={"max_tokens": 250})
+    spend = Spend(cfg, cfg.service.synthesize, before=0.0)
+    msgs = [{"role": "user", "content": "hi"}]
+
+    async def scenario():
+        a, b = await spend.areserve(msgs), await spend.areserve(msgs)  # $0.50 held of $0.60
+        waiting = asyncio.ensure_future(spend.areserve(msgs, poll_s=0.005))
+        await asyncio.sleep(0.03)
+        assert not waiting.done()  # no room yet, but a send in flight may settle below its worst case
+        spend.settle(a, 0.1)  # $0.10 spent + $0.25 held: $0.25 left, room for one more
+        third = await waiting
+        spend.settle(b, 0.25)
+        spend.settle(third, 0.25)  # $0.60 spent, nothing in flight: refused at once
+        return third, await spend.areserve(msgs)
+
+    third, fourth = asyncio.run(scenario())
+    assert third == pytest.approx(0.25) and fourth is None and spend.stopped and spend.refused == 1

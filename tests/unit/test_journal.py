@@ -62,3 +62,42 @@ def test_key_depends_on_every_part():
     assert len(keys) == 7
     assert journal_key(*base) == journal_key("openai", "gpt-4o", {"temperature": 0},
                                              [{"content": "hi", "role": "user"}], {"type": "object"}, 0)
+
+
+# -- issue 10: segments in a registered folder, the flusher, the ledger
+
+
+def test_a_registered_folder_gets_segments_read_together_and_never_rewritten(tmp_path):
+    from pipeline.llm.journal import Flusher, segmented
+
+    folder = tmp_path / "journal" / "synthesize" / "round-1"
+    pushed = []
+    flusher = Flusher(folder, lambda files: pushed.append({p.name: len(d) for p, d in files.items()}),
+                      flush_s=3600, flush_every=10**6)
+    segmented(folder, flusher)
+    a = Journal(folder / "synthesize.jsonl")
+    a.put("k1", text="one")
+    assert not (folder / "synthesize.jsonl").exists() and len(list(folder.glob("part-*.jsonl"))) == 1
+    assert flusher.flush() == 1 and flusher.flush() == 0  # nothing new: no second push
+    a.put("k2", text="two")  # after a flush: a fresh segment, the pushed one stays as pushed
+    b = Journal(folder / "other.jsonl")  # another journal of the same folder reads every segment
+    assert {"k1", "k2"} <= set(b._entries) and len(list(folder.glob("part-*.jsonl"))) == 2
+    assert flusher.flush() == 1 and [len(p) for p in pushed] == [1, 1]
+
+
+def test_ledger_counts_replies_pending_sends_and_legacy_answers(tmp_path):
+    from pipeline.llm.journal import read_ledger
+
+    new = Journal(tmp_path / "new.jsonl")
+    done = new.sent("m", 10, 100, 0.5)
+    new.paid(done, 8, 20, 0.25)
+    new.put("k1", text="x", usage={"requests": 1, "cost_usd": 0.25})  # its cost is the paid line's, not twice
+    failed = new.sent("m", 10, 100, 0.5)
+    new.paid(failed, 0, 0, 0.0, error="500")
+    new.sent("m", 10, 100, 0.5)  # killed before the reply came
+    old = Journal(tmp_path / "old.jsonl")  # a journal written before the ledger lines existed
+    old.put("k2", text="y", usage={"requests": 2, "input_tokens": 5, "output_tokens": 6, "cost_usd": 0.125})
+    ledger = read_ledger([tmp_path / "new.jsonl", tmp_path / "old.jsonl"])
+    assert ledger.cost_usd == 0.375 and ledger.requests == 3 and ledger.answers == 2
+    assert ledger.pending == 1 and ledger.unknown_at_most_usd == 0.5
+    assert (ledger.input_tokens, ledger.output_tokens) == (13, 26)
