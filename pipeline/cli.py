@@ -7,7 +7,8 @@ import importlib
 import sys
 
 from . import __version__
-from .errors import ConfigError, DuoError
+from .errors import DuoError
+from .errors import report as report_error
 from .flags import add_config, fill
 
 # verb -> one-line help; each verb is a module ``pipeline.<verb>`` exposing ``command(cfg, args) -> int``.
@@ -71,13 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
         with task_lock(open_store(cfg), cfg.task.name, args.verb):  # one writer per task (re-entrant in-process)
             return int(module.command(cfg, args) or 0)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(f"error: {line}", file=sys.stderr)
-        return 1
-    except DuoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except DuoError as exc:  # a ConfigError too: one line per problem
+        return report_error(exc)
     except KeyboardInterrupt:
         print("interrupted: completed artifacts and paid-for answers are kept; run the same command to resume",
               file=sys.stderr)

@@ -149,6 +149,14 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class JournalConfig:
+    """How often paid answers are copied to the store (``pipeline.llm.journal_flush``)."""
+
+    flush_s: float = 30.0
+    flush_every: int = 50
+
+
+@dataclass(frozen=True)
 class BudgetConfig:
     max_rounds: int
     max_synthetic_samples: int
@@ -164,12 +172,6 @@ class StoreConfig:
     dataset_repo: str
     model_repo: str
     private: bool
-
-
-@dataclass(frozen=True)
-class JournalConfig:
-    flush_s: float
-    flush_every: int
 
 
 @dataclass(frozen=True)

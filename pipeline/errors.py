@@ -15,3 +15,12 @@ class ConfigError(DuoError):
 
 class ArtifactMissing(DuoError):
     """A stage needs an artifact that no earlier stage has completed."""
+
+
+def report(exc: DuoError) -> int:
+    """Print a user error as ``error: ...`` lines on stderr (one per config problem); the exit code, 1."""
+    import sys
+
+    for line in exc.problems if isinstance(exc, ConfigError) else [str(exc)]:
+        print(f"error: {line}", file=sys.stderr)
+    return 1

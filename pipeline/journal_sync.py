@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 
 from .config import Config
-from .llm.journal import SEGMENT_GLOB, Flusher, Ledger, flush_all, read_ledger, release, segmented
+from .llm.journal import SEGMENT_GLOB, Ledger, read_ledger
+from .llm.journal_flush import Flusher, flush_all, release, segmented
 from .store import Store, round_of
 
 LEGACY = re.compile(r"^round-(\d+)-([a-z]+)\b.*\.jsonl$")  # journal/round-N-<stage>[...].jsonl, before segments
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", nargs="?", default=None, help="The task's YAML config [env: DUO_CONFIG].")
     args = parser.parse_args(argv)
     from .config import load_config
-    from .errors import ConfigError, DuoError
+    from .errors import DuoError
+    from .errors import report as report_error
     from .flags import SET, fill
     from .store import open_store
 
@@ -110,13 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         if not store.journal_dir.is_dir():
             return 0
         print(f"journal: {flush(store)} segment(s) copied to the {store.kind} store")
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(f"error: {line}", file=sys.stderr)
-        return 1
-    except DuoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except DuoError as exc:  # a ConfigError too: one line per problem
+        return report_error(exc)
     return 0
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from .errors import ConfigError, DuoError
+from .errors import DuoError
+from .errors import report as report_error
 from .gha import set_output
 
 
@@ -29,13 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         name = task_name(argv[0])
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(f"error: {line}", file=sys.stderr)
-        return 1
-    except DuoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except DuoError as exc:  # a ConfigError too: one line per problem
+        return report_error(exc)
     print(name)
     set_output("task", name)
     return 0

@@ -68,7 +68,7 @@ def test_key_depends_on_every_part():
 
 
 def test_a_registered_folder_gets_segments_read_together_and_never_rewritten(tmp_path):
-    from pipeline.llm.journal import Flusher, segmented
+    from pipeline.llm.journal_flush import Flusher, segmented
 
     folder = tmp_path / "journal" / "synthesize" / "round-1"
     pushed = []
