@@ -146,6 +146,19 @@ def key_problems(cfg: Config) -> list[str]:
     return out
 
 
+def price_problems(cfg: Config) -> list[str]:
+    """A paid service whose model has no known price (the spend cap could not hold)."""
+    from .prices import price_of, services
+
+    out = []
+    for role, svc in services(cfg):
+        try:
+            price_of(svc, role)
+        except DuoError as exc:
+            out.append(str(exc))
+    return out
+
+
 def _pairs(values: dict) -> str:
     return ", ".join(f"{key}={value}" for key, value in values.items())
 
@@ -156,7 +169,7 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
         lora, sft, note = recipe(cfg)
     except DuoError as exc:
         errors.append(str(exc))
-    for check in (data_problems, file_problems, metric_problems, store_problems):
+    for check in (data_problems, file_problems, metric_problems, store_problems, price_problems):
         errors.extend(check(cfg))
     missing_keys = key_problems(cfg)
     if getattr(args, "strict", False):

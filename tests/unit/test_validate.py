@@ -133,6 +133,16 @@ def test_a_missing_api_key_warns_locally_and_fails_with_strict(tmp_path, capsys,
     assert main(["validate", str(path)]) == 0
 
 
+def test_a_paid_model_with_no_known_price_is_refused_before_anything_is_paid(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    path = setup(tmp_path, "service: {judge: {provider: openai, model: my-private-model}}\n")
+    line = one_error(capsys, ["validate", str(path)])
+    assert line.startswith("error: service.judge.price_input_per_1m") and "my-private-model" in line
+    (tmp_path / "ok").mkdir()
+    ok = setup(tmp_path / "ok", "service: {judge: {provider: openai, model: my-private-model, allow_unpriced: true}}\n")
+    assert main(["validate", str(ok)]) == 0
+
+
 # -- bad inputs (item 8) -------------------------------------------------------------------------------------------
 
 def test_non_utf8_bytes_in_the_config(tmp_path, capsys):
