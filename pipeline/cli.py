@@ -29,6 +29,14 @@ VERBS = {
 WRITERS = ("prepare", "synthesize", "finetune", "infer", "evaluate", "report", "decide", "run")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one ``error:`` line naming the verb and exit status 1, like every other duo error."""
+
+    def error(self, message: str):
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(1)
+
+
 def _flags(verb: str) -> tuple:
     """The verb's own flags: ``FLAGS`` of module ``pipeline.<verb>`` (imported only for the verb being run)."""
     return tuple(importlib.import_module(f"pipeline.{verb}").FLAGS)
@@ -36,7 +44,7 @@ def _flags(verb: str) -> tuple:
 
 def make_parser(verb: str | None = None) -> argparse.ArgumentParser:
     """The parser; ``verb`` (the one being run) gets its full flags, the others only their one-line help."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="duo",
         description="Migrate a task from a service LLM to a small local model you own (LlamaDuo). "
                     "Every flag also reads an environment variable (shown in each verb's --help).",
@@ -55,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     verb = next((a for a in argv if not a.startswith("-")), None)
     parser = make_parser(verb if verb in VERBS else None)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help and --version exit 0; a usage error was printed as one line: exit 1
+        return int(exc.code or 0)
     if not args.verb:
         parser.print_help()
         return 1
