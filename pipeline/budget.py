@@ -8,17 +8,15 @@ manifest's cost forward (``carried_cost_usd``), so money once spent never drops 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .config import Config, ServiceLLMConfig
+from .llm.usage import CHARS_PER_TOKEN, DEFAULT_MAX_OUTPUT_TOKENS, output_limit, worst_case_tokens
 from .prices import price_of
 from .store import Store
-
-DEFAULT_MAX_OUTPUT_TOKENS = 2048  # LlamaDuo's max_tokens for synthesis; an upper bound before any reply is seen
 
 
 def spent_in_store(store: Store, exclude: str | None = None) -> float:
@@ -37,27 +35,10 @@ def spent_in_store(store: Store, exclude: str | None = None) -> float:
     return sum(cost for name, cost in spent.items() if name != exclude)
 
 
-CHARS_PER_TOKEN = 3  # fewer characters a token than English's ~4: a prompt's estimate errs on the dear side
-
-
 def request_cost(svc: ServiceLLMConfig, input_tokens: float, output_tokens: float) -> float:
     """USD of ``input_tokens`` and ``output_tokens`` at ``svc``'s price (``prices.price_of``)."""
     price_in, price_out = price_of(svc)
     return (input_tokens * price_in + output_tokens * price_out) / 1e6
-
-
-def output_limit(params: dict) -> int | None:
-    """The reply's token limit in ``params`` (any provider's name for it), or None."""
-    limit = params.get("max_tokens") or params.get("max_completion_tokens") or params.get("max_output_tokens")
-    return int(limit) if limit else None
-
-
-def worst_case_tokens(messages: list, schema: dict | None, params: dict) -> tuple[int, int]:
-    """(input, output) tokens one send may use: the prompt (and schema) at ``CHARS_PER_TOKEN``, plus the reply's
-    token limit (``DEFAULT_MAX_OUTPUT_TOKENS`` when none is set: then the bound is a guess, not a limit)."""
-    chars = sum(len(m.get("content") if isinstance(m.get("content"), str) else str(m.get("content") or ""))
-                for m in messages) + (len(json.dumps(schema)) if schema else 0)
-    return math.ceil(chars / CHARS_PER_TOKEN) + 4 * len(messages), output_limit(params) or DEFAULT_MAX_OUTPUT_TOKENS
 
 
 def not_sent(result) -> bool:

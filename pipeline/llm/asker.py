@@ -6,15 +6,14 @@ item from sending.
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 
 from .base import Backoff, Completion, FatalError, Job, RequestError, Result, RetryableError
+from .journal import recorded_send
 from .limiter import RateLimiter
 from .replies import check_reply, reask
-from .usage import UsageMeter, zero_usage
+from .usage import UsageMeter, output_limit, prompt_tokens, zero_usage
 
-DEFAULT_OUTPUT_ESTIMATE = 512
+DEFAULT_OUTPUT_ESTIMATE = 512  # the rate limiter's guess of a reply with no token limit (corrected on reply)
 
 
 class GaveUp(Exception):
@@ -26,10 +25,8 @@ class OverBudget(Exception):
 
 
 def estimate_tokens(messages: list, schema: dict | None, params: dict) -> int:
-    """An upper-ish bound of the tokens one request uses (about 3 characters a token, plus the reply limit)."""
-    chars = sum(len(m.get("content") or "") for m in messages) + (len(json.dumps(schema)) if schema else 0)
-    limit = params.get("max_tokens") or params.get("max_completion_tokens") or params.get("max_output_tokens")
-    return math.ceil(chars / 3) + int(limit or DEFAULT_OUTPUT_ESTIMATE)
+    """The tokens the rate limiter books for one request before its reply says how many it used."""
+    return prompt_tokens(messages, schema) + (output_limit(params) or DEFAULT_OUTPUT_ESTIMATE)
 
 
 def rejected(res: Result, completion: Completion, problem: str, tries: int) -> None:
@@ -54,10 +51,12 @@ class Asker:
         backoff: retries of a RetryableError and the delay between them.
         meter: where each reply's usage is counted.
         spend: a ``budget.Spend`` that reserves each send's worst-case cost first (None: no cap).
+        journal: the engine's ``Journal``; a ledger journal records every send and what its reply cost.
     """
 
-    def __init__(self, cfg, limiter: RateLimiter, backoff: Backoff, meter: UsageMeter, spend=None):
+    def __init__(self, cfg, limiter: RateLimiter, backoff: Backoff, meter: UsageMeter, spend=None, journal=None):
         self.cfg = cfg
+        self.journal = journal
         self.limiter = limiter
         self.backoff = backoff
         self.meter = meter
@@ -107,8 +106,12 @@ class Asker:
             res.attempts += 1
             charged = None  # what the reservation settles at: an HTTP error costs 0, a lost reply is unknown (None)
             try:
-                completion = await asyncio.wait_for(provider.complete(messages, schema=schema, params=params),
-                                                    timeout)
+                async with recorded_send(self.journal, getattr(provider, "model", None), messages, schema, params,
+                                         self.meter) as send:
+                    completion = await asyncio.wait_for(provider.complete(messages, schema=schema, params=params),
+                                                        timeout)
+                    if send is not None:
+                        send.answered(completion)
             except RetryableError as e:
                 err = e
                 charged = 0.0 if e.status else None

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..prices import price_of
 from .asker import Asker, accepted
 from .base import Backoff, BatchProvider, Completion, FatalError, Job, Request, Result
-from .journal import Journal, journal_key, watch
+from .journal import Journal, journal_key, record_batch
 from .limiter import RateLimiter
 from .providers import create_provider
 from .replies import check_reply
@@ -56,7 +56,7 @@ class Engine:
         self.meter = UsageMeter(*price_of(service_cfg))
         self.usage = self.meter.totals
         self.spend = spend
-        self.asker = Asker(service_cfg, self.limiter, self.backoff, self.meter, spend)
+        self.asker = Asker(service_cfg, self.limiter, self.backoff, self.meter, spend, self.journal)
 
     def run(self, requests: list[Request], desc: str = "service LLM") -> list[Result]:
         """Synchronous ``arun``; works inside a running event loop too (it then runs in a worker thread)."""
@@ -77,7 +77,6 @@ class Engine:
         if not jobs:
             return results
         async with self._opened_provider() as provider:  # first: a missing key fails before any progress bar
-            watch(provider, self.journal, self.meter)  # the ledger: each send, then what its reply cost
             bar = tqdm(total=len(requests), initial=len(requests) - len(jobs), desc=desc, unit="req",
                        file=sys.stderr, disable=not self.progress, mininterval=0.5)
             try:
@@ -151,6 +150,7 @@ class Engine:
         state = Path(str(self.journal.path) + ".batch.json") if self.journal is not None else None
         jobs, held = self._reserve_batch(jobs, results, provider.batch_discount, bar)
         answers = await provider.run_batch(jobs, state=state, poll_s=self.batch_poll_s, backoff=self.backoff)
+        record_batch(self.journal, answers, provider.batch_discount, self.meter)  # the ledger: what the batch cost
         left, first = [], {}
         for job in jobs:
             cost_before = self.meter.totals["cost_usd"]

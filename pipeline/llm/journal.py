@@ -21,6 +21,7 @@ to the store every ``flush_s`` seconds, every ``flush_every`` answers, at exit a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -33,9 +34,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .usage import worst_case_tokens
+
 SEGMENT_GLOB = "part-*.jsonl"
 NEW_SEGMENT = re.compile(r"^part-[1-9]\d*-\d+-")
-DEFAULT_MAX_OUTPUT_TOKENS = 2048  # the worst case of a reply when a request sets no limit
 
 
 def journal_key(provider: str, model: str, params: dict | None, messages: list, schema: dict | None,
@@ -209,56 +211,50 @@ def read_ledger(files: Iterable[Path]) -> Ledger:
 # --------------------------------------------------------------------------- recording every send
 
 
-def watch(provider, journal: Journal | None, meter) -> None:
-    """Make ``provider`` record each request in ``journal``'s ledger: ``sent`` before it goes out, ``paid`` when
-    its reply arrives (priced by ``meter``); a batch's answers are recorded as paid when the batch returns them.
+class Send:
+    """One request on its way, recorded in a ledger journal: ``answered(completion)`` writes what it cost."""
 
-    Patches the provider object once; later calls only re-point it (None: record nothing)."""
-    provider.__dict__["_duo_ledger"] = (journal, meter)
-    if provider.__dict__.get("_duo_watched"):
+    def __init__(self, journal: Journal, sid: str, meter):
+        self.journal, self.sid, self.meter = journal, sid, meter
+
+    def answered(self, completion) -> None:
+        m = self.meter
+        self.journal.paid(self.sid, completion.input_tokens, completion.output_tokens,
+                          (completion.input_tokens * m.price_input_per_1m
+                           + completion.output_tokens * m.price_output_per_1m) / 1e6)
+
+
+@contextlib.asynccontextmanager
+async def recorded_send(journal: Journal | None, model: str | None, messages: list, schema: dict | None,
+                        params: dict, meter):
+    """Around one send to the service: a ``sent`` line (with its worst-case cost) first, the ``paid`` line
+    through the yielded :class:`Send` when the reply arrives, a ``paid`` line of 0 with the error when the service
+    answered with one; a send cancelled or timed out stays unknown (it may have been charged). Yields None for a
+    journal that keeps answers only (a single file: no ledger); nothing new goes out while a signal is handled."""
+    if journal is None or journal.flusher is None:
+        yield None
         return
-    provider.__dict__["_duo_watched"] = True
-    complete = provider.complete
+    tokens_in, limit = worst_case_tokens(messages, schema, params)
+    if _STOP["signum"] is not None:
+        await asyncio.Event().wait()  # stopping on a signal: nothing new goes out while the replies land
+    at_most = (tokens_in * meter.price_input_per_1m + limit * meter.price_output_per_1m) / 1e6
+    sid = journal.sent(model, tokens_in, limit, at_most)
+    _STOP["inflight"] += 1
+    try:
+        yield Send(journal, sid, meter)
+    except asyncio.TimeoutError:
+        raise  # no reply within the timeout: unknown, as a cancel is
+    except Exception as err:  # an error reply: nothing to pay
+        journal.paid(sid, 0, 0, 0.0, error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        _STOP["inflight"] -= 1
 
-    async def recorded_complete(messages, *, schema=None, params=None):
-        journal, meter = provider.__dict__["_duo_ledger"]
-        if journal is None or journal.flusher is None:  # a single-file journal holds answers only, as it always did
-            return await complete(messages, schema=schema, params=params)
-        p_in, p_out = meter.price_input_per_1m, meter.price_output_per_1m
-        params = params or {}
-        limit = params.get("max_tokens") or params.get("max_completion_tokens") or params.get("max_output_tokens")
-        limit = int(limit or DEFAULT_MAX_OUTPUT_TOKENS)
-        chars = sum(len(str(m.get("content") or "")) for m in messages) + (len(json.dumps(schema)) if schema else 0)
-        tokens_in = -(-chars // 3)  # about 4 characters a token: 3 is an upper bound
-        if _STOP["signum"] is not None:
-            await asyncio.Event().wait()  # stopping on a signal: nothing new goes out while the replies land
-        at_most = (tokens_in * p_in + limit * p_out) / 1e6
-        sid = journal.sent(getattr(provider, "model", None), tokens_in, limit, at_most)
-        _STOP["inflight"] += 1
-        try:
-            completion = await complete(messages, schema=schema, params=params)
-        except Exception as err:  # an error reply: nothing to pay (a cancel stays unknown)
-            journal.paid(sid, 0, 0, 0.0, error=f"{type(err).__name__}: {err}")
-            raise
-        finally:
-            _STOP["inflight"] -= 1
-        journal.paid(sid, completion.input_tokens, completion.output_tokens,
-                     (completion.input_tokens * p_in + completion.output_tokens * p_out) / 1e6)
-        return completion
 
-    provider.complete = recorded_complete
-    run_batch = getattr(provider, "run_batch", None)
-    if run_batch is None:
+def record_batch(journal: Journal | None, answers: dict, discount: float, meter) -> None:
+    """A batch's answers as paid in a ledger journal (at the batch discount)."""
+    if journal is None or journal.flusher is None:
         return
-
-    async def recorded_batch(jobs, **kwargs):
-        answers = await run_batch(jobs, **kwargs)
-        journal, meter = provider.__dict__["_duo_ledger"]
-        if journal is not None and journal.flusher is not None:
-            discount = getattr(provider, "batch_discount", 1.0)
-            for c in answers.values():
-                journal.paid(None, c.input_tokens, c.output_tokens, discount * (
-                    c.input_tokens * meter.price_input_per_1m + c.output_tokens * meter.price_output_per_1m) / 1e6)
-        return answers
-
-    provider.run_batch = recorded_batch
+    for c in answers.values():
+        journal.paid(None, c.input_tokens, c.output_tokens, discount * (
+            c.input_tokens * meter.price_input_per_1m + c.output_tokens * meter.price_output_per_1m) / 1e6)

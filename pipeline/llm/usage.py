@@ -2,8 +2,33 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 from ..manifest import zero_usage as _stage_usage
 from .base import Completion
+
+CHARS_PER_TOKEN = 3  # fewer characters a token than English's ~4: a prompt's estimate errs on the dear side
+DEFAULT_MAX_OUTPUT_TOKENS = 2048  # LlamaDuo's max_tokens for synthesis; the worst case of a reply with no limit set
+
+
+def output_limit(params: dict) -> int | None:
+    """The reply's token limit in ``params`` (any provider's name for it), or None."""
+    limit = params.get("max_tokens") or params.get("max_completion_tokens") or params.get("max_output_tokens")
+    return int(limit) if limit else None
+
+
+def prompt_tokens(messages: list, schema: dict | None) -> int:
+    """An upper-ish count of a request's input tokens: the messages and schema at ``CHARS_PER_TOKEN``."""
+    chars = sum(len(m.get("content") if isinstance(m.get("content"), str) else str(m.get("content") or ""))
+                for m in messages) + (len(json.dumps(schema)) if schema else 0)
+    return math.ceil(chars / CHARS_PER_TOKEN) + 4 * len(messages)
+
+
+def worst_case_tokens(messages: list, schema: dict | None, params: dict) -> tuple[int, int]:
+    """(input, output) tokens one send may use: ``prompt_tokens`` plus the reply's token limit
+    (``DEFAULT_MAX_OUTPUT_TOKENS`` when none is set: then the bound is a guess, not a limit)."""
+    return prompt_tokens(messages, schema), output_limit(params) or DEFAULT_MAX_OUTPUT_TOKENS
 
 
 def zero_usage() -> dict:
