@@ -97,6 +97,11 @@ class ServiceConfig:
     judge: ServiceLLMConfig | None  # the first judge (the only one unless service.judge is a list: a panel)
     judges: list[ServiceLLMConfig]
 
+    def roles(self) -> list[tuple[str, ServiceLLMConfig]]:
+        """(role, service) of every configured service LLM: ``synthesize``, ``judge`` (``judge[i]`` in a panel)."""
+        out = [("synthesize", self.synthesize)] if self.synthesize is not None else []
+        return out + [("judge" if len(self.judges) == 1 else f"judge[{i}]", j) for i, j in enumerate(self.judges)]
+
 
 @dataclass(frozen=True)
 class SynthesizeConfig:

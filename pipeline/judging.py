@@ -16,6 +16,7 @@ from .budget import Spend, not_sent, spent_in_store
 from .config import Config, ServiceLLMConfig
 from .metrics import JUDGE_METRICS
 from .schemas import first_problem
+from .stage import carried_cost
 from .store import Store
 
 
@@ -64,11 +65,6 @@ def start_spend(cfg: Config, store: Store, svc: ServiceLLMConfig, artifact_name:
     """
     carried = carried_cost(store, artifact_name) if carry else 0.0
     return Spend(cfg, svc, spent_in_store(store, exclude=artifact_name) + already, carried=carried)
-
-
-def carried_cost(store: Store, artifact_name: str) -> float:
-    """The cost recorded by the artifact about to be replaced (0 when there is none)."""
-    return float(store.manifest(artifact_name).usage.get("cost_usd") or 0.0) if store.exists(artifact_name) else 0.0
 
 
 def ask(svc: ServiceLLMConfig, planned: list[tuple], *, journal: Path | str, spend: Spend, desc: str

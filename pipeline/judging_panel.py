@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from .config import Config, ServiceLLMConfig
-from .judging import CutByBudget, JudgeOutcome, carried_cost, run_absolute, start_spend
+from .judging import CutByBudget, JudgeOutcome, run_absolute, start_spend
 from .metrics import JUDGE_METRICS
+from .stage import carried_cost
 from .store import Store
 
 DISAGREE_THRESHOLD = 15.0  # points on the 1-100 scale

@@ -65,17 +65,9 @@ def price_of(svc, role: str | None = None) -> tuple[float, float]:
             float(given_out) if given_out is not None else found[1])
 
 
-def services(cfg) -> list[tuple[str, object]]:
-    """(role, service) of every configured service LLM: ``synthesize``, ``judge`` (``judge[i]`` in a panel)."""
-    out = [("synthesize", cfg.service.synthesize)] if cfg.service.synthesize is not None else []
-    judges = list(cfg.service.judges)
-    out += [("judge" if len(judges) == 1 else f"judge[{i}]", j) for i, j in enumerate(judges)]
-    return out
-
-
 def check_prices(cfg) -> None:
     """Refuse to start (DuoError, one line) when a configured paid service has no known price."""
-    for role, svc in services(cfg):
+    for role, svc in cfg.service.roles():
         price_of(svc, role)
 
 

@@ -48,8 +48,8 @@ class RunResult:
 
 def check_service(cfg: Config) -> list[str]:
     """Notes on what runs offline; a configured service whose API key variable is unset is an error."""
-    for role, svc in [("synthesize", cfg.service.synthesize)] + [("judge", j) for j in cfg.service.judges]:
-        if svc is not None and not os.environ.get(svc.api_key_env):
+    for role, svc in cfg.service.roles():
+        if not os.environ.get(svc.api_key_env):
             raise DuoError(f"service.{role} ({svc.provider}:{svc.model}) needs its API key in the environment "
                            f"variable {svc.api_key_env}, which is not set; set it, or remove service.{role} "
                            f"from {cfg.source_path or 'the config'} to run offline")

@@ -136,22 +136,20 @@ def store_problems(cfg: Config) -> list[str]:
 
 def key_problems(cfg: Config) -> list[str]:
     """Each configured service whose API-key variable is unset or empty."""
-    svc, out = cfg.service, []
-    services = [("service.synthesize", svc.synthesize)]
-    services += [(f"service.judge[{i}]" if len(svc.judges) > 1 else "service.judge", j) for i, j in enumerate(svc.judges)]
-    for field, s in services:
-        if s is not None and not os.environ.get(s.api_key_env, "").strip():
-            out.append(f"{field}: ${s.api_key_env} is not set; expected the API key for {s.provider}:{s.model} "
+    out = []
+    for role, s in cfg.service.roles():
+        if not os.environ.get(s.api_key_env, "").strip():
+            out.append(f"service.{role}: ${s.api_key_env} is not set; expected the API key for {s.provider}:{s.model} "
                        f"in that environment variable")
     return out
 
 
 def price_problems(cfg: Config) -> list[str]:
     """A paid service whose model has no known price (the spend cap could not hold)."""
-    from .prices import price_of, services
+    from .prices import price_of
 
     out = []
-    for role, svc in services(cfg):
+    for role, svc in cfg.service.roles():
         try:
             price_of(svc, role)
         except DuoError as exc:
