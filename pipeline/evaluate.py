@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import evidence
+from . import evidence, privacy
 from .config import Config
 from .errors import DuoError
 from .flags import COMMON, Flag
@@ -129,7 +129,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         return old
     rows = read_answers(store.open(artifact_name("infer", round_no)) / "answers.jsonl")
     manifest = ins.start()
-    judged = score_with_judges(cfg, store, round_no, rows, ins.name)
+    with privacy.tally() as scrubbed:  # what privacy.scrub took out of the judges' requests, by type
+        judged = score_with_judges(cfg, store, round_no, rows, ins.name)
     scores = dict(judged["scores"])
     scores.update(offline_scores(cfg.evaluate.metrics, [r["answer"] for r in rows], [r["reference"] for r in rows],
                                  embedding_model=cfg.evaluate.embedding_model))
@@ -159,6 +160,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         manifest.counts = {"samples": len(rows), "prompts": report["n"], "judged": len(rows) - unjudged
                            if judged["on"] else 0, "judge_failures": unjudged,
                            "judge_failed_repeats": len(judged["failures"]), "judge_requests_not_sent": unsent}
+        manifest.counts["scrubbed"] = privacy.counts_of(scrubbed) if privacy.enabled(cfg) else None
         manifest.usage = {**zero_usage(), **judged["usage"]}
         manifest.models = {"judge": judged["model"], "embedding": cfg.evaluate.embedding_model
                            if "embedding" in scores else None}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 from pathlib import Path
@@ -19,44 +18,27 @@ from .config import Config
 from .decision import no_new_rows
 from .errors import DuoError
 from .flags import COMMON
+from .launch import PROCESSES, is_main, rank, relaunch, wanted
 from .manifest import Manifest
 from .progress import peak_rss_mb
 from .sft_recipe import build as build_recipe
+from .sft_recipe import with_max_length
 from .stage import StageInputs, publish, reusable, round_arg
 from .store import Store, open_store
 from .templating import render_file
-from .trainset import training_artifacts, training_rows
+from .trainset import length_counts, training_artifacts, training_rows
+from .trainset import prompt_completion as to_prompt_completion
 
-FLAGS = COMMON
-
-def to_prompt_completion(row: dict, where: str) -> dict:
-    """A training row as a conversational ``prompt``/``completion`` pair, so the loss covers the answer only.
-
-    ``messages`` rows would train on the whole sequence: SmolLM2's template has no ``{% generation %}`` tags, so
-    TRL's ``assistant_only_loss`` cannot mask the prompt.
-    """
-    messages = row.get("messages")
-    if messages:
-        if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m and "content" in m
-                                                      for m in messages):
-            raise DuoError(f"{where}: 'messages' must be a list of {{role, content}} objects")
-        if messages[-1]["role"] != "assistant" or len(messages) < 2:
-            raise DuoError(f"{where}: 'messages' must end with the assistant's answer after at least one prompt turn")
-        return {"prompt": messages[:-1], "completion": messages[-1:]}
-    instruction, response = row.get("instruction"), row.get("response")
-    if not isinstance(instruction, str) or not instruction.strip() or not isinstance(response, str) \
-            or not response.strip():
-        raise DuoError(f"{where}: needs non-empty 'instruction' and 'response' (or 'messages')")
-    return {"prompt": [{"role": "user", "content": instruction}],
-            "completion": [{"role": "assistant", "content": response}]}
-
+FLAGS = (*COMMON, PROCESSES)
 
 def inputs(cfg: Config, store: Store, round_no: int) -> StageInputs:
     """What the adapter is made from: the student and finetune sections and the round's training artifacts."""
     parents = [store.manifest(name) for name in training_artifacts(store, round_no)]
     from .student import identity
 
-    config = {"student": identity(cfg), "finetune": cfg.raw.get("finetune")}
+    # finetune.launch is how many processes train, not what they train on: left out, like student.cpu_threads.
+    tuned = {k: v for k, v in (cfg.raw.get("finetune") or {}).items() if k != "launch"}
+    config = {"student": identity(cfg), "finetune": tuned}
     return StageInputs("finetune", round_no, config, (), parents)
 
 
@@ -139,34 +121,21 @@ def training_pairs(cfg: Config, store: Store, round_no: int, seed: int) -> tuple
     return pairs, len(rows), synthetic
 
 
-def length_counts(pairs: list[dict], tokenizer, max_length: int | None) -> dict:
-    """How ``max_length`` cuts the training rows: ``prompt_too_long`` (the prompt alone fills it: no answer token
-    is trained on) and ``truncated`` (the answer loses its end), with the longest row in tokens."""
-    lengths = []
-    for pair in pairs:
-        prompt = tokenizer.apply_chat_template(pair["prompt"], tokenize=True, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template(pair["prompt"] + pair["completion"], tokenize=True)
-        lengths.append((len(_ids(prompt)), len(_ids(full))))
-    limit = max_length or float("inf")
-    too_long = sum(1 for p, _ in lengths if p >= limit)
-    cut = sum(1 for p, f in lengths if p < limit < f)
-    return {"max_length": max_length, "prompt_too_long": too_long, "truncated": cut,
-            "longest_tokens": max((f for _, f in lengths), default=0), "rows_used": len(pairs) - too_long}
+def _tokenizer(cfg: Config):
+    """(base model path, its tokenizer for training)."""
+    from .student import load_tokenizer, resolve_base
+
+    base = resolve_base(cfg)
+    return base, load_tokenizer(cfg, base, for_generation=False)
 
 
-def _ids(encoded) -> list:
-    return encoded["input_ids"] if isinstance(encoded, dict) or hasattr(encoded, "keys") else encoded
-
-
-def _train(cfg: Config, recipe, pairs: list[dict], work: Path, log_path: Path):
-    """(trainer, model, tokenizer, train result, base path) after training on ``pairs``."""
+def _train(cfg: Config, recipe, pairs: list[dict], base: str, tokenizer, log_path: Path):
+    """(trainer, model, train result) after training on ``pairs``."""
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from .student import load_model, load_tokenizer, resolve_base
+    from .student import load_model
 
-    base = resolve_base(cfg)
-    tokenizer = load_tokenizer(cfg, base, for_generation=False)
     model = load_model(cfg, base, for_training=True, quantize=True)
     try:
         trainer = SFTTrainer(model=model, args=recipe.sft, train_dataset=Dataset.from_list(pairs),
@@ -174,7 +143,7 @@ def _train(cfg: Config, recipe, pairs: list[dict], work: Path, log_path: Path):
                              callbacks=[_make_log_callback(log_path)])
     except (ValueError, TypeError) as exc:
         raise DuoError(f"finetune.sft: TRL refused the settings: {str(exc).splitlines()[0]}") from None
-    return trainer, model, tokenizer, trainer.train(), base
+    return trainer, model, trainer.train()
 
 
 def _stats(trainer, result, model, log_path: Path, cuda: bool) -> dict:
@@ -189,6 +158,7 @@ def _stats(trainer, result, model, log_path: Path, cuda: bool) -> dict:
         "peak_rss_mb": round(peak_rss_mb(), 1), "device": "cuda" if cuda else "cpu", "steps": steps,
         "quantized": bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)),
         "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
+        "num_processes": int(trainer.args.world_size),
     }
 
 
@@ -209,22 +179,29 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     import torch
 
     cuda = torch.cuda.is_available()
-    work = store.root / f".work-round-{round_no}-finetune"
+    work = store.root / (f".work-round-{round_no}-finetune" + ("" if is_main() else f"-rank{rank()}"))  # per rank
     recipe = build_recipe(cfg, work / "trainer", cuda=cuda)
     pairs, n_rows, synthetic = training_pairs(cfg, store, round_no, int(recipe.sft.seed))
     manifest = ins.start()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     log_path = work / "train_log.jsonl"
-    trainer, model, tokenizer, result, base = _train(cfg, recipe, pairs, work, log_path)
+    base, tokenizer = _tokenizer(cfg)
+    cuts = length_counts(pairs, tokenizer, recipe.sft_kwargs.get("max_length"))  # resolves max_length: auto
+    recipe = with_max_length(recipe, cuts["max_length"])
+    trainer, model, result = _train(cfg, recipe, pairs, base, tokenizer, log_path)
     if not trainer.is_world_process_zero():  # under accelerate launch only the main process writes the artifact
+        shutil.rmtree(work, ignore_errors=True)
         return manifest
     stats = _stats(trainer, result, model, log_path, cuda)
-    cuts = length_counts(pairs, tokenizer, recipe.sft_kwargs.get("max_length"))
     used = len(trainer.train_dataset) if trainer.train_dataset is not None else cuts["rows_used"]  # after TRL drops
-    manifest.counts = {"train_rows": used, "rows_given": len(pairs), "prepare_rows": n_rows - synthetic,
-                       "synthetic_rows": synthetic, "steps": stats["steps"], "prompt_too_long": cuts["prompt_too_long"],
-                       "truncated": cuts["truncated"]}
+    # The cut counts come early: `duo run` prints a stage's first four counts.
+    manifest.counts = {"train_rows": used, "rows_truncated": cuts["rows_truncated"],
+                       "rows_dropped_too_long": cuts["rows_dropped_too_long"], "max_length": cuts["max_length"],
+                       "rows_given": len(pairs), "prepare_rows": n_rows - synthetic, "synthetic_rows": synthetic,
+                       "steps": stats["steps"],
+                       # the same two counts under their first names, which report_data reads until it moves over
+                       "truncated": cuts["rows_truncated"], "prompt_too_long": cuts["rows_dropped_too_long"]}
     manifest.models = {"base": cfg.student.model, "base_revision": cfg.student.revision, "base_path": base,
                        "gguf_file": cfg.student.gguf_file}
     manifest.extra = {**stats, "lora": recipe.lora_kwargs, "sft": recipe.sft_kwargs, "lengths": cuts}
@@ -259,20 +236,36 @@ def _save(cfg: Config, store: Store, name: str, folder: Path, trainer, tokenizer
 
 
 def cut_warning(counts: dict) -> str | None:
-    """A warning when finetune.sft.max_length cut more than 10% of the training rows."""
+    """A one-line warning when finetune.sft.max_length cut more than 10% of the training rows."""
     given = counts.get("rows_given") or 0
-    cut = (counts.get("prompt_too_long") or 0) + (counts.get("truncated") or 0)
-    if given and cut / given > 0.1:
-        return (f"warning: finetune.sft.max_length cut {cut} of {given} training rows ({counts.get('truncated')} "
-                f"answers truncated, {counts.get('prompt_too_long')} prompts alone too long): raise it")
+    truncated, dropped = _cut(counts)
+    if given and (truncated + dropped) / given > 0.1:
+        return (f"warning: finetune.sft.max_length ({counts.get('max_length')} tokens) cut {truncated + dropped} of "
+                f"{given} training rows ({truncated} answers truncated, {dropped} dropped: the prompt alone is too "
+                f"long); raise it or set it to auto")
     return None
+
+
+def _cut(counts: dict) -> tuple[int, int]:
+    """(rows truncated, rows dropped) of a manifest's counts (first names in manifests made before the rename)."""
+    return (int(counts.get("rows_truncated", counts.get("truncated")) or 0),
+            int(counts.get("rows_dropped_too_long", counts.get("prompt_too_long")) or 0))
+
+
+def _trains(cfg: Config, store: Store, round_no: int, force: bool) -> bool:
+    """Would ``run`` train? (Not when it would stop on an error or reuse the artifact: one process says so.)"""
+    if round_no < 1 or not store.exists("prepare") or no_new_rows(store, round_no):
+        return False
+    return reusable(store, inputs(cfg, store, round_no), force=force) is None
 
 
 def command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
     round_no = round_arg(args, store)
+    if wanted(cfg.finetune.launch, args) and _trains(cfg, store, round_no, args.force):
+        return relaunch(cfg, args, "finetune", cfg.finetune.launch, round_no)
     m = run(cfg, store, round_no, force=args.force)
-    if os.environ.get("RANK", "0") != "0":  # accelerate launch: the main process reports
+    if not is_main():  # accelerate launch: the main process reports
         return 0
     adapter_repo, adapter_revision = adapter_location(store, m.artifact)
     c, x = m.counts, m.extra
@@ -280,6 +273,7 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
         print(warning)
     publish(store, m.artifact, f"finetune round {round_no}: {c.get('train_rows')} rows ({c.get('synthetic_rows')} "
             f"synthetic), {c.get('steps')} steps, loss {x.get('first_loss')} -> {x.get('last_loss')}, "
-            f"{x.get('seconds_per_step')} s/step; adapter: {adapter_repo}", title=f"finetune, round {round_no}",
+            f"{x.get('seconds_per_step')} s/step; max_length {c.get('max_length')}: {_cut(c)[0]} rows truncated, "
+            f"{_cut(c)[1]} dropped; adapter: {adapter_repo}", title=f"finetune, round {round_no}",
             adapter_repo=adapter_repo, adapter_revision=adapter_revision)
     return 0

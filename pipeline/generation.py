@@ -1,6 +1,7 @@
 """Generation with the student: the base model alone (round 0, the untuned baseline) or base + a round's LoRA
 adapter, batched with left padding, prompts sorted by length, greedy unless ``infer.do_sample``. vLLM serves the
-adapter when it is installed and a GPU is here (``infer.backend`` auto or vllm); transformers otherwise.
+adapter when it is installed and a GPU is here (``infer.backend`` auto or vllm), the model split over
+``infer.tensor_parallel_size`` GPUs; transformers otherwise, sharding the prompts over the launched processes.
 ``infer`` and ``pull`` both generate through here.
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from .config import Config
 from .errors import DuoError
+from .launch import rank, shard_and_gather, world_size
 
 SEED = 42
 
@@ -35,6 +37,9 @@ def choose_backend(cfg: Config) -> str:
 
     cuda = torch.cuda.is_available()
     if has_vllm and cuda:
+        tp, gpus = cfg.infer.tensor_parallel_size, torch.cuda.device_count()
+        if tp > gpus:
+            raise DuoError(f"infer.tensor_parallel_size is {tp} but this machine has {gpus} CUDA GPU(s)")
         return "vllm"
     if wanted == "vllm":
         why = "vllm is not installed" if not has_vllm else "no CUDA GPU is available"
@@ -69,7 +74,7 @@ def _decoding(cfg: Config, model, tokenizer) -> tuple[dict, set]:
               "pad_token_id": tokenizer.pad_token_id, "eos_token_id": sorted(t for t in stop if t is not None)}
     if cfg.infer.do_sample:
         kwargs.update(temperature=cfg.infer.temperature, top_p=cfg.infer.top_p)
-        torch.manual_seed(SEED)
+        torch.manual_seed(SEED + rank())  # each launched process samples its share with its own stream
     else:  # the model's generation_config may carry sampling defaults; greedy must not warn about or use them
         kwargs.update(temperature=None, top_p=None, top_k=None)
     return kwargs, stop
@@ -114,11 +119,11 @@ def generate_vllm(cfg: Config, base: str, adapter: Path | None, texts: list[str]
     lora: dict = {}
     request = None
     if adapter is not None:
-        rank = int(json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("r", 8))
-        lora = {"enable_lora": True, "max_lora_rank": next(r for r in (8, 16, 32, 64, 128, 256, 512) if r >= rank)}
+        r = int(json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("r", 8))
+        lora = {"enable_lora": True, "max_lora_rank": next(m for m in (8, 16, 32, 64, 128, 256, 512) if m >= r)}
         request = LoRARequest("adapter", 1, str(adapter))
     llm = LLM(model=base, tokenizer=str(adapter or base), dtype=str(torch_dtype(cfg)).removeprefix("torch."),
-              seed=SEED, **lora)
+              seed=SEED, tensor_parallel_size=cfg.infer.tensor_parallel_size, **lora)
     sampling = SamplingParams(max_tokens=cfg.infer.max_new_tokens, seed=SEED,
                               temperature=cfg.infer.temperature if cfg.infer.do_sample else 0.0,
                               top_p=cfg.infer.top_p if cfg.infer.do_sample else 1.0)
@@ -129,6 +134,15 @@ def generate_vllm(cfg: Config, base: str, adapter: Path | None, texts: list[str]
 
 
 def generate(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer,
-             backend: str = "transformers") -> tuple[list, int, float]:
-    """Answers to ``texts`` with the chosen backend: (answers, generated tokens, generation seconds)."""
-    return (generate_vllm if backend == "vllm" else generate_transformers)(cfg, base, adapter, texts, tokenizer)
+             backend: str = "transformers") -> tuple[list, int, float] | None:
+    """Answers to ``texts`` with the chosen backend: (answers, generated tokens, generation seconds).
+
+    Under a launch of several processes (transformers only) each process answers every ``world_size()``-th text
+    and the main process gets them all back in order; the others get None.
+    """
+    if backend == "vllm":
+        return generate_vllm(cfg, base, adapter, texts, tokenizer)
+    if world_size() > 1:
+        return shard_and_gather(len(texts), lambda mine: generate_transformers(cfg, base, adapter,
+                                                                               [texts[i] for i in mine], tokenizer))
+    return generate_transformers(cfg, base, adapter, texts, tokenizer)

@@ -148,6 +148,19 @@ def put_files(repo: Repository, branch: str, files: dict[str, bytes], message: s
     return changed
 
 
+def branch_sha(repo: Repository, branch: str) -> str:
+    """The commit ``branch`` points at now."""
+    with github_errors(f"read branch {branch}"):
+        return repo.get_branch(branch).commit.sha
+
+
+def commit_files(repo: Repository, branch: str, files: dict[str, bytes], message: str) -> str:
+    """:func:`put_files`, then the commit ``branch`` points at: link files by this sha and the links outlive the
+    branch (GitHub keeps a merged or closed PR's commits)."""
+    put_files(repo, branch, files, message)
+    return branch_sha(repo, branch)
+
+
 def find_pr(repo: Repository, branch: str) -> PullRequest | None:
     """The open PR whose head is ``branch`` in this repository, or None."""
     with github_errors(f"list pull requests for {branch}"):

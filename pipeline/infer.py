@@ -3,8 +3,9 @@
 Input: ``prepare/test.jsonl`` and, for round N >= 1, ``round-N/finetune/adapter``. Round 0 is the untuned
 baseline: the base student with no adapter, on the same prompts, so every later round can be compared with it.
 Output: artifact ``round-N/infer`` with ``answers.jsonl``: ``id``, ``instruction``, ``reference`` (the service
-LLM's answer), ``category``, ``answer``, ``sample`` (0.. ``infer.samples_per_prompt`` - 1), ``model``,
-``adapter`` (null for round 0), ``params``. Generation: :mod:`pipeline.generation`.
+LLM's answer), ``category``, ``system`` (the prompt's system turn or null), ``context`` (earlier turns), ``answer``,
+``sample`` (0.. ``infer.samples_per_prompt`` - 1), ``model``, ``adapter`` (null for round 0), ``params``.
+Generation: :mod:`pipeline.generation`.
 """
 
 from __future__ import annotations
@@ -13,18 +14,20 @@ import argparse
 import json
 from pathlib import Path
 
-from .chat import prompt_messages
+from .chat import asked_fields, prompt_messages
 from .config import Config
 from .errors import DuoError
 from .flags import COMMON
 from .generation import choose_backend, generate, generation_params
+from .launch import PROCESSES, is_main, relaunch, wanted, world_size
 from .manifest import Manifest
 from .records import iter_jsonl, read_jsonl, write_jsonl
 from .stage import StageInputs, publish, reusable, round_arg
 from .store import Store, artifact_name, open_store
 
-FLAGS = COMMON
+FLAGS = (*COMMON, PROCESSES)
 BASELINE_ROUND = 0
+HOW_NOT_WHAT = ("launch", "tensor_parallel_size")  # infer keys that change the speed, not the answers
 
 
 def inputs(cfg: Config, store: Store, round_no: int) -> StageInputs:
@@ -36,7 +39,9 @@ def inputs(cfg: Config, store: Store, round_no: int) -> StageInputs:
             raise store.missing(name, f"infer (round {round_no})")
     from .student import identity
 
-    config = {"student": identity(cfg), "infer": cfg.raw.get("infer")}
+    # How many processes or GPUs answer does not change the answers: left out, like student.cpu_threads.
+    config = {"student": identity(cfg), "infer": {k: v for k, v in (cfg.raw.get("infer") or {}).items()
+                                                  if k not in HOW_NOT_WHAT}}
     return StageInputs("infer", round_no, config, (), [store.manifest(n) for n in needed])
 
 
@@ -81,18 +86,22 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
              for r in rows]
     params = generation_params(cfg, backend)
     manifest = ins.start()
-    answers, generated, seconds = generate(cfg, base, adapter, [t for t in texts for _ in range(k)], tokenizer,
-                                           backend)
+    result = generate(cfg, base, adapter, [t for t in texts for _ in range(k)], tokenizer, backend)
+    if result is None:  # a launched process other than the main one: its share of answers went to the main one
+        return manifest
+    answers, generated, seconds = result
     out = [{"id": r["id"], "instruction": r["instruction"], "reference": r.get("response"),
-            "category": r.get("category"), "answer": answers[i * k + j], "sample": j, "model": cfg.student.model,
-            "adapter": ft_name, "params": params} for i, r in enumerate(rows) for j in range(k)]
+            "category": r.get("category"), **asked_fields(r), "answer": answers[i * k + j], "sample": j,
+            "model": cfg.student.model, "adapter": ft_name, "params": params}
+           for i, r in enumerate(rows) for j in range(k)]
     with store.write(ins.name) as folder:
         write_jsonl(folder / "answers.jsonl", out)
         manifest.counts = {"prompts": len(rows), "answers": len(out), "samples_per_prompt": k,
                            "empty_answers": sum(1 for a in answers if not a), "generated_tokens": generated}
         manifest.models = {"student": cfg.student.model, "base_path": base, "adapter": ft_name}
         manifest.extra = {"params": params, "generation_seconds": round(seconds, 3), "baseline": ft_name is None,
-                          "tokens_per_s": round(generated / seconds, 2) if seconds else None}
+                          "tokens_per_s": round(generated / seconds, 2) if seconds else None,
+                          "num_processes": world_size()}
         manifest.finish(folder).write(folder)
     return manifest
 
@@ -125,7 +134,12 @@ def _found(row: dict, key: str) -> str:
 def command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
     round_no = round_arg(args, store)
+    if wanted(cfg.infer.launch, args) and reusable(store, inputs(cfg, store, round_no), force=args.force) is None \
+            and choose_backend(cfg) == "transformers":  # vLLM spreads one model over GPUs itself (tensor parallel)
+        return relaunch(cfg, args, "infer", cfg.infer.launch, round_no)
     m = run(cfg, store, round_no, force=args.force)
+    if not is_main():
+        return 0
     what = "the untuned base student" if round_no == BASELINE_ROUND else f"round {round_no}'s adapter"
     publish(store, m.artifact, f"infer round {round_no} ({what}): {m.counts.get('answers')} answers "
             f"({m.counts.get('empty_answers')} empty), {m.extra.get('tokens_per_s')} tokens/s with "

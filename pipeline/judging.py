@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .budget import Spend, not_sent, spent_in_store
+from .chat import asked_fields
 from .config import Config, ServiceLLMConfig
 from .metrics import JUDGE_METRICS
+from .privacy import scrub_messages
 from .schemas import first_problem
 from .stage import carried_cost
 from .store import Store
@@ -88,6 +90,12 @@ def ask(svc: ServiceLLMConfig, planned: list[tuple], *, journal: Path | str, spe
     return answered, len(planned) - sent
 
 
+def asked(row: dict) -> dict:
+    """What a judge template is told of the question: ``instruction`` (the last user turn), ``system`` (the system
+    prompt the student was given, or None), ``context`` (earlier turns, ``[{role, content}]``) and ``category``."""
+    return {"instruction": row["instruction"], **asked_fields(row), "category": row.get("category")}
+
+
 def raw_text(res) -> str | None:
     """The reply text kept in a failure record (the parsed data re-encoded when there is no text)."""
     return res.raw if res.raw is not None else (json.dumps(res.data) if res.data is not None else None)
@@ -120,8 +128,8 @@ def plan_absolute(cfg: Config, rows: list[dict], *, template: str, schema: dict,
 
     planned = []
     for row in rows:
-        messages = render(cfg, template, instruction=row["instruction"], reference=row["reference"],
-                          answer=row["answer"], category=row.get("category"))
+        messages = render(cfg, template, **asked(row), reference=row["reference"], answer=row["answer"])
+        messages = scrub_messages(cfg, messages)  # personal data out before anything is sent (privacy.scrub)
         planned += [(Request(key=row["_key"], messages=messages, schema=schema, repeat=k),) for k in range(repeats)]
     return planned
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config, ServiceLLMConfig
-from .judging import CutByBudget, ask, raw_text, start_spend
+from .judging import CutByBudget, ask, asked, raw_text, start_spend
+from .privacy import scrub_messages
 from .schemas import first_problem
 from .store import Store
 
@@ -83,8 +84,8 @@ def plan_pairwise(cfg: Config, rows: list[dict], *, template: str, schema: dict)
     for row in rows:
         for repeat, order in enumerate(ORDERS):
             a, b = (row["answer"], row["reference"]) if order == "student_first" else (row["reference"], row["answer"])
-            messages = render(cfg, template, instruction=row["instruction"], answer_a=a, answer_b=b,
-                              category=row.get("category"))
+            messages = render(cfg, template, **asked(row), answer_a=a, answer_b=b)
+            messages = scrub_messages(cfg, messages)  # personal data out before anything is sent (privacy.scrub)
             planned.append((Request(key=row["_key"], messages=messages, schema=schema, repeat=repeat), order))
     return planned
 

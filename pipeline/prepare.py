@@ -1,7 +1,10 @@
 """``duo prepare``: load the coverage dataset, validate every row, make the fixed train/test split.
 
-Output artifact ``prepare``: ``train.jsonl`` and ``test.jsonl`` (``id``, ``instruction``, ``response``,
-``category``, ``messages``, ``source_line``) and ``bad_rows.jsonl`` (``line``, ``kind``, ``reason``, ``row``).
+Rows are instruction/response columns or chat logs (``data.shape``; OpenAI chat, fine-tuning and stored-completion
+JSONL, see ``chat_logs``). Output artifact ``prepare``: ``train.jsonl`` and ``test.jsonl`` (``id``, ``instruction``
+(the last user turn), ``response`` (the target), ``category``, ``system`` (or null), ``messages`` (the whole chat:
+system, earlier turns, the last user turn, the target), ``source_line``) and ``bad_rows.jsonl`` (``line``, ``kind``,
+``reason``, ``row``).
 The split is made once: every later round is measured on the same test prompts, so remaking it needs ``--force``.
 A repeated instruction is reported as a ``duplicate`` and skipped in either ``on_bad_row`` mode (logs repeat
 prompts; a repeat must not land on both sides of the split); an ``invalid`` row is skipped or stops the run.
@@ -15,6 +18,7 @@ import random
 from collections import Counter, defaultdict
 
 from .chat import chat
+from .chat_logs import chat_record, is_chat_row
 from .config import Config
 from .dedup import NearDupIndex, normalize
 from .errors import DuoError
@@ -31,35 +35,65 @@ NO_CATEGORY = "(none)"  # manifest key for rows without a category
 NEAR_THRESHOLD = 0.8  # word-shingle Jaccard at which a test prompt counts as a near copy of a train prompt
 
 
-def check_row(row: SourceRow, cfg: Config) -> tuple[dict | None, str | None]:
-    """(instruction, response, category) of a valid record, or the reason it is not valid."""
-    if row.error:
-        return None, row.error
-    if not isinstance(row.data, dict):
-        return None, f"expected an object with columns, found {type(row.data).__name__}"
+def _columns_record(data: dict, cfg: Config) -> tuple[dict | None, str | None]:
+    """(instruction, response, system, messages) of an instruction/response row, or the reason it is not valid."""
     cols = cfg.data.columns
-    out = {}
+    out: dict = {}
     for field, col in (("instruction", cols.instruction), ("response", cols.response)):
-        if col not in row.data:
-            return None, f"missing column '{col}' (data.columns.{field}; row has: {', '.join(map(str, row.data))})"
-        value = row.data[col]
+        if col not in data:
+            return None, f"missing column '{col}' (data.columns.{field}; row has: {', '.join(map(str, data))})"
+        value = data[col]
         if not isinstance(value, str):
             return None, f"column '{col}' is {type(value).__name__}, expected a non-empty string"
         if not value.strip():
             return None, f"column '{col}' is empty"
         out[field] = value.strip()
-    out["category"] = None
-    if cols.category:
-        if cols.category not in row.data:
-            return None, f"missing column '{cols.category}' (data.columns.category)"
-        value = row.data[cols.category]
-        if isinstance(value, (dict, list)):
-            return None, f"column '{cols.category}' is {type(value).__name__}, expected a string or null"
-        out["category"] = None if value is None or str(value).strip() == "" else str(value).strip()
-    size = sum(len(v) for v in out.values() if v)
+    value = data.get(cols.system) if cols.system else None  # optional: a missing or empty one is no system prompt
+    if value is not None and not isinstance(value, str):
+        return None, f"column '{cols.system}' is {type(value).__name__}, expected a string or null"
+    out["system"] = (value.strip() or None) if value else None
+    out["messages"] = chat(out["instruction"], out["response"], out["system"])
+    return out, None
+
+
+def _category(data: dict, cfg: Config) -> tuple[str | None, str | None]:
+    """(category or None, problem): from ``data.columns.category``, in the row or in its ``metadata`` (OpenAI's
+    stored completions keep their tags there)."""
+    col = cfg.data.columns.category
+    if not col:
+        return None, None
+    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    if col not in data and col not in meta:
+        return None, f"missing column '{col}' (data.columns.category)"
+    value = data[col] if col in data else meta[col]
+    if isinstance(value, (dict, list)):
+        return None, f"column '{col}' is {type(value).__name__}, expected a string or null"
+    return (None if value is None or str(value).strip() == "" else str(value).strip()), None
+
+
+def check_row(row: SourceRow, cfg: Config) -> tuple[dict | None, str | None]:
+    """The record of a valid row (``instruction``, ``response``, ``category``, ``system``, ``messages``), or the
+    reason it is not valid. ``data.shape`` says how to read a row: instruction/response columns or chat turns
+    (``auto``: chat turns when the row has them)."""
+    if row.error:
+        return None, row.error
+    if not isinstance(row.data, dict):
+        return None, f"expected an object with columns, found {type(row.data).__name__}"
+    shape = cfg.data.shape
+    if shape == "chat" or (shape == "auto" and is_chat_row(row.data)):
+        out, why = chat_record(row.data)
+    else:
+        out, why = _columns_record(row.data, cfg)
+    if out is None:
+        return None, why
+    category, why = _category(row.data, cfg)
+    if why:
+        return None, why
+    size = sum(len(m["content"]) for m in out["messages"]) + len(category or "")
     if size > cfg.data.max_row_chars:
         return None, f"row has {size} characters; expected at most {cfg.data.max_row_chars} (data.max_row_chars)"
-    return out, None
+    return {"instruction": out["instruction"], "response": out["response"], "category": category,
+            "system": out["system"], "messages": out["messages"]}, None
 
 
 def holdout_count(n: int, size: float) -> int:
@@ -116,16 +150,24 @@ def read_rows(cfg: Config, src: Source) -> tuple[list[dict], list[dict]]:
                                f"report bad rows in bad_rows.jsonl and go on)")
             bad.append({"line": row.line, "kind": "invalid", "reason": reason, "row": _kept(row.data, cfg)})
             continue
-        key = normalize(parsed["instruction"]) or parsed["instruction"]
+        key = _prompt_key(parsed)
         if key in seen:
             # A repeated prompt could land in both train and test; keep the first, report the rest.
             bad.append({"line": row.line, "kind": "duplicate", "row": row.data,
                         "reason": f"duplicate instruction (same as {src.unit} {seen[key]})"})
             continue
         seen[key] = row.line
-        valid.append({"id": f"cov-{row.number:06d}", **parsed,
-                      "messages": chat(parsed["instruction"], parsed["response"]), "source_line": row.line})
+        valid.append({"id": f"cov-{row.number:06d}", **parsed, "source_line": row.line})
     return valid, bad
+
+
+def _prompt_key(record: dict) -> str:
+    """What makes two rows the same prompt: the instruction, with the system prompt and earlier turns when any
+    (one question under two system prompts is two tasks)."""
+    asked = record["messages"][:-1]
+    if len(asked) == 1:
+        return normalize(record["instruction"]) or record["instruction"]
+    return "\n".join(f"{m['role']}: {normalize(m['content']) or m['content']}" for m in asked)
 
 
 SPLIT_KEYS = ("source", "format", "split", "columns", "limit", "test")  # what decides which rows land where
@@ -135,8 +177,12 @@ def inputs(cfg: Config) -> StageInputs:
     """What the split is made from: the data keys that decide it and the source file's content. (Keys added to the
     data section later, with defaults that keep every row, do not remake a split: a split is fixed once made.)"""
     data = cfg.raw.get("data") or {}
-    return StageInputs("prepare", None, {"data": {k: data.get(k) for k in SPLIT_KEYS}},
-                       values={"source_sha256": fingerprint(cfg)})
+    chosen = {k: data.get(k) for k in SPLIT_KEYS}
+    # Split keys added later count only when set away from their defaults, so splits made before them stay valid.
+    chosen["columns"] = {k: v for k, v in (chosen["columns"] or {}).items() if not (k == "system" and v is None)}
+    if data.get("shape", "auto") != "auto":
+        chosen["shape"] = data["shape"]
+    return StageInputs("prepare", None, {"data": chosen}, values={"source_sha256": fingerprint(cfg)})
 
 
 def _same_split(old: Manifest, cfg: Config, ins: StageInputs) -> bool:
@@ -171,7 +217,9 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     manifest = ins.start()
     kinds = Counter(b["kind"] for b in bad)
     manifest.counts = {"rows": len(src.rows), "valid": len(rows), "train": len(train), "test": len(test),
-                       "bad": kinds["invalid"], "duplicates": kinds["duplicate"]}
+                       "bad": kinds["invalid"], "duplicates": kinds["duplicate"],
+                       "with_system": sum(1 for r in rows if r["system"]),
+                       "multi_turn": sum(1 for r in rows if len(r["messages"]) > (3 if r["system"] else 2))}
     if cfg.data.columns.category:
         by_cat: dict[str, dict] = defaultdict(lambda: {"train": 0, "test": 0})
         for part, part_rows in (("train", train), ("test", test)):
@@ -197,6 +245,9 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     c = m.counts
     print(f"prepare: {c['rows']} rows -> {c['train']} train / {c['test']} test "
           f"({c['bad']} bad, {c['duplicates']} duplicate; reasons in bad_rows.jsonl)")
+    if c.get("with_system") or c.get("multi_turn"):
+        print(f"  {c.get('with_system', 0)} rows with a system prompt, {c.get('multi_turn', 0)} multi-turn "
+              f"(earlier turns kept as context)")
     for cat, n in c.get("by_category", {}).items():
         print(f"  {cat}: {n['train']} train / {n['test']} test")
     if m.extra.get("test_near_train"):

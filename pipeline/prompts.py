@@ -1,7 +1,10 @@
 """Prompt templates (Jinja2 files) rendered into chat messages, and the JSON Schemas replies must follow.
 
-A template is found by name: first relative to the config file, then in the repo's ``prompts/`` folder. It holds
-``{% block system %}`` (optional) and ``{% block user %}``; a template without a user block is all user message.
+A template is found by name: first relative to the config file, then in ``prompts/`` beside the config, then in the
+``prompts/`` folder of duo's own checkout (the editable copy teams change), then in the defaults packaged with duo
+(``pipeline/prompts_default``, a link to that same ``prompts/`` folder in git, so a built wheel or ``pip install .``
+ships the files). It holds ``{% block system %}`` (optional) and ``{% block user %}``; a template without a user
+block is all user message.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from .config import Config
 from .errors import DuoError
 from .templating import environment
 
-PROMPTS_DIR = Path(pipeline.__file__).resolve().parent.parent / "prompts"
+PROMPTS_DIR = Path(pipeline.__file__).resolve().parent.parent / "prompts"  # in a checkout (editable install)
+PACKAGED_PROMPTS_DIR = Path(pipeline.__file__).resolve().parent / "prompts_default"  # in every install
 SCHEMAS_DIR = Path(pipeline.__file__).resolve().parent / "schemas"
 
 
@@ -33,8 +37,9 @@ def _find(cfg: Config, name: str, folders: list[Path], kind: str) -> Path:
 
 
 def find_template(cfg: Config, name: str) -> Path:
-    """The template file ``name``: config-relative first, then the repo's ``prompts/``."""
-    return _find(cfg, name, [PROMPTS_DIR], "prompt template")
+    """The template file ``name``: config-relative, ``prompts/`` beside the config, duo's ``prompts/``, packaged."""
+    folders = [cfg.resolve("prompts"), PROMPTS_DIR, PACKAGED_PROMPTS_DIR]
+    return _find(cfg, name, list(dict.fromkeys(f for f in folders if f.is_dir())), "prompt template")
 
 
 @lru_cache(maxsize=32)

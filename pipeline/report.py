@@ -24,7 +24,7 @@ from .formatting import condition, num, rule_row, signed
 from .manifest import MANIFEST, Manifest, zero_usage
 from .report_data import LATER, NEEDED_BY, gather
 from .stage import StageInputs, publish, reusable, round_arg
-from .store import Store, latest_round, open_store, round_of
+from .store import Store, artifact_name, latest_round, open_store, round_of
 from .templating import TEMPLATES_DIR, environment
 
 STAGE = "report"
@@ -79,13 +79,6 @@ def redact(text: str) -> str:
     return text
 
 
-def _targets(ev: dict) -> dict:
-    """metric -> the pass rule's bound on this round's mean or CI (rows against another round are differences)."""
-    return {r["metric"]: r["min"] if r["min"] is not None else r["above"] for r in ev["rule"]
-            if not r["vs"] and r["stat"] in ("mean", "ci_low", "ci_high")
-            and (r["min"] is not None or r["above"] is not None)}
-
-
 def draw_charts(ctx: dict, folder: Path) -> dict:
     from . import charts
 
@@ -94,13 +87,18 @@ def draw_charts(ctx: dict, folder: Path) -> dict:
     scores = {m: [(r.get("scores") or {}).get(m) for r in ctx["rows"]] for m in metrics}
     base = {m: [(r.get("scores") or {}).get(m) for r in ctx["base_rows"]] for m in metrics}
     thresholds = {m: s["threshold"] for m, s in ev["metrics"].items() if s.get("threshold") is not None}
-    base_cats = {c["name"]: {m: {"mean": v} for m, v in c["base"].items()} for c in ctx["categories"]}
+    by_cat = {c["name"]: c["stats"] for c in ctx["categories"]}
+    base_cats = {c["name"]: c["base_stats"] for c in ctx["categories"]}
+    targets = {m: t["mean"] for m, t in ctx["rule_targets"].items() if t.get("mean") is not None}
     made = {
-        "histogram": charts.score_histogram(scores, thresholds, folder / CHARTS["histogram"], base=base),
-        "categories": charts.category_means(ev["by_category"], metrics, folder / CHARTS["categories"],
+        "histogram": charts.score_histogram(scores, folder / CHARTS["histogram"], base=base,
+                                            rule=ctx["rule_targets"], thresholds=thresholds,
+                                            means={m: s["mean"] for m, s in ev["metrics"].items()},
+                                            base_means={m: s["mean"] for m, s in ev["baseline"].items()}),
+        "categories": charts.category_means(by_cat, metrics, folder / CHARTS["categories"],
                                             base=base_cats if ctx["compare_base"] else None),
         "trend": charts.round_trend(ctx["history"], ctx["trend_metrics"], folder / CHARTS["trend"],
-                                    x_label=ctx["x_label"], targets=_targets(ev))
+                                    x_label=ctx["x_label"], targets=targets)
         if not ctx["is_base"] else None,  # round 0 has no rounds to compare
     }
     return {k: p.name if p is not None else None for k, p in made.items()}
@@ -166,8 +164,20 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     return manifest
 
 
-def open_pr(cfg: Config, store: Store, round_no: int, folder: Path) -> tuple[str, int]:
-    """Commit ``folder`` to branch ``duo/<task>/round-<N>`` and open or update its PR; (url, number)."""
+def title(ctx: dict) -> str:
+    """The PR title: the verdict, and what comes next unless the round passed."""
+    d = ctx["decision"]
+    verdict = "baseline" if ctx["headline"] == "baseline" else ctx["ev"]["verdict"].upper()
+    nxt = {"continue": f"next: round {d.get('next_round')}", "pass": ""}.get(d["decision"])
+    if nxt is None:
+        nxt = "stop: " + d["decision"].removeprefix("stop-").replace("-", " ")
+    return f"duo: {ctx['task']} round {ctx['round']}: {verdict}" + (f", {nxt}" if nxt else "")
+
+
+def publish_pr(cfg: Config, store: Store, round_no: int, folder: Path) -> dict:
+    """Commit ``folder`` to branch ``duo/<task>/round-<N>`` and open or update its PR; ``url``, ``number``,
+    ``commit`` (the branch head after the commit) and ``report_url``. Images and the report are linked by that
+    commit, never by the branch: the links keep working once the branch is merged and deleted."""
     from . import github
 
     repo = github.connect()
@@ -176,22 +186,56 @@ def open_pr(cfg: Config, store: Store, round_no: int, folder: Path) -> tuple[str
     branch = f"duo/{cfg.task.name}/round-{round_no}"
     base = cfg.report.base_branch or repo.default_branch
     github.ensure_branch(repo, branch, base)
-    github.put_files(repo, branch, files, f"duo: report for {cfg.task.name}, round {round_no}")
+    sha = github.commit_files(repo, branch, files, f"duo: report for {cfg.task.name}, round {round_no}")
     ctx = gather(cfg, store, round_no)
-    blob = f"{repo.html_url}/blob/{branch}"
-    chart_urls = [(p.stem.replace("_", " "), f"{blob}/{rel}/{p.name}?raw=true") for p in sorted(folder.glob("*.png"))]
+    blob = f"{repo.html_url}/blob/{sha}"
+    chart_urls = [(name[:-4].replace("_", " "), f"{blob}/{rel}/{name}?raw=true") for name in CHARTS.values()
+                  if (folder / name).is_file()]
+    report_url = f"{blob}/{rel}/report.md"
     body = render("pr_body.md.j2", **ctx, watermark=WATERMARK.format(task=cfg.task.name, round=round_no),
-                  chart_urls=chart_urls, report_path=f"{rel}/report.md", report_url=f"{blob}/{rel}/report.md")
-    verdict = ctx["ev"]["verdict"].upper()
-    title = f"duo: {cfg.task.name} round {round_no}: {verdict} ({ctx['decision']['decision']})"
-    pr, _ = github.upsert_pr(repo, branch=branch, base=base, title=title, body=body, label=cfg.report.label)
-    return pr.html_url, pr.number
+                  chart_urls=chart_urls, report_path=f"{rel}/report.md", report_url=report_url, report_commit=sha)
+    pr, _ = github.upsert_pr(repo, branch=branch, base=base, title=title(ctx), body=body, label=cfg.report.label)
+    return {"url": pr.html_url, "number": pr.number, "commit": sha, "report_url": report_url}
+
+
+def open_pr(cfg: Config, store: Store, round_no: int, folder: Path) -> tuple[str, int]:
+    """:func:`publish_pr`'s (url, number)."""
+    opened = publish_pr(cfg, store, round_no, folder)
+    return opened["url"], opened["number"]
+
+
+def card_results(ctx: dict, report_url: str | None, pr_url: str | None) -> dict:
+    """The round's evaluation as :func:`pipeline.store.cards.finish_model_card` writes it into the model card."""
+    ev = ctx["ev"]
+    evaluated = next((p for p in ctx["lineage"]["data"] if p["name"].endswith("/evaluate")), {})
+    return {"round": ctx["round"], "confidence": ctx["conf"], "n": ev.get("n"), "verdict": ev["verdict"],
+            "rule_kind": ev["rule_kind"], "report_url": report_url, "pr_url": pr_url, "judge": ctx["judging"],
+            "metrics": {m: {k: s.get(k) for k in ("mean", "ci_low", "ci_high", "n")} for m, s in ev["metrics"].items()},
+            "data_revision": evaluated.get("commit"), "data_url": evaluated.get("url")}
+
+
+def update_model_card(cfg: Config, store: Store, round_no: int, pr: dict | None) -> str | None:
+    """Write the round's results, the report link and the judge's prompt hash into the adapter's model card on the
+    Hub (the card is written at upload, before the round is evaluated); the card commit, or None (local store,
+    round 0, no adapter, nothing changed)."""
+    update = getattr(store, "update_model_card", None)
+    if update is None or round_no == 0 or not store.exists(artifact_name("finetune", round_no)):
+        return None
+    ctx = gather(cfg, store, round_no)
+    report_url = (pr or {}).get("report_url")
+    if report_url is None and store.exists(artifact_name(STAGE, round_no)):
+        where = store.describe(artifact_name(STAGE, round_no))
+        report_url = f"{where['blob_url']}/report.md" if where.get("blob_url") else None
+    return update(round_no, card_results(ctx, report_url, (pr or {}).get("url")))
 
 
 def summary(m: Manifest, store: Store, round_no: int) -> str:
     ev = read_metrics(store, round_no, NEEDED_BY)
-    conds = "; ".join(rule_row(r) for r in ev.get("rule") or [])
-    return f"report round {round_no}: {ev['verdict'].upper()}, decision {m.extra.get('decision')}: {conds}"
+    rows = ev.get("rule") or []
+    shown = [r for r in rows if not (round_no == 0 and r.get("vs"))]  # round 0 is what relative rows compare with
+    verdict = "baseline round (relative rules apply from round 1)" if len(shown) < len(rows) else ev["verdict"].upper()
+    conds = "; ".join(rule_row(r) for r in shown)
+    return f"report round {round_no}: {verdict}, decision {m.extra.get('decision')}" + (f": {conds}" if conds else "")
 
 
 def command(cfg: Config, args: argparse.Namespace) -> int:
@@ -200,10 +244,13 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     m = run(cfg, store, round_no, force=bool(getattr(args, "force", False)))
     folder = report_dir(cfg, round_no)
     lines = [summary(m, store, round_no), f"  report: {folder / 'report.md'}"]
-    url, number = "", ""
+    url, number, pr = "", "", None
     if getattr(args, "open_pr", False):
-        url, number = open_pr(cfg, store, round_no, folder)
+        pr = publish_pr(cfg, store, round_no, folder)
+        url, number = pr["url"], pr["number"]
         lines.append(f"  pull request: {url}")
+    if (card := update_model_card(cfg, store, round_no, pr)) is not None:
+        lines.append(f"  model card: results of round {round_no} added (commit {card[:12]})")
     publish(store, m.artifact, redact("\n".join(lines)), title=f"duo report, round {round_no}",
             report_dir=str(folder), pr_url=url, pr_number=number)
     return 0

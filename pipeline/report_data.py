@@ -14,7 +14,9 @@ from .dedup import REASONS
 from .errors import DuoError
 from .evaluate import BASELINE_ROUND, read_metrics, read_scores
 from .finetune import adapter_location
+from .formatting import rule_row
 from .manifest import Manifest
+from .report_lineage import answer_counts, judging, lineage
 from .store import Store, artifact_name, round_of
 
 NEEDED_BY = "duo report"
@@ -95,12 +97,16 @@ def trained_counts(store: Store, round_no: int) -> dict | None:
             "warn": bool(given) and cut / given > 0.1}
 
 
-def adapter_info(cfg: Config, store: Store, round_no: int) -> dict | None:
+def adapter_info(cfg: Config, store: Store, round_no: int, pin: dict | None) -> dict | None:
+    """Where the round's adapter is: ``repo`` and ``revision`` (its branch), and ``commit``/``url`` pinned to the
+    upload commit when the store has one (``pin``: :func:`report_lineage.pinned`)."""
     name = artifact_name("finetune", round_no)
     if not store.exists(name):
         return None
     repo, revision = adapter_location(store, name)
-    return {"repo": repo, "revision": revision, "base": cfg.student.model}
+    pin = pin or {}
+    return {"repo": repo, "revision": revision, "base": cfg.student.model, "commit": pin.get("commit"),
+            "url": pin.get("url"), "fingerprint": pin.get("fingerprint")}
 
 
 def worst_samples(ev: dict, rows: list[dict], n: int) -> tuple[str | None, list[dict]]:
@@ -185,26 +191,66 @@ def service_gap(ev: dict) -> dict | None:
             "kind": kind, "reference": ref}
 
 
-def categories(ev: dict, base_ev: dict | None) -> tuple[list[dict], list[str]]:
-    """Per-category rows (n, this round's means, the base's means) and the metrics they hold."""
+def category_cis(rows: list[dict], metrics: list[str], confidence: float, samples: int) -> dict:
+    """category -> metric -> ``{mean, ci_low, ci_high, n}`` from score rows (prompts resampled, as evaluate does)."""
+    from .paired import clustered_ci
+
+    groups: dict = {}
+    for r in rows:
+        if r.get("category") is not None:
+            groups.setdefault(str(r["category"]), []).append(r)
+    return {c: {m: clustered_ci([(r.get("scores") or {}).get(m) for r in rs], [str(r.get("id")) for r in rs],
+                                samples=samples, confidence=confidence) for m in metrics}
+            for c, rs in groups.items()}
+
+
+def categories(ev: dict, base_ev: dict | None, cis: dict | None = None, base_cis: dict | None = None
+               ) -> tuple[list[dict], list[str]]:
+    """Per-category rows (n, this round's means, the base's means, and both with CIs in ``stats``/``base_stats``
+    where score rows gave them) and the metrics they hold."""
     by_cat, base_cat = ev["by_category"], (base_ev or {}).get("by_category") or {}
     names = [m for m in ev["metrics"] if any(m in v for v in by_cat.values())]
+    cis, base_cis = cis or {}, base_cis or {}
+
+    def stats(summary: dict, found: dict, c: str, m: str) -> dict:
+        s = (summary.get(c) or {}).get(m) or {}
+        ci = (found.get(c) or {}).get(m) or {}
+        return {"mean": s.get("mean"), "n": s.get("n"), "ci_low": ci.get("ci_low"), "ci_high": ci.get("ci_high")}
+
     rows = [{"name": c, "n": max((s.get("n") or 0) for s in v.values()) if v else 0,
              "means": {m: (v.get(m) or {}).get("mean") for m in names},
-             "base": {m: ((base_cat.get(c) or {}).get(m) or {}).get("mean") for m in names}}
+             "base": {m: ((base_cat.get(c) or {}).get(m) or {}).get("mean") for m in names},
+             "stats": {m: stats(by_cat, cis, c, m) for m in names},
+             "base_stats": {m: stats(base_cat, base_cis, c, m) for m in names}}
             for c, v in sorted(by_cat.items())]
     return rows, names
 
 
-def decision_now(cfg: Config, store: Store, round_no: int) -> dict:
-    """The decision as ``decide`` would store it, plus ``summary``: the reason without the evidence text (the
-    report states the evidence on its own line)."""
+def decision_now(cfg: Config, store: Store, round_no: int, rule: list[dict]) -> dict:
+    """The decision as ``decide`` would store it, plus ``summary``: the reason without the evidence text and
+    without the rule's rows (the report states each on its own line, once)."""
     found = decision(cfg, store, round_no)
     evidence = found.get("evidence") or {}
     text = evidence.get("text") or ""
     compared = bool(evidence.get("vs_baseline") or evidence.get("vs_previous"))
     summary = found["reason"].replace(f"; {text}", "") if text else found["reason"]
+    every = "; ".join(rule_row(r) for r in rule)
+    failing = "; ".join(rule_row(r) for r in rule if not r.get("ok"))
+    for rows in (every, failing, f"{failing}; the judge was cut short by the spend budget"):
+        if rows:
+            summary = summary.replace(f" ({rows})", "")
+    if round_no == BASELINE_ROUND and any(r.get("vs") for r in rule):
+        summary = summary.replace(f"round {round_no} fails", f"round {round_no} is the baseline", 1)
     return {**found, "summary": summary, "evidence_text": text if compared else None}
+
+
+def shown_rule(ev: dict, is_base: bool) -> tuple[list[dict], bool]:
+    """The rule rows the verdict table shows, and whether relative rows were left out: round 0 is the baseline,
+    so a condition against the baseline or the previous round cannot be checked there."""
+    if not is_base:
+        return ev["rule"], False
+    rows = [r for r in ev["rule"] if not r["vs"]]
+    return rows, len(rows) < len(ev["rule"])
 
 
 def gather(cfg: Config, store: Store, round_no: int) -> dict:
@@ -218,9 +264,13 @@ def gather(cfg: Config, store: Store, round_no: int) -> dict:
     except DuoError:
         base_ev = None
     metric, worst = worst_samples(ev, rows, cfg.report.worst_samples)
-    cats, cat_metrics = categories(ev, base_ev)
+    opts = {"confidence": cfg.evaluate.confidence, "samples": cfg.evaluate.bootstrap_samples}
+    cats, cat_metrics = categories(ev, base_ev, category_cis(rows, list(ev["metrics"]), **opts),
+                                   category_cis(base_rows or [], list(ev["metrics"]), **opts))
     hist, x_label = history(store, round_no)
     prev = ev["previous_round"]
+    pins = lineage(store, round_no)
+    rule, relative_left_out = shown_rule(ev, is_base)
     return {"task": cfg.task.name, "round": round_no, "is_base": is_base, "student": cfg.student.model, "ev": ev,
             "conf": f"{cfg.evaluate.confidence:.0%}", "rows": rows, "base_rows": base_rows or [],
             "compare_base": not is_base and bool(ev["baseline"] or ev["vs_baseline"]),
@@ -228,6 +278,21 @@ def gather(cfg: Config, store: Store, round_no: int) -> dict:
             "gap": service_gap(ev), "worst_metric": metric, "worst": worst, "categories": cats,
             "category_metrics": cat_metrics, "history": hist, "x_label": x_label,
             "trend_metrics": [m for m in ev["metrics"] if any(m in h["stats"] for h in hist)],
-            "decision": decision_now(cfg, store, round_no), "cost": cost_summary(cfg, store, round_no),
-            "data": data_summary(store, round_no), "adapter": adapter_info(cfg, store, round_no),
-            "reasons": REASONS, "charts": {}, "synthesis_configured": cfg.service.synthesize is not None}
+            "decision": decision_now(cfg, store, round_no, ev["rule"]), "cost": cost_summary(cfg, store, round_no),
+            "data": data_summary(store, round_no), "adapter": adapter_info(cfg, store, round_no, pins["adapter"]),
+            "reasons": REASONS, "charts": {}, "synthesis_configured": cfg.service.synthesize is not None,
+            "lineage": pins, "judging": judging(cfg, store, ev, round_no), "answers": answer_counts(store, round_no),
+            "rule": rule, "relative_left_out": relative_left_out, "rule_targets": rule_targets(ev),
+            "headline": "baseline" if relative_left_out else ev["verdict"]}
+
+
+def rule_targets(ev: dict) -> dict:
+    """What the pass rule says about each metric, for the charts and the threshold sentence: ``mean`` (the bound
+    on this round's mean or CI), ``pass_rate`` (the rule counts answers at or above the per-answer threshold),
+    ``relative`` (compared with another round)."""
+    out: dict[str, dict] = {}
+    for r in ev["rule"]:
+        bound = r["min"] if r["min"] is not None else r["above"]
+        kind = "relative" if r["vs"] else "pass_rate" if r["stat"] == "pass_rate" else "mean"
+        out.setdefault(r["metric"], {})[kind] = bound if kind == "mean" else True
+    return out

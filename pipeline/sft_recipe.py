@@ -5,6 +5,8 @@ names. Their defaults (the alignment-handbook recipes LlamaDuo used) are in ``sc
 config loader fills them in, so a user's key replaces its default only. A key that the installed peft/TRL does not
 know is a one-line error naming it (``finetune.sft.<key>``), raised before any model loads; ``duo validate`` runs the
 same check (``effective``). peft and TRL are imported inside the functions, never at import time.
+``max_length: auto`` builds with no limit; ``finetune`` measures the training rows (``trainset.length_counts``) and
+sets the number with ``with_max_length`` before it trains.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ SFT_ALIASES = {"warmup_ratio": "warmup_steps", "max_seq_length": "max_length"}
 # The trainer's working folder belongs to the stage, not to the recipe.
 SFT_RESERVED = {"output_dir"}
 _NO_DEFAULT = object()
+AUTO = "auto"  # finetune.sft.max_length: auto (trainset.auto_max_length)
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,8 @@ def _sft_config(kwargs: dict, output_dir: Path, *, cuda: bool):
     from trl import SFTConfig
 
     kwargs = dict(kwargs)
+    if kwargs.get("max_length") == AUTO:  # resolved from the training rows by finetune (with_max_length)
+        kwargs["max_length"] = None
     # transformers 5.2x renamed gradient_checkpointing (the old name still works but warns).
     ckpt = "activation_checkpointing" if "activation_checkpointing" in _fields(SFTConfig) else "gradient_checkpointing"
     if cuda:
@@ -135,3 +140,10 @@ def build(cfg: Config, output_dir: str | Path, *, cuda: bool) -> Recipe:
     lora, sft = effective(cfg)
     return Recipe(lora=_lora_config(lora), sft=_sft_config(sft, Path(output_dir), cuda=cuda),
                   quantization=quantization(cfg, cuda=cuda), lora_kwargs=lora, sft_kwargs=sft)
+
+
+def with_max_length(recipe: Recipe, max_length: int | None) -> Recipe:
+    """``recipe`` training at ``max_length`` tokens (``finetune.sft.max_length: auto`` once the rows are measured);
+    ``sft_kwargs`` then records the number, so the manifest and model card say what was trained with."""
+    recipe.sft.max_length = max_length
+    return dataclasses.replace(recipe, sft_kwargs={**recipe.sft_kwargs, "max_length": max_length})

@@ -1,4 +1,5 @@
 """Loading the coverage dataset: a local JSONL / JSON list / CSV / parquet file, or a Hugging Face Hub dataset.
+(``data.format`` is the file format; how a row holds its example, columns or chat turns, is ``data.shape``.)
 
 Every record comes back with where it was (line of a JSONL/CSV file, else its 1-based row number), so a bad row
 can be named precisely. A record that cannot even be parsed (a broken JSONL line) comes back with ``error`` set
@@ -126,7 +127,8 @@ def _check_header(cfg: Config, path: Path) -> None:
     except UnicodeDecodeError as exc:
         raise DuoError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     cols = cfg.data.columns
-    wanted = {"instruction": cols.instruction, "response": cols.response, "category": cols.category}
+    wanted = {"instruction": cols.instruction, "response": cols.response, "category": cols.category,
+              "system": cols.system}
     missing = [f"'{col}' (data.columns.{key})" for key, col in wanted.items() if col and col not in header]
     if missing:
         found = ", ".join(f"'{h}'" for h in header) or "nothing"
@@ -189,7 +191,7 @@ def load_source(cfg: Config, head: int | None = None) -> Source:
                 raise DuoError(f"{path}: found one JSON object; expected a JSON list of records or one JSON object "
                                f"per line, each with the data.columns")
             fmt = "jsonl"  # a .json file holding one object per line is common enough to accept
-        if fmt == "csv":
+        if fmt == "csv" and cfg.data.shape != "chat":  # chat turns cannot sit in CSV columns: each row says why
             _check_header(cfg, path)
         unit = "line" if fmt in ("jsonl", "csv") else "row"
         src = Source(str(path), fmt, unit, _sha256(path))

@@ -11,23 +11,29 @@ Output ``round-N/synthesize``: ``data.jsonl`` (``id``, ``instruction``, ``respon
 near_duplicate, test_overlap, or surplus for good pairs beyond the target) and ``failures.jsonl`` (``key``,
 ``error``, ``raw``). Request keys and prompts depend only on (seed, round, attempt, index), so a rerun re-uses
 every answer already paid for from the journal.
+
+The task's shape is kept: each request carries its seed's system prompt (a synthetic row gets that ``system`` and
+``messages`` [system, user, assistant]) and the seeds' typical response lengths; a pair whose response falls
+outside the seeds' range (``synthesize.length_filter``) is removed as ``length_outlier``, and one whose instruction
+means the same as a test prompt (``synthesize.decontaminate``, ``decontam_semantic``) as ``semantic_contaminated``.
+Seeds are drawn by ``pipeline.seeds`` (``synthesize.targeting``). Every request is scrubbed of personal data first
+(``privacy.scrub``); the counts per type are the manifest's ``scrubbed``.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import random
 from collections import Counter
 
-from . import gha
+from . import decontam_semantic, gha, privacy, seeds
 from .budget import Spend, not_sent, plan_text, spent_in_store
-from .chat import chat
 from .config import Config
 from .dedup import REASONS, PairFilter
 from .errors import DuoError
 from .flags import COMMON, Flag
 from .manifest import Manifest
+from .pairs import EXTRA_REASONS, Collector
 from .prices import price_of
 from .prompts import load_reply_schema, render
 from .records import read_jsonl, write_jsonl
@@ -39,7 +45,6 @@ PLAN = Flag("--plan", "Print what would be sent (requests, tokens and dollars at
             "journal, the first request) and exit: nothing is sent or written.", kind="switch")
 FLAGS = COMMON + (Flag("--samples", "Synthetic samples to add this round (default: from synthesize.samples, "
                                "growth or schedule).", type=int, metavar="N"), PLAN)
-MIN_YIELD = 0.2  # never plan on fewer than 1 kept pair in 5 received when sizing a re-ask
 
 
 def inputs(cfg: Config, store: Store, round_no: int, target: int) -> StageInputs:
@@ -48,6 +53,8 @@ def inputs(cfg: Config, store: Store, round_no: int, target: int) -> StageInputs
     from .prompts import find_schema, find_template
 
     parents = [store.manifest("prepare")] + [store.manifest(n) for n in earlier_rounds(store, round_no)]
+    if cfg.synthesize.targeting == "weakest" and (k := seeds.scores_round(store, round_no)) is not None:
+        parents.append(store.manifest(artifact_name("evaluate", k)))  # the scores that choose the seeds
     config = {"task": cfg.task.description, "synthesize": cfg.raw.get("synthesize"),
               "service": (cfg.raw.get("service") or {}).get("synthesize")}
     files = (find_template(cfg, cfg.synthesize.prompt), find_schema(cfg, cfg.synthesize.schema))
@@ -58,75 +65,25 @@ def earlier_rounds(store: Store, round_no: int) -> list[str]:
     return [artifact_name(STAGE, k) for k in range(1, round_no) if store.exists(artifact_name(STAGE, k))]
 
 
-def build_requests(cfg: Config, train: list[dict], schema: dict, round_no: int, attempt: int, count: int) -> list:
-    """``count`` requests of one attempt. Seed choice and key depend only on (seed, round, attempt, index)."""
+def build_requests(cfg: Config, drawer: seeds.Seeds, schema: dict, round_no: int, attempt: int, count: int,
+                   band: dict | None) -> list:
+    """``count`` requests of one attempt, each scrubbed of personal data. Seed choice and key depend only on
+    (seed, round, attempt, index)."""
     from .llm import Request
 
+    low, high = band["typical"] if band else (None, None)
     requests = []
     for i in range(count):
-        seed_row = train[random.Random(f"{cfg.synthesize.seed}:{round_no}:{attempt}:{i}").randrange(len(train))]
-        messages = render(cfg, cfg.synthesize.prompt, topic=cfg.task.description,
-                          instruction=seed_row["instruction"], response=seed_row["response"],
-                          category=seed_row.get("category"),
-                          n=cfg.synthesize.pairs_per_request, min_response_chars=cfg.synthesize.min_response_chars)
+        seed_row = drawer.draw(round_no, attempt, i)
+        messages = render(cfg, cfg.synthesize.prompt, topic=cfg.task.description, system_prompt=seeds.system_of(
+            seed_row), instruction=seed_row["instruction"], response=seed_row["response"],
+            category=seed_row.get("category"), n=cfg.synthesize.pairs_per_request,
+            min_response_chars=cfg.synthesize.min_response_chars, length_low=low, length_high=high)
+        messages = privacy.scrub_messages(cfg, messages)
         # repeat is unique per request: the same seed drawn twice must get two answers, not one journal entry.
         requests.append((Request(key=f"r{round_no}-a{attempt}-{i:05d}", messages=messages, schema=schema,
                                  repeat=attempt * 100_000 + i), seed_row))
     return requests
-
-
-def pairs_of(result) -> list | None:
-    """The ``contents`` list of a reply, or None when the reply does not have that shape."""
-    data = result.data
-    if isinstance(data, dict) and isinstance(data.get("contents"), list):
-        return data["contents"]
-    return None
-
-
-class Collector:
-    """Cleans each reply's pairs in request order and keeps up to ``target`` of them."""
-
-    def __init__(self, round_no: int, target: int, pair_filter: PairFilter, generator: str):
-        self.round_no, self.target, self.filter, self.generator = round_no, target, pair_filter, generator
-        self.kept: list[dict] = []
-        self.removed: list[dict] = []
-        self.failures: list[dict] = []
-        self.received = 0
-
-    def add(self, result, seed_row: dict) -> None:
-        pairs = pairs_of(result) if result.ok else None
-        if pairs is None:
-            error = result.error or "reply has no 'contents' list of pairs"
-            self.failures.append({"key": result.key, "error": error, "raw": result.raw})
-            return
-        cut = getattr(result, "finish_reason", None) == "length"
-        for j, pair in enumerate(pairs):
-            self.received += 1
-            pair = pair if isinstance(pair, dict) else {}
-            instruction, response = pair.get("instruction"), pair.get("response")
-            base = {"instruction": instruction, "response": response, "category": seed_row.get("category"),
-                    "seed_id": seed_row["id"], "round": self.round_no, "request": f"{result.key}/{j}"}
-            reason, info = self.filter.check(instruction, response, cut=cut)
-            if reason is None and len(self.kept) >= self.target:
-                reason = "surplus"
-            if reason:
-                self.removed.append({**base, "reason": reason, **info})
-                continue
-            row_id = f"syn-r{self.round_no}-{len(self.kept) + 1:06d}"
-            instruction, response = instruction.strip(), response.strip()
-            self.kept.append({"id": row_id, "instruction": instruction, "response": response,
-                              "category": seed_row.get("category"), "messages": chat(instruction, response),
-                              "seed_id": seed_row["id"], "generator": self.generator, "round": self.round_no})
-            self.filter.keep(row_id, instruction)
-
-    def requests_needed(self, pairs_per_request: int) -> int:
-        """How many requests the next attempt sends, sized by the yield seen so far."""
-        need = self.target - len(self.kept)
-        if need <= 0:
-            return 0
-        seen = self.received
-        rate = max(MIN_YIELD, len(self.kept) / seen) if seen else 1.0
-        return math.ceil(need / (pairs_per_request * rate))
 
 
 def _load_filter(cfg: Config, store: Store, round_no: int, train: list[dict], test: list[dict]) -> PairFilter:
@@ -140,8 +97,8 @@ def _load_filter(cfg: Config, store: Store, round_no: int, train: list[dict], te
     return f
 
 
-def ask_until_kept(cfg: Config, store: Store, round_no: int, train: list[dict], collector: Collector, spend: Spend
-                   ) -> tuple[int, str | None]:
+def ask_until_kept(cfg: Config, store: Store, round_no: int, drawer: seeds.Seeds, band: dict | None,
+                   collector: Collector, spend: Spend) -> tuple[int, str | None]:
     """Ask, attempt after attempt, until ``collector`` holds its target (or the budget or the attempts run out);
     returns (attempts made, ``"budget"`` when the spend budget stopped it, else None)."""
     from .llm import Engine
@@ -155,7 +112,7 @@ def ask_until_kept(cfg: Config, store: Store, round_no: int, train: list[dict], 
         if count == 0:
             break
         attempts = attempt
-        planned = build_requests(cfg, train, schema, round_no, attempt, count)
+        planned = build_requests(cfg, drawer, schema, round_no, attempt, count, band)
         for chunk in spend.chunks(planned):
             results = engine.run([req for req, _ in chunk], desc=f"synthesize r{round_no} attempt {attempt}")
             for (_, seed_row), result in zip(chunk, results):
@@ -198,7 +155,9 @@ def plan(cfg: Config, store: Store, round_no: int, samples: int | None = None, *
     train = read_jsonl(store.open("prepare") / "train.jsonl")
     s = cfg.synthesize
     count = math.ceil(target / s.pairs_per_request) if train else 0
-    requests = [req for req, _ in build_requests(cfg, train, load_reply_schema(cfg, s.schema), round_no, 1, count)]
+    drawer, band = seeds.for_round(cfg, store, round_no, train)[0], seeds.length_band(train, s.length_filter)
+    requests = [req for req, _ in build_requests(cfg, drawer, load_reply_schema(cfg, s.schema), round_no, 1, count,
+                                                 band)]
     engine = Engine(svc, journal=store.open_journal(cfg, STAGE, round_no), progress=False)
     label = (f"synthesize round {round_no}: {target} pairs at {s.pairs_per_request} a request, attempt 1 of at most "
              f"{s.max_attempts}")
@@ -225,27 +184,35 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
 
     prep = store.open("prepare")
     train, test = read_jsonl(prep / "train.jsonl"), read_jsonl(prep / "test.jsonl")
-    collector = Collector(round_no, target, _load_filter(cfg, store, round_no, train, test), svc.model)
+    drawer, seeding = seeds.for_round(cfg, store, round_no, train)
+    band = seeds.length_band(train, cfg.synthesize.length_filter)
+    collector = Collector(round_no, target, _load_filter(cfg, store, round_no, train, test), svc.model,
+                          semantic=decontam_semantic.load(cfg, test), band=band)
     manifest = ins.start()
     carried = carried_cost(store, name)
-    batch = cfg.synthesize.batch_api
-    if batch and svc.provider != "openai":
-        raise DuoError(f"synthesize.batch_api needs service.synthesize.provider openai, not {svc.provider}")
+    batch = cfg.synthesize.batch_api  # OpenAI's or Gemini's Batch API (the engine refuses a provider without one)
     # A batch takes up to its 24 h window, so each attempt goes out as one batch, not budget-sized chunks.
     spend = Spend(cfg, svc, spent_in_store(store), carried=carried, chunk_size=10**9 if batch else None)
-    attempts, stopped = ask_until_kept(cfg, store, round_no, train, collector, spend)
+    with privacy.tally() as scrubbed:
+        attempts, stopped = ask_until_kept(cfg, store, round_no, drawer, band, collector, spend)
 
     kept = collector.kept
     by_reason = Counter(r["reason"] for r in collector.removed)
     manifest.counts = {"requested": target, "kept": len(kept), "received": collector.received,
                        "requests": spend.requests, "attempts": attempts,
-                       "removed": {r: by_reason.get(r, 0) for r in REASONS}, "surplus": by_reason.get("surplus", 0),
-                       "failures": len(collector.failures), "shortfall": max(0, target - len(kept))}
+                       "removed": {r: by_reason.get(r, 0) for r in REASONS + EXTRA_REASONS},
+                       "surplus": by_reason.get("surplus", 0), "failures": len(collector.failures),
+                       "shortfall": max(0, target - len(kept)), "length_outliers": by_reason.get("length_outlier", 0),
+                       "semantic_contaminated": by_reason.get(decontam_semantic.REASON, 0),
+                       "seed_mix": dict(sorted(collector.seed_mix.items())),
+                       "scrubbed": privacy.counts_of(scrubbed) if privacy.enabled(cfg) else None}
     manifest.models = {"generator": svc.model, "provider": svc.provider}
     manifest.usage = spend.usage()
     manifest.extra = {"stopped": stopped, "budget_usd": cfg.budget.max_spend_usd, "asked_for": requested,
                       "capped_by_max_synthetic_samples": target < requested,
-                      "spent_before_usd": round(spend.before, 6), "train_seeds": len(train)}
+                      "spent_before_usd": round(spend.before, 6), "train_seeds": len(train), "seeds": seeding,
+                      "length_band": band, "semantic_threshold": cfg.synthesize.decontaminate.threshold
+                      if cfg.synthesize.decontaminate.semantic else None}
     with store.write(name) as folder:
         write_jsonl(folder / "data.jsonl", kept)
         write_jsonl(folder / "removed.jsonl", collector.removed)

@@ -27,6 +27,7 @@ pytest_plugins = [
     "tests.fakes.hub_fixtures",
     "tests.fakes.github_fixtures",
     "tests.model_fixtures",
+    "tests.llama_server",
 ]
 
 SECRET_VARS = ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",

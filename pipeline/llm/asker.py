@@ -6,14 +6,19 @@ item from sending.
 from __future__ import annotations
 
 import asyncio
+import re
 
 from .base import Backoff, Completion, FatalError, Job, RequestError, Result, RetryableError
+from .concurrency import InFlight
 from .journal import recorded_send
 from .limiter import RateLimiter
 from .replies import check_reply, reask
-from .usage import UsageMeter, output_limit, prompt_tokens, zero_usage
+from .usage import OutputMean, UsageMeter, estimate_tokens, zero_usage
 
-DEFAULT_OUTPUT_ESTIMATE = 512  # the rate limiter's guess of a reply with no token limit (corrected on reply)
+# which limit a 429 says was hit: OpenAI's "... on tokens per min (TPM)" / "on requests per min (RPM)", Gemini's
+# quota metric names ("..._input_token_count", "..._requests"); anything else holds both buckets
+TOKENS_429 = re.compile(r"tokens per min|\(TPM\)|tokens per day|token_count|\btokens\b", re.IGNORECASE)
+REQUESTS_429 = re.compile(r"requests per min|\(RPM\)|requests per day|_requests\b|\brequests\b", re.IGNORECASE)
 
 
 class GaveUp(Exception):
@@ -24,9 +29,12 @@ class OverBudget(Exception):
     """The spend cap does not allow this send (``budget.Spend.reserve`` refused it)."""
 
 
-def estimate_tokens(messages: list, schema: dict | None, params: dict) -> int:
-    """The tokens the rate limiter books for one request before its reply says how many it used."""
-    return prompt_tokens(messages, schema) + (output_limit(params) or DEFAULT_OUTPUT_ESTIMATE)
+def bucket_of(error: Exception) -> str | None:
+    """``"tokens"`` or ``"requests"``: the limit a 429 says the account is over; None when it does not say."""
+    text = str(error)
+    if TOKENS_429.search(text):
+        return "tokens"
+    return "requests" if REQUESTS_429.search(text) else None
 
 
 def rejected(res: Result, completion: Completion, problem: str, tries: int) -> None:
@@ -47,15 +55,20 @@ class Asker:
 
     Args:
         cfg: the ``ServiceLLMConfig`` (schema_retries, timeout_s).
-        limiter: shared by every item: a 429 with Retry-After pauses all of them.
+        limiter: shared by every item: a 429 with Retry-After pauses all of them (the bucket it names), for as long
+            as the server asked.
         backoff: retries of a RetryableError and the delay between them.
         meter: where each reply's usage is counted.
         spend: a ``budget.Spend`` that reserves each send's worst-case cost first (None: no cap).
         journal: the engine's ``Journal``; a ledger journal records every send and what its reply cost.
+        inflight: the engine's ``InFlight``, told how long each send took (None: nobody is told).
     """
 
-    def __init__(self, cfg, limiter: RateLimiter, backoff: Backoff, meter: UsageMeter, spend=None, journal=None):
+    def __init__(self, cfg, limiter: RateLimiter, backoff: Backoff, meter: UsageMeter, spend=None, journal=None,
+                 inflight: InFlight | None = None):
         self.cfg = cfg
+        self.inflight = inflight
+        self.outputs = OutputMean()  # a reply's tokens, for the limiter, when no max_tokens bounds them
         self.journal = journal
         self.limiter = limiter
         self.backoff = backoff
@@ -93,7 +106,7 @@ class Asker:
 
     async def ask(self, provider, messages: list, schema: dict | None, params: dict, res: Result) -> Completion:
         """One completion, retried on RetryableError up to ``max_retries`` times; counts attempts and usage."""
-        estimate = estimate_tokens(messages, schema, params)
+        estimate = estimate_tokens(messages, schema, params, self.outputs)
         # the SDKs have their own timeout; this one is a backstop against a client that never returns
         timeout = self.cfg.timeout_s * 2 + 5
         for attempt in range(self.backoff.max_retries + 1):
@@ -105,6 +118,7 @@ class Asker:
                 raise OverBudget()
             res.attempts += 1
             charged = None  # what the reservation settles at: an HTTP error costs 0, a lost reply is unknown (None)
+            flight, tokens = self.inflight.started() if self.inflight is not None else None, None
             try:
                 async with recorded_send(self.journal, getattr(provider, "model", None), messages, schema, params,
                                          self.meter) as send:
@@ -119,7 +133,9 @@ class Asker:
                 err = RetryableError(f"no reply within {timeout:.0f} s")
                 charged = None
             else:
-                self.limiter.settle(grant, completion.input_tokens + completion.output_tokens)
+                tokens = completion.input_tokens + completion.output_tokens
+                self.limiter.settle(grant, tokens)
+                self.outputs.observe(completion.output_tokens)
                 before = res.usage["cost_usd"]
                 self.meter.account(res.usage, completion)
                 charged = res.usage["cost_usd"] - before
@@ -127,9 +143,14 @@ class Asker:
             finally:
                 if self.spend is not None:
                     self.spend.settle(held, charged)
+                if flight is not None:
+                    self.inflight.finished(flight, tokens)
             if attempt == self.backoff.max_retries:
                 raise GaveUp(f"gave up after {attempt + 1} attempts: {err}")
             if err.status == 429 and err.retry_after is not None:
-                self.limiter.pause(err.retry_after)  # the account is over its limit, not just this request
+                # the account is over a limit, not just this request: hold every send of that bucket for what the
+                # server asked, no longer; this one goes back to the limiter, which lets it out in its turn
+                self.limiter.pause(err.retry_after, bucket_of(err))
+                continue
             await asyncio.sleep(self.backoff.delay(attempt, err.retry_after))
         raise AssertionError("unreachable")

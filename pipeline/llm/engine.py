@@ -1,10 +1,11 @@
 """The engine: asks a service LLM many things at once and gives back one Result per Request, in order.
 
-It adds to a provider: bounded concurrency, request and token rate limits, retries with exponential backoff and
-jitter (honouring Retry-After), schema validation with bounded re-asking (``asker.py``), a journal of answers (a
-rerun pays nothing for what it already has), usage and cost (``usage.py``), and the provider's batch API when it
-has one. One bad item becomes a failed Result; only a FatalError (bad key, unknown model, missing key) stops the
-run, and everything answered before it is in the journal.
+It adds to a provider: concurrency that follows the limits (``concurrency.py``), request and token rate limits,
+retries with exponential backoff and jitter (a 429's Retry-After pauses every send, no longer), schema validation
+with bounded re-asking (``asker.py``), a journal of answers (a rerun pays nothing for what it already has), usage
+and cost (``usage.py``), and the provider's batch API when it has one. One bad item becomes a failed Result; only
+a FatalError (bad key, unknown model, missing key) stops the run, and everything answered before it is in the
+journal.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from ..prices import price_of
 from .asker import Asker, accepted
 from .base import Backoff, BatchProvider, Completion, FatalError, Job, Request, Result
+from .concurrency import InFlight
 from .journal import Journal, journal_key, record_batch
 from .limiter import RateLimiter
 from .providers import create_provider
@@ -30,7 +32,8 @@ class Engine:
     """Runs Requests against the configured service LLM.
 
     Args:
-        service_cfg: a ``ServiceLLMConfig`` (provider, model, rpm, tpm, concurrency, prices, params, retries).
+        service_cfg: a ``ServiceLLMConfig`` (provider, model, rpm, tpm, concurrency (``auto``: follows the limits
+            at the observed latency, up to max_concurrency), prices, params, retries).
         journal: JSONL file of answers to reuse and extend; None keeps nothing.
         provider: a ready provider (tests, other backends); default: built from the config on first need.
         period: seconds of the rate-limit window (60; tests shorten it).
@@ -49,6 +52,8 @@ class Engine:
         self.journal = Journal(journal) if journal is not None else None
         self._provider = provider
         self.limiter = RateLimiter(service_cfg.rpm, service_cfg.tpm, period=period)
+        self.inflight = InFlight(getattr(service_cfg, "concurrency", "auto"), service_cfg.rpm, service_cfg.tpm,
+                                 cap=getattr(service_cfg, "max_concurrency", 256), period=period)
         self.backoff = Backoff(service_cfg.max_retries, backoff_base, backoff_cap)
         self.progress = progress
         self.batch = batch
@@ -56,7 +61,7 @@ class Engine:
         self.meter = UsageMeter(*price_of(service_cfg))
         self.usage = self.meter.totals
         self.spend = spend
-        self.asker = Asker(service_cfg, self.limiter, self.backoff, self.meter, spend, self.journal)
+        self.asker = Asker(service_cfg, self.limiter, self.backoff, self.meter, spend, self.journal, self.inflight)
 
     def run(self, requests: list[Request], desc: str = "service LLM") -> list[Result]:
         """Synchronous ``arun``; works inside a running event loop too (it then runs in a worker thread)."""
@@ -126,8 +131,8 @@ class Engine:
             await provider.aclose()
 
     async def _ask_all(self, provider, jobs: list[Job], results: list, bar) -> None:
-        """Ask ``jobs``, ``concurrency`` at a time, each question once; a FatalError cancels the rest and is raised."""
-        sem = asyncio.Semaphore(self.cfg.concurrency)
+        """Ask ``jobs``, as many at a time as ``self.inflight`` lets in, each question once; a FatalError cancels the
+        rest and is raised."""
         inflight: dict[str, asyncio.Future] = {}
 
         async def one(job: Job) -> None:
@@ -135,7 +140,7 @@ class Engine:
                 results[job.index] = self._twin(await asyncio.shield(inflight[job.key]), job.request)
             else:
                 inflight[job.key] = asyncio.get_running_loop().create_future()
-                async with sem:
+                async with self.inflight.slot():
                     res, completion = await self.asker.item(provider, job)
                 inflight[job.key].set_result(self._kept(job, res, completion))
                 results[job.index] = res

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ._http import connection, retry_after
-from .base import Completion, FatalError, RequestError, RetryableError
+from .base import Backoff, Completion, FatalError, Job, RequestError, RetryableError
 
 ALIASES = {"max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens", "stop": "stop_sequences"}
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
@@ -38,9 +40,12 @@ def _retry_delay(err) -> float | None:
 
 
 class GeminiProvider:
-    """``complete()`` maps SDK errors to RetryableError / RequestError / FatalError (see base.py)."""
+    """``complete()`` maps SDK errors to RetryableError / RequestError / FatalError (see base.py); ``run_batch()``
+    asks many jobs through the Gemini Batch API (a ``BatchProvider``)."""
 
     name = "gemini"
+    batch_discount = 0.5  # the Batch API costs half of the synchronous price
+    batch_inline_bytes = 19_000_000  # one batch's inline requests stay under the API's 20 MB; more go in several
 
     def __init__(self, cfg):
         from google import genai
@@ -78,33 +83,60 @@ class GeminiProvider:
         where = f"gemini {self.model}"
         try:
             reply = await self.aio.models.generate_content(model=self.model, contents=contents, config=config)
-        except errors.APIError as e:
-            status = e.code or 0
-            reasons = str(e.details)
-            if status in (401, 403, 404) or "API_KEY_INVALID" in reasons:
-                raise FatalError(f"{where}: HTTP {status} {e.status}: {e.message}", status=status) from None
-            if status in (408, 429) or status >= 500:
-                raise RetryableError(f"{where}: HTTP {status} {e.status}: {e.message}", _retry_delay(e),
-                                     status) from None
-            raise RequestError(f"{where}: HTTP {status} {e.status}: {e.message}", status=status) from None
-        except httpx2.TransportError as e:  # timeouts and dropped connections
-            raise RetryableError(f"{where}: {type(e).__name__}: {e}") from None
-        except ValueError as e:  # a 200 whose body is not JSON
-            raise RetryableError(f"{where}: malformed reply: {e}") from None
-        if not reply.candidates:
-            feedback = getattr(reply, "prompt_feedback", None)
-            raise RequestError(f"{where}: no candidates (prompt feedback: {feedback})")
-        cand = reply.candidates[0]
-        finish = cand.finish_reason.name if cand.finish_reason is not None else None
-        parts = (cand.content.parts if cand.content else None) or []
-        text = "".join(p.text for p in parts if p.text and not p.thought)
-        if not text and finish not in ("STOP", "MAX_TOKENS"):
-            raise RequestError(f"{where}: empty reply (finish reason {finish})")
-        usage = reply.usage_metadata
-        out = ((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)) if usage else 0
-        return Completion(text=text, input_tokens=(usage.prompt_token_count or 0) if usage else 0, output_tokens=out,
-                          model=reply.model_version or self.model,
-                          finish_reason=FINISH.get(finish, finish.lower() if finish else None))
+        except (errors.APIError, httpx2.TransportError, ValueError) as e:
+            raise map_error(e, where) from None
+        return completion_from(reply, self.model, where)
+
+    def batch_request(self, job: Job):
+        """One ``InlinedRequest`` of a batch, tagged with the job's journal key (answers are matched by it)."""
+        system, contents = _contents(job.request.messages)
+        return self._types.InlinedRequest(contents=contents, config=self._config(system, job.request.schema,
+                                                                                 job.params),
+                                          metadata={"key": job.key})
+
+    async def run_batch(self, jobs: list[Job], *, state: Path | None, poll_s: float, backoff: Backoff
+                        ) -> dict[str, Completion]:
+        """Journal key -> Completion for the jobs the Gemini Batch API answered (see gemini_batch.py)."""
+        from .gemini_batch import run_batch
+
+        return await run_batch(self, jobs, state=state, poll_s=poll_s, backoff=backoff)
 
     async def aclose(self) -> None:
         await self.aio.aclose()
+
+
+def map_error(e: Exception, where: str) -> Exception:
+    """The duo error for a ``google-genai`` or transport exception (others are returned unchanged)."""
+    import httpx2
+    from google.genai import errors
+
+    if isinstance(e, errors.APIError):
+        status = e.code or 0
+        if status in (401, 403, 404) or "API_KEY_INVALID" in str(e.details):
+            return FatalError(f"{where}: HTTP {status} {e.status}: {e.message}", status=status)
+        if status in (408, 429) or status >= 500:
+            return RetryableError(f"{where}: HTTP {status} {e.status}: {e.message}", _retry_delay(e), status)
+        return RequestError(f"{where}: HTTP {status} {e.status}: {e.message}", status=status)
+    if isinstance(e, httpx2.TransportError):  # timeouts and dropped connections
+        return RetryableError(f"{where}: {type(e).__name__}: {e}")
+    if isinstance(e, ValueError):  # a 200 whose body is not JSON
+        return RetryableError(f"{where}: malformed reply: {e}")
+    return e
+
+
+def completion_from(reply, model: str, where: str) -> Completion:
+    """A Completion from a ``GenerateContentResponse`` (a synchronous reply or one answer of a batch)."""
+    if not reply.candidates:
+        feedback = getattr(reply, "prompt_feedback", None)
+        raise RequestError(f"{where}: no candidates (prompt feedback: {feedback})")
+    cand = reply.candidates[0]
+    finish = cand.finish_reason.name if cand.finish_reason is not None else None
+    parts = (cand.content.parts if cand.content else None) or []
+    text = "".join(p.text for p in parts if p.text and not p.thought)
+    if not text and finish not in ("STOP", "MAX_TOKENS"):
+        raise RequestError(f"{where}: empty reply (finish reason {finish})")
+    usage = reply.usage_metadata
+    out = ((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)) if usage else 0
+    return Completion(text=text, input_tokens=(usage.prompt_token_count or 0) if usage else 0, output_tokens=out,
+                      model=reply.model_version or model,
+                      finish_reason=FINISH.get(finish, finish.lower() if finish else None))

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from .journal import _FLUSHERS, _STOP, SEGMENT_GLOB
+from .journal import _FLUSHERS, _STOP, SEGMENT_GLOB, sync_journals
 
 _PREVIOUS: dict[int, object] = {}
 
@@ -82,10 +82,13 @@ class Flusher:
         """Push every segment that is new or grew since its last push; the number pushed."""
         if self.push is None:
             return 0
+        sync_journals()  # what goes to the store is on this disk too
         with self._lock:
             self._since = 0
             changed = {}
             for path in sorted(self.folder.glob(SEGMENT_GLOB)):
+                if path.stat().st_size == self._pushed.get(path.name):
+                    continue  # pushed already: read only what is new, not the whole journal at every flush
                 data = path.read_bytes()
                 if len(data) != self._pushed.get(path.name):
                     changed[path] = data

@@ -50,18 +50,29 @@ class RateLimiter:
         self._sleep = sleep
         self._grants: deque[Grant] = deque()
         self._last: float | None = None
-        self._paused_until = 0.0
+        self._paused_until = {"requests": 0.0, "tokens": 0.0}  # per bucket, from 429s
         self._lock: asyncio.Lock | None = None
         self._lock_loop = None
 
-    def pause(self, seconds: float) -> None:
-        """Hold every send for ``seconds`` (a 429 with Retry-After means the whole account is over its limit)."""
-        self._paused_until = max(self._paused_until, self._clock() + seconds)
+    def pause(self, seconds: float, bucket: str | None = None) -> None:
+        """Hold sends for ``seconds`` from now, no longer (a 429 with Retry-After: the account, not just one request,
+        is over a limit). ``bucket``: ``"requests"`` holds every send; ``"tokens"`` holds every send that books
+        tokens; None (the server did not say which) holds both. Sends then resume one ``spacing`` apart, as ever:
+        the pause never adds to the grants the window allows, so nothing bursts when it ends."""
+        until = self._clock() + max(0.0, seconds)
+        for name in (bucket,) if bucket in self._paused_until else tuple(self._paused_until):
+            self._paused_until[name] = max(self._paused_until[name], until)
+
+    def paused_until(self, bucket: str) -> float:
+        """The clock time until which ``bucket`` (``"requests"`` or ``"tokens"``) is held by a 429."""
+        return self._paused_until[bucket]
 
     def _wait_needed(self, now: float, tokens: int) -> float:
         while self._grants and self._grants[0].t <= now - self.window:
             self._grants.popleft()
-        wait = max(0.0, self._paused_until - now)
+        wait = max(0.0, self._paused_until["requests"] - now)
+        if tokens:
+            wait = max(wait, self._paused_until["tokens"] - now)
         if self._last is not None and self.spacing:
             wait = max(wait, self._last + self.spacing - now)
         cap = max(1, int(self.rpm)) if self.rpm else 0

@@ -15,7 +15,8 @@ import io
 import json
 from pathlib import Path
 
-from .base import Backoff, Completion, Job, RetryableError
+from .base import Backoff, Completion, Job
+from .batch_common import remember, resumed, retried
 from .openai_provider import completion_from, dump_request, map_error
 
 DONE = ("completed", "failed", "expired", "cancelled")
@@ -25,15 +26,10 @@ async def _call(backoff: Backoff, what: str, fn, *args, **kwargs):
     """One Batch API call, retried like a completion (RetryableError with backoff, up to max_retries)."""
     import openai
 
-    for attempt in range(backoff.max_retries + 1):
-        try:
-            return await fn(*args, **kwargs)
-        except (openai.OpenAIError, ValueError) as e:
-            err = map_error(e, f"openai batch {what}")
-            if not isinstance(err, RetryableError) or attempt == backoff.max_retries:
-                raise err from None
-            await asyncio.sleep(backoff.delay(attempt, err.retry_after))
-    raise AssertionError("unreachable")
+    def mapped(e: Exception) -> Exception:
+        return map_error(e, f"openai batch {what}") if isinstance(e, (openai.OpenAIError, ValueError)) else e
+
+    return await retried(backoff, mapped, fn, *args, **kwargs)
 
 
 def batch_input(provider, jobs: list[Job]) -> bytes:
@@ -71,19 +67,15 @@ async def run_batch(provider, jobs: list[Job], *, state: Path | None, poll_s: fl
     """Send ``jobs`` as one batch (or wait for the one ``state`` names); journal key -> Completion answered."""
     client = provider.client
     keys = sorted({job.key for job in jobs})
-    batch_id = None
-    if state is not None and state.exists():
-        saved = json.loads(state.read_text())
-        if saved.get("keys") == keys:
-            batch_id = saved["batch_id"]  # resume waiting for the batch a killed run already paid for
+    saved = resumed(state, keys)
+    batch_id = saved.get("batch_id") if saved else None  # resume waiting for the batch a killed run already paid for
     if batch_id is None:
         uploaded = await _call(backoff, "upload", client.files.create,
                                file=("duo-batch.jsonl", io.BytesIO(batch_input(provider, jobs))), purpose="batch")
         batch = await _call(backoff, "create", client.batches.create, input_file_id=uploaded.id,
                             endpoint="/v1/chat/completions", completion_window="24h")
         batch_id = batch.id
-        if state is not None:
-            state.write_text(json.dumps({"batch_id": batch_id, "keys": keys}))
+        remember(state, keys, batch_id=batch_id)
     while True:
         batch = await _call(backoff, "poll", client.batches.retrieve, batch_id)
         if batch.status in DONE:

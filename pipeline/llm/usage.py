@@ -10,6 +10,7 @@ from .base import Completion
 
 CHARS_PER_TOKEN = 3  # fewer characters a token than English's ~4: a prompt's estimate errs on the dear side
 DEFAULT_MAX_OUTPUT_TOKENS = 2048  # LlamaDuo's max_tokens for synthesis; the worst case of a reply with no limit set
+DEFAULT_OUTPUT_ESTIMATE = 512  # the rate limiter's guess of a reply with no token limit before any reply came back
 
 
 def output_limit(params: dict) -> int | None:
@@ -23,6 +24,30 @@ def prompt_tokens(messages: list, schema: dict | None) -> int:
     chars = sum(len(m.get("content") if isinstance(m.get("content"), str) else str(m.get("content") or ""))
                 for m in messages) + (len(json.dumps(schema)) if schema else 0)
     return math.ceil(chars / CHARS_PER_TOKEN) + 4 * len(messages)
+
+
+class OutputMean:
+    """The running mean of the output tokens of the replies so far: what the rate limiter books for a reply with
+    no token limit (``DEFAULT_OUTPUT_ESTIMATE`` until the first reply; each grant is corrected on its reply)."""
+
+    def __init__(self, initial: int = DEFAULT_OUTPUT_ESTIMATE):
+        self.initial = initial
+        self.count = 0
+        self.total = 0
+
+    def observe(self, output_tokens: int) -> None:
+        self.count += 1
+        self.total += max(0, int(output_tokens))
+
+    def value(self) -> int:
+        return math.ceil(self.total / self.count) if self.count else self.initial
+
+
+def estimate_tokens(messages: list, schema: dict | None, params: dict, outputs: OutputMean | None = None) -> int:
+    """The tokens the rate limiter books for one request before its reply says how many it used: the prompt, plus
+    the reply's token limit, else the running mean of the replies so far (``outputs``)."""
+    guess = outputs.value() if outputs is not None else DEFAULT_OUTPUT_ESTIMATE
+    return prompt_tokens(messages, schema) + (output_limit(params) or guess)
 
 
 def worst_case_tokens(messages: list, schema: dict | None, params: dict) -> tuple[int, int]:

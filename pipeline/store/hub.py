@@ -4,8 +4,12 @@
   ``{namespace}/{dataset_repo}`` under ``<artifact name>/``, on ``main``; the dataset card (README.md) is refreshed
   in the same commit, and tag ``round-N`` is moved to it once a round's data is pushed.
 - The adapter artifact ``round-N/finetune`` goes to the model repo ``{namespace}/{model_repo}``: the files of its
-  ``adapter/`` folder at the repo root, its ``README.md`` as the model card, everything else (manifest.json,
-  train_log.jsonl) under ``duo/``; on ``main`` and on branch ``round-N``, so ``revision="round-N"`` pulls it back.
+  ``adapter/`` folder at the repo root, its ``README.md`` as the one model card (given license, datasets and
+  lineage here; the report adds the round's evaluation), everything else (manifest.json, train_log.jsonl) under
+  ``duo/``; on ``main`` and on branch ``round-N``, so ``revision="round-N"`` pulls it back.
+
+Each upload's commit sha is kept (``commit_of``; from the Hub, the commit that last changed the artifact's
+manifest), so reports and cards name artifacts by commit: branches and tags move on a rerun, commits do not.
 
 Each artifact is uploaded in ONE commit, manifest included, so the Hub never shows half an artifact as complete.
 An artifact exists when its manifest is on the Hub; a local copy is used only while its manifest is byte-identical
@@ -17,10 +21,8 @@ their retries and one-line errors, are in :mod:`.hub_transport`.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from huggingface_hub import constants
@@ -29,8 +31,8 @@ from huggingface_hub.utils.sha import git_hash
 from ..config import Config
 from ..errors import DuoError
 from ..manifest import MANIFEST, Manifest
-from . import cards
 from .base import Store, round_of
+from .hub_cards import HubCards
 from .hub_transport import NOT_FOUND, HubTransport
 
 
@@ -38,9 +40,15 @@ def _files(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
-def adapter_repo_path(rel: str) -> str:
-    """Where a file of the finetune artifact goes in the model repo (inverse: :func:`adapter_artifact_path`)."""
-    if rel.startswith("adapter/") and rel != "adapter/README.md":
+ADAPTER_CARD_COPY = "adapter/README.md"  # finetune's copy of README.md inside adapter/: one card on the Hub
+
+
+def adapter_repo_path(rel: str) -> str | None:
+    """Where a file of the finetune artifact goes in the model repo (inverse: :func:`adapter_artifact_path`); None
+    for the adapter folder's copy of the card (the repo's README.md is the one card)."""
+    if rel == ADAPTER_CARD_COPY:
+        return None
+    if rel.startswith("adapter/"):
         return rel[len("adapter/"):]
     return rel if rel == "README.md" else f"duo/{rel}"
 
@@ -53,7 +61,7 @@ def adapter_artifact_path(path: str) -> str | None:
     return path[len("duo/"):] if path.startswith("duo/") else f"adapter/{path}"
 
 
-class HubStore(Store):
+class HubStore(HubCards, Store):
     """``Store`` backed by a Hugging Face Hub dataset repo and model repo; token from ``HF_TOKEN``.
 
     This class says where each artifact lives; :class:`~.hub_transport.HubTransport` (``self.hub``) talks to the Hub.
@@ -76,6 +84,7 @@ class HubStore(Store):
         self.model_repo = f"{cfg.store.namespace}/{cfg.store.model_repo}"
         endpoint = (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
         self.hub = HubTransport(endpoint, token, self.namespace, cfg.store.private)
+        self._commits: dict[str, str] = {}  # artifact -> the commit it was uploaded in (this process's pushes)
 
     @property
     def retry_delays(self) -> tuple[float, ...]:
@@ -104,11 +113,29 @@ class HubStore(Store):
         return path[len(name) + 1:] if path.startswith(f"{name}/") else None
 
     def describe(self, name: str) -> dict:
+        """Where artifact ``name`` is: ``revision`` is its branch (``round-N``, moved by a rerun) or ``main``;
+        ``commit`` the commit it was uploaded in (None when not on the Hub), and ``commit_url``/``blob_url`` the
+        repo tree and file prefix pinned at that commit."""
         repo_id, repo_type, revision, _ = self._where(name)
         path = "" if self.is_adapter(name) else name
-        url = f"{self.hub.url(repo_id, repo_type)}/tree/{revision}" + (f"/{path}" if path else "")
+        repo_url = self.hub.url(repo_id, repo_type)
+        url = f"{repo_url}/tree/{revision}" + (f"/{path}" if path else "")
+        commit = self.commit_of(name)
+        pinned = {"commit_url": f"{repo_url}/tree/{commit}" + (f"/{path}" if path else ""),
+                  "blob_url": f"{repo_url}/blob/{commit}" + (f"/{path}" if path else "")} if commit else {}
         return {"location": url, "repo_id": repo_id, "repo_type": repo_type, "revision": revision, "path": path,
-                "url": url, "local": str(self.local_path(name))}
+                "url": url, "repo_url": repo_url, "commit": commit, **pinned, "local": str(self.local_path(name))}
+
+    def commit_of(self, name: str) -> str | None:
+        """The commit artifact ``name`` was uploaded in: recorded by this process's push, else the commit that last
+        changed its manifest (every upload changes it: it carries the finish time). None when it is not there."""
+        if name not in self._commits:
+            repo_id, repo_type, revision, manifest_path = self._where(name)
+            sha = self.hub.last_commit(repo_id, repo_type, revision, manifest_path)
+            if sha is None:
+                return None
+            self._commits[name] = sha
+        return self._commits[name]
 
     # -- reading
     def exists(self, name: str) -> bool:
@@ -145,6 +172,8 @@ class HubStore(Store):
                     continue
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(snapshot / path, tmp / rel)
+            if self.is_adapter(name) and (tmp / "README.md").is_file() and (tmp / "adapter").is_dir():
+                shutil.copyfile(tmp / "README.md", tmp / ADAPTER_CARD_COPY)  # the local layout keeps both
         return self.local_path(name)
 
     def manifest(self, name: str) -> Manifest:
@@ -222,43 +251,21 @@ class HubStore(Store):
         deletes = [p for p in remote if p.startswith(f"{name}/") and p not in uploads]
         uploads["README.md"] = self._dataset_card(name, folder, remote).encode()
         sha = self.hub.commit(self.dataset_repo, "dataset", uploads, deletes, f"duo: {name}")
+        self._commits[name] = sha
         if round_of(name) is not None:
             self.hub.move_ref(self.dataset_repo, "dataset", "tag", f"round-{round_of(name)}", sha)
         return sha
-
-    def _dataset_card(self, name: str, folder: Path, remote: dict) -> str:
-        artifacts: dict[str, dict] = {}
-        for path, entry in remote.items():
-            if path.endswith(f"/{MANIFEST}") and not path.startswith(f"{name}/"):
-                artifacts[path[: -len(MANIFEST) - 1]] = {"files": [], "manifest": None}
-        for path, entry in remote.items():
-            for other, info in artifacts.items():
-                if path.startswith(f"{other}/") and path != f"{other}/{MANIFEST}":
-                    info["files"].append((path[len(other) + 1:], entry.size))
-        with ThreadPoolExecutor(max_workers=8) as pool:  # a fresh runner downloads every other manifest
-            for info, manifest in zip(artifacts.values(), pool.map(self._manifest_dict, list(artifacts))):
-                info["manifest"] = manifest
-        files = [(rel, (folder / rel).stat().st_size) for rel in _files(folder) if rel != MANIFEST]
-        artifacts[name] = {"files": files, "manifest": self._manifest_dict(name)}
-        model_url = self.hub.url(self.model_repo, "model")
-        return cards.dataset_card(self.cfg, self.dataset_repo, self.model_repo, model_url,
-                                  [{"name": n, **info} for n, info in artifacts.items()])
-
-    def _manifest_dict(self, name: str) -> dict | None:
-        """The manifest of a data artifact: the local copy when there is one, else downloaded (None if absent)."""
-        local = self.local_path(name) / MANIFEST
-        try:
-            if not local.is_file():
-                local = self.hub.download(self.dataset_repo, "dataset", f"{name}/{MANIFEST}", f"{name}/{MANIFEST}")
-            return json.loads(local.read_text(encoding="utf-8"))
-        except (NOT_FOUND, OSError, ValueError):
-            return None
 
     def _push_adapter(self, name: str, folder: Path) -> str:
         self.hub.ensure_repo(self.model_repo, "model")
         remote = self.hub.tree(self.model_repo, "model", "main")
         uploads: dict = {adapter_repo_path(rel): folder / rel for rel in _files(folder)}
+        uploads.pop(None, None)
+        if (folder / "README.md").is_file():
+            card = (folder / "README.md").read_text(encoding="utf-8")
+            uploads["README.md"] = self._model_card(card, round_of(name)).encode()
         deletes = [p for p in remote if p not in uploads and p != ".gitattributes"]
         sha = self.hub.commit(self.model_repo, "model", uploads, deletes, f"duo: {name}")
+        self._commits[name] = sha
         self.hub.move_ref(self.model_repo, "model", "branch", f"round-{round_of(name)}", sha)
         return sha

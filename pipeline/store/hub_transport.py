@@ -115,6 +115,24 @@ class HubTransport:
             return []
         return [b.name for b in refs.branches]
 
+    def last_commit(self, repo_id: str, repo_type: str, revision: str, path: str) -> str | None:
+        """The commit that last changed file ``path`` as of ``revision`` (None when the file or repo is missing)."""
+        try:
+            found = self.call(f"read the history of {repo_id}/{path}", lambda: self.api.get_paths_info(
+                repo_id, [path], expand=True, revision=revision, repo_type=repo_type))
+        except NOT_FOUND:
+            return None
+        info = next((f for f in found if f.path == path and getattr(f, "last_commit", None)), None)
+        return info.last_commit.oid if info is not None else None
+
+    def head(self, repo_id: str, repo_type: str, revision: str = "main") -> str | None:
+        """The commit ``revision`` points at (None when the repo or revision is missing)."""
+        try:
+            return self.call(f"read the head of {repo_id}@{revision}",
+                             lambda: self.api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha)
+        except NOT_FOUND:
+            return None
+
     def download(self, repo_id: str, repo_type: str, path: str, what: str, revision: str | None = None) -> Path:
         """One file of a repo, through the HF cache; ``what`` names it in errors."""
         return Path(self.call(f"download {what}", lambda: self.api.hf_hub_download(
@@ -134,10 +152,11 @@ class HubTransport:
             self._created.add(repo_id)
 
     def commit(self, repo_id: str, repo_type: str, uploads: dict, deletes: list[str], message: str,
-               parent: str | None = None) -> str | None:
-        """Upload ``uploads`` (path in repo -> file or bytes) and delete ``deletes`` on ``main`` in one commit.
+               parent: str | None = None, revision: str = "main") -> str | None:
+        """Upload ``uploads`` (path in repo -> file or bytes) and delete ``deletes`` on branch ``revision`` in one
+        commit; the new commit's sha (``CommitInfo.oid``).
 
-        With ``parent``, the commit is made only if ``main`` still points there (a compare-and-swap): None when
+        With ``parent``, the commit is made only if the branch still points there (a compare-and-swap): None when
         another commit came in first.
         """
         def attempt():  # operations are single-use: build them afresh for every try
@@ -146,7 +165,7 @@ class HubTransport:
             ops += [CommitOperationDelete(path_in_repo=p) for p in deletes]
             try:
                 return self.api.create_commit(repo_id, operations=ops, commit_message=message, repo_type=repo_type,
-                                              revision="main", parent_commit=parent).oid
+                                              revision=revision, parent_commit=parent).oid
             except HfHubHTTPError as err:
                 if parent is not None and err.response is not None and err.response.status_code in (409, 412):
                     return None

@@ -15,7 +15,9 @@ base_url), key in ``x-goog-api-key`` (or ``?key=``). Replies carry ``candidates[
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 from collections import Counter
 
 from .http_base import FakeRequest, FakeServer, Reply, json_reply
@@ -58,11 +60,19 @@ class FakeGemini(FakeServer):
     def __init__(self):
         super().__init__()
         self.route("POST", r"/(?P<version>v1|v1beta)/models/(?P<model>[^/:]+):generateContent", self.generate)
+        self.route("POST", r"/(?P<version>v1|v1beta)/models/(?P<model>[^/:]+):batchGenerateContent",
+                   self.create_batch)
+        self.route("GET", r"/(?P<version>v1|v1beta)/batches/(?P<batch_id>[^/]+)", self.get_batch)
 
     def reset_state(self) -> None:
         self.api_key = FAKE_GEMINI_KEY
         self.responder = self.default_responder
         self.reported: Counter = Counter()
+        self.batches: dict[str, dict] = {}
+        self.batch_polls = 0
+        self.batch_end = "BATCH_STATE_SUCCEEDED"
+        self.batch_reverse = False
+        self._ids = itertools.count(1)
 
     def set_responder(self, fn) -> None:
         self.responder = fn
@@ -75,7 +85,7 @@ class FakeGemini(FakeServer):
         users = [c for c in body.get("contents", []) if c.get("role", "user") == "user"]
         return _texts(users[-1]) if users else ""
 
-    def generate(self, req: FakeRequest) -> Reply:
+    def _denied(self, req: FakeRequest) -> Reply | None:
         key = req.header("x-goog-api-key") or req.query.get("key")
         if not key:
             return _google_error(403, "Method doesn't allow unregistered callers (fake).", "API_KEY_MISSING",
@@ -83,11 +93,17 @@ class FakeGemini(FakeServer):
         if key != self.api_key:
             return _google_error(400, "API key not valid. Please pass a valid API key. (fake)", "API_KEY_INVALID",
                                  "INVALID_ARGUMENT")
-        body = req.body
+        return None
+
+    def generate(self, req: FakeRequest) -> Reply:
+        return self._denied(req) or self.answer(req.body, req.fault, req.params["model"], len(self.log))
+
+    def answer(self, body, fault: str | None, model: str, n: int) -> Reply:
+        """Answer one generateContent body (used by the sync route and by batches)."""
         if not isinstance(body, dict) or not isinstance(body.get("contents"), list):
             return _google_error(400, "Invalid JSON payload: 'contents' is required (fake).", "BAD_REQUEST",
                                  "INVALID_ARGUMENT")
-        text = {"violation": "fake"} if req.fault == "schema_violation" else self.responder(body)
+        text = {"violation": "fake"} if fault == "schema_violation" else self.responder(body)
         if isinstance(text, Reply):
             return text
         if not isinstance(text, str):
@@ -108,6 +124,72 @@ class FakeGemini(FakeServer):
             "candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": finish,
                             "index": 0}],
             "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": out, "totalTokenCount": prompt + out},
-            "modelVersion": req.params["model"],
-            "responseId": f"fake-{len(self.log)}",
+            "modelVersion": model,
+            "responseId": f"fake-{n}",
         })
+
+    # -- batches ---------------------------------------------------------------------------------------------
+    def create_batch(self, req: FakeRequest) -> Reply:
+        if (denied := self._denied(req)) is not None:
+            return denied
+        batch = (req.body if isinstance(req.body, dict) else {}).get("batch") or {}
+        items = ((batch.get("inputConfig") or {}).get("requests") or {}).get("requests")
+        if not isinstance(items, list) or not items:
+            return _google_error(400, "batch.inputConfig.requests.requests is required (fake).", "BAD_REQUEST",
+                                 "INVALID_ARGUMENT")
+        with self.lock:
+            batch_id = f"fake{next(self._ids):06d}"
+            self.batches[batch_id] = {"name": f"batches/{batch_id}", "model": f"models/{req.params['model']}",
+                                      "displayName": batch.get("displayName"), "requests": items,
+                                      "state": "BATCH_STATE_PENDING", "polls": 0, "output": None,
+                                      "createTime": _now()}
+            return json_reply(self._operation(self.batches[batch_id]))
+
+    def get_batch(self, req: FakeRequest) -> Reply:
+        if (denied := self._denied(req)) is not None:
+            return denied
+        with self.lock:
+            batch = self.batches.get(req.params["batch_id"])
+            if batch is None:
+                return _google_error(404, f"Batch batches/{req.params['batch_id']} not found (fake).", "NOT_FOUND",
+                                     "NOT_FOUND")
+            if batch["state"] in ("BATCH_STATE_PENDING", "BATCH_STATE_RUNNING"):
+                batch["polls"] += 1
+                if batch["polls"] > self.batch_polls:
+                    self._finish(batch)
+                else:
+                    batch["state"] = "BATCH_STATE_RUNNING"
+            return json_reply(self._operation(batch))
+
+    def _finish(self, batch: dict) -> None:
+        batch["state"], batch["endTime"] = self.batch_end, _now()
+        if self.batch_end != "BATCH_STATE_SUCCEEDED":
+            return
+        out = []
+        for n, item in enumerate(batch["requests"]):
+            reply = self.answer(item.get("request"), None, batch["model"].removeprefix("models/"), n)
+            answer = json.loads(reply.body)
+            entry = {"response": answer} if reply.status == 200 else {"error": answer.get("error", answer)}
+            if item.get("metadata") is not None:
+                entry["metadata"] = item["metadata"]
+            out.append(entry)
+        batch["output"] = {"inlinedResponses": {"inlinedResponses": out[::-1] if self.batch_reverse else out}}
+
+    @staticmethod
+    def _operation(batch: dict) -> dict:
+        meta = {"@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+                "name": batch["name"], "model": batch["model"], "state": batch["state"],
+                "createTime": batch["createTime"], "updateTime": _now(),
+                "batchStats": {"requestCount": str(len(batch["requests"]))}}
+        if batch.get("displayName"):
+            meta["displayName"] = batch["displayName"]
+        if batch.get("endTime"):
+            meta["endTime"] = batch["endTime"]
+        if batch["output"] is not None:
+            meta["output"] = batch["output"]
+        done = batch["state"] not in ("BATCH_STATE_PENDING", "BATCH_STATE_RUNNING")
+        return {"name": batch["name"], "metadata": meta, "done": done}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -83,6 +83,7 @@ class FakeGitHub(FakeServer):
         self.route("POST", rf"{r}/pulls", self.create_pull)
         self.route("GET", rf"{r}/pulls/(?P<number>\d+)", self.get_pull)
         self.route("PATCH", rf"{r}/pulls/(?P<number>\d+)", self.update_pull)
+        self.route("GET", rf"{r}/pulls/(?P<number>\d+)/reviews", self.list_reviews)
         self.route("GET", rf"{r}/labels/(?P<name>[^/]+)", self.get_label)
         self.route("POST", rf"{r}/labels", self.create_label)
         self.route("POST", rf"{r}/issues/(?P<number>\d+)/labels", self.add_labels)
@@ -102,6 +103,7 @@ class FakeGitHub(FakeServer):
         self.pulls: list[dict] = []
         self.labels: dict[str, dict] = {}
         self.comments: list[dict] = []
+        self.reviews: list[dict] = []  # {"pr", "user", "state"}: add with add_review()
         self.dispatches: list[dict] = []
         self.runs: list[dict] = []
         self.workflows = {"round.yml": round_workflow()}
@@ -115,6 +117,16 @@ class FakeGitHub(FakeServer):
         """The content of ``path`` at the head of ``branch`` (None when absent)."""
         tree = self.commits[self.branches[branch]]["tree"]
         return self.blobs[tree[path]] if path in tree else None
+
+    def add_review(self, number: int, user: str, state: str) -> None:
+        """A review of PR ``number`` by ``user`` (``APPROVED``, ``CHANGES_REQUESTED``, ``COMMENTED``)."""
+        self.reviews.append({"pr": int(number), "user": user, "state": state})
+
+    def close_pull(self, number: int, merged: bool) -> dict:
+        """Close PR ``number`` as GitHub does when it is merged (``merged=True``) or closed unmerged."""
+        pr = next(p for p in self.pulls if p["number"] == int(number))
+        pr.update(state="closed", merged=bool(merged))
+        return pr
 
     def files(self, branch: str) -> dict[str, bytes]:
         return {p: self.blobs[s] for p, s in self.commits[self.branches[branch]]["tree"].items()}
@@ -263,7 +275,8 @@ class FakeGitHub(FakeServer):
         return {"id": 5000 + n, "number": n, "state": pr["state"], "title": pr["title"], "body": pr["body"],
                 "url": f"{self._base(req)}/pulls/{n}", "issue_url": f"{self._base(req)}/issues/{n}",
                 "html_url": f"{req.host_url}/{OWNER}/{NAME}/pull/{n}", "user": self._user(),
-                "labels": [self.labels[name] for name in pr["labels"]], "merged": False, "draft": False,
+                "labels": [self.labels[name] for name in pr["labels"]], "merged": bool(pr.get("merged")),
+                "draft": False,
                 "head": {"ref": pr["head"], "label": f"{OWNER}:{pr['head']}", "sha": head_sha},
                 "base": {"ref": pr["base"], "label": f"{OWNER}:{pr['base']}", "sha": self.branches[pr["base"]]},
                 "created_at": NOW, "updated_at": NOW}
@@ -310,6 +323,15 @@ class FakeGitHub(FakeServer):
             if key in (req.body or {}):
                 pr[key] = req.body[key]
         return self._pull_json(req, pr)
+
+    def list_reviews(self, req: FakeRequest):
+        n = int(req.params["number"])
+        if self._pull(str(n)) is None:
+            return gh_error(404, "Not Found")
+        return [{"id": 7000 + i, "user": {"login": r["user"], "id": 100 + i, "type": "User"}, "state": r["state"],
+                 "body": "", "submitted_at": NOW, "commit_id": "0" * 40,
+                 "html_url": f"{req.host_url}/{OWNER}/{NAME}/pull/{n}#pullrequestreview-{7000 + i}"}
+                for i, r in enumerate(self.reviews) if r["pr"] == n]
 
     # -- labels and comments ---------------------------------------------------------------------------------
     def get_label(self, req: FakeRequest):

@@ -10,7 +10,8 @@ tags point at commits, so any revision can be read back. Implemented (shapes as 
   ``lfs_threshold`` bytes, else "regular"; ``oid`` of the file already there), the LFS batch API
   ``POST /{datasets/}{repo}.git/info/lfs/objects/batch`` with a presigned-style ``PUT`` and a verify step;
 - ``POST .../commit/{rev}`` (ndjson: header, file, lfsFile, deletedFile, deletedFolder; ``parentCommit`` checked);
-- ``GET .../tree/{rev}[/{path}]`` (``recursive``), ``POST .../paths-info/{rev}``, ``GET .../commits/{rev}``;
+- ``GET .../tree/{rev}[/{path}]`` (``recursive``), ``POST .../paths-info/{rev}`` (``expand``: ``lastCommit``),
+  ``GET .../commits/{rev}``;
 - ``HEAD|GET /{datasets/}{repo}/resolve/{rev}/{path}`` with ``X-Repo-Commit``, ``ETag`` (and ``X-Linked-Etag`` /
   ``X-Linked-Size`` for LFS files), ``Range``;
 - ``POST|DELETE .../branch/{branch}``, ``POST .../tag/{rev}``, ``DELETE .../tag/{tag}``, ``GET .../refs``.
@@ -432,14 +433,26 @@ class FakeHub(FakeServer):
         body = req.body if isinstance(req.body, dict) else {}
         if not body and req.raw:  # form-encoded: paths=a&paths=b
             body = parse_qs(req.raw.decode())
+        expand = str((body.get("expand") or ["false"])[0] if isinstance(body.get("expand"), list)
+                     else body.get("expand")).lower() in ("1", "true")
         out = []
         for path in body.get("paths", []):
             path = path.strip("/")
             if path in commit.files:
-                out.append(commit.files[path].tree_entry(path))
+                entry = commit.files[path].tree_entry(path)
+                if expand:
+                    entry["lastCommit"] = self._last_commit(repo, commit, path)
+                out.append(entry)
             elif any(p.startswith(path + "/") for p in commit.files):
                 out.append({"type": "directory", "oid": git_hash(path.encode()), "size": 0, "path": path})
         return out
+
+    @staticmethod
+    def _last_commit(repo: Repo, commit: Commit, path: str) -> dict:
+        """The newest commit, from ``commit`` back, that changed the file ``path`` (as ``expand=True`` shows it)."""
+        while commit.parent and repo.commits[commit.parent].files.get(path) == commit.files.get(path):
+            commit = repo.commits[commit.parent]
+        return {"id": commit.sha, "title": commit.title, "date": commit.date}
 
     def list_commits(self, req: FakeRequest):
         repo = self._repo(req)

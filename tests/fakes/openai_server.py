@@ -12,14 +12,21 @@ completes when it is polled, each line answered by the responder, faults not app
 - ``api_key``: the bearer token it accepts (401 otherwise). ``reported``: totals of the usage it replied with
   (``requests``, ``prompt_tokens``, ``completion_tokens``), sync and batch.
 - A ``schema_violation`` fault answers ``{"violation": "fake"}`` instead of asking the responder.
+- ``set_rate_limit(rpm=None, period=60.0, fault_bucket=None)``: with ``rpm``, a chat completion beyond ``rpm``
+  accepted in the last ``period`` seconds is refused as OpenAI refuses it: 429, ``type: "requests"``, code
+  ``rate_limit_exceeded``, the message "... on requests per min (RPM): Limit N, Used N, Requested 1. Please try
+  again in Xs.", ``Retry-After``/``retry-after-ms`` = the time until the window has room, and ``x-ratelimit-*``
+  headers (the log's ``fault`` says ``over_limit``). ``fault_bucket`` (``"requests"`` or ``"tokens"``) gives the
+  injected 429 faults (``set_faults(rate_429=...)``) the same shape for that bucket, with the fault's Retry-After.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import time
-from collections import Counter
+from collections import Counter, deque
 
 from .http_base import FakeRequest, FakeServer, Reply, bytes_reply, error_reply, json_reply
 
@@ -103,6 +110,47 @@ class FakeOpenAI(FakeServer):
         self.files: dict[str, dict] = {}
         self.batches: dict[str, dict] = {}
         self._ids = itertools.count(1)
+        self.set_rate_limit()
+
+    def set_rate_limit(self, rpm: float | None = None, period: float = 60.0, fault_bucket: str | None = None) -> None:
+        with self.lock:
+            self.limit_rpm, self.limit_period, self.fault_bucket = rpm, period, fault_bucket
+            self._accepted: deque[float] = deque()
+
+    def rate_limited(self, bucket: str, wait_s: float, model: str = "gpt-4o") -> Reply:
+        """A 429 as OpenAI sends it for ``bucket`` (``"requests"`` or ``"tokens"``), to retry in ``wait_s``."""
+        limit = int(self.limit_rpm or 0) if bucket == "requests" else 0
+        which = "requests per min (RPM)" if bucket == "requests" else "tokens per min (TPM)"
+        headers = {"Retry-After": str(max(0, math.ceil(wait_s))), "retry-after-ms": str(max(0, round(wait_s * 1000))),
+                   f"x-ratelimit-limit-{bucket}": str(limit), f"x-ratelimit-remaining-{bucket}": "0",
+                   f"x-ratelimit-reset-{bucket}": f"{wait_s:.3f}s"}
+        return json_reply({"error": {"message": f"Rate limit reached for {model} in organization org-fake on {which}: "
+                                                f"Limit {limit}, Used {limit}, Requested 1. Please try again in "
+                                                f"{wait_s:.3f}s. (fake)",
+                                     "type": bucket, "param": None, "code": "rate_limit_exceeded"}},
+                          status=429, headers=headers)
+
+    def _apply_faults(self, req: FakeRequest) -> Reply | None:
+        reply = super()._apply_faults(req)
+        if reply is not None and reply.status == 429 and self.fault_bucket:
+            return self.rate_limited(self.fault_bucket, float(self.faults["retry_after"]))
+        return reply
+
+    def _over_limit(self, req: FakeRequest) -> Reply | None:
+        """The 429 of a chat completion that the request limit does not allow now, else None (it is counted)."""
+        if not self.limit_rpm:
+            return None
+        now = time.monotonic()
+        with self.lock:
+            while self._accepted and self._accepted[0] <= now - self.limit_period:
+                self._accepted.popleft()
+            if len(self._accepted) < self.limit_rpm:
+                self._accepted.append(now)
+                return None
+            wait = self._accepted[-int(self.limit_rpm)] + self.limit_period - now
+            self.fault_counts["over_limit"] += 1
+        req.fault = "over_limit"
+        return self.rate_limited("requests", wait, (req.body or {}).get("model", "gpt-4o"))
 
     def set_responder(self, fn) -> None:
         self.responder = fn
@@ -156,7 +204,7 @@ class FakeOpenAI(FakeServer):
         })
 
     def chat_completions(self, req: FakeRequest) -> Reply:
-        return self._authorized(req) or self.complete(req.body, req.fault)
+        return self._authorized(req) or self._over_limit(req) or self.complete(req.body, req.fault)
 
     def models(self, req: FakeRequest) -> Reply:
         return self._authorized(req) or json_reply({"object": "list", "data": [

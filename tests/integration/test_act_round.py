@@ -117,6 +117,21 @@ def run_act(repo: Path, home: Path, fake_openai, fake_hub, fake_github, dry_run:
     return out.returncode, log
 
 
+def assert_pinned_links(body: str, hub_url: str) -> None:
+    """Issue 12: chart images and the adapter/data links of the PR body name a commit SHA, never a branch or tag that
+    moves (the report branch, ``main``, ``round-N``)."""
+    urls = re.findall(r"\]\((\S+?)\)", body) + re.findall(r"(?<![(\w])https?://[^\s)>\"'\]]+", body)
+    images = [u for u in urls if re.search(r"\.(png|svg)(\?|$)", u)]
+    hub_links = [u for u in urls if u.startswith(hub_url)]
+    assert images, "no chart image in the PR body"
+    assert any(f"{TASK}-duo-adapter" in u for u in hub_links), f"no adapter link: {hub_links}"
+    assert any(f"{TASK}-duo-data" in u for u in hub_links), f"no data link: {hub_links}"
+    for url in images + hub_links:
+        assert re.search(r"[0-9a-f]{40}", url), f"not pinned to a commit: {url}"
+        assert not re.search(r"/(blob|tree|resolve|raw)/(main|round-\d+|duo/)", url), f"names a branch: {url}"
+        assert "duo/act-demo/round-" not in url, f"names the report branch: {url}"
+
+
 def hub_files(hub, repo_id: str, repo_type: str) -> set[str]:
     """Every path ever committed to a repo on the fake Hub, across all revisions."""
     repo = hub.repo(repo_id, repo_type)
@@ -153,6 +168,10 @@ def test_round_workflow_runs_under_act(outcome, tmp_path, tiny_model_dir, fake_o
     assert any(p.endswith("adapter_config.json") for p in model_files), model_files
     assert any(p.endswith((".safetensors", ".bin")) for p in model_files), model_files
 
+    # The report job kept the report folder as a workflow artifact (the stub copies it under $HOME).
+    kept = home / "uploaded-artifacts" / f"duo-report-{TASK}-round-1"
+    assert (kept / "report.md").is_file() and (kept / "metrics.json").is_file(), sorted(kept.glob("*"))
+
     if outcome == "dry-run":
         assert "decide" not in re.findall(r"\[round/(\w+)", log)
         assert fake_github.pulls == [] and fake_github.dispatches == []
@@ -164,6 +183,8 @@ def test_round_workflow_runs_under_act(outcome, tmp_path, tiny_model_dir, fake_o
     branch_files = fake_github.files(pr["head"])
     assert any(p.startswith("reports/") and "round-1" in p and p.endswith(".md") for p in branch_files), \
         sorted(branch_files)
+    assert "duo-report" in pr["labels"]  # what promote.yml filters on
+    assert_pinned_links(pr["body"], fake_hub.url)
 
     # The next round is dispatched only when the round falls short.
     if outcome == "fail":

@@ -232,3 +232,38 @@ def test_two_concurrent_decide_processes_dispatch_once(task, fake_github, tmp_pa
     assert len(fake_github.dispatches) == 1
     for rc, out, err in results:  # the other one waited its turn or was turned away by the task lock
         assert rc == 0 or (rc == 1 and len(err.strip().splitlines()) == 1 and "is being worked on by" in err), err
+
+
+def test_require_approval_holds_the_next_round_until_the_pr_is_approved(task, fake_github, tmp_path, capsys):
+    """Issue 12: with report.require_approval, decide comments what it waits for; an approving review releases it."""
+    sets = ["--set", "report.require_approval=true"]
+    cfg = task(["report.require_approval=true"], sim=71.2, prec=80)
+    assert main(["report", str(cfg.source_path), *sets, "--open-pr"]) == 0
+    assert main(["decide", str(cfg.source_path), *sets, "--dispatch"]) == 0
+    assert fake_github.dispatches == [] and outputs(tmp_path)["dispatched"] == "false"
+    assert "waiting for an approving review of" in capsys.readouterr().out
+    [comment] = fake_github.comments
+    assert "is not dispatched yet: waiting for an approving review" in comment["body"]
+
+    fake_github.add_review(1, "alice", "CHANGES_REQUESTED")
+    fake_github.add_review(1, "bob", "APPROVED")
+    assert main(["decide", str(cfg.source_path), *sets, "--dispatch"]) == 0
+    assert fake_github.dispatches == []  # alice's change request still stands
+
+    fake_github.add_review(1, "alice", "APPROVED")  # the pull_request_review event re-runs decide
+    assert main(["decide", str(cfg.source_path), *sets, "--dispatch"]) == 0
+    assert [d["inputs"]["round"] for d in fake_github.dispatches] == ["2"]
+    assert len(fake_github.comments) == 1 and "was dispatched" in fake_github.comments[0]["body"]
+
+
+def test_require_approval_never_dispatches_past_a_rejected_round(task, fake_github, tmp_path, capsys):
+    sets = ["--set", "report.require_approval=true"]
+    cfg = task(["report.require_approval=true"], sim=71.2, prec=80)
+    assert main(["report", str(cfg.source_path), *sets, "--open-pr"]) == 0
+    fake_github.close_pull(1, merged=False)
+    assert main(["decide", str(cfg.source_path), *sets, "--dispatch"]) == 0
+    assert fake_github.dispatches == []
+    assert "round 1 was rejected in review" in capsys.readouterr().out
+    # Without require_approval the old behaviour stands: the round is dispatched as soon as decide runs.
+    assert main(["decide", str(cfg.source_path), "--dispatch"]) == 0
+    assert len(fake_github.dispatches) == 1

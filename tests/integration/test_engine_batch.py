@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline.llm import Engine, FatalError, Request
+from pipeline.llm import Engine, Request
 from pipeline.llm.journal import journal_key
 from tests.fakes.openai_fixtures import service_cfg
 from tests.fakes.openai_server import count_words
@@ -78,12 +78,6 @@ def test_a_killed_run_polls_the_batch_it_already_created(fake_openai, tmp_path):
     paths = [e["path"] for e in fake_openai.log]
     assert "/v1/files" not in paths and "/v1/batches" not in paths and "/v1/batches/batch-x" in paths
     assert "/v1/chat/completions" not in paths  # every answer came from the batch, none was asked again
-
-
-def test_batch_needs_openai(fake_gemini):
-    cfg = service_cfg("gemini", rpm=None)
-    with pytest.raises(FatalError, match="Batch API"):
-        Engine(cfg, batch=True, progress=False).run(requests(1))
 
 
 def test_a_batch_that_answers_everything_leaves_nothing_to_ask(fake_openai):

@@ -148,6 +148,81 @@ def test_a_429_pauses_every_request_not_only_its_own(fake_openai):
     assert [round(e["t"] - t429, 2) for e in log[4:] if e["t"] - t429 < 1.0] == []
 
 
+@pytest.mark.parametrize("bucket, other", [("requests", "tokens"), ("tokens", "requests")])
+def test_a_429_that_names_its_limit_pauses_that_bucket_for_its_retry_after(fake_openai, bucket, other):
+    # OpenAI's 429 says which limit was hit ("on requests per min (RPM)" / "on tokens per min (TPM)"): the engine
+    # holds that bucket for the Retry-After, leaves the other alone, and the 429'd request waits in line with the rest
+    sent_429 = []
+
+    def first_429_then_slow(req):
+        with fake_openai.lock:
+            first = not sent_429
+            sent_429.append(True)
+        if first:
+            return fake_openai.rate_limited(bucket, 1.0)
+        time.sleep(0.3)
+        return None
+
+    fake_openai.add_hook(first_429_then_slow)
+    engine = Engine(service_cfg(**fast(concurrency=4)), backoff_base=0.01, progress=False)
+    results = engine.run(requests(12, schema=None))
+    assert all(r.ok for r in results) and sum(r.attempts for r in results) == 13
+    assert engine.limiter.paused_until(bucket) > 0 and engine.limiter.paused_until(other) == 0.0
+    log = sorted(fake_openai.log, key=lambda e: e["t"])
+    t429 = next(e["t"] for e in log if e["status"] == 429)
+    # every send granted after the 429 came back (all but the first 4 arrivals) waited out its Retry-After: every
+    # request books tokens, so a token-bucket pause holds them as a request-bucket one does
+    assert [round(e["t"] - t429, 2) for e in log[4:] if e["t"] - t429 < 1.0] == []
+    assert len(log) == 13 and log[-1]["status"] == 200  # and sending resumed after it
+
+
+def test_a_server_limit_the_config_does_not_know_is_learnt_from_its_429s(fake_openai):
+    # the fake refuses a 6th request in any 1 s as OpenAI does ("on requests per min (RPM)", Retry-After until the
+    # window has room): the engine holds only the request bucket for that long each time, and every item is answered
+    fake_openai.set_rate_limit(rpm=5, period=1.0)
+    engine = Engine(service_cfg(**fast(concurrency=4)), progress=False)
+    results = engine.run(requests(12, schema=None))
+    assert all(r.ok for r in results) and fake_openai.fault_counts["over_limit"] >= 1
+    assert engine.limiter.paused_until("requests") > 0 and engine.limiter.paused_until("tokens") == 0.0
+    refused = [e for e in fake_openai.log if e["status"] == 429]
+    assert refused and all(e["fault"] == "over_limit" for e in refused)
+    assert len(fake_openai.log) == 12 + len(refused)
+
+
+def in_flight_counter(fake, seconds: float) -> list:
+    """A hook that holds each request ``seconds`` and keeps [now, most] requests in flight at the fake."""
+    counts = [0, 0]
+
+    def count(req):
+        with fake.lock:
+            counts[0] += 1
+            counts[1] = max(counts[1], counts[0])
+        time.sleep(seconds)
+        with fake.lock:
+            counts[0] -= 1
+
+    fake.add_hook(count)
+    return counts
+
+
+def test_auto_concurrency_keeps_in_flight_within_its_cap(fake_openai):
+    counts = in_flight_counter(fake_openai, 0.05)
+    # 6000 rpm would want 150 in flight (100/s x 1 s x 1.5) before the first reply: the cap holds it to 3
+    results = Engine(service_cfg(**fast(rpm=6000, concurrency="auto", max_concurrency=3)), progress=False).run(
+        requests(24, schema=None))
+    assert all(r.ok for r in results) and counts[1] == 3
+
+
+def test_the_default_concurrency_follows_the_limit_not_a_fixed_number(fake_openai):
+    # 600 rpm (one send every 0.1 s) at 0.3 s a reply needs about 3 in flight: the default (auto) overlaps them
+    counts = in_flight_counter(fake_openai, 0.3)
+    engine = Engine(service_cfg(rpm=600, max_retries=0), progress=False)
+    assert engine.cfg.concurrency == "auto"
+    results = engine.run(requests(20, schema=None))
+    assert all(r.ok for r in results) and counts[1] >= 2
+    assert engine.inflight.p90 >= 0.3 and engine.inflight.sending() == 0  # every send's latency was observed
+
+
 def test_bad_key_is_fatal_at_once(fake_openai):
     fake_openai.api_key = "sk-another-key"
     with pytest.raises(FatalError, match="401"):

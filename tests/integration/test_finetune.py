@@ -59,6 +59,7 @@ def test_loss_falls_and_every_step_is_logged(trained):
     assert accuracy[0] < 0.2 and min(accuracy[-3:]) > 0.6, accuracy
     assert "train_runtime" in log[-1]  # the trainer's closing summary is kept too
     assert m.counts == {"train_rows": 40, "rows_given": 40, "prepare_rows": 32, "synthetic_rows": 8, "steps": STEPS,
+                        "max_length": 1024, "rows_truncated": 0, "rows_dropped_too_long": 0,
                         "prompt_too_long": 0, "truncated": 0}
     assert m.extra["first_loss"] == pytest.approx(losses[0], abs=1e-3)
     assert m.extra["last_loss"] == pytest.approx(losses[-1], abs=1e-3)
@@ -211,8 +212,29 @@ def test_rows_cut_by_max_length_are_counted_and_warned_about(tiny_model_dir, tmp
     long_answer = {**short, "completion": [{"role": "assistant", "content": "the answer is long " * 40}]}
     long_prompt = {**short, "prompt": [{"role": "user", "content": "a very long question " * 40}]}
     counts = finetune.length_counts([short, short, long_answer, long_prompt], tokenizer, 40)
-    assert (counts["prompt_too_long"], counts["truncated"], counts["rows_used"]) == (1, 1, 3)
-    assert finetune.length_counts([short, long_answer], tokenizer, None)["truncated"] == 0  # no limit, no cut
-    warning = finetune.cut_warning({"rows_given": 4, "prompt_too_long": 1, "truncated": 1})
-    assert warning and "2 of 4" in warning
+    assert (counts["rows_dropped_too_long"], counts["rows_truncated"], counts["rows_used"]) == (1, 1, 3)
+    assert finetune.length_counts([short, long_answer], tokenizer, None)["rows_truncated"] == 0  # no limit, no cut
+    warning = finetune.cut_warning({"rows_given": 4, "max_length": 40, "rows_dropped_too_long": 1,
+                                    "rows_truncated": 1})
+    assert warning == ("warning: finetune.sft.max_length (40 tokens) cut 2 of 4 training rows (1 answers truncated, "
+                       "1 dropped: the prompt alone is too long); raise it or set it to auto")
+    assert "2 of 4" in finetune.cut_warning({"rows_given": 4, "prompt_too_long": 1, "truncated": 1})  # older manifest
     assert finetune.cut_warning({"rows_given": 20, "prompt_too_long": 0, "truncated": 2}) is None  # 10%: no warning
+
+
+def test_max_length_auto_is_the_99th_percentile_of_the_rows_within_bounds(tiny_model_dir, tmp_path):
+    """Issue #13: max_length: auto fits the training rows (p99, bounded) instead of a fixed guess."""
+    from pipeline.trainset import AUTO_BOUNDS, auto_max_length
+
+    lengths = [(10, 100 + i) for i in range(200)]  # full lengths 100..299: p99 (nearest rank) is 297 -> 304
+    assert auto_max_length(lengths) == 304
+    assert auto_max_length([(5, 20)]) == AUTO_BOUNDS[0] and auto_max_length([(5, 9000)]) == AUTO_BOUNDS[1]
+    assert auto_max_length([(5, 9000)], model_limit=512) == 512
+    cfg = tiny_config(tmp_path, tiny_model_dir)
+    tokenizer = load_tokenizer(cfg, resolve_base(cfg), for_generation=False)
+    pairs = [{"prompt": [{"role": "user", "content": "question " * n}],
+              "completion": [{"role": "assistant", "content": "answer " * 60}]} for n in range(1, 101)]
+    counts = finetune.length_counts(pairs, tokenizer, "auto")
+    assert counts["max_length_rule"] == "auto: p99 of 100 rows" and counts["max_length"] % 8 == 0
+    assert counts["rows_truncated"] <= 1 and counts["rows_dropped_too_long"] == 0  # only the longest row may be cut
+    assert counts["longest_tokens"] - 8 < counts["max_length"] <= counts["longest_tokens"] + 8

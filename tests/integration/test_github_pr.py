@@ -1,6 +1,10 @@
-"""``duo report --open-pr`` against the fake GitHub through PyGithub: branch, files, label, watermark, rerun updates."""
+"""``duo report --open-pr`` against the fake GitHub through PyGithub: branch, files, label, watermark, rerun updates,
+and links pinned to commits (issue 12)."""
+
+import re
 
 import pytest
+import yaml
 
 from pipeline.cli import main
 from pipeline.store import open_store
@@ -45,7 +49,7 @@ def test_open_pr_commits_report_files_with_label_and_watermark(task, fake_github
     assert pr["body"].startswith("<!-- duo-report task=demo round=1 -->")
     assert "## ❌ FAIL" in pr["body"] and "| similarity | 71.2 |" in pr["body"]
     assert "reports/demo/round-1/report.md" in pr["body"] and "score_distribution.png?raw=true" in pr["body"]
-    assert pr["title"] == "duo: demo round 1: FAIL (continue)"
+    assert pr["title"] == "duo: demo round 1: FAIL, next: round 2"  # not "FAIL (continue)"
     out = outputs(tmp_path)
     assert out["pr-number"] == "1" and out["pr-url"].endswith("/acme/duo-demo/pull/1")
     # the token is sent as a header only: never in a committed file, PR body or any request body
@@ -127,3 +131,67 @@ def test_server_error_on_a_write_is_one_line(task, fake_github, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "500" in err[0] and "pull request" in err[0]
     assert len(fake_github.requests("GET", r"/pulls$")) == 4  # one try and three retries of the read
+
+
+# --------------------------------------------------------------------------- issue 12: links that outlive branches
+
+SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+def links(body: str) -> list[str]:
+    """Every markdown link and image target in ``body``."""
+    return re.findall(r"\]\((\S+?)\)", body)
+
+
+def revision_of(url: str, marker: str) -> str:
+    """The revision segment after ``/tree/`` or ``/blob/`` in a Hub or GitHub URL."""
+    return url.split(marker, 1)[1].split("/", 1)[0].split("?", 1)[0]
+
+
+def test_pr_images_and_report_link_are_pinned_to_the_commit(task, fake_github):
+    cfg, _ = task
+    assert main(["report", str(cfg.source_path), "--open-pr"]) == 0
+    body = fake_github.pulls[0]["body"]
+    head = fake_github.branches[BRANCH]
+    github = [u for u in links(body) if "/acme/duo-demo/blob/" in u]
+    assert len(github) == 4  # three charts and the report
+    for url in github:
+        rev = revision_of(url, "/blob/")
+        assert SHA.match(rev) and rev == head, url
+        assert f"/blob/{BRANCH}" not in url and "/blob/main/" not in url
+        path = url.split(f"/blob/{rev}/", 1)[1].split("?", 1)[0]
+        assert path in fake_github.commits[rev]["tree"], path  # the file is in that commit
+    assert any(u.endswith("/round_trend.png?raw=true") is False and u.endswith("report.md") for u in github)
+
+
+def test_hub_store_pr_pins_adapter_and_data_by_commit(tmp_path, monkeypatch, fake_github, fake_hub):
+    from tests.round_artifacts import CONFIG, build_baseline
+
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path))
+    cfg = make_config(tmp_path, text=CONFIG + "store: {kind: hub, namespace: acme}\n")
+    store = open_store(cfg)
+    store.retry_delays = (0.0,)
+    build_prepare(store)
+    build_baseline(store)
+    build_round(store, 1, sim=71.2, prec=80)
+    assert main(["report", str(cfg.source_path), "--open-pr"]) == 0
+    body = fake_github.pulls[0]["body"]
+    hub = [u for u in links(body) if u.startswith(fake_hub.url)]
+    adapter = store.describe("round-1/finetune")["commit"]
+    data = {n: store.describe(n)["commit"] for n in ("prepare", "round-1/synthesize", "round-1/evaluate")}
+    assert SHA.match(adapter) and all(SHA.match(v) for v in data.values())
+    assert f"{fake_hub.url}/acme/demo-duo-adapter/tree/{adapter}" in hub
+    for name, sha in data.items():
+        assert f"{fake_hub.url}/datasets/acme/demo-duo-data/tree/{sha}/{name}" in hub
+    for url in hub:  # every Hub link names a commit, never a branch or tag
+        assert SHA.match(revision_of(url, "/tree/")), url
+    assert f'revision="{adapter}"' in body and 'revision="round-1"' not in body
+    assert "branch `round-1`" in body  # the name, for people
+    # the report wrote the round's results into the model card on the Hub
+    card = fake_hub.files("acme/demo-duo-adapter", rev="round-1")["README.md"].decode()
+    meta = yaml.safe_load(card.split("---\n", 2)[1])
+    [entry] = meta["model-index"][0]["results"]
+    assert [m["type"] for m in entry["metrics"]] == ["similarity", "precision", "embedding"]
+    assert entry["dataset"]["revision"] == data["round-1/evaluate"]
+    assert entry["source"]["url"].startswith("http") and f"/blob/{fake_github.branches[BRANCH]}/" in \
+        entry["source"]["url"]

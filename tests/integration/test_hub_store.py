@@ -95,14 +95,15 @@ def test_adapter_round_trip_by_revision(fake_hub, tmp_path):
     assert fake_hub.requests("PUT", r"/lfs-upload/"), "the safetensors file should go through LFS"
     main = fake_hub.files(MODEL_REPO)
     assert main["adapter_model.safetensors"] == weights(5)
-    assert main["README.md"].startswith(b"---\nbase_model: tiny") and main["duo/adapter/README.md"]
+    assert main["README.md"].startswith(b"---\nbase_model: tiny")
+    assert "duo/adapter/README.md" not in main and "adapter/README.md" not in main  # one card: README.md
     assert {"duo/manifest.json", "duo/train_log.jsonl", "adapter_config.json"} <= set(main)
 
     fresh = hub_store(tmp_path / "b")
     assert fresh.list("round-") == ["round-1/finetune", "round-2/finetune"]
     folder = fresh.open("round-1/finetune")
     assert (folder / "adapter" / "adapter_model.safetensors").read_bytes() == weights(3)
-    assert (folder / "adapter" / "README.md").read_text() == "peft's own card\n"
+    assert (folder / "adapter" / "README.md").read_text() == (folder / "README.md").read_text()  # local layout
     assert fresh.manifest("round-1/finetune").round == 1
     assert list(read_jsonl(folder / "train_log.jsonl"))[-1]["loss"] == 1.0
     assert fresh.describe("round-2/finetune")["revision"] == "round-2"
@@ -247,3 +248,110 @@ def test_manifest_alone_downloads_no_adapter_weights(fake_hub, tmp_path):
     fetched = [e["path"] for e in fake_hub.log if e["method"] == "GET" and "/resolve/" in e["path"]]
     assert fetched and all(p.endswith("duo/manifest.json") for p in fetched), fetched
     assert not (tmp_path / "b" / "round-1" / "finetune" / "adapter").exists()
+
+
+# --------------------------------------------------------------------------- issue 12: pinned commits, model card
+
+HEX40 = r"[0-9a-f]{40}"
+
+
+def card_meta(text: str) -> tuple[dict, str]:
+    """The YAML front matter (parsed) and the body of a card."""
+    assert text.startswith("---\n")
+    head, body = text[4:].split("\n---\n", 1)
+    return yaml.safe_load(head), body
+
+
+def test_each_upload_records_its_commit_and_a_fresh_runner_finds_it(fake_hub, tmp_path):
+    store = hub_store(tmp_path / "a")
+    put_data(store, "prepare", {"train.jsonl": [{"id": 1}]})
+    prepare_sha = fake_hub.repo(DATA_REPO, "dataset").branches["main"]
+    put_adapter(store, 1, weights(3))
+    adapter_sha = fake_hub.repo(MODEL_REPO).branches["round-1"]
+    put_data(store, "round-1/evaluate", {"scores.jsonl": [{"id": 1}]})
+    assert fake_hub.repo(DATA_REPO, "dataset").branches["main"] != prepare_sha  # main moved on
+    for s in (store, hub_store(tmp_path / "b")):  # the writer's record, and the Hub's history for a new runner
+        d = s.describe("prepare")
+        assert d["commit"] == prepare_sha and d["revision"] == "main"
+        assert d["commit_url"] == f"{fake_hub.url}/datasets/{DATA_REPO}/tree/{prepare_sha}/prepare"
+        a = s.describe("round-1/finetune")
+        assert a["commit"] == adapter_sha and a["revision"] == "round-1"
+        assert a["commit_url"] == f"{fake_hub.url}/{MODEL_REPO}/tree/{adapter_sha}"
+    assert hub_store(tmp_path / "c").describe("round-2/infer")["commit"] is None
+
+
+def test_model_card_has_license_datasets_lineage_and_one_readme(fake_hub, tmp_path):
+    store = hub_store(tmp_path / "a")
+    put_data(store, "prepare", {"train.jsonl": [{"id": 1}]})
+    put_data(store, "round-1/synthesize", {"data.jsonl": [{"id": 2}]})
+    synth_sha = store.describe("round-1/synthesize")["commit"]
+    put_adapter(store, 1, weights(3))
+    files = fake_hub.files(MODEL_REPO, rev="round-1")
+    assert [p for p in files if p.endswith("README.md")] == ["README.md"]
+    meta, body = card_meta(files["README.md"].decode())
+    assert meta["base_model"] == "tiny" and meta["library_name"] == "peft"
+    assert meta["license"] == "apache-2.0"  # SmolLM2's, the base model's licence
+    assert meta["datasets"] == [DATA_REPO] and "model-index" not in meta
+    assert f"at commit `{synth_sha}`" in body and f"datasets/{DATA_REPO}/tree/{synth_sha}" in body
+    assert "Not evaluated yet" in body
+    # the Hub client itself reads the card
+    card = huggingface_hub.ModelCard(files["README.md"].decode())
+    assert card.data.license == "apache-2.0" and card.data.datasets == [DATA_REPO]
+
+
+def test_report_results_go_into_the_card_and_the_adapter_commit_stays(fake_hub, tmp_path):
+    store = hub_store(tmp_path / "a")
+    put_data(store, "prepare", {"train.jsonl": [{"id": 1}]})
+    put_adapter(store, 1, weights(3))
+    uploaded = fake_hub.repo(MODEL_REPO).branches["round-1"]
+    results = {"round": 1, "confidence": "95%", "n": 50, "verdict": "pass", "rule_kind": "offline",
+               "metrics": {"rougeL": {"mean": 0.265, "ci_low": 0.213, "ci_high": 0.323, "n": 50}},
+               "report_url": "https://github.example/acme/duo/blob/" + "a" * 40 + "/reports/demo/round-1/report.md",
+               "pr_url": "https://github.example/acme/duo/pull/7", "data_revision": "b" * 40,
+               "data_url": f"{fake_hub.url}/datasets/{DATA_REPO}/tree/{'b' * 40}",
+               "judge": {"models": ["openai:gpt-4o"], "repeats": 3, "prompt": "prompts/judge.j2",
+                         "prompt_hash": "0123456789abcdef"}}
+    sha = store.update_model_card(1, results)
+    repo = fake_hub.repo(MODEL_REPO)
+    assert sha and repo.branches["round-1"] == sha == repo.branches["main"]  # main was round 1: both moved
+    files = fake_hub.files(MODEL_REPO, rev=sha)
+    assert files["adapter_model.safetensors"] == weights(3)  # the adapter itself is unchanged
+    meta, body = card_meta(files["README.md"].decode())
+    assert meta["license"] == "apache-2.0" and meta["datasets"] == [DATA_REPO]
+    [entry] = meta["model-index"][0]["results"]
+    assert entry["dataset"] == {"type": DATA_REPO, "name": "demo test split (round 1)", "split": "test",
+                                "revision": "b" * 40}
+    assert entry["metrics"] == [{"type": "rougeL", "value": 0.265, "name": "rougeL mean (95% CI 0.213 to 0.323, n=50)"}]
+    assert entry["source"]["url"] == results["report_url"]
+    eval_results = huggingface_hub.ModelCard(files["README.md"].decode()).data.eval_results
+    assert [(r.metric_type, r.metric_value, r.dataset_revision) for r in eval_results] == [("rougeL", 0.265, "b" * 40)]
+    assert "sha256 `0123456789abcdef`" in body and "openai:gpt-4o, 3 repeat(s)" in body
+    assert f"reviewed in [its pull request]({results['pr_url']})" in body and body.count("## Lineage") == 1
+    # the artifact's commit is still the upload's: the card commit did not touch its manifest
+    assert hub_store(tmp_path / "b").describe("round-1/finetune")["commit"] == uploaded
+    assert store.update_model_card(1, results) is None  # nothing changed: no commit
+    assert store.update_model_card(4, results) is None  # no such round
+
+
+def test_card_of_an_earlier_round_leaves_main_alone(fake_hub, tmp_path, monkeypatch):
+    store = hub_store(tmp_path / "a")
+    put_adapter(store, 1, weights(3))
+    put_adapter(store, 2, weights(5))
+    main = fake_hub.repo(MODEL_REPO).branches["main"]
+    results = {"round": 1, "confidence": "95%", "n": 4, "verdict": "fail", "rule_kind": "judge",
+               "metrics": {"similarity": {"mean": 60.0, "ci_low": None, "ci_high": None, "n": 4}},
+               "report_url": None, "pr_url": None, "data_revision": None, "data_url": "x", "judge": {"models": []}}
+    sha = store.update_model_card(1, results)
+    assert fake_hub.repo(MODEL_REPO).branches["main"] == main and fake_hub.repo(MODEL_REPO).branches["round-1"] == sha
+    meta, _ = card_meta(fake_hub.files(MODEL_REPO, rev="round-1")["README.md"].decode())
+    assert meta["model-index"][0]["results"][0]["metrics"][0]["name"] == "similarity mean (n=4)"
+
+
+def test_student_license_overrides_the_base_models(fake_hub, tmp_path):
+    doc = make_cfg(tmp_path).raw | {}
+    cfg = build_config({**doc, "student": {"model": "acme/other-model", "license": "mit"}}, base_dir=tmp_path)
+    store = open_store(cfg)
+    store.retry_delays = (0.0,)
+    put_adapter(store, 1, weights(3))
+    meta, _ = card_meta(fake_hub.files(MODEL_REPO)["README.md"].decode())
+    assert meta["license"] == "mit"

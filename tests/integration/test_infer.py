@@ -41,7 +41,7 @@ def test_one_answer_per_test_prompt_in_order_with_params(tuned, tiny_model_dir):
     assert [a["id"] for a in answers] == [t["id"] for t in test]
     for a, t in zip(answers, test):
         assert set(a) == {"id", "instruction", "reference", "category", "answer", "sample", "model", "adapter",
-                          "params"}
+                          "params", "system", "context"}
         assert (a["instruction"], a["reference"], a["category"]) == (t["instruction"], t["response"], t["category"])
         assert a["model"] == str(tiny_model_dir) and a["adapter"] == "round-1/finetune"
         assert a["params"] == {"backend": "transformers", "max_new_tokens": 8, "do_sample": False}

@@ -58,7 +58,8 @@ def test_pull_loads_round_one_and_generates(pulled, capsys, tmp_path):
 def test_pull_defaults_to_the_latest_finetuned_round(pulled, capsys):
     _, config, _ = pulled
     assert main(["pull", str(config)]) == 0
-    assert "adapter: round 1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "round 1: the latest fine-tuned round (none promoted or passing)" in out and "adapter: round 1" in out
 
 
 def test_pull_of_a_round_without_adapter_is_one_line(pulled, capsys, tmp_path):
@@ -92,3 +93,31 @@ def test_pull_from_the_hub_store_downloads_the_round_revision(pulled, fake_hub, 
     assert "/api/models/duo-org/tiny-duo-adapter/revision/round-1" in paths, paths  # snapshot at revision round-1
     assert any(p.startswith("/duo-org/tiny-duo-adapter/resolve/") and p.endswith("/adapter_model.safetensors")
                for p in paths), paths
+
+
+def test_pull_of_a_promoted_round_reads_the_promoted_commit(pulled, fake_hub, tiny_model_dir, tmp_path, capsys):
+    """Issue 12: the round in production is pulled as it was promoted, even after its branch moved (a rerun)."""
+    _, _, local = pulled
+    config = write_config(tmp_path, tiny_model_dir,
+                          store={"kind": "hub", "namespace": "duo-org", "path": "hub-cache"})
+    hub = open_store(load_config(config))
+    hub.retry_delays = (0.0,)
+    with hub.write("round-1/finetune") as folder:
+        shutil.copytree(local.open("round-1/finetune"), folder, dirs_exist_ok=True)
+    assert main(["promote", str(config), "--merged", "--round", "1"]) == 0
+    model = fake_hub.repo("duo-org/tiny-duo-adapter", "model")
+    promoted = model.tags["production"]
+    with hub.write("round-1/finetune") as folder:  # round 1 redone: branch round-1 moves on
+        shutil.copytree(local.open("round-1/finetune"), folder, dirs_exist_ok=True)
+        (folder / "README.md").write_text("a rerun\n")
+    assert model.branches["round-1"] != promoted
+    fake_hub.log.clear()
+    capsys.readouterr()
+
+    assert main(["pull", str(config), "--output", str(tmp_path / "copy")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"round 1: promoted to production (production at {promoted[:12]})"), out
+    paths = [r["path"] for r in fake_hub.log]
+    assert any(p.startswith(f"/duo-org/tiny-duo-adapter/resolve/{promoted}/") for p in paths), paths
+    assert not any("/resolve/round-1/" in p for p in paths), paths  # not the moved branch
+    assert json.loads((tmp_path / "copy" / "adapter_config.json").read_text())["peft_type"] == "LORA"

@@ -28,6 +28,8 @@ WORDS = ["river", "mountain", "kettle", "violin", "orbit", "lantern", "meadow", 
          "marble", "nectar", "opal", "prism", "quill", "raven", "sable", "thistle", "umber", "walnut", "yarrow",
          "zephyr", "almond", "beacon", "cedar", "delta", "ferry", "grove"]
 CHAT = "/v1/chat/completions"
+# The sample's seed answers are 126-4223 characters (5th-95th percentile): fake answers must be in that range.
+ANSWER = "A complete, carefully-structured, thoroughly-considered, well-illustrated answer, with one worked-through example."  # few words: replies must fit max_tokens below
 
 
 def make_config(tmp_path: Path, **synth) -> Path:
@@ -77,10 +79,10 @@ class MessyService:
         good = [fresh(h, 0), fresh(h, 1)]
         test = self.test[h % len(self.test)]
         pairs = [
-            {"instruction": good[0], "response": "A complete and helpful answer, number one."},
+            {"instruction": good[0], "response": "Number one. " + ANSWER},
             {"instruction": test, "response": "Copied test prompt answer."},
             {"instruction": test.rstrip(".?!") + " Please answer briefly and clearly!", "response": "Edited copy."},
-            {"instruction": good[1], "response": "Another complete and helpful answer."},
+            {"instruction": good[1], "response": "Number two. " + ANSWER},
             {"instruction": self.train[h % len(self.train)].upper(), "response": "Copied train prompt answer."},
             {"instruction": good[0].replace("Write a short", "Write a very short"), "response": "Near copy here."},
         ]
@@ -171,8 +173,11 @@ def test_persistent_bad_json_goes_to_failures_with_raw_text(setup, fake_openai):
 
 def test_stops_asking_before_the_budget_is_passed(tmp_path, fake_openai):
     path = make_config(tmp_path)
+    # Short answers (the length filter off): longer ones make two identical requests (one seed drawn twice) get
+    # one journal answer on the rerun, at HEAD as well -- a separate question from what this test checks.
     cfg = load_config(path, ["budget.max_spend_usd=1.0", "service.synthesize.price_output_per_1m=1000",
-                             "service.synthesize.params={max_tokens: 200}", "service.synthesize.concurrency=1"])
+                             "service.synthesize.params={max_tokens: 200}", "service.synthesize.concurrency=1",
+                             "synthesize.length_filter.enabled=false"])
     store = open_store(cfg)
     prepare.run(cfg, store)
     fake_openai.set_responder(lambda body: {"contents": [
@@ -183,7 +188,8 @@ def test_stops_asking_before_the_budget_is_passed(tmp_path, fake_openai):
     # a raised budget resumes the round: answers already paid for are re-used, not bought again
     sent = len(fake_openai.requests("POST", CHAT))
     cfg2 = load_config(path, ["budget.max_spend_usd=1.5", "service.synthesize.price_output_per_1m=1000",
-                              "service.synthesize.params={max_tokens: 200}", "service.synthesize.concurrency=1"])
+                              "service.synthesize.params={max_tokens: 200}", "service.synthesize.concurrency=1",
+                              "synthesize.length_filter.enabled=false"])
     m2 = synthesize.run(cfg2, store, 1, samples=200)
     assert m2.counts["kept"] > m.counts["kept"] and m2.usage["cached"] == m.usage["requests"]
     assert len(fake_openai.requests("POST", CHAT)) - sent == m2.usage["requests"] - m2.usage["cached"]
@@ -193,7 +199,7 @@ def test_stops_asking_before_the_budget_is_passed(tmp_path, fake_openai):
 def test_target_capped_by_max_synthetic_samples(setup, fake_openai):
     _, cfg, store, _, _ = setup
     fake_openai.set_responder(lambda body: {"contents": [
-        {"instruction": fresh(hash(seed_of(body)), k), "response": "A fine answer."} for k in range(6)]})
+        {"instruction": fresh(hash(seed_of(body)), k), "response": ANSWER} for k in range(6)]})
     cfg = load_config(cfg.source_path, ["budget.max_synthetic_samples=7"])
     assert synthesize.run(cfg, store, 1, samples=5).counts["kept"] == 5
     m = synthesize.run(cfg, store, 2, samples=5)
@@ -205,7 +211,7 @@ def test_cli_outputs(setup, fake_openai, tmp_path, capsys, monkeypatch):
     out_file = tmp_path / "gh_out"
     monkeypatch.setenv("GITHUB_OUTPUT", str(out_file))
     fake_openai.set_responder(lambda body: {"contents": [
-        {"instruction": fresh(hash(seed_of(body)), k), "response": "A fine answer."} for k in range(6)]})
+        {"instruction": fresh(hash(seed_of(body)), k), "response": ANSWER} for k in range(6)]})
     assert main(["synthesize", str(path), "--round", "1", "--samples", "4"]) == 0
     assert "kept 4/4 pairs" in capsys.readouterr().out
     outputs = out_file.read_text()
@@ -228,7 +234,7 @@ def test_gemini_service_with_json_schema(tmp_path, fake_gemini):
     def respond(body):
         bodies.append(body)
         text = json.dumps(body)
-        return {"contents": [{"instruction": fresh(len(text), k), "response": "A fine answer."} for k in range(6)]}
+        return {"contents": [{"instruction": fresh(len(text), k), "response": ANSWER} for k in range(6)]}
 
     fake_gemini.set_responder(respond)
     m = synthesize.run(cfg, store, 1, samples=8)
@@ -241,15 +247,13 @@ def test_gemini_service_with_json_schema(tmp_path, fake_gemini):
 def test_batch_api_at_half_price(setup, fake_openai):
     _, cfg, store, _, _ = setup
     fake_openai.set_responder(lambda body: {"contents": [
-        {"instruction": fresh(hash(seed_of(body)), k), "response": "A fine answer."} for k in range(6)]})
+        {"instruction": fresh(hash(seed_of(body)), k), "response": ANSWER} for k in range(6)]})
     m = synthesize.run(load_config(cfg.source_path, ["synthesize.batch_api=true"]), store, 1, samples=10)
     assert m.counts["kept"] == 10
     assert len(fake_openai.requests("POST", "/v1/batches")) == 1 and not fake_openai.requests("POST", CHAT)
     full = (fake_openai.reported["prompt_tokens"] * 5 + fake_openai.reported["completion_tokens"] * 15) / 1e6
     assert m.usage["cost_usd"] == pytest.approx(full / 2)
-    with pytest.raises(DuoError, match="batch_api needs service.synthesize.provider openai"):
-        synthesize.run(load_config(cfg.source_path, ["synthesize.batch_api=true", "service.synthesize.provider=gemini"]),
-                       store, 2, samples=1)
+    # provider gemini has a Batch API too: tests/integration/test_engine_gemini_batch.py (issue 11)
 
 
 def test_cli_without_a_service_llm_skips_and_says_so(tmp_path, capsys, monkeypatch):
@@ -264,3 +268,150 @@ def test_cli_without_a_service_llm_skips_and_says_so(tmp_path, capsys, monkeypat
     assert not open_store(cfg).exists("round-1/synthesize")
     with pytest.raises(DuoError, match="service.synthesize"):
         synthesize.run(cfg, open_store(cfg), 1)
+
+
+# --------------------------------------------------------------------------- issue 13: shape, decontamination, seeds
+
+BANK = "You are Acme Bank's support assistant. Answer in one short sentence."
+POET = "You are a poet. Answer every request with a short rhyming verse of four lines."
+# (system, prompt, a paraphrase the lexical filter misses and MiniLM puts at cosine >= 0.73, answer length)
+CHAT_ROWS = [
+    (BANK, "How do I reset my card PIN?", "What are the steps to reset the PIN on my card?", 70),
+    (BANK, "What are your opening hours?", "What hours are you open?", 60),
+    (BANK, "How can I report a stolen card?", "My card was stolen, how do I tell you about it?", 80),
+    (BANK, "Can I increase my daily withdrawal limit?", "Is it possible to raise my daily cash withdrawal limit?", 75),
+    (BANK, "How do I set up a standing order?", "What is the way to create a standing order?", 65),
+    (BANK, "Where can I find my IBAN?", "Where is my IBAN number shown?", 70),
+    (BANK, "Do you charge fees for foreign payments?", "Is there a fee for payments sent abroad?", 85),
+    (BANK, "How do I close my savings account?", "What is the way to shut down my savings account?", 60),
+    (POET, "Write about the autumn rain.", "Write a verse about rain in autumn.", 260),
+    (POET, "Describe a quiet harbor at dawn.", "Describe a calm harbour at sunrise.", 280),
+    (POET, "Tell me about a lonely lighthouse.", "Tell me about a solitary lighthouse.", 250),
+    (POET, "Sing of a cat asleep by the fire.", "Give me a song about a kitten dozing near the fireplace.", 300),
+    (POET, "Write about the first snow of winter.", "Compose lines on winter's earliest snowfall.", 270),
+    (POET, "Describe a busy city street at night.", "Depict a crowded city street at nighttime.", 290),
+    (POET, "Tell me about an old oak tree.", "Say something about an ancient oak.", 255),
+    (POET, "Write about the sound of the sea.", "Compose a verse on the noise of ocean waves.", 275),
+]
+PARAPHRASE = {prompt: para for _, prompt, para, _ in CHAT_ROWS}
+
+
+def answer_of(length: int, seed: str) -> str:
+    return (f"{seed} " * 200)[:length].strip() + "."
+
+
+def chat_config(tmp_path: Path, **synth) -> Path:
+    data = tmp_path / "chat.jsonl"
+    with data.open("w", encoding="utf-8") as f:
+        for system, prompt, _, length in CHAT_ROWS:
+            f.write(json.dumps({"messages": [{"role": "system", "content": system}, {"role": "user", "content": prompt},
+                                             {"role": "assistant", "content": answer_of(length, prompt)}]}) + "\n")
+    path = make_config(tmp_path, **synth)
+    doc = yaml.safe_load(path.read_text())
+    doc["data"] = {"source": str(data), "test": {"size": 4, "seed": 5}}
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def system_in(body: dict) -> str | None:
+    user = next(m for m in body["messages"] if m["role"] == "user")["content"]
+    found = re.findall(r"<system_prompt>\n(.*?)\n</system_prompt>", user, re.DOTALL)
+    assert len(found) <= 1  # one system prompt per request
+    return found[0] if found else None
+
+
+def test_synthesis_keeps_the_seeds_system_prompt_and_drops_length_outliers(tmp_path, fake_openai):
+    cfg = load_config(chat_config(tmp_path))
+    store = open_store(cfg)
+    prepare.run(cfg, store)
+    train = {r["instruction"]: r for r in read_jsonl(store.open("prepare") / "train.jsonl")}
+    seen = []
+
+    def respond(body):
+        seed = train[seed_of(body)]
+        seen.append((seed, system_in(body), body))
+        h = int(hashlib.sha256(json.dumps(body).encode()).hexdigest()[:8], 16)
+        lengths = [120, 150, 200, 5000, 20, 180]  # 5000 and 20: outside the seeds' 60-300 x/÷ 1.5
+        return {"contents": [{"instruction": fresh(h, k), "response": answer_of(n, "word")}
+                             for k, n in enumerate(lengths)]}
+
+    fake_openai.set_responder(respond)
+    m = synthesize.run(cfg, store, 1, samples=12)
+    folder = store.open("round-1/synthesize")
+    data, removed = read_jsonl(folder / "data.jsonl"), read_jsonl(folder / "removed.jsonl")
+    band = m.extra["length_band"]
+    assert band["typical"][0] < 70 and 280 < band["typical"][1] <= 300
+    for seed, system, body in seen:  # each request carries its own seed's system prompt and the typical lengths
+        assert system == seed["system"] and system in (BANK, POET)
+        assert f"typically {band['typical'][0]}-{band['typical'][1]} characters" in json.dumps(body)
+    assert m.counts["kept"] == 12 and m.counts["length_outliers"] >= 2 * len(seen) - 1
+    assert {r["reason"] for r in removed} <= {"length_outlier", "surplus"}
+    assert all(band["allowed"][0] <= len(r["response"]) <= band["allowed"][1] for r in data)
+    for row in data:  # training sees the system prompt: system + messages [system, user, assistant]
+        seed = next(s for s in train.values() if s["id"] == row["seed_id"])
+        assert row["system"] == seed["system"]
+        assert [t["role"] for t in row["messages"]] == ["system", "user", "assistant"]
+        assert row["messages"][0]["content"] == seed["system"]
+
+
+def test_paraphrases_of_test_prompts_are_dropped_as_semantic_contamination(tmp_path, fake_openai):
+    cfg = load_config(chat_config(tmp_path))
+    store = open_store(cfg)
+    prepare.run(cfg, store)
+    test = [r["instruction"] for r in read_jsonl(store.open("prepare") / "test.jsonl")]
+
+    def respond(body):
+        h = int(hashlib.sha256(json.dumps(body).encode()).hexdigest()[:8], 16)
+        pairs = [{"instruction": PARAPHRASE[t], "response": answer_of(150, "para")} for t in test]
+        return {"contents": pairs + [{"instruction": fresh(h, k), "response": answer_of(150, "new")}
+                                     for k in range(2)]}
+
+    fake_openai.set_responder(respond)
+    m = synthesize.run(cfg, store, 1, samples=6)
+    folder = store.open("round-1/synthesize")
+    data, removed = read_jsonl(folder / "data.jsonl"), read_jsonl(folder / "removed.jsonl")
+    paraphrases = {PARAPHRASE[t] for t in test}
+    assert m.counts["kept"] == 6 and not paraphrases & {r["instruction"] for r in data}
+    semantic = [r for r in removed if r["reason"] == "semantic_contaminated"]
+    assert semantic and m.counts["semantic_contaminated"] == len(semantic) == m.counts["removed"][
+        "semantic_contaminated"]
+    assert all(r["similarity"] >= cfg.synthesize.decontaminate.threshold for r in semantic)
+    # the lexical filter alone lets these through: the same replies with semantic decontamination off keep them
+    off = load_config(cfg.source_path, ["synthesize.decontaminate.semantic=false"])
+    m2 = synthesize.run(off, store, 1, samples=6, force=True)
+    kept = {r["instruction"] for r in read_jsonl(store.open("round-1/synthesize") / "data.jsonl")}
+    assert m2.counts["semantic_contaminated"] == 0 and paraphrases & kept
+
+
+def test_weakest_targeting_draws_more_seeds_from_the_weak_category_and_never_a_test_row(setup, fake_openai):
+    _, cfg, store, test, _ = setup
+    from tests.round_artifacts import put
+
+    prep = store.open("prepare")
+    train_rows, test_rows = read_jsonl(prep / "train.jsonl"), read_jsonl(prep / "test.jsonl")
+    weak = Counter(r["category"] for r in train_rows).most_common()[-1][0]  # the rarest: a uniform draw starves it
+    scores = [{"id": r["id"], "category": r["category"], "scores": {"rougeL": 0.1 if r["category"] == weak else 0.6}}
+              for r in test_rows]
+    put(store, "evaluate", 0, {"scores.jsonl": scores, "metrics.json": {"verdict": "fail", "decision_metric":
+                                                                         "rougeL"}})
+    asked = []
+
+    def respond(body):
+        asked.append(seed_of(body))
+        return {"contents": [{"instruction": fresh(hash(seed_of(body)) + len(asked), k), "response": ANSWER}
+                             for k in range(6)]}
+
+    fake_openai.set_responder(respond)
+    uniform = synthesize.run(cfg, store, 1, samples=60)
+    targeted = synthesize.run(load_config(cfg.source_path, ["synthesize.targeting=weakest"]), store, 1, samples=60,
+                              force=True)
+    share = [m.counts["seed_mix"].get(weak, 0) / sum(m.counts["seed_mix"].values()) for m in (uniform, targeted)]
+    train_share = sum(r["category"] == weak for r in train_rows) / len(train_rows)
+    assert share[1] > 0.5 > train_share and share[1] > share[0]
+    seeding = targeted.extra["seeds"]
+    assert seeding["targeting"] == "weakest" and seeding["scores_round"] == 0
+    assert max(seeding["weights"], key=seeding["weights"].get) == weak
+    # seeds are train rows only: no request ever showed a test prompt, no row's seed is a test row
+    assert not set(asked) & set(test)
+    data = read_jsonl(store.open("round-1/synthesize") / "data.jsonl")
+    assert {r["seed_id"] for r in data} <= {r["id"] for r in train_rows}

@@ -1,10 +1,13 @@
-"""The engine's own logic against FakeLLM: re-asking, failures with their raw text, the journal, retries."""
+"""The engine's own logic against FakeLLM: re-asking, failures with their raw text, the journal, retries, the token
+estimate the rate limiter books, the bucket a 429 names."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.llm import Engine, FatalError, Request
+from pipeline.llm import Engine, FatalError, Request, RetryableError
+from pipeline.llm.asker import bucket_of
+from pipeline.llm.usage import DEFAULT_OUTPUT_ESTIMATE, OutputMean, estimate_tokens, prompt_tokens
 from tests.fakes.fake_llm import FakeLLM, bad_key, rate_limited, refused
 from tests.fakes.openai_fixtures import service_cfg
 
@@ -83,3 +86,45 @@ def test_the_registry_builds_the_fake_for_an_engine_from_config(fake_llm):
 def test_batch_needs_a_provider_with_a_batch_api():
     with pytest.raises(FatalError, match="Batch API"):
         Engine(cfg(), provider=FakeLLM(), batch=True, progress=False).run(requests(1))
+
+
+def test_without_max_tokens_the_limiter_books_the_running_mean_of_replies():
+    replies = iter(["one two three four five six", "one two", "x"])
+    booked = []
+    fake = FakeLLM()
+    engine = Engine(cfg(tpm=1_000_000), provider=fake, progress=False)
+
+    def responder(messages, schema, params):
+        booked.append(engine.limiter._grants[-1].tokens)  # what the limiter booked for this send, before its reply
+        return next(replies)
+
+    fake.responder = responder
+    reqs = requests(3, schema=None)
+    engine.run(reqs)
+    prompt = prompt_tokens(reqs[0].messages, None)
+    assert booked == [prompt + DEFAULT_OUTPUT_ESTIMATE, prompt + 6, prompt + 4]  # 512, then mean(6), mean(6, 2)
+    assert engine.asker.outputs.value() == 3  # ceil(mean(6, 2, 1))
+    assert estimate_tokens(reqs[0].messages, None, {"max_tokens": 50}, engine.asker.outputs) == prompt + 50
+
+
+def test_output_mean_starts_at_the_default_and_follows_replies():
+    mean = OutputMean()
+    assert mean.value() == DEFAULT_OUTPUT_ESTIMATE
+    for tokens in (100, 301):
+        mean.observe(tokens)
+    assert mean.value() == 201
+
+
+@pytest.mark.parametrize("message, bucket", [
+    (("openai gpt-4o: HTTP 429: Rate limit reached for gpt-4o in organization org-x on requests per min (RPM): "
+     "Limit 500, Used 500, Requested 1. Please try again in 120ms."), "requests"),
+    (("openai gpt-4o: HTTP 429: Rate limit reached for gpt-4o in organization org-x on tokens per min (TPM): "
+     "Limit 30000, Used 29500, Requested 900. Please try again in 800ms."), "tokens"),
+    (("gemini: HTTP 429 RESOURCE_EXHAUSTED: Quota exceeded for metric: "
+     "generativelanguage.googleapis.com/generate_content_paid_tier_input_token_count, limit: 1000000"), "tokens"),
+    (("gemini: HTTP 429 RESOURCE_EXHAUSTED: Quota exceeded for metric: "
+     "generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 15"), "requests"),
+    ("fake: HTTP 429: slow down", None),
+])
+def test_a_429_names_the_bucket_it_belongs_to(message, bucket):
+    assert bucket_of(RetryableError(message, retry_after=1.0, status=429)) == bucket

@@ -211,3 +211,120 @@ def test_test_prompts_near_train_prompts_are_reported(tmp_path, capsys):
     (tmp_path / ".duo").rename(tmp_path / "old")
     assert main(["prepare", str(path)]) == 0
     assert "near copies of train prompts" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- chat logs (issue #13)
+
+CHAT_LOGS = Path(__file__).resolve().parent.parent / "data" / "chat_logs.jsonl"
+BANK = "You are Acme Bank's support assistant. Answer in one short sentence and end with: Anything else?"
+FRENCH = "You are a translator. Reply with the French translation only."
+
+
+def chat_config(tmp_path: Path, source=CHAT_LOGS, **data) -> Path:
+    doc = {"task": {"name": "chat"}, "student": {"model": "m"},
+           "data": {"source": str(source), "test": {"size": 4, "seed": 1}, **data}}
+    path = tmp_path / "duo.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_openai_chat_logs_keep_system_prompts_and_context_turns(tmp_path):
+    """Issue #13: chat / fine-tuning / stored-completion JSONL rows become records with their system prompt."""
+    m, train, test, bad = prepared(chat_config(tmp_path))
+    assert (len(train), len(test)) == (9, 4)
+    assert m.counts["with_system"] == 13 and m.counts["multi_turn"] == 1 and m.counts["bad"] == 3
+    rows = {r["id"]: r for r in train + test}
+    for r in rows.values():
+        assert set(r) == {"id", "instruction", "response", "category", "system", "messages", "source_line"}
+        assert r["system"] in (BANK, FRENCH) and r["messages"][0] == {"role": "system", "content": r["system"]}
+        assert r["messages"][-2:] == [{"role": "user", "content": r["instruction"]},
+                                      {"role": "assistant", "content": r["response"]}]
+    assert {r["system"] for r in train} == {BANK, FRENCH} and {r["system"] for r in test} == {BANK, FRENCH}
+    multi = rows["cov-000009"]  # earlier turns are context; the last assistant turn is the target
+    assert [t["role"] for t in multi["messages"]] == ["system", "user", "assistant", "user", "assistant"]
+    assert multi["instruction"] == "Yes, please block it now." and multi["response"].startswith("Your card is blocked")
+    assert multi["messages"][1]["content"] == "I lost my card."
+    assert rows["cov-000008"]["messages"][-1] == {"role": "assistant", "content": rows["cov-000008"]["response"]}
+    assert (rows["cov-000010"]["system"], rows["cov-000010"]["instruction"]) == (FRENCH, "Good morning")  # developer
+    assert rows["cov-000012"]["response"] == "Yes, with 2 percent interest. Anything else?"  # request + response
+    assert rows["cov-000013"]["response"] == "Yes, it works in every country. Anything else?"  # stored completion
+    assert {b["line"]: b["reason"] for b in bad} == {
+        14: "the conversation ends with a user turn; expected the assistant's answer last (the target to learn)",
+        15: "message 2 has role 'tool'; expected system, developer, user or assistant (tool and function turns are "
+            "not supported)",
+        16: "message 2 (user) is empty"}
+
+
+def test_chat_row_problems_each_get_one_line(tmp_path):
+    rows = [{"messages": [{"role": "assistant", "content": "Hi"}]},
+            {"messages": [{"role": "user", "content": "Hi"}, {"role": "system", "content": "Late"},
+                          {"role": "assistant", "content": "Hello"}]},
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+                          {"role": "assistant", "content": "A cat"}]},
+            {"messages": [{"role": "user", "content": "Weather?"},
+                          {"role": "assistant", "content": None, "tool_calls": [{"id": "c1"}]}]},
+            {"messages": "hello"},
+            {"request": {"messages": [{"role": "user", "content": "Hi"}]}},
+            {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]},
+            {"messages": [{"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Goodbye"}]}]
+    src = tmp_path / "chats.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _, train, test, bad = prepared(chat_config(tmp_path, source=src, test={"size": 1}))
+    assert len(train) + len(test) == 2
+    assert {b["line"]: b["reason"] for b in bad} == {
+        1: "no user turn right before the assistant's final answer",
+        2: "message 2 is a system turn after the conversation started; put the system prompt first",
+        3: "message 1 (user) has a 'image_url' content part; only text parts are supported",
+        4: "message 2 (assistant) has no text content (a tool call?); duo trains on text turns only",
+        5: "'messages' is str; expected a list of turns",
+        6: "the conversation ends with a user turn; expected the assistant's answer last (the target to learn)"}
+
+
+def test_shape_switch_and_category_from_stored_completion_metadata(tmp_path):
+    """data.shape forces one reading; data.columns.category is looked up in a stored completion's metadata too."""
+    for name in "abc":
+        (tmp_path / name).mkdir()
+    with pytest.raises(DuoError, match=r"only 0 valid row\(s\) out of 16.*missing column 'instruction'"):
+        prepared(chat_config(tmp_path / "a", shape="columns"))
+    with pytest.raises(DuoError, match=r"only 0 valid row\(s\) out of 80.*'messages' is missing"):
+        prepared(make_config(tmp_path / "b", shape="chat"))
+    stored = json.loads(CHAT_LOGS.read_text().splitlines()[12])
+    other = {**stored, "metadata": {"topic": "fees"}, "messages": [*stored["messages"][:1],
+                                                                    {"role": "user", "content": "Any card fees?"}]}
+    src = tmp_path / "c" / "stored.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in (stored, other, {**other, "metadata": {}})))
+    _, train, test, bad = prepared(chat_config(tmp_path / "c", source=src, columns={"category": "topic"},
+                                               test={"size": 1}))
+    assert sorted(r["category"] for r in train + test) == ["cards", "fees"]
+    assert [(b["line"], b["reason"]) for b in bad] == [(3, "missing column 'topic' (data.columns.category)")]
+
+
+def test_system_column_and_split_fingerprint_unchanged_by_the_new_keys(tmp_path):
+    """A system-prompt column feeds ``system`` and the chat turns; the new data keys at their defaults leave the
+    fingerprint of splits made before them as it was (no remade split, no --force)."""
+    rows = [{"q": f"Question {i}?", "a": f"Answer {i}.", "sys": "Be terse." if i % 2 else ""} for i in range(6)]
+    src = tmp_path / "cols.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path = make_config(tmp_path, source=src, columns={"instruction": "q", "response": "a", "system": "sys"},
+                       test={"size": 2})
+    _, train, test, _ = prepared(path)
+    by_q = {r["instruction"]: r for r in train + test}
+    assert by_q["Question 1?"]["system"] == "Be terse." and by_q["Question 1?"]["messages"][0]["role"] == "system"
+    assert by_q["Question 2?"]["system"] is None and len(by_q["Question 2?"]["messages"]) == 2
+    (tmp_path / "plain").mkdir()
+    cfg = load_config(make_config(tmp_path / "plain", test={"size": 0.25}))
+    assert cfg.data.shape == "auto" and cfg.data.columns.system is None
+    data = prepare.inputs(cfg).config["data"]
+    assert "shape" not in data and set(data["columns"]) == {"instruction", "response", "category"}
+    assert prepare.inputs(load_config(path)).config["data"]["columns"]["system"] == "sys"
+
+
+def test_a_logged_reply_as_a_message_or_as_text_is_the_target(tmp_path):
+    ask = [{"role": "system", "content": BANK}, {"role": "user", "content": "Opening hours?"}]
+    rows = [{"request": {"messages": ask}, "response": {"role": "assistant", "content": "Nine to five."}},
+            {"messages": [ask[0], {"role": "user", "content": "Card fees?"}], "response": "None at all."}]
+    src = tmp_path / "replies.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _, train, test, bad = prepared(chat_config(tmp_path, source=src, test={"size": 1}))
+    assert bad == [] and sorted(r["response"] for r in train + test) == ["Nine to five.", "None at all."]
+    assert {r["system"] for r in train + test} == {BANK}

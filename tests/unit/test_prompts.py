@@ -1,9 +1,10 @@
 import jsonschema
 import pytest
 
+import pipeline.prompts as prompts_module
 from pipeline.config import build_config
 from pipeline.errors import DuoError
-from pipeline.prompts import PROMPTS_DIR, load_reply_schema, render
+from pipeline.prompts import PACKAGED_PROMPTS_DIR, PROMPTS_DIR, find_template, load_reply_schema, render
 
 SEED = {"topic": "cooking help", "instruction": "How do I boil an egg?", "response": "Put it in boiling water.",
         "n": 3, "min_response_chars": 10}
@@ -28,6 +29,23 @@ def test_config_relative_template_wins_over_repo_copy(cfg, tmp_path):
     (tmp_path / "synthesize.j2").write_text("{% block user %}custom {{ n }}{% endblock %}")
     assert render(cfg, "synthesize.j2", **SEED) == [{"role": "user", "content": "custom 3"}]
     assert (PROMPTS_DIR / "synthesize.j2").is_file()
+
+
+def test_prompts_beside_the_config_win_over_duo_defaults(cfg, tmp_path):
+    """Issue 12: config path -> prompts/ beside the config -> duo's prompts/ -> the packaged defaults."""
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "judge.j2").write_text("team judge")
+    assert find_template(cfg, "judge.j2") == tmp_path / "prompts" / "judge.j2"
+    assert find_template(cfg, "synthesize.j2") == PROMPTS_DIR / "synthesize.j2"
+
+
+def test_packaged_defaults_are_the_same_files_as_prompts(cfg, monkeypatch, tmp_path):
+    """One copy in git: pipeline/prompts_default links to prompts/, and is used when no checkout is around."""
+    assert sorted(p.name for p in PACKAGED_PROMPTS_DIR.glob("*.j2")) == sorted(p.name for p in PROMPTS_DIR.glob("*.j2"))
+    monkeypatch.setattr(prompts_module, "PROMPTS_DIR", tmp_path / "no-checkout")  # as in a wheel install
+    assert find_template(cfg, "synthesize.j2") == PACKAGED_PROMPTS_DIR / "synthesize.j2"
+    with pytest.raises(DuoError, match="prompt template 'nope.j2' not found"):
+        find_template(cfg, "nope.j2")
 
 
 def test_template_without_blocks_is_one_user_message(cfg, tmp_path):

@@ -310,3 +310,126 @@ def test_sparse_evaluation_still_renders(tmp_path):
     text = (cfg.resolve("reports") / "demo" / "round-2" / "report.md").read_text()
     assert "## ❌ FAIL" in text and "| bleu | 12.5 | – | – | – | – |" in text
     assert "No scored samples." in text and "No `prepare` artifact" in text
+
+
+# --------------------------------------------------------------------------- issue 12: a report a reviewer can trust
+
+
+def report_text(cfg, round_no: int) -> str:
+    return (cfg.resolve("reports") / "demo" / f"round-{round_no}" / "report.md").read_text()
+
+
+def test_threshold_and_pass_rule_are_told_apart_once(store_cfg):
+    cfg, store = store_cfg
+    build_round(store, 1)
+    report.run(cfg, store, 1)
+    text = report_text(cfg, 1)
+    note = ("*Threshold* is a bar for one answer and *pass rate* the share of answers at or above it; neither "
+            "decides the round: the pass rule's conditions above do.")
+    assert text.count(note) == 1
+    # a rule that counts answers above the threshold says so instead
+    rule = [{"metric": "similarity", "stat": "pass_rate", "vs": None, "min": 0.8, "above": None, "value": 0.4,
+             "ok": False}]
+    build_round(store, 2, extra={"rule": rule})
+    report.run(cfg, store, 2)
+    assert "the pass rule uses it only through its pass-rate condition on similarity." in report_text(cfg, 2)
+
+
+def test_decision_is_stated_once_without_the_rule_rows(store_cfg):
+    cfg, store = store_cfg
+    build_baseline(store)
+    build_round(store, 1, sim=60, prec=70)
+    report.run(cfg, store, 1)
+    section = report_text(cfg, 1).split("## Decision")[1].split("## Cost")[0]
+    assert "**Decision: `continue`**: round 1 fails; the budget allows round 2 with 2000 more synthetic samples." \
+        in section
+    assert "needs >= 90" not in section  # the rule's rows are in the verdict table, not again here
+    assert section.count("round 2") == 1  # no second "Next: round 2 ..." sentence
+
+
+def test_pr_title_says_the_verdict_and_what_comes_next_once():
+    ctx = {"task": "demo", "round": 1, "headline": "pass", "ev": {"verdict": "pass"},
+           "decision": {"decision": "pass", "next_round": None}}
+    assert report.title(ctx) == "duo: demo round 1: PASS"  # not "PASS (pass)"
+    ctx.update(headline="fail", ev={"verdict": "fail"}, decision={"decision": "continue", "next_round": 2})
+    assert report.title(ctx) == "duo: demo round 1: FAIL, next: round 2"
+    ctx["decision"] = {"decision": "stop-no-service", "next_round": None}
+    assert report.title(ctx) == "duo: demo round 1: FAIL, stop: no service"
+
+
+RELATIVE = """
+task: {name: demo}
+data: {source: data.jsonl, columns: {instruction: instruction, response: output, category: dataset}}
+student: {model: HuggingFaceTB/SmolLM2-135M-Instruct}
+evaluate:
+  offline_pass_rule:
+    - {metric: embedding, vs: baseline, stat: ci_low, above: 0}
+    - {metric: embedding, stat: mean, min: 0.5}
+"""
+
+
+def test_round_zero_leaves_out_relative_rows_and_says_why(tmp_path):
+    from tests.round_artifacts import put, score_rows
+
+    cfg = make_config(tmp_path, text=RELATIVE)
+    store = open_store(cfg)
+    rule = [{"metric": "embedding", "stat": "ci_low", "vs": "baseline", "min": None, "above": 0.0, "value": None,
+             "ok": False, "why": "no untuned baseline (round 0) to compare 'embedding' with"},
+            {"metric": "embedding", "stat": "mean", "vs": None, "min": 0.5, "above": None, "value": 0.6, "ok": True}]
+    doc = {"round": 0, "n": 4, "judge": "skipped", "rule": rule, "rule_kind": "offline", "verdict": "fail",
+           "metrics": {"embedding": {"mean": 0.6, "ci_low": 0.5, "ci_high": 0.7, "n": 4, "threshold": 0.8}}}
+    put(store, "evaluate", 0, {"metrics.json": doc, "scores.jsonl": score_rows(0, judge=False)})
+    m = report.run(cfg, store, 0)
+    assert report.summary(m, store, 0).startswith("report round 0: baseline round (relative rules apply from "
+                                                  "round 1), decision stop-no-service: ok: embedding mean = 0.6")
+    text = report_text(cfg, 0)
+    assert "## Baseline round" in text and "FAIL" not in text.split("## Scores by metric")[0]
+    assert "Baseline round: relative rules apply from round 1" in text
+    assert "| ✅ | embedding mean >= 0.5 | 0.6 |" in text
+    assert "vs baseline" not in text and "no untuned baseline" not in text
+    assert "round 0 is the baseline" in text.split("## Decision")[1]
+
+
+def test_judge_prompt_hash_repeats_and_answer_counts_are_shown(store_cfg):
+    from pipeline.prompts import find_template
+    from pipeline.stage import file_digest
+    from tests.round_artifacts import put
+
+    cfg, store = store_cfg
+    answers = [{"id": "t1", "answer": "fine", "finish_reason": "stop"},
+               {"id": "t2", "answer": "", "finish_reason": "stop"},
+               {"id": "t3", "answer": "cut sh", "finish_reason": "length"}, {"id": "t4", "answer": "ok"}]
+    put(store, "infer", 1, {"answers.jsonl": answers}, counts={"answers": 4, "empty_answers": 1},
+        extra={"params": {"max_new_tokens": 64}})
+    build_round(store, 1)
+    scores = store.open("round-1/evaluate") / "scores.jsonl"
+    scores.write_text(scores.read_text().replace('"Student answer t3 <b>"', '""'))
+    report.run(cfg, store, 1)
+    text = report_text(cfg, 1)
+    digest = file_digest(find_template(cfg, "judge.j2"))
+    assert f"**Judge:** gpt-4o, 1 repeat(s) per answer, prompt `prompts/judge.j2` (sha256 `{digest}`)." in text
+    assert "**Student answers:** 4, of which 1 empty and 1 cut at `infer.max_new_tokens` (64)." in text
+    assert "<i>(empty answer)</i>" in text.split("`t3`")[1]  # a blank student cell is named, not blank
+
+
+def test_answers_without_finish_reasons_say_the_truncation_is_unknown(store_cfg):
+    from tests.round_artifacts import put
+
+    cfg, store = store_cfg
+    put(store, "infer", 1, {"answers.jsonl": [{"id": "t1", "answer": "a"}, {"id": "t2", "answer": " "}]})
+    build_round(store, 1)
+    report.run(cfg, store, 1)
+    assert ("**Student answers:** 2, of which 1 empty and an unknown number cut at `infer.max_new_tokens`"
+            in report_text(cfg, 1))
+
+
+def test_local_store_lineage_names_folders_and_fingerprints(store_cfg):
+    cfg, store = store_cfg
+    build_round(store, 1)
+    report.run(cfg, store, 1)
+    text = report_text(cfg, 1)
+    section = text.split("## Lineage")[1].split("## Worst samples")[0]
+    evaluate = store.local_path("round-1/evaluate")
+    assert "Local store: each artifact is named by its folder and its manifest fingerprint." in section
+    assert f"| `round-1/evaluate` | `{evaluate}` |" in section
+    assert "/tree/" not in section  # no Hub links without a Hub

@@ -80,3 +80,15 @@ def test_quantization_only_on_cuda_and_only_when_asked():
     assert quantization(asked, cuda=False) is None
     assert quantization(config(), cuda=True) is None
 
+
+
+def test_max_length_auto_is_accepted_and_resolved_by_with_max_length(tmp_path):
+    """Issue #13: ``max_length: auto`` passes the schema; TRL gets no limit until finetune measures the rows."""
+    from pipeline.sft_recipe import with_max_length
+
+    recipe = build(config(sft={"max_length": "auto"}), tmp_path / "trainer", cuda=False)
+    assert recipe.sft_kwargs["max_length"] == "auto" and recipe.sft.max_length is None
+    fitted = with_max_length(recipe, 312)
+    assert fitted.sft.max_length == 312 and fitted.sft_kwargs == {**SFT_DEFAULTS, "max_length": 312}
+    with pytest.raises(ConfigError, match="max_length"):
+        config(sft={"max_length": "long"})

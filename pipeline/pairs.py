@@ -1,0 +1,93 @@
+"""Cleaning a synthesis round's replies: each reply's pairs, in request order, are kept (up to the target) or
+removed with a reason, and a reply without pairs is a failure that keeps its raw text.
+
+Removal reasons: ``dedup.PairFilter``'s (empty, truncated, test_overlap, duplicate, near_duplicate), then
+``semantic_contaminated`` (``decontam_semantic``: the instruction means what a test prompt means) and
+``length_outlier`` (the response is outside the seeds' length range, ``seeds.length_band``), then ``surplus`` (a good
+pair beyond the target). A kept row carries its seed's system prompt as ``system`` and in ``messages``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from . import decontam_semantic, seeds
+from .dedup import PairFilter
+
+MIN_YIELD = 0.2  # never plan on fewer than 1 kept pair in 5 received when sizing a re-ask
+EXTRA_REASONS = (decontam_semantic.REASON, "length_outlier")
+
+
+def pairs_of(result) -> list | None:
+    """The ``contents`` list of a reply, or None when the reply does not have that shape."""
+    data = result.data
+    if isinstance(data, dict) and isinstance(data.get("contents"), list):
+        return data["contents"]
+    return None
+
+
+class Collector:
+    """Cleans each reply's pairs in request order and keeps up to ``target`` of them."""
+
+    def __init__(self, round_no: int, target: int, pair_filter: PairFilter, generator: str, *,
+                 semantic: decontam_semantic.SemanticFilter | None = None, band: dict | None = None):
+        self.round_no, self.target, self.filter, self.generator = round_no, target, pair_filter, generator
+        self.semantic, self.allowed = semantic, band["allowed"] if band and band["filter"] else None
+        self.kept: list[dict] = []
+        self.removed: list[dict] = []
+        self.failures: list[dict] = []
+        self.received = 0
+        self.seed_mix: Counter = Counter()
+
+    def _shape(self, pairs: list, j: int, close: list) -> tuple[str | None, dict]:
+        """Pair ``j``'s removal beyond ``PairFilter``: too close in meaning to a test prompt, or too long/short."""
+        if close[j] is not None:
+            return decontam_semantic.REASON, close[j]
+        length = len(str(pairs[j].get("response") or "").strip())
+        if self.allowed and not self.allowed[0] <= length <= self.allowed[1]:
+            return "length_outlier", {"length": length, "allowed": self.allowed}
+        return None, {}
+
+    def add(self, result, seed_row: dict) -> None:
+        self.seed_mix[str(seed_row.get("category"))] += 1
+        pairs = pairs_of(result) if result.ok else None
+        if pairs is None:
+            error = result.error or "reply has no 'contents' list of pairs"
+            self.failures.append({"key": result.key, "error": error, "raw": result.raw})
+            return
+        cut = getattr(result, "finish_reason", None) == "length"
+        pairs = [p if isinstance(p, dict) else {} for p in pairs]
+        texts = [p.get("instruction") if isinstance(p.get("instruction"), str) else "" for p in pairs]
+        close = self.semantic.check(texts) if self.semantic else [None] * len(pairs)
+        system = seeds.system_of(seed_row)
+        for j, pair in enumerate(pairs):
+            self.received += 1
+            instruction, response = pair.get("instruction"), pair.get("response")
+            base = {"instruction": instruction, "response": response, "category": seed_row.get("category"),
+                    "seed_id": seed_row["id"], "round": self.round_no, "request": f"{result.key}/{j}"}
+            reason, info = self.filter.check(instruction, response, cut=cut)
+            if reason is None:
+                reason, info = self._shape(pairs, j, close)
+            if reason is None and len(self.kept) >= self.target:
+                reason = "surplus"
+            if reason:
+                self.removed.append({**base, "reason": reason, **info})
+                continue
+            row_id = f"syn-r{self.round_no}-{len(self.kept) + 1:06d}"
+            instruction, response = instruction.strip(), response.strip()
+            turns = [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
+            self.kept.append({"id": row_id, "instruction": instruction, "response": response, "system": system,
+                              "category": seed_row.get("category"),
+                              "messages": ([{"role": "system", "content": system}] if system else []) + turns,
+                              "seed_id": seed_row["id"], "generator": self.generator, "round": self.round_no})
+            self.filter.keep(row_id, instruction)
+
+    def requests_needed(self, pairs_per_request: int) -> int:
+        """How many requests the next attempt sends, sized by the yield seen so far."""
+        need = self.target - len(self.kept)
+        if need <= 0:
+            return 0
+        seen = self.received
+        rate = max(MIN_YIELD, len(self.kept) / seen) if seen else 1.0
+        return math.ceil(need / (pairs_per_request * rate))
