@@ -7,7 +7,11 @@ fresh child process, so its peak memory is its own; the fake runs in this proces
 once with new pairs (instructions drawn from a Zipf-weighted vocabulary behind a few shared openings, so
 near-duplicates and re-asks happen as with a real service). Prints, per size: wall time of the stage, peak RSS of
 the child, the journal's size on disk, the time spent in dedup and in decontamination (``NearDupIndex`` lookups and
-inserts), requests sent and pairs kept/removed.
+inserts; ``semantic s``: the MiniLM check against the test prompts, ``synthesize.decontaminate``), requests sent and
+pairs kept/removed. ``--no-semantic`` turns the MiniLM check off (``synthesize.decontaminate.semantic: false``),
+``--no-scrub`` the personal-data scrubbing of each request (``privacy.scrub: false``);
+``--torch-threads`` (default 1) is the child's ``OMP_NUM_THREADS``: on a loaded 2-core machine torch's second
+thread makes MiniLM ~10x slower, not faster.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ def responder():
     return respond
 
 
-def config(folder: Path, size: int) -> Path:
+def config(folder: Path, size: int, semantic: bool, scrub: bool) -> Path:
     import yaml
 
     doc = {
@@ -77,9 +81,11 @@ def config(folder: Path, size: int) -> Path:
         "service": {"synthesize": {"provider": "openai", "model": "gpt-4o", "rpm": None, "tpm": None,
                                    "concurrency": 32, "price_input_per_1m": 0.01, "price_output_per_1m": 0.01,
                                    "max_retries": 2, "schema_retries": 1, "timeout_s": 60}},
-        "synthesize": {"samples": size, "pairs_per_request": 5, "max_attempts": 10, "seed": 1},
+        "synthesize": {"samples": size, "pairs_per_request": 5, "max_attempts": 10, "seed": 1,
+                       "decontaminate": {"semantic": semantic}},
         "budget": {"max_synthetic_samples": size, "max_spend_usd": 1000.0},
         "store": {"path": str(folder / "store")},
+        "privacy": {"scrub": scrub},
     }
     path = folder / "duo.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -90,7 +96,7 @@ def timed_index() -> dict:
     """Wrap NearDupIndex's lookups and inserts with timers, by index (decontamination: the test split's)."""
     from pipeline import dedup
 
-    spent = {"dedup_s": 0.0, "decontam_s": 0.0}
+    spent = {"dedup_s": 0.0, "decontam_s": 0.0, "semantic_s": 0.0}
     test_indexes: set[int] = set()
     filter_init = dedup.PairFilter.__init__
 
@@ -110,10 +116,24 @@ def timed_index() -> dict:
     dedup.PairFilter.__init__ = init
     dedup.NearDupIndex.match = timing(dedup.NearDupIndex.match)
     dedup.NearDupIndex.add = timing(dedup.NearDupIndex.add)
+    try:
+        from pipeline import decontam_semantic
+    except ImportError:
+        return spent
+    check = decontam_semantic.SemanticFilter.check
+
+    def semantic(self, *args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return check(self, *args, **kwargs)
+        finally:
+            spent["semantic_s"] += time.perf_counter() - t
+
+    decontam_semantic.SemanticFilter.check = semantic
     return spent
 
 
-def one(size: int) -> dict:
+def one(size: int, semantic: bool, scrub: bool) -> dict:
     """Run prepare + synthesize for ``size`` pairs in this process (the fake's URL in the environment)."""
     import resource
 
@@ -123,7 +143,7 @@ def one(size: int) -> dict:
     from pipeline.store import open_store
 
     with tempfile.TemporaryDirectory(prefix="duo-scale-") as tmp:
-        cfg = load_config(config(Path(tmp), size), [])
+        cfg = load_config(config(Path(tmp), size, semantic, scrub), [])
         store = open_store(cfg)
         prepare.run(cfg, store)
         profile = None
@@ -145,6 +165,7 @@ def one(size: int) -> dict:
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"size": size, "wall_s": round(wall, 1), "peak_rss_mb": round(rss_mb), "journal_mb": round(journal / 2**20, 1),
             "segments": segments, "dedup_s": round(spent["dedup_s"], 1), "decontam_s": round(spent["decontam_s"], 1),
+            "semantic_s": round(spent["semantic_s"], 1),
             "requests": m.counts["requests"], "kept": m.counts["kept"],
             "removed": sum(m.counts["removed"].values()), "attempts": m.counts["attempts"]}
 
@@ -153,10 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000],
                         help="target pairs, one run each (default 1000 10000 100000)")
+    parser.add_argument("--no-semantic", action="store_true",
+                        help="turn the MiniLM semantic decontamination off (synthesize.decontaminate.semantic)")
+    parser.add_argument("--no-scrub", action="store_true", help="turn personal-data scrubbing off (privacy.scrub)")
+    parser.add_argument("--torch-threads", type=int, default=1, help="OMP_NUM_THREADS of the child (default 1)")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # the child: one size, JSON out
     args = parser.parse_args(argv)
     if args.one is not None:
-        print(json.dumps(one(args.one)))
+        print(json.dumps(one(args.one, not args.no_semantic, not args.no_scrub)))
         return 0
 
     from tests.fakes.openai_server import FakeOpenAI
@@ -164,20 +189,24 @@ def main(argv: list[str] | None = None) -> int:
     fake = FakeOpenAI().start()
     fake.set_responder(responder())
     env = {**os.environ, "OPENAI_API_KEY": fake.api_key, "OPENAI_BASE_URL": fake.url + "/v1",
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(args.torch_threads), "HF_HUB_OFFLINE": "1"}
     rows = []
-    print("| target pairs | wall s | peak RSS MB | journal MB (segments) | dedup s | decontam s | requests | kept "
-          "| removed |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"semantic decontamination {'off' if args.no_semantic else 'on'}, scrubbing {'off' if args.no_scrub else 'on'}"
+          f", torch threads {args.torch_threads}")
+    print("| target pairs | wall s | peak RSS MB | journal MB (segments) | dedup s | decontam s | semantic s "
+          "| requests | kept | removed |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         fake.reset()
         fake.set_responder(responder())
-        out = subprocess.run([sys.executable, __file__, "--one", str(size)], env=env, cwd=ROOT, check=True,
-                             stdout=subprocess.PIPE, text=True).stdout
+        child = [sys.executable, __file__, "--one", str(size)] + (["--no-semantic"] if args.no_semantic else []) + (
+            ["--no-scrub"] if args.no_scrub else [])
+        out = subprocess.run(child, env=env, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
         rows.append(r)
         print(f"| {r['size']} | {r['wall_s']} | {r['peak_rss_mb']} | {r['journal_mb']} ({r['segments']}) "
-              f"| {r['dedup_s']} | {r['decontam_s']} | {r['requests']} | {r['kept']} | {r['removed']} |", flush=True)
+              f"| {r['dedup_s']} | {r['decontam_s']} | {r['semantic_s']} | {r['requests']} | {r['kept']} "
+              f"| {r['removed']} |", flush=True)
     fake.stop()
     return 0
 

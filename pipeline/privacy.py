@@ -102,7 +102,7 @@ def _scrub(analyzer, texts: list[str | None]) -> tuple[list[str | None], dict[tu
         return texts, names
     by_value = {value: ph for (_, value), ph in names.items()}
     alternatives = "|".join(re.escape(v) for v in sorted(by_value, key=len, reverse=True))
-    pattern = re.compile(rf"(?<![\w@.+-])(?:{alternatives})(?![\w@-])")
+    pattern = re.compile(alternatives)  # every occurrence, even inside a longer token: over-scrubbing is the safe side
     return [pattern.sub(lambda m: by_value[m.group(0)], t) if t else t for t in texts], names
 
 

@@ -100,6 +100,8 @@ def run_stage(cfg: Config, store: Store, stage: str, round_no: int | None, *, fo
     if skipped:
         record.note = "already complete"
     echo(summary_line(record))
+    if stage == "finetune" and (warning := _stage_module(stage).cut_warning(record.counts)):
+        echo(warning)
     return manifest, record
 
 

@@ -125,3 +125,40 @@ def test_recall_at_the_threshold():
         queries.append((f"d{i}", query))
     missed = [key for key, q in queries if (m := idx.match(q)) is None or m.key != key]
     assert missed == []
+
+
+def test_screening_many_candidates_finds_what_an_exhaustive_search_finds():
+    """Issue 11: texts of one task share openings, so a large index hands many LSH candidates to each lookup; they
+    are screened by their MinHash estimate before the exact check. The screen must never change the answer."""
+    rng = random.Random(7)
+    vocab = [f"w{i}" for i in range(300)]
+    texts = {f"d{i}": "Write a detailed essay about the history of " + " ".join(rng.sample(vocab, 6))
+             for i in range(400)}
+    idx = NearDupIndex(0.6)
+    idx.add_many(texts.items())
+    queries = []
+    for i in range(60):
+        words = texts[f"d{rng.randrange(400)}"].split()
+        words[rng.randrange(8, len(words))] = rng.choice(vocab)  # an edit of an indexed text, or of nothing new
+        queries.append(" ".join(words) if i % 2 else "Write a detailed essay about the history of "
+                       + " ".join(rng.sample(vocab, 6)))
+    for q in queries:
+        sims = {k: jaccard(t, q) for k, t in texts.items()}
+        best = max(sims.values())
+        m = idx.match(q)
+        if best < 0.6:
+            assert m is None
+        else:
+            assert m is not None and sims[m.key] == pytest.approx(best, abs=1e-4)
+            assert m.similarity == pytest.approx(best, abs=1e-4)
+    assert sum(idx.match(q) is not None for q in queries) >= 30  # the case was exercised
+
+
+def test_two_indexes_agree_on_a_text_looked_up_and_inserted_in_a_row():
+    """The signature of a text is computed once for the lookups and the insert that follow each other."""
+    f = PairFilter(near_duplicate_threshold=0.8, decontamination_threshold=0.6, min_response_chars=1)
+    f.add_test([("t1", "Describe the water cycle in four steps for a child.")])
+    text = "Describe the water cycle in four short steps for a child."
+    assert f.check(text, "an answer")[0] == "test_overlap"
+    f.keep("k1", text)
+    assert f.known.match(text).key == "k1" and f.known.match(text + " Please.").key == "k1"

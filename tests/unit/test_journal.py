@@ -101,3 +101,37 @@ def test_ledger_counts_replies_pending_sends_and_legacy_answers(tmp_path):
     assert ledger.cost_usd == 0.375 and ledger.requests == 3 and ledger.answers == 2
     assert ledger.pending == 1 and ledger.unknown_at_most_usd == 0.5
     assert (ledger.input_tokens, ledger.output_tokens) == (13, 26)
+
+
+def _put_then_die(path):
+    import os
+    import signal
+
+    Journal(path).put("k1", text="answered")
+    os.kill(os.getpid(), signal.SIGKILL)  # no exit handlers, no final fsync
+
+
+def test_a_line_written_survives_its_process_being_killed(tmp_path):
+    """Issue 11: lines are fsynced in groups, not one by one; a killed process must still lose none."""
+    path = tmp_path / "answers.jsonl"
+    proc = multiprocessing.get_context("fork").Process(target=_put_then_die, args=(path,))
+    proc.start()
+    proc.join()
+    assert proc.exitcode == -9 and Journal(path).get("k1")["text"] == "answered"
+
+
+def test_a_flush_pushes_only_new_segments_however_many_there_are(tmp_path):
+    """Issue 11: a flush copies what is new, not the whole journal again."""
+    from pipeline.llm.journal_flush import Flusher, segmented
+
+    folder = tmp_path / "journal" / "synthesize" / "round-1"
+    pushed = []
+    flusher = Flusher(folder, lambda files: pushed.append(sorted(len(d) for d in files.values())),
+                      flush_s=3600, flush_every=10**6)
+    segmented(folder, flusher)
+    j = Journal(folder / "synthesize.jsonl")
+    for i in range(20):
+        j.put(f"k{i}", text="x" * (100 + i))
+        assert flusher.flush() == 1
+    assert len(list(folder.glob("part-*.jsonl"))) == 20 and all(len(p) == 1 for p in pushed)
+    assert len(Journal(folder / "again.jsonl")) == 20
