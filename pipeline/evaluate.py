@@ -160,12 +160,12 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         manifest.counts = {"samples": len(rows), "prompts": report["n"], "judged": len(rows) - unjudged
                            if judged["on"] else 0, "judge_failures": unjudged,
                            "judge_failed_repeats": len(judged["failures"]), "judge_requests_not_sent": unsent}
-        manifest.counts["scrubbed"] = privacy.counts_of(scrubbed) if privacy.enabled(cfg) else None
         manifest.usage = {**zero_usage(), **judged["usage"]}
         manifest.models = {"judge": judged["model"], "embedding": cfg.evaluate.embedding_model
                            if "embedding" in scores else None}
         manifest.extra = {"verdict": found["verdict"], "rule_kind": rule_kind, "judge_repeats": report["judge_repeats"],
                           "stopped": "budget" if unsent else None, "budget_usd": cfg.budget.max_spend_usd}
+        manifest.extra["scrubbed"] = privacy.counts_of(scrubbed) if privacy.enabled(cfg) else None
         manifest.finish(folder).write(folder)
     return manifest
 

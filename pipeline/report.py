@@ -3,7 +3,8 @@
 Reads ``round-N/evaluate`` (required) and whatever else the store holds (``report_data.gather``), states plainly
 what is missing, and saves the folder as artifact ``round-N/report``. ``--round 0`` reports the untuned base
 student. With ``--open-pr`` it commits the folder to branch ``duo/<task>/round-<N>`` and opens, or on a rerun
-updates, the round's PR.
+updates, the round's PR, whose images and links name commits (the report branch's, the Hub uploads'), never a
+branch. In the Hub store it then writes the round's results and the report's link into the adapter's model card.
 """
 
 from __future__ import annotations

@@ -204,15 +204,15 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
                        "surplus": by_reason.get("surplus", 0), "failures": len(collector.failures),
                        "shortfall": max(0, target - len(kept)), "length_outliers": by_reason.get("length_outlier", 0),
                        "semantic_contaminated": by_reason.get(decontam_semantic.REASON, 0),
-                       "seed_mix": dict(sorted(collector.seed_mix.items())),
-                       "scrubbed": privacy.counts_of(scrubbed) if privacy.enabled(cfg) else None}
+                       "seed_mix": dict(sorted(collector.seed_mix.items()))}
     manifest.models = {"generator": svc.model, "provider": svc.provider}
     manifest.usage = spend.usage()
     manifest.extra = {"stopped": stopped, "budget_usd": cfg.budget.max_spend_usd, "asked_for": requested,
                       "capped_by_max_synthetic_samples": target < requested,
                       "spent_before_usd": round(spend.before, 6), "train_seeds": len(train), "seeds": seeding,
                       "length_band": band, "semantic_threshold": cfg.synthesize.decontaminate.threshold
-                      if cfg.synthesize.decontaminate.semantic else None}
+                      if cfg.synthesize.decontaminate.semantic else None,
+                      "scrubbed": privacy.counts_of(scrubbed) if privacy.enabled(cfg) else None}
     with store.write(name) as folder:
         write_jsonl(folder / "data.jsonl", kept)
         write_jsonl(folder / "removed.jsonl", collector.removed)

@@ -79,8 +79,8 @@ async def run_batch(provider, jobs: list[Job], *, state: Path | None, poll_s: fl
         ended = {b["name"] for b, _ in failed}
         remember(state, keys, batches=[b for b in batches if b["name"] not in ended])
         (b, how), more = failed[0], (f" (and {len(failed) - 1} more)" if len(failed) > 1 else "")
-        raise FatalError(f"gemini batch {b['name']} ended {how}{more}, {len(b['keys'])} requests unanswered; "
-                         f"answers already journaled are kept and a rerun submits the rest again")
+        raise FatalError(f"gemini batch {b['name']} ended {how}{more} with {len(b['keys'])} requests unanswered; "
+                         f"rerun to resubmit only those (the journal and the finished batches' answers are kept)")
     return answers
 
 

@@ -3,7 +3,8 @@
 The fake Hub holds two rounds' adapters (branches ``round-1`` and ``round-2`` of the model repo, written in-process
 through the Hub store); act then runs promote.yml with an event whose PR branch is ``duo/act-demo/round-<N>``:
 merged moves the ``production`` tag to that round's adapter commit and records the promotion in the dataset repo;
-closed unmerged moves no tag and records the round as rejected.
+closed unmerged moves no tag and records the round as rejected. An approving review (``pull_request_review``) runs
+decide again, which dispatches the round that ``report.require_approval`` held back.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipeline.config import load_config
 from pipeline.store import open_store
+from tests.fakes.github_server import TOKEN as GITHUB_TOKEN
 from tests.fakes.hub_server import FAKE_TOKEN, FAKE_USER
 from tests.integration.test_act_round import ACT, STUBS, TASK, make_repo, pinned_actions
-from tests.round_artifacts import put
+from tests.round_artifacts import build_prepare, build_round, put
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(ACT is None, reason="act is not installed")]
 MODEL_REPO = f"{FAKE_USER}/{TASK}-duo-adapter"
@@ -39,12 +42,15 @@ def event(round_no: int, merged: bool, label: str = "duo-report") -> dict:
             "repository": {"full_name": "acme/duo-demo", "name": "duo-demo", "owner": {"login": "acme"}}}
 
 
-def run_promote(repo: Path, home: Path, fake_hub, payload: dict) -> tuple[int, str]:
+def run_promote(repo: Path, home: Path, fake_hub, payload: dict, fake_github=None) -> tuple[int, str]:
     path = home / "event.json"
     path.write_text(json.dumps(payload))
-    argv = [ACT, "pull_request", "-e", str(path), "-W", ".github/workflows/promote.yml",
+    kind = "pull_request_review" if "review" in payload else "pull_request"
+    argv = [ACT, kind, "-e", str(path), "-W", ".github/workflows/promote.yml",
             "-P", "ubuntu-latest=-self-hosted", "-s", f"HF_TOKEN={FAKE_TOKEN}",
             "--var", "DUO_SKIP_INSTALL=true", "--var", f"DUO_HF_ENDPOINT={fake_hub.url}"]
+    if fake_github is not None:
+        argv += ["-s", f"GITHUB_TOKEN={GITHUB_TOKEN}", "--var", f"DUO_GITHUB_API_URL={fake_github.url}"]
     for ref in sorted(pinned_actions()):
         name = ref.split("@")[0].split("/")[1]
         stub = STUBS / ("checkout-workdir" if name == "checkout" else name)  # promote.yml checks out the base ref
@@ -98,3 +104,33 @@ def test_rejected_report_pr_moves_no_tag(hub_rounds, fake_hub):
     rc, log = run_promote(repo, home, fake_hub, event(1, merged=False, label="docs"))
     assert rc == 0 and "Job succeeded" not in log
     assert json.loads(fake_hub.files(DATA_REPO, "dataset")["round-1/promote/promotion.json"])["status"] == "promoted"
+
+
+def test_an_approving_review_releases_the_next_round(tmp_path, tiny_model_dir, fake_hub, fake_github):
+    """report.require_approval: round 1's decide held round 2 back; the review event's job dispatches it."""
+    repo = make_repo(tmp_path, tiny_model_dir, min_similarity=90)
+    doc = yaml.safe_load((repo / "duo.yaml").read_text())
+    doc["report"] = {"require_approval": True}
+    (repo / "duo.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))  # the stub copies the working tree
+    cfg = load_config(repo / "duo.yaml", ["store.kind=hub", f"store.path={tmp_path / 'cache'}"])
+    hub = open_store(cfg)
+    hub.retry_delays = (0.0,)
+    build_prepare(hub)
+    build_round(hub, 1, sim=50, prec=50, kept=3)  # a failing round 1 that decide continues from
+    branch = f"duo/{TASK}/round-1"
+    fake_github.labels["duo-report"] = {"id": 1, "name": "duo-report", "color": "0e8a16", "description": None,
+                                        "url": f"{fake_github.url}/repos/acme/duo-demo/labels/duo-report"}
+    fake_github.pulls.append({"number": 1, "title": "round 1", "body": "report", "head": branch, "base": "main",
+                              "state": "open", "labels": ["duo-report"]})
+    fake_github.add_review(1, "alice", "APPROVED")
+    home = tmp_path / "home"
+    home.mkdir()
+    payload = {"action": "submitted", "review": {"state": "approved", "user": {"login": "alice"}},
+               "pull_request": event(1, merged=False)["pull_request"] | {"number": 1, "state": "open"},
+               "repository": event(1, merged=False)["repository"]}
+    rc, log = run_promote(repo, home, fake_hub, payload, fake_github)
+    assert rc == 0, f"act failed (log in {home / 'act.log'}):\n{log[-6000:]}"
+    assert re.search(r"\[promote/approved\s*\]\s+🏁\s+Job succeeded", log)
+    assert [(d["workflow"], d["inputs"]["round"], d["inputs"]["config"]) for d in fake_github.dispatches] == [
+        ("round.yml", "2", "duo.yaml")]
+    assert len(fake_github.comments) == 1 and "was dispatched" in fake_github.comments[0]["body"]

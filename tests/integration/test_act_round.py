@@ -31,6 +31,9 @@ SAMPLE = ROOT / "tests" / "data" / "alpaca_eval_sample.jsonl"
 TASK = "act-demo"
 WORDS = ["river", "mountain", "kettle", "violin", "orbit", "lantern", "meadow", "copper", "harbor", "puzzle",
          "glacier", "saddle", "quartz", "pepper", "falcon", "tundra", "ribbon", "velvet", "canyon", "anchor"]
+COVERAGE_ROWS = 10  # the task's data: the first rows of the AlpacaEval sample
+REPLY_CHARS = sorted(len(json.loads(line)["output"]) for line in
+                     SAMPLE.read_text().splitlines()[:COVERAGE_ROWS])[COVERAGE_ROWS // 2]  # the median answer length
 JUDGE_SCORE = 50  # every answer gets this score: a rule asking for 30 passes, one asking for 90 fails
 
 ACT = shutil.which("act", path=str(Path(sys.executable).parent)) or shutil.which("act")
@@ -44,8 +47,10 @@ def service_reply(body: dict):
         return {"similarity_assessment": {"score": JUDGE_SCORE, "reason": "Partly the same content."},
                 "precision_assessment": {"score": JUDGE_SCORE, "reason": "Some details are missing."}}
     rng = random.Random(text)
+    # Replies as long as a typical coverage answer: synthesize drops replies outside the seeds' length range.
+    note = "Here is a short, friendly note that covers each of those things in turn. "
     pairs = [{"instruction": "Write a short note about " + " ".join(rng.sample(WORDS, 8)) + ".",
-              "response": "Here is a short, friendly note that covers each of those things in turn."}
+              "response": (note * (1 + REPLY_CHARS // len(note)))[:REPLY_CHARS].strip()}
              for _ in range(3)]
     return {"contents": pairs}
 
@@ -83,7 +88,7 @@ def make_repo(folder: Path, model_dir: Path, min_similarity: float) -> Path:
     shutil.copytree(ROOT / ".github", repo / ".github")
     shutil.copytree(ROOT / "actions", repo / "actions")
     (repo / "data").mkdir()
-    lines = SAMPLE.read_text().splitlines()[:10]
+    lines = SAMPLE.read_text().splitlines()[:COVERAGE_ROWS]
     (repo / "data" / "coverage.jsonl").write_text("\n".join(lines) + "\n")
     (repo / "duo.yaml").write_text(yaml.safe_dump(task_config(model_dir, min_similarity), sort_keys=False))
     git = ["git", "-C", str(repo), "-c", "user.name=duo", "-c", "user.email=duo@example.com"]

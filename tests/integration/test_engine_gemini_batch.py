@@ -168,13 +168,15 @@ def test_synthesize_with_gemini_batch_api(tmp_path, fake_gemini):
     """`synthesize.batch_api` works for provider gemini (it was refused before issue 11)."""
     service = ("service.synthesize={provider: gemini, model: gemini-2.5-flash, rpm: null, price_input_per_1m: 1.0, "
                "price_output_per_1m: 4.0}")
-    cfg_ = load_config(make_config(tmp_path), [service, "synthesize.batch_api=true"])
+    cfg_ = load_config(make_config(tmp_path), [service, "synthesize.batch_api=true",
+                                               "synthesize.length_filter.enabled=false",  # short fake answers
+                                               "synthesize.decontaminate.semantic=false", "privacy.scrub=false"])
     store = open_store(cfg_)
     prepare.run(cfg_, store)
     fake_gemini.set_responder(lambda body: {"contents": [
         {"instruction": fresh(len(json.dumps(body)), k), "response": "A fine answer."} for k in range(6)]})
     m = synthesize.run(cfg_, store, 1, samples=8)
-    assert m.counts["kept"] == 8
+    assert m.counts["kept"] == 8, m.counts
     assert creates(fake_gemini) == 1 and not [p for p in paths(fake_gemini) if p.endswith(":generateContent")]
     rep = fake_gemini.reported
     assert m.usage["cost_usd"] == pytest.approx((rep["prompt_tokens"] * 1.0 + rep["completion_tokens"] * 4.0) / 2e6)

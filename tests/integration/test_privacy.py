@@ -126,7 +126,7 @@ def test_planted_personal_data_never_reaches_a_service(tmp_path, fake_openai, fa
         assert placeholder in sent  # replaced, not dropped: the service still sees the request's shape
     assert not re.search(r"customer\d+@example\.com", sent)
     for m in (syn, ev, ev2):
-        scrubbed = m.counts["scrubbed"]
+        scrubbed = m.extra["scrubbed"]
         assert all(scrubbed[t] > 0 for t in ("EMAIL", "PHONE", "CARD", "KEY")), (m.stage, scrubbed)
         assert scrubbed["IBAN"] == 0
     # the artifacts keep the real rows: scrubbing changes what is sent, not the data

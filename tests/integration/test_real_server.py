@@ -17,6 +17,7 @@ from pipeline import prepare
 from pipeline.cli import main
 from pipeline.config import build_config, load_config
 from pipeline.judging import judge_absolute
+from pipeline.judging_pairwise import judge_pairwise
 from pipeline.llm import Engine, Request
 from pipeline.llm.base import FatalError
 from pipeline.records import read_jsonl
@@ -56,7 +57,7 @@ def test_synthesize_through_the_server_and_rerun_sends_nothing(tmp_path, real_se
            "data": {"source": str(SAMPLE), "test": {"size": 0.25, "seed": 3},
                     "columns": {"instruction": "instruction", "response": "output", "category": "dataset"}},
            "student": {"model": "m"},
-           "service": {"synthesize": service(real_server, params={"temperature": 0, "max_tokens": 300})},
+           "service": {"synthesize": service(real_server, concurrency=1, params={"temperature": 0, "max_tokens": 300})},
            "synthesize": {"samples": 2, "pairs_per_request": 2, "max_attempts": 2, "seed": 1}}
     path = tmp_path / "duo.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -81,13 +82,19 @@ def test_synthesize_through_the_server_and_rerun_sends_nothing(tmp_path, real_se
     assert m["usage"]["input_tokens"] > 0 and m["usage"]["output_tokens"] > 0 and m["usage"]["cost_usd"] == 0
     assert m["models"]["provider"] == "openai"
 
-    # forced rerun: every answer from the journal, and the server generated nothing
+    # the same command again: the artifact is reused as it is, and the server generates nothing
     decoded = real_server.metrics()[DECODED]
+    assert main(["synthesize", str(path), "--round", "1"]) == 0
+    assert real_server.metrics()[DECODED] == decoded
+
+    # forced: every answer comes from the journal; only a failed request (a cut reply, never journaled) is asked
+    # again, and the tokens the server generated for it are exactly the ones duo counted
     assert main(["synthesize", str(path), "--round", "1", "--force"]) == 0
     m2 = json.loads((store.open("round-1/synthesize") / "manifest.json").read_text())
-    assert real_server.metrics()[DECODED] == decoded
-    assert m2["usage"]["cached"] == m2["usage"]["requests"] == m["usage"]["requests"]
-    assert read_jsonl(store.open("round-1/synthesize") / "data.jsonl") == data
+    assert m2["usage"]["cached"] == m["usage"]["requests"] - c["failures"]
+    assert real_server.metrics()[DECODED] - decoded == m2["usage"]["output_tokens"]
+    if c["failures"] == 0:
+        assert m2["usage"]["output_tokens"] == 0 and read_jsonl(store.open("round-1/synthesize") / "data.jsonl") == data
 
 
 def test_judge_with_json_schema_and_reask_of_a_cut_reply(tmp_path, real_server):
@@ -103,6 +110,13 @@ def test_judge_with_json_schema_and_reask_of_a_cut_reply(tmp_path, real_server):
         assert 1 <= verdict["similarity"] <= 100 and 1 <= verdict["precision"] <= 100
         assert isinstance(verdict["similarity_reason"], str)
     assert all(CUT in f["error"] for f in out.failures)
+
+    # the pairwise schema (an enum winner, the reason first): one row asked in both orders
+    pair = judge_pairwise(cfg, store, cfg.service.judge, items[:1], journal=tmp_path / "pair.jsonl",
+                          artifact_name="round-1/pairwise")
+    verdicts = pair.rows["t1"]["pairwise"]
+    assert len(verdicts) + len(pair.failures) == 2 and all(CUT in f["error"] for f in pair.failures)
+    assert all(v["position"] in ("A", "B", "tie") and v["winner"] in ("student", "service", "tie") for v in verdicts)
 
     # 12 tokens cannot hold a verdict: each reply is cut, re-asked once, cut again, then recorded with its text
     before = real_server.metrics()[DECODED]

@@ -415,3 +415,18 @@ def test_weakest_targeting_draws_more_seeds_from_the_weak_category_and_never_a_t
     assert not set(asked) & set(test)
     data = read_jsonl(store.open("round-1/synthesize") / "data.jsonl")
     assert {r["seed_id"] for r in data} <= {r["id"] for r in train_rows}
+
+
+def test_seed_weights_follow_the_gap_and_keep_a_floor_for_every_category():
+    from pipeline.config_types import LengthFilterConfig
+    from pipeline.seeds import UNIFORM_SHARE, Seeds, length_band, weakest_weights
+
+    train = [{"id": f"a{i}", "category": "a"} for i in range(8)] + [{"id": f"b{i}", "category": "b"} for i in range(2)]
+    weights = weakest_weights(train, {"a": 0.9, "b": 0.3})
+    assert weights["b"] == pytest.approx((1 - UNIFORM_SHARE) + UNIFORM_SHARE * 0.2)
+    assert weights["a"] == pytest.approx(UNIFORM_SHARE * 0.8) and sum(weights.values()) == pytest.approx(1)
+    assert weakest_weights(train, {"a": 0.5, "b": 0.5}) == {"a": 0.8, "b": 0.2}  # no gap: the train split's mix
+    drawn = Counter(Seeds(train, 0, weights).draw(1, 1, i)["category"] for i in range(2000))
+    assert 0.8 < drawn["b"] / 2000 < 0.88
+    band = length_band([{"response": "x" * n} for n in range(100, 201)], LengthFilterConfig())
+    assert band["typical"] == [105, 195] and band["allowed"] == [70, 293] and band["filter"]

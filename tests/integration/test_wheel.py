@@ -47,11 +47,19 @@ def make_venv(folder: Path, wheel: Path) -> Path:
     return folder / "bin"
 
 
+ROWS = SAMPLE.read_text().splitlines()[:12]
+# Replies as long as a typical coverage answer: synthesize drops replies outside the seeds' length range.
+REPLY_CHARS = sorted(len(json.loads(line)["output"]) for line in ROWS)[len(ROWS) // 2]
+
+
 def synth_reply(body: dict) -> dict:
     n = len(json.dumps(body))
-    return {"contents": [{"instruction": f"Name a colour that rhymes with number {n + i}.",
-                          "response": f"A plain answer about the colour and the number {n + i}, in one sentence."}
-                         for i in range(5)]}
+    pairs = []
+    for i in range(5):
+        text = f"A plain answer about the colour and the number {n + i}. "
+        pairs.append({"instruction": f"Name a colour that rhymes with number {n + i}.",
+                      "response": (text * (1 + REPLY_CHARS // len(text)))[:REPLY_CHARS].strip()})
+    return {"contents": pairs}
 
 
 def test_wheel_runs_from_outside_the_repository(tmp_path, fake_openai):
@@ -63,7 +71,7 @@ def test_wheel_runs_from_outside_the_repository(tmp_path, fake_openai):
 
     work = tmp_path / "team"
     work.mkdir()
-    (work / "coverage.jsonl").write_text("\n".join(SAMPLE.read_text().splitlines()[:12]) + "\n")
+    (work / "coverage.jsonl").write_text("\n".join(ROWS) + "\n")
     service = {"provider": "openai", "model": "gpt-4o", "price_input_per_1m": 5.0, "price_output_per_1m": 15.0,
                "rpm": None, "max_retries": 1, "concurrency": 2}
     (work / "duo.yaml").write_text(yaml.safe_dump({

@@ -53,6 +53,7 @@ def test_panels_come_in_the_same_order_in_every_chart():
             charts.round_trend(points, ["embedding", "similarity"], None)]
     for fig in figs:
         assert [ax.get_title().split()[0].rstrip(":") for ax in fig.axes] == ["similarity", "embedding"]
+        assert not any("this round" in ax.get_title() for ax in fig.axes)  # true of round 0 as well
         close(fig)
 
 
