@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .config import Config, ServiceLLMConfig
+from .llm.concurrency import in_flight_cap
 from .llm.usage import CHARS_PER_TOKEN, DEFAULT_MAX_OUTPUT_TOKENS, output_limit, worst_case_tokens
 from .prices import price_of
 from .store import Store
@@ -65,7 +66,7 @@ class Spend:
         self.limit = cfg.budget.max_spend_usd if limit is None else limit
         self.before = before
         self.carried = carried
-        self.chunk_size = chunk_size or max(8, 4 * svc.concurrency)
+        self.chunk_size = chunk_size or max(8, 4 * in_flight_cap(svc))  # a chunk must never starve the engine
         self.requests = self.cached = self.input_tokens = self.output_tokens = 0
         self.cost = self.max_cost = 0.0
         self.paid = 0

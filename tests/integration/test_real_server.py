@@ -2,12 +2,13 @@
 
 The README promises that any OpenAI-compatible server can be the service LLM; the fakes accept whatever we taught
 them, this server does not. The model's words are never asserted: only shapes, counts, the journal, the manifest and
-the server's own counters (``/metrics``).
+the server's own counters (``/metrics``). Issue #14.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,7 @@ def rows(answers: dict[str, str]) -> list[dict]:
              "reference": "The capital of France is Paris.", "answer": a} for k, a in answers.items()]
 
 
-def test_synthesize_through_the_server_and_rerun_sends_nothing(tmp_path, real_server, capsys):
+def test_synthesize_through_the_server_and_rerun_reuses_the_journal(tmp_path, real_server, capsys):
     doc = {"task": {"name": "demo", "description": "helpful answers to general-assistant questions"},
            "data": {"source": str(SAMPLE), "test": {"size": 0.25, "seed": 3},
                     "columns": {"instruction": "instruction", "response": "output", "category": "dataset"}},
@@ -65,6 +66,7 @@ def test_synthesize_through_the_server_and_rerun_sends_nothing(tmp_path, real_se
     store = open_store(cfg)
     prepare.run(cfg, store)
 
+    before = real_server.metrics()[DECODED]
     assert main(["synthesize", str(path), "--round", "1"]) == 0
     assert "pairs from" in capsys.readouterr().out
     folder = store.open("round-1/synthesize")
@@ -78,8 +80,9 @@ def test_synthesize_through_the_server_and_rerun_sends_nothing(tmp_path, real_se
                and r["messages"][1] == {"role": "assistant", "content": r["response"]} for r in data)
     # the grammar the server built from the json_schema response_format: every reply parsed unless it was cut
     assert all(CUT in f["error"] and f["raw"].lstrip().startswith("{") for f in failures), failures
-    # usage is the server's own token count; a local server costs nothing
-    assert m["usage"]["input_tokens"] > 0 and m["usage"]["output_tokens"] > 0 and m["usage"]["cost_usd"] == 0
+    # usage is the server's own token count (re-asks included); a local server costs nothing
+    assert m["usage"]["output_tokens"] == real_server.metrics()[DECODED] - before > 0
+    assert m["usage"]["input_tokens"] > 0 and m["usage"]["cost_usd"] == 0
     assert m["models"]["provider"] == "openai"
 
     # the same command again: the artifact is reused as it is, and the server generates nothing
@@ -164,16 +167,19 @@ def test_wrong_key_stops_the_run_with_one_line(tmp_path, real_server, monkeypatc
     assert "\n" not in str(exc.value)
 
 
-def test_request_sent_while_the_server_starts_is_answered(tmp_path, monkeypatch):
+def test_request_sent_before_the_server_is_up_is_retried_until_answered(tmp_path, monkeypatch):
     binary, model = server_parts()
-    server = LlamaServer(binary, model, tmp_path / "server.log", parallel=1).start(wait=False)
+    server = LlamaServer(binary, model, tmp_path / "server.log", parallel=1)
+    monkeypatch.setenv("OPENAI_API_KEY", server.api_key)
+    svc = service_cfg("openai", server.model, base_url=server.base_url, rpm=None, max_retries=60, timeout_s=60,
+                      params={"max_tokens": 4})
+    starter = threading.Timer(1.0, server.start, kwargs={"wait": False})  # the first sends meet a closed port
+    starter.start()
     try:
-        monkeypatch.setenv("OPENAI_API_KEY", server.api_key)
-        svc = service_cfg("openai", server.model, base_url=server.base_url, rpm=None, max_retries=40,
-                          timeout_s=60, params={"max_tokens": 4})
-        # refused connections and 503 "Loading model" are both retried until the server answers
-        (res,) = Engine(svc, backoff_base=0.1, backoff_cap=0.5, progress=False).run(
+        # refused connections, then 503 "Loading model" while it loads: retried until the server answers
+        (res,) = Engine(svc, backoff_base=0.1, backoff_cap=1.0, progress=False).run(
             [Request(key="k", messages=[{"role": "user", "content": "Hi"}])])
-        assert res.ok and res.attempts >= 1 and res.usage["output_tokens"] >= 1
+        assert res.ok and res.attempts >= 2 and res.usage["output_tokens"] >= 1
     finally:
+        starter.join()
         server.stop()

@@ -78,7 +78,7 @@ class Service:
         for j in range(2):
             a, b, c = words[(3 * k + j) % 16], words[(5 * k + 7 * j + 1) % 16], words[(k + j + 9) % 16]
             pairs.append({"instruction": f"Request {k}-{j}: compose a note about {a}, {b} and {c} number {k * 10 + j}.",
-                          "response": f"Here is a short note {k}-{j} about the {a}, the {b} and the {c}."})
+                          "response": f"Here is a note {k}-{j} about the {a}, the {b} and the {c}. " * 12})  # seed-like length
         return {"contents": pairs}
 
 
