@@ -2,7 +2,8 @@
 adapter, batched with left padding, prompts sorted by length, greedy unless ``infer.do_sample``. vLLM serves the
 adapter when it is installed and a GPU is here (``infer.backend`` auto or vllm), the model split over
 ``infer.tensor_parallel_size`` GPUs; transformers otherwise, sharding the prompts over the launched processes.
-``infer`` and ``pull`` both generate through here.
+``infer`` and ``pull`` both generate through here. Each answer is an :class:`Answer`: its text and why generation
+stopped (``stop``: an end-of-sequence token; ``length``: ``infer.max_new_tokens`` reached).
 """
 
 from __future__ import annotations
@@ -11,12 +12,21 @@ import importlib.util
 import json
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from .config import Config
 from .errors import DuoError
 from .launch import rank, shard_and_gather, world_size
 
 SEED = 42
+STOPPED, TRUNCATED = "stop", "length"
+
+
+class Answer(NamedTuple):
+    """One generated answer: its text and ``finish_reason`` (``stop`` or ``length``, as OpenAI and vLLM say)."""
+
+    text: str
+    finish_reason: str
 
 
 def generation_params(cfg: Config, backend: str) -> dict:
@@ -81,7 +91,7 @@ def _decoding(cfg: Config, model, tokenizer) -> tuple[dict, set]:
 
 
 def generate_transformers(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer
-                          ) -> tuple[list, int, float]:
+                          ) -> tuple[list[Answer], int, float]:
     """(answers in the order of ``texts``, generated tokens, generation seconds); ``adapter`` None = base alone."""
     import torch
     from tqdm import tqdm
@@ -102,13 +112,14 @@ def generate_transformers(cfg: Config, base: str, adapter: Path | None, texts: l
                 cut = next((n for n, tok in enumerate(row) if tok in stop), None)
                 row = row if cut is None else row[:cut + 1]
                 generated += len(row)
-                answers[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
+                answers[i] = Answer(tokenizer.decode(row, skip_special_tokens=True).strip(),
+                                    TRUNCATED if cut is None else STOPPED)
             bar.update(len(idx))
     return answers, generated, time.perf_counter() - t0
 
 
 def generate_vllm(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer
-                  ) -> tuple[list, int, float]:
+                  ) -> tuple[list[Answer], int, float]:
     """(answers, generated tokens, generation seconds) from vLLM, serving the LoRA adapter on the base model when
     there is one (GPU only)."""
     from vllm import LLM, SamplingParams
@@ -129,12 +140,13 @@ def generate_vllm(cfg: Config, base: str, adapter: Path | None, texts: list[str]
                               top_p=cfg.infer.top_p if cfg.infer.do_sample else 1.0)
     t0 = time.perf_counter()
     outs = llm.generate(texts, sampling, lora_request=request)
-    answers = [o.outputs[0].text.strip() for o in outs]
+    answers = [Answer(o.outputs[0].text.strip(), TRUNCATED if o.outputs[0].finish_reason == "length" else STOPPED)
+               for o in outs]
     return answers, sum(len(o.outputs[0].token_ids) for o in outs), time.perf_counter() - t0
 
 
 def generate(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer,
-             backend: str = "transformers") -> tuple[list, int, float] | None:
+             backend: str = "transformers") -> tuple[list[Answer], int, float] | None:
     """Answers to ``texts`` with the chosen backend: (answers, generated tokens, generation seconds).
 
     Under a launch of several processes (transformers only) each process answers every ``world_size()``-th text

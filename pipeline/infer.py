@@ -4,8 +4,9 @@ Input: ``prepare/test.jsonl`` and, for round N >= 1, ``round-N/finetune/adapter`
 baseline: the base student with no adapter, on the same prompts, so every later round can be compared with it.
 Output: artifact ``round-N/infer`` with ``answers.jsonl``: ``id``, ``instruction``, ``reference`` (the service
 LLM's answer), ``category``, ``system`` (the prompt's system turn or null), ``context`` (earlier turns), ``answer``,
-``sample`` (0.. ``infer.samples_per_prompt`` - 1), ``model``, ``adapter`` (null for round 0), ``params``.
-Generation: :mod:`pipeline.generation`.
+``sample`` (0.. ``infer.samples_per_prompt`` - 1), ``finish_reason`` (``stop``: the student ended its answer;
+``length``: cut at ``infer.max_new_tokens``), ``model``, ``adapter`` (null for round 0), ``params``. The manifest
+counts ``truncated_answers`` and ``empty_answers``. Generation: :mod:`pipeline.generation`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .chat import asked_fields, prompt_messages
 from .config import Config
 from .errors import DuoError
 from .flags import COMMON
-from .generation import choose_backend, generate, generation_params
+from .generation import TRUNCATED, choose_backend, generate, generation_params
 from .launch import PROCESSES, is_main, relaunch, wanted, world_size
 from .manifest import Manifest
 from .records import iter_jsonl, read_jsonl, write_jsonl
@@ -91,13 +92,15 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         return manifest
     answers, generated, seconds = result
     out = [{"id": r["id"], "instruction": r["instruction"], "reference": r.get("response"),
-            "category": r.get("category"), **asked_fields(r), "answer": answers[i * k + j], "sample": j,
-            "model": cfg.student.model, "adapter": ft_name, "params": params}
+            "category": r.get("category"), **asked_fields(r), "answer": answers[i * k + j].text, "sample": j,
+            "finish_reason": answers[i * k + j].finish_reason, "model": cfg.student.model, "adapter": ft_name,
+            "params": params}
            for i, r in enumerate(rows) for j in range(k)]
     with store.write(ins.name) as folder:
         write_jsonl(folder / "answers.jsonl", out)
         manifest.counts = {"prompts": len(rows), "answers": len(out), "samples_per_prompt": k,
-                           "empty_answers": sum(1 for a in answers if not a), "generated_tokens": generated}
+                           "empty_answers": sum(1 for a in answers if not a.text), "generated_tokens": generated,
+                           "truncated_answers": sum(1 for a in answers if a.finish_reason == TRUNCATED)}
         manifest.models = {"student": cfg.student.model, "base_path": base, "adapter": ft_name}
         manifest.extra = {"params": params, "generation_seconds": round(seconds, 3), "baseline": ft_name is None,
                           "tokens_per_s": round(generated / seconds, 2) if seconds else None,
@@ -142,6 +145,7 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
         return 0
     what = "the untuned base student" if round_no == BASELINE_ROUND else f"round {round_no}'s adapter"
     publish(store, m.artifact, f"infer round {round_no} ({what}): {m.counts.get('answers')} answers "
-            f"({m.counts.get('empty_answers')} empty), {m.extra.get('tokens_per_s')} tokens/s with "
+            f"({m.counts.get('empty_answers')} empty, {m.counts.get('truncated_answers', 'unknown')} cut at max_new_tokens), "
+            f"{m.extra.get('tokens_per_s')} tokens/s with "
             f"{m.extra.get('params', {}).get('backend')}", title=f"infer, round {round_no}")
     return 0

@@ -100,7 +100,7 @@ def generate(cfg: Config, adapter: Path, prompts: list[str], max_new_tokens: int
                                            add_generation_prompt=True) for p in prompts]
     # The same loader and decoding as `duo infer`: PeftModel.from_pretrained on the base, greedy by default.
     answers, _, _ = generate_transformers(cfg, base, adapter, texts, tokenizer)
-    return answers
+    return [a.text for a in answers]
 
 
 def command(cfg: Config, args: argparse.Namespace) -> int:

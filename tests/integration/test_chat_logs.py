@@ -111,7 +111,7 @@ def test_infer_asks_with_the_system_prompt_and_the_context_turns(chat_round):
     assert all(t.startswith("<|im_start|>system\n") for t in texts)
     adapter = store.open("round-1/finetune") / "adapter"
     again, _, _ = generate_transformers(cfg, str(cfg.student.model), adapter, texts, tokenizer)
-    assert again == [a["answer"] for a in answers]
+    assert [a.text for a in again] == [a["answer"] for a in answers]
 
 
 def test_judge_prompts_show_the_system_prompt_and_earlier_turns(chat_round):

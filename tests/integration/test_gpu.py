@@ -116,3 +116,5 @@ def test_vllm_serves_the_lora_with_tensor_parallelism(tuned, gpu_model_dir):
     answers = read_jsonl(store.open("round-1/infer") / "answers.jsonl")
     assert m.extra["params"]["backend"] == "vllm" and len(answers) == 6
     assert all(a["answer"].startswith("The answer") for a in answers), answers  # the LoRA is applied
+    reasons = [a["finish_reason"] for a in answers]  # vLLM's own word for why each answer stopped
+    assert set(reasons) <= {"stop", "length"} and m.counts["truncated_answers"] == reasons.count("length")

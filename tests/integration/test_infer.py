@@ -12,6 +12,7 @@ from pipeline.cli import main
 from pipeline.errors import DuoError
 from pipeline.generation import generate_transformers
 from pipeline.records import read_jsonl
+from pipeline.report_lineage import answer_counts
 from pipeline.store import LocalStore
 from pipeline.student import load_tokenizer
 from tests.model_fixtures import make_prepare, qa_rows, tiny_config
@@ -41,12 +42,16 @@ def test_one_answer_per_test_prompt_in_order_with_params(tuned, tiny_model_dir):
     assert [a["id"] for a in answers] == [t["id"] for t in test]
     for a, t in zip(answers, test):
         assert set(a) == {"id", "instruction", "reference", "category", "answer", "sample", "model", "adapter",
-                          "params", "system", "context"}
+                          "params", "system", "context", "finish_reason"}
         assert (a["instruction"], a["reference"], a["category"]) == (t["instruction"], t["response"], t["category"])
         assert a["model"] == str(tiny_model_dir) and a["adapter"] == "round-1/finetune"
         assert a["params"] == {"backend": "transformers", "max_new_tokens": 8, "do_sample": False}
         assert a["answer"].startswith("The answer"), a  # the adapter is applied: the base model says nonsense
     assert m.counts["answers"] == N_TEST and 0 < m.counts["generated_tokens"] <= N_TEST * 8
+    # 8 new tokens cannot hold "The answer is N." and its end token: every answer is cut, and says so.
+    assert [a["finish_reason"] for a in answers] == ["length"] * N_TEST
+    assert m.counts["truncated_answers"] == N_TEST and m.counts["empty_answers"] == 0
+    assert answer_counts(store, 1) == {"total": N_TEST, "empty": 0, "truncated": N_TEST, "max_new_tokens": 8}
     assert m.extra["tokens_per_s"] > 0 and m.extra["params"]["backend"] == "transformers"
     assert [p["artifact"] for p in m.parents] == ["prepare", "round-1/finetune"]
 
@@ -62,8 +67,21 @@ def test_batched_left_padded_generation_matches_one_prompt_at_a_time(tuned):
     single_cfg = tiny_config(cfg.base_dir, cfg.student.model, infer={"batch_size": 1, "max_new_tokens": 8})
     single, _, _ = generate_transformers(single_cfg, str(cfg.student.model), adapter, texts, tokenizer)
     assert batched == single
-    stored = [a["answer"] for a in read_jsonl(store.open("round-1/infer") / "answers.jsonl")]
-    assert stored == batched
+    stored = read_jsonl(store.open("round-1/infer") / "answers.jsonl")
+    assert [(a["answer"], a["finish_reason"]) for a in stored] == batched
+
+
+def test_an_answer_that_reaches_a_stop_token_says_stop(tuned):
+    """Issue #13: ``finish_reason`` is ``stop`` when the student ends its answer, ``length`` when cut."""
+    cfg, store, _, test = tuned
+    tokenizer = load_tokenizer(cfg, str(cfg.student.model), for_generation=True)
+    texts = [tokenizer.apply_chat_template(prompt_messages(r), tokenize=False, add_generation_prompt=True)
+             for r in test]
+    adapter = store.open("round-1/finetune") / "adapter"
+    tokenizer.eos_token = tokenizer.tokenize(" is")[0]  # the tuned student says "The answer is ...": it stops there
+    stopped, generated, _ = generate_transformers(cfg, str(cfg.student.model), adapter, texts, tokenizer)
+    assert [(a.text, a.finish_reason) for a in stopped] == [("The answer is", "stop")] * N_TEST
+    assert generated == 3 * N_TEST  # "The", " answer", " is": no padding counted after the stop
 
 
 def test_system_turns_of_a_test_row_reach_the_prompt():

@@ -41,6 +41,10 @@ def test_two_processes_answer_every_prompt_once_in_order(tmp_path, tiny_model_di
     # Greedy answers do not depend on which process made them: the gathered set is the one-process set.
     assert [a["id"] for a in two["answers"]] == [a["id"] for a in one["answers"]] == [f"e{i}" for i in range(N_TEST)]
     assert [a["answer"] for a in two["answers"]] == [a["answer"] for a in one["answers"]]
+    # Why each answer stopped travels with it through the gather (issue #13).
+    reasons = [a["finish_reason"] for a in two["answers"]]
+    assert reasons == [a["finish_reason"] for a in one["answers"]] and set(reasons) <= {"stop", "length"}
+    assert two["manifest"].counts["truncated_answers"] == reasons.count("length")
     m1, m2 = one["manifest"], two["manifest"]
     assert (m1.extra["num_processes"], m2.extra["num_processes"]) == (1, 2)
     assert m2.counts == m1.counts and set(m2.extra) == set(m1.extra)

@@ -75,14 +75,18 @@ def test_pull_from_an_empty_store_says_what_to_run(tmp_path, tiny_model_dir, cap
     assert "run `duo finetune` (or `duo run`) first" in capsys.readouterr().err
 
 
-def test_pull_from_the_hub_store_downloads_the_round_revision(pulled, fake_hub, tiny_model_dir, tmp_path, capsys):
-    _, _, local = pulled
-    config = write_config(tmp_path, tiny_model_dir,
-                          store={"kind": "hub", "namespace": "duo-org", "path": "hub-cache"})
+def publish_round_one(pulled, tmp_path, model_dir):
+    """(config, hub store): a hub-store config whose round-1 adapter is the locally trained one."""
+    config = write_config(tmp_path, model_dir, store={"kind": "hub", "namespace": "duo-org", "path": "hub-cache"})
     hub = open_store(load_config(config))
     hub.retry_delays = (0.0,)
     with hub.write("round-1/finetune") as folder:  # publish the locally trained round as the Hub store would
-        shutil.copytree(local.open("round-1/finetune"), folder, dirs_exist_ok=True)
+        shutil.copytree(pulled[2].open("round-1/finetune"), folder, dirs_exist_ok=True)
+    return config, hub
+
+
+def test_pull_from_the_hub_store_downloads_the_round_revision(pulled, fake_hub, tiny_model_dir, tmp_path, capsys):
+    config, _ = publish_round_one(pulled, tmp_path, tiny_model_dir)
     shutil.rmtree(tmp_path / "hub-cache")  # a fresh machine: nothing local, everything from the Hub
     fake_hub.log.clear()
 
@@ -97,13 +101,8 @@ def test_pull_from_the_hub_store_downloads_the_round_revision(pulled, fake_hub, 
 
 def test_pull_of_a_promoted_round_reads_the_promoted_commit(pulled, fake_hub, tiny_model_dir, tmp_path, capsys):
     """Issue 12: the round in production is pulled as it was promoted, even after its branch moved (a rerun)."""
-    _, _, local = pulled
-    config = write_config(tmp_path, tiny_model_dir,
-                          store={"kind": "hub", "namespace": "duo-org", "path": "hub-cache"})
-    hub = open_store(load_config(config))
-    hub.retry_delays = (0.0,)
-    with hub.write("round-1/finetune") as folder:
-        shutil.copytree(local.open("round-1/finetune"), folder, dirs_exist_ok=True)
+    config, hub = publish_round_one(pulled, tmp_path, tiny_model_dir)
+    local = pulled[2]
     assert main(["promote", str(config), "--merged", "--round", "1"]) == 0
     model = fake_hub.repo("duo-org/tiny-duo-adapter", "model")
     promoted = model.tags["production"]

@@ -31,6 +31,7 @@ CLI_OUTPUTS = {
     "evaluate": {"verdict"},
     "report": {"report-dir", "pr-url", "pr-number"},
     "decide": {"decision", "next-round", "next-samples", "dispatched"},
+    "promote": {"round", "status", "commit"},
 }
 UNTRUSTED_IN_RUN = re.compile(r"\$\{\{\s*(inputs\.|github\.event|secrets\.)")
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
