@@ -10,13 +10,13 @@ from __future__ import annotations
 from .budget import spent_in_store
 from .config import Config
 from .decision import decision
-from .dedup import REASONS
 from .errors import DuoError
 from .evaluate import BASELINE_ROUND, read_metrics, read_scores
 from .finetune import adapter_location
 from .formatting import rule_row
 from .manifest import Manifest
 from .report_lineage import answer_counts, judging, lineage
+from .report_training import ALL_REASONS, data_summary
 from .store import Store, artifact_name, round_of
 
 NEEDED_BY = "duo report"
@@ -60,41 +60,6 @@ def cost_summary(cfg: Config, store: Store, round_no: int) -> dict:
             "total_usd": round(spent_in_store(store), 6), "budget_usd": cfg.budget.max_spend_usd,
             "unknown_at_most_usd": round(sum(v.unknown_at_most_usd for v in ledger.values()), 6),
             "pending": sum(v.pending for v in ledger.values())}
-
-
-def data_summary(store: Store, round_no: int) -> dict:
-    prep = None
-    if store.exists("prepare"):
-        c = store.manifest("prepare").counts or {}
-        prep = {"train": c.get("train"), "test": c.get("test"), "bad": c.get("bad") or c.get("bad_rows")}
-    rounds = []
-    for k in range(1, round_no + 1):
-        name = artifact_name("synthesize", k)
-        if store.exists(name):
-            c = store.manifest(name).counts or {}
-            removed = c.get("removed") if isinstance(c.get("removed"), dict) else {}
-            rounds.append({"round": k, "kept": int(c.get("kept") or 0), "requested": c.get("requested"),
-                           "removed": {r: int(removed.get(r) or 0) for r in REASONS}})
-    synthetic = sum(r["kept"] for r in rounds)
-    train = prep["train"] if prep and prep["train"] is not None else None
-    return {"prepare": prep, "rounds": rounds, "this_round": any(r["round"] == round_no for r in rounds),
-            "synthetic_total": synthetic, "train_total": None if train is None else train + synthetic,
-            "trained": trained_counts(store, round_no)}
-
-
-def trained_counts(store: Store, round_no: int) -> dict | None:
-    """What the trainer really used (finetune manifest): rows with an answer inside ``max_length``, and the rows
-    ``max_length`` cut (``truncated`` answers, ``prompt_too_long``), with ``warn`` above 10%."""
-    name = artifact_name("finetune", round_no)
-    if round_no < 1 or not store.exists(name):
-        return None
-    c = store.manifest(name).counts or {}
-    given = int(c.get("rows_given") or c.get("train_rows") or 0)
-    cut = int(c.get("truncated") or 0) + int(c.get("prompt_too_long") or 0)
-    return {"rows": c.get("train_rows"), "given": given, "truncated": int(c.get("truncated") or 0),
-            "prompt_too_long": int(c.get("prompt_too_long") or 0), "synthetic": c.get("synthetic_rows"),
-            "max_length": ((store.manifest(name).extra or {}).get("lengths") or {}).get("max_length"),
-            "warn": bool(given) and cut / given > 0.1}
 
 
 def adapter_info(cfg: Config, store: Store, round_no: int, pin: dict | None) -> dict | None:
@@ -280,7 +245,7 @@ def gather(cfg: Config, store: Store, round_no: int) -> dict:
             "trend_metrics": [m for m in ev["metrics"] if any(m in h["stats"] for h in hist)],
             "decision": decision_now(cfg, store, round_no, ev["rule"]), "cost": cost_summary(cfg, store, round_no),
             "data": data_summary(store, round_no), "adapter": adapter_info(cfg, store, round_no, pins["adapter"]),
-            "reasons": REASONS, "charts": {}, "synthesis_configured": cfg.service.synthesize is not None,
+            "reasons": ALL_REASONS, "charts": {}, "synthesis_configured": cfg.service.synthesize is not None,
             "lineage": pins, "judging": judging(cfg, store, ev, round_no), "answers": answer_counts(store, round_no),
             "rule": rule, "relative_left_out": relative_left_out, "rule_targets": rule_targets(ev),
             "headline": "baseline" if relative_left_out else ev["verdict"]}

@@ -10,7 +10,7 @@ import pytest
 from pipeline import report
 from pipeline.cli import main
 from pipeline.store import LocalStore, open_store
-from tests.round_artifacts import CONFIG, build_baseline, build_prepare, build_round, make_config
+from tests.round_artifacts import CONFIG, build_baseline, build_prepare, build_round, make_config, put
 
 SECRETS = {"GITHUB_TOKEN": "ghs_secretGitHubValue123", "OPENAI_API_KEY": "sk-secretOpenAIValue456",
            "HF_TOKEN": "hf_secretHubValue789"}
@@ -433,3 +433,28 @@ def test_local_store_lineage_names_folders_and_fingerprints(store_cfg):
     assert "Local store: each artifact is named by its folder and its manifest fingerprint." in section
     assert f"| `round-1/evaluate` | `{evaluate}` |" in section
     assert "/tree/" not in section  # no Hub links without a Hub
+
+
+def test_data_section_shows_seed_mix_length_band_semantic_drops_and_scrubbed_counts(store_cfg):
+    cfg, store = store_cfg
+    build_round(store, 1)
+    removed = {"empty": 0, "truncated": 0, "duplicate": 1, "near_duplicate": 0, "test_overlap": 0,
+               "semantic_contaminated": 4, "length_outlier": 7}
+    put(store, "synthesize", 2, {"data.jsonl": [], "removed.jsonl": [], "failures.jsonl": []},
+        counts={"requested": 20, "kept": 8, "removed": removed, "seed_mix": {"oasst": 3, "dolly": 9}},
+        extra={"seeds": {"targeting": "weakest"}, "scrubbed": {"EMAIL": 2, "PHONE": 0, "KEY": 1}})
+    put(store, "finetune", 2, {"adapter/adapter_config.json": {"r": 8}},
+        counts={"train_rows": 97, "rows_given": 100, "synthetic_rows": 8, "rows_truncated": 5,
+                "rows_dropped_too_long": 3, "max_length": 344},
+        extra={"lengths": {"max_length": 344, "max_length_rule": "auto: p99 of 100 rows"}})
+    build_round(store, 2, synthesize=False, finetune=False, extra={})
+    report.run(cfg, store, 2)
+    text = report_text(cfg, 2)
+    header = next(line for line in text.splitlines() if line.startswith("| round | synthetic rows kept"))
+    row = next(line for line in text.splitlines() if line.startswith("| 2 | 8 | 20 |"))
+    cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in row.split("|")]))
+    assert cells["semantic_contaminated"] == "4" and cells["length_outlier"] == "7"
+    assert ("Round 2 drew its seeds towards the categories the student scored lowest in "
+            "(`synthesize.targeting: weakest`): dolly 9, oasst 3.") in text
+    assert "synthesize: 2 EMAIL, 1 KEY" in text and "PHONE" not in text.split("Personal data scrubbed")[1][:200]
+    assert "(344 tokens, auto: p99 of 100 rows) cut 5 answers short and left 3 rows" in text
