@@ -151,7 +151,7 @@ class Engine:
     async def _batch(self, provider, jobs: list[Job], results: list, bar) -> list[Job]:
         """Answer what the provider's batch API answers well; return the jobs left for the normal path."""
         if not isinstance(provider, BatchProvider):
-            raise FatalError(f"the Batch API path needs a provider that has one (openai), not {self.cfg.provider}")
+            raise FatalError(f"the Batch API path needs a provider that has one (openai, gemini), not {self.cfg.provider}")
         state = Path(str(self.journal.path) + ".batch.json") if self.journal is not None else None
         jobs, held = self._reserve_batch(jobs, results, provider.batch_discount, bar)
         answers = await provider.run_batch(jobs, state=state, poll_s=self.batch_poll_s, backoff=self.backoff)
