@@ -165,7 +165,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
                            if "embedding" in scores else None}
         manifest.extra = {"verdict": found["verdict"], "rule_kind": rule_kind, "judge_repeats": report["judge_repeats"],
                           "stopped": "budget" if unsent else None, "budget_usd": cfg.budget.max_spend_usd}
-        manifest.extra["scrubbed"] = privacy.counts_of(scrubbed) if privacy.enabled(cfg) else None
+        manifest.extra["scrubbed"] = privacy.counts_of(scrubbed) if privacy.enabled(cfg) and judged["on"] else None
         manifest.finish(folder).write(folder)
     return manifest
 

