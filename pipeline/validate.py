@@ -144,6 +144,17 @@ def key_problems(cfg: Config) -> list[str]:
     return out
 
 
+def privacy_problems(cfg: Config) -> list[str]:
+    """Scrubbing is on for a configured service but its detector is not installed here (a warning: the jobs that
+    send may run elsewhere, with the ``privacy`` extra)."""
+    from . import privacy
+
+    if not list(cfg.service.roles()) or not privacy.enabled(cfg) or importlib.util.find_spec("presidio_analyzer"):
+        return []
+    return [("privacy.scrub: on, but presidio-analyzer is not installed here; the stages that send to a service "
+            "need it: pip install 'duo[privacy]' (or set privacy.scrub: false to send data unscrubbed)")]
+
+
 def price_problems(cfg: Config) -> list[str]:
     """A paid service whose model has no known price (the spend cap could not hold)."""
     from .prices import price_of
@@ -175,6 +186,8 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     else:
         for line in missing_keys:
             print(f"warning: {line} (an error with --strict)", file=sys.stderr)
+    for line in privacy_problems(cfg):
+        print(f"warning: {line}", file=sys.stderr)
     if errors:
         raise ConfigError(list(dict.fromkeys(errors)))
     svc = cfg.service

@@ -241,3 +241,22 @@ def test_a_bad_round_is_one_line_and_creates_nothing(tmp_path, capsys, monkeypat
     assert line == (f"error: DUO_ROUND='{value}': expected a round number N >= 0 (0 = the untuned baseline) or "
                     f"'latest' for --round")
     assert not (tmp_path / ".duo").exists() or created(tmp_path) == []
+
+
+def test_scrubbing_without_its_detector_warns_and_stays_valid(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    path = setup(tmp_path, "service: {judge: {provider: gemini, model: gemini-2.5-flash}}\n")
+    monkeypatch.setenv("GEMINI_API_KEY", "k")
+    assert main(["validate", str(path), "--strict"]) == 0
+    assert "presidio" not in capsys.readouterr().err  # installed here: nothing to say
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "presidio_analyzer"
+                        else real(name, *a))  # a runner without the privacy extra
+    assert main(["validate", str(path), "--strict"]) == 0  # the job that validates may not be the one that sends
+    err = capsys.readouterr().err
+    assert "warning: privacy.scrub: on, but presidio-analyzer is not installed here" in err
+    (tmp_path / "off").mkdir()
+    off = setup(tmp_path / "off", "service: {judge: {provider: gemini, model: gemini-2.5-flash}}\n"
+                "privacy: {scrub: false}\n")
+    assert main(["validate", str(off)]) == 0 and "presidio" not in capsys.readouterr().err
