@@ -124,21 +124,28 @@ def test_retry_after_is_honoured(fake_openai):
     assert first["status"] == 429 and second["t"] - first["t"] >= 1.0
 
 
+def first_reply_then_slow(fake, first_reply):
+    """A hook: the first request gets ``first_reply()`` (a 429); every later one is answered 0.3 s late."""
+    sent = []
+
+    def hook(req):
+        with fake.lock:
+            first = not sent
+            sent.append(True)
+        if first:
+            return first_reply()
+        time.sleep(0.3)
+        return None
+
+    return hook
+
+
 def test_a_429_pauses_every_request_not_only_its_own(fake_openai):
     # A 429 with Retry-After means the whole account is over its limit: at concurrency 4, the requests that free
     # their slots after it must wait out the pause too, not fill the slots at once.
-    sent_429 = []
-
-    def first_429_then_slow(req):
-        with fake_openai.lock:
-            first = not sent_429
-            sent_429.append(True)
-        if first:
-            return error_reply(429, "slow down", headers={"Retry-After": "1"})
-        time.sleep(0.3)  # the other requests in flight answer well after the 429 has reached the engine
-        return None
-
-    fake_openai.add_hook(first_429_then_slow)
+    # the other requests in flight answer well after the 429 has reached the engine
+    fake_openai.add_hook(first_reply_then_slow(fake_openai, lambda: error_reply(429, "slow down",
+                                                                                headers={"Retry-After": "1"})))
     results = Engine(service_cfg(**fast(concurrency=4)), backoff_base=0.01, progress=False).run(
         requests(12, schema=None))
     assert all(r.ok for r in results) and sum(r.attempts for r in results) == 13
@@ -152,18 +159,7 @@ def test_a_429_pauses_every_request_not_only_its_own(fake_openai):
 def test_a_429_that_names_its_limit_pauses_that_bucket_for_its_retry_after(fake_openai, bucket, other):
     # OpenAI's 429 says which limit was hit ("on requests per min (RPM)" / "on tokens per min (TPM)"): the engine
     # holds that bucket for the Retry-After, leaves the other alone, and the 429'd request waits in line with the rest
-    sent_429 = []
-
-    def first_429_then_slow(req):
-        with fake_openai.lock:
-            first = not sent_429
-            sent_429.append(True)
-        if first:
-            return fake_openai.rate_limited(bucket, 1.0)
-        time.sleep(0.3)
-        return None
-
-    fake_openai.add_hook(first_429_then_slow)
+    fake_openai.add_hook(first_reply_then_slow(fake_openai, lambda: fake_openai.rate_limited(bucket, 1.0)))
     engine = Engine(service_cfg(**fast(concurrency=4)), backoff_base=0.01, progress=False)
     results = engine.run(requests(12, schema=None))
     assert all(r.ok for r in results) and sum(r.attempts for r in results) == 13
