@@ -199,9 +199,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     manifest.counts = {"train_rows": used, "rows_truncated": cuts["rows_truncated"],
                        "rows_dropped_too_long": cuts["rows_dropped_too_long"], "max_length": cuts["max_length"],
                        "rows_given": len(pairs), "prepare_rows": n_rows - synthetic, "synthetic_rows": synthetic,
-                       "steps": stats["steps"],
-                       # the same two counts under their first names, which report_data reads until it moves over
-                       "truncated": cuts["rows_truncated"], "prompt_too_long": cuts["rows_dropped_too_long"]}
+                       "steps": stats["steps"]}
     manifest.models = {"base": cfg.student.model, "base_revision": cfg.student.revision, "base_path": base,
                        "gguf_file": cfg.student.gguf_file}
     manifest.extra = {**stats, "lora": recipe.lora_kwargs, "sft": recipe.sft_kwargs, "lengths": cuts}
@@ -238,7 +236,7 @@ def _save(cfg: Config, store: Store, name: str, folder: Path, trainer, tokenizer
 def cut_warning(counts: dict) -> str | None:
     """A one-line warning when finetune.sft.max_length cut more than 10% of the training rows."""
     given = counts.get("rows_given") or 0
-    truncated, dropped = _cut(counts)
+    truncated, dropped = cut_counts(counts)
     if given and (truncated + dropped) / given > 0.1:
         return (f"warning: finetune.sft.max_length ({counts.get('max_length')} tokens) cut {truncated + dropped} of "
                 f"{given} training rows ({truncated} answers truncated, {dropped} dropped: the prompt alone is too "
@@ -246,7 +244,7 @@ def cut_warning(counts: dict) -> str | None:
     return None
 
 
-def _cut(counts: dict) -> tuple[int, int]:
+def cut_counts(counts: dict) -> tuple[int, int]:
     """(rows truncated, rows dropped) of a manifest's counts (first names in manifests made before the rename)."""
     return (int(counts.get("rows_truncated", counts.get("truncated")) or 0),
             int(counts.get("rows_dropped_too_long", counts.get("prompt_too_long")) or 0))
@@ -271,9 +269,10 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     c, x = m.counts, m.extra
     if warning := cut_warning(c):
         print(warning)
+    truncated, dropped = cut_counts(c)
     publish(store, m.artifact, f"finetune round {round_no}: {c.get('train_rows')} rows ({c.get('synthetic_rows')} "
             f"synthetic), {c.get('steps')} steps, loss {x.get('first_loss')} -> {x.get('last_loss')}, "
-            f"{x.get('seconds_per_step')} s/step; max_length {c.get('max_length')}: {_cut(c)[0]} rows truncated, "
-            f"{_cut(c)[1]} dropped; adapter: {adapter_repo}", title=f"finetune, round {round_no}",
+            f"{x.get('seconds_per_step')} s/step; max_length {c.get('max_length')}: {truncated} rows truncated, "
+            f"{dropped} dropped; adapter: {adapter_repo}", title=f"finetune, round {round_no}",
             adapter_repo=adapter_repo, adapter_revision=adapter_revision)
     return 0

@@ -7,6 +7,7 @@ Reads the ``prepare``, ``round-k/synthesize``, ``round-N/finetune`` and ``round-
 from __future__ import annotations
 
 from .dedup import REASONS
+from .finetune import cut_counts
 from .pairs import EXTRA_REASONS
 from .store import Store, artifact_name
 
@@ -63,8 +64,7 @@ def trained_counts(store: Store, round_no: int) -> dict | None:
     m = store.manifest(name)
     c = m.counts or {}
     given = int(c.get("rows_given") or c.get("train_rows") or 0)
-    truncated = int(c.get("rows_truncated", c.get("truncated")) or 0)
-    dropped = int(c.get("rows_dropped_too_long", c.get("prompt_too_long")) or 0)
+    truncated, dropped = cut_counts(c)
     lengths = (m.extra or {}).get("lengths") or {}
     return {"rows": c.get("train_rows"), "given": given, "truncated": truncated, "prompt_too_long": dropped,
             "synthetic": c.get("synthetic_rows"), "max_length": c.get("max_length") or lengths.get("max_length"),
