@@ -14,6 +14,8 @@ import bisect
 import random
 from collections import defaultdict
 
+import numpy as np
+
 from .store import Store, artifact_name
 
 UNIFORM_SHARE = 0.2  # of the draws under ``weakest`` spread like the train split itself
@@ -30,22 +32,13 @@ def system_of(row: dict) -> str | None:
     return None
 
 
-def quantile(values: list[float], q: float) -> float:
-    """The ``q`` quantile of ``values`` (linear interpolation, as numpy's default)."""
-    data = sorted(values)
-    pos = (len(data) - 1) * q
-    low = int(pos)
-    high = min(low + 1, len(data) - 1)
-    return data[low] + (data[high] - data[low]) * (pos - low)
-
-
 def length_band(train: list[dict], lf) -> dict | None:
     """The seeds' response lengths in characters: ``typical`` [q(low_q), q(high_q)] (told to the service) and
     ``allowed`` [typical low / slack, typical high x slack] (the length filter); None without train rows."""
     lengths = [len(str(r.get("response") or "")) for r in train]
     if not lengths:
         return None
-    low, high = quantile(lengths, lf.low_q), quantile(lengths, lf.high_q)
+    low, high = (float(q) for q in np.quantile(lengths, [lf.low_q, lf.high_q]))  # linear interpolation
     return {"typical": [round(low), round(high)], "allowed": [int(low / lf.slack), int(high * lf.slack + 0.999)],
             "filter": bool(lf.enabled)}
 
