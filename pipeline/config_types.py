@@ -6,24 +6,80 @@ loader builds every section from its field names and types.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# While a test records (``recording()``), every config key a stage reads is noted under that stage's name: the
+# declared inputs of each artifact (``pipeline.artifacts``) are checked against what the stage really reads.
+_reads: dict[str | None, set[str]] | None = None
+_stage: str | None = None
+NOT_KEYS = ("base_dir", "source_path", "raw")  # Config fields that are not keys of the YAML file
+ALIASES = {"service.judges": "service.judge"}  # derived fields, named by the key they come from
+
+
+class Section:
+    """Base of every config section. Each built section knows its dotted path (``synthesize.length_filter``);
+    while ``recording()`` is on, reading one of its keys notes that path."""
+
+    def __getattribute__(self, name: str):
+        value = object.__getattribute__(self, name)
+        if _reads is not None and name[0] != "_":
+            path = object.__getattribute__(self, "__dict__").get("_path")
+            fields = object.__getattribute__(self, "__dataclass_fields__")
+            if path is not None and name in fields and name not in NOT_KEYS and not _is_section(value):
+                _reads.setdefault(_stage, set()).add(_named(f"{path}.{name}" if path else name))
+        return value
+
+
+def _named(key: str) -> str:
+    for derived, source in ALIASES.items():
+        if key == derived or key.startswith(derived + "."):
+            return source + key[len(derived):]
+    return key
+
+
+def _is_section(value) -> bool:
+    return isinstance(value, Section) or (isinstance(value, list) and bool(value) and isinstance(value[0], Section))
+
+
+@contextmanager
+def recording() -> Iterator[dict[str | None, set[str]]]:
+    """Note every config key read, by the stage reading it (``in_stage``): ``{stage: {"synthesize.samples", ...}}``."""
+    global _reads
+    _reads, before = {}, _reads
+    try:
+        yield _reads
+    finally:
+        _reads = before
+
+
+@contextmanager
+def in_stage(stage: str) -> Iterator[None]:
+    """Reads inside this block belong to ``stage`` (only matters while recording)."""
+    global _stage
+    _stage, before = stage, _stage
+    try:
+        yield
+    finally:
+        _stage = before
+
 
 @dataclass(frozen=True)
-class TaskConfig:
+class TaskConfig(Section):
     name: str
     description: str
 
 
 @dataclass(frozen=True)
-class TestSplitConfig:
+class TestSplitConfig(Section):
     size: float
     seed: int
 
 
 @dataclass(frozen=True)
-class ColumnsConfig:
+class ColumnsConfig(Section):
     instruction: str
     response: str
     category: str | None
@@ -31,7 +87,7 @@ class ColumnsConfig:
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Section):
     source: str
     format: str
     split: str
@@ -44,7 +100,7 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class StudentConfig:
+class StudentConfig(Section):
     model: str
     revision: str | None
     gguf_package: str | None
@@ -56,8 +112,8 @@ class StudentConfig:
 
 
 @dataclass(frozen=True)
-class LaunchConfig:
-    """``finetune.launch`` / ``infer.launch``: how many processes run the stage (``pipeline.launch``)."""
+class LaunchConfig(Section):
+    """``finetune.launch`` / ``infer.launch``: how many processes run the stage (``pipeline.model.launch``)."""
 
     num_processes: int = 1
     mixed_precision: str = "no"
@@ -66,8 +122,8 @@ class LaunchConfig:
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
-    lora: dict  # peft LoraConfig kwargs, schema defaults filled in; pipeline.sft_recipe checks and builds them
+class FinetuneConfig(Section):
+    lora: dict  # peft LoraConfig kwargs, schema defaults filled in; pipeline.model.sft_recipe checks and builds them
     sft: dict  # TRL SFTConfig kwargs, likewise
     quantization: dict
     max_train_samples: int | None
@@ -75,7 +131,7 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
-class InferConfig:
+class InferConfig(Section):
     backend: str
     batch_size: int
     max_new_tokens: int
@@ -89,7 +145,7 @@ class InferConfig:
 
 
 @dataclass(frozen=True)
-class ServiceLLMConfig:
+class ServiceLLMConfig(Section):
     provider: str
     model: str
     base_url: str | None
@@ -109,7 +165,7 @@ class ServiceLLMConfig:
 
 
 @dataclass(frozen=True)
-class ServiceConfig:
+class ServiceConfig(Section):
     synthesize: ServiceLLMConfig | None
     judge: ServiceLLMConfig | None  # the first judge (the only one unless service.judge is a list: a panel)
     judges: list[ServiceLLMConfig]
@@ -121,7 +177,7 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
-class LengthFilterConfig:
+class LengthFilterConfig(Section):
     """Synthetic responses outside [q(low_q) / slack, q(high_q) x slack] of the seeds' lengths are dropped."""
 
     enabled: bool = True
@@ -131,7 +187,7 @@ class LengthFilterConfig:
 
 
 @dataclass(frozen=True)
-class DecontaminateConfig:
+class DecontaminateConfig(Section):
     """Semantic decontamination: instruction embeddings within ``threshold`` cosine of a test prompt are dropped."""
 
     semantic: bool = True
@@ -140,15 +196,15 @@ class DecontaminateConfig:
 
 
 @dataclass(frozen=True)
-class PrivacyConfig:
-    """What is scrubbed from requests to a service LLM (``pipeline.privacy``)."""
+class PrivacyConfig(Section):
+    """What is scrubbed from requests to a service LLM (``pipeline.data.privacy``)."""
 
     scrub: bool = True
     ner_model: str | None = "auto"
 
 
 @dataclass(frozen=True)
-class SynthesizeConfig:
+class SynthesizeConfig(Section):
     samples: int
     growth: float
     schedule: list | None
@@ -173,7 +229,7 @@ class SynthesizeConfig:
 
 
 @dataclass(frozen=True)
-class RuleCondition:
+class RuleCondition(Section):
     metric: str
     stat: str
     min: float | None
@@ -182,7 +238,7 @@ class RuleCondition:
 
 
 @dataclass(frozen=True)
-class EvaluateConfig:
+class EvaluateConfig(Section):
     judge_repeats: int
     prompt: str
     schema: str
@@ -201,7 +257,7 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
-class JournalConfig:
+class JournalConfig(Section):
     """How often paid answers are copied to the store (``pipeline.llm.journal_flush``)."""
 
     flush_s: float = 30.0
@@ -209,7 +265,7 @@ class JournalConfig:
 
 
 @dataclass(frozen=True)
-class BudgetConfig:
+class BudgetConfig(Section):
     max_rounds: int
     max_synthetic_samples: int
     max_spend_usd: float
@@ -217,7 +273,7 @@ class BudgetConfig:
 
 
 @dataclass(frozen=True)
-class StoreConfig:
+class StoreConfig(Section):
     kind: str
     path: str
     namespace: str | None
@@ -227,7 +283,7 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
-class ReportConfig:
+class ReportConfig(Section):
     dir: str
     worst_samples: int
     label: str
@@ -238,7 +294,7 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Section):
     task: TaskConfig
     data: DataConfig
     student: StudentConfig

@@ -48,7 +48,7 @@ class Manifest:
     artifact: str
     config_hash: str
     round: int | None = None
-    fingerprint: str | None = None  # hash of everything the artifact was made from (pipeline.stage.StageInputs)
+    fingerprint: str | None = None  # hash of everything the artifact was made from (pipeline.artifacts.StageInputs)
     parents: list = field(default_factory=list)
     counts: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict)

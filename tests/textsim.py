@@ -1,8 +1,8 @@
-"""Exact text similarity for tests: what the MinHash index in pipeline.dedup estimates."""
+"""Exact text similarity for tests: what the MinHash index in pipeline.data.dedup estimates."""
 
 from __future__ import annotations
 
-from pipeline.dedup import NGRAM, shingles
+from pipeline.data.dedup import NGRAM, shingles
 
 
 def jaccard(a: str, b: str, ngram: int = NGRAM) -> float:

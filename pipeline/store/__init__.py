@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ..config import Config
-from .base import Store, artifact_name, latest_round, round_of
+from .base import BASELINE_ROUND, Store, artifact_name, latest_round, round_of
 from .local import LocalStore
 
-__all__ = ["LocalStore", "Store", "artifact_name", "latest_round", "open_store", "round_of"]
+__all__ = ["BASELINE_ROUND", "LocalStore", "Store", "artifact_name", "latest_round", "open_store", "round_of"]
 
 
 def open_store(cfg: Config) -> Store:

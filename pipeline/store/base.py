@@ -24,6 +24,8 @@ from pathlib import Path
 from ..errors import ArtifactMissing, DuoError
 from ..manifest import MANIFEST, Manifest
 
+BASELINE_ROUND = 0  # the untuned base student's round: answered and scored once per task, the baseline of every round
+
 
 def artifact_name(stage: str, round_no: int | None = None) -> str:
     """``prepare`` is per task; every other stage's artifact is per round: ``round-<N>/<stage>``."""

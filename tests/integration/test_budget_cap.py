@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import prepare
-from pipeline import run as run_stage
-from pipeline.budget import Spend, not_sent
 from pipeline.cli import main
 from pipeline.config import build_config, load_config
-from pipeline.decision import decision
 from pipeline.llm import Engine, Request
+from pipeline.stages import prepare
+from pipeline.stages import run as run_stage
+from pipeline.stats.budget import Spend, not_sent
+from pipeline.stats.decision import decision
 from pipeline.store import artifact_name, open_store
 from tests.fakes.openai_fixtures import service_cfg
 from tests.round_artifacts import build_baseline, build_prepare, build_round, make_config, put
@@ -128,14 +128,14 @@ def test_duo_run_goes_from_an_empty_synthesis_straight_to_decide(tmp_path, monke
             ran.append(self.name)
             if self.name == "synthesize":
                 return put(store, "synthesize", round_no, {"data.jsonl": []}, counts={"kept": 0})
-            from pipeline import decide
+            from pipeline.stages import decide
             return decide.run(cfg, store, round_no)
 
     monkeypatch.setattr(run_stage, "_stage_module", Stage)
     records = run_stage.run_round(cfg, store, 2, None, force=False, echo=lambda line: None)
     assert ran == ["synthesize", "decide"]
     assert [r.status for r in records] == ["done", "off", "off", "off", "off", "done"]
-    from pipeline.decide import read_decision
+    from pipeline.artifacts.decide import read_decision
     assert read_decision(store, 2)["decision"] == "stop-budget"
 
 
@@ -213,7 +213,7 @@ def test_plan_counts_what_the_journal_already_holds(fake_openai, tmp_path, capsy
     fake_openai.set_responder(lambda body: {"contents": [
         {"instruction": f"Write a note on topic {i} {len(str(body))}", "response": "A full answer. " * 8}
         for i in range(6)]})
-    from pipeline import synthesize
+    from pipeline.stages import synthesize
     synthesize.run(cfg, store, 1, samples=6)
     sent = len(fake_openai.log)
     capsys.readouterr()

@@ -8,18 +8,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.chat import prompt_messages
+from pipeline.artifacts.infer import read_answers
 from pipeline.cli import main
 from pipeline.config import load_config
-from pipeline.generation import generate_transformers
-from pipeline.infer import read_answers
-from pipeline.judging import plan_absolute
-from pipeline.judging_pairwise import plan_pairwise
+from pipeline.data.chat import prompt_messages
+from pipeline.data.trainset import auto_max_length, prompt_completion, token_lengths, training_rows
+from pipeline.judging.absolute import plan_absolute
+from pipeline.judging.pairwise import plan_pairwise
+from pipeline.model.generation import generate_transformers
+from pipeline.model.sft_recipe import build, with_max_length
+from pipeline.model.student import load_tokenizer
 from pipeline.records import read_jsonl
-from pipeline.sft_recipe import build, with_max_length
 from pipeline.store import open_store
-from pipeline.student import load_tokenizer
-from pipeline.trainset import auto_max_length, prompt_completion, token_lengths, training_rows
 
 CHAT_LOGS = Path(__file__).resolve().parent.parent / "data" / "chat_logs.jsonl"
 BANK = "You are Acme Bank's support assistant. Answer in one short sentence and end with: Anything else?"

@@ -194,7 +194,7 @@ def test_killed_before_the_dispatch_reached_github_dispatches_on_rerun(task, fak
     assert main(["decide", str(cfg.source_path), "--dispatch"]) == 1  # marker written, dispatch lost
     assert "dispatching" in dispatch_extra(cfg) and fake_github.dispatches == []
     fake_github.hooks.clear()
-    monkeypatch.setattr("pipeline.decide.LIST_LAG_S", 0.0)
+    monkeypatch.setattr("pipeline.stages.decide.LIST_LAG_S", 0.0)
     assert main(["decide", str(cfg.source_path), "--dispatch"]) == 0
     assert len(fake_github.dispatches) == 1
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import prepare, synthesize
 from pipeline.config import load_config
 from pipeline.llm import Engine, FatalError, Request
 from pipeline.llm.gemini_provider import GeminiProvider
+from pipeline.stages import prepare, synthesize
 from pipeline.store import open_store
 from tests.fakes.http_base import error_reply
 from tests.fakes.openai_fixtures import service_cfg

@@ -14,9 +14,9 @@ import pytest
 from pipeline.cli import main
 from pipeline.config import build_config
 from pipeline.errors import DuoError
-from pipeline.evaluate import run
 from pipeline.manifest import Manifest
 from pipeline.records import read_jsonl, write_jsonl
+from pipeline.stages.evaluate import run
 from pipeline.store import LocalStore
 from tests.offline_models import needs_embedding
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from pipeline import finetune
 from pipeline.cli import main
 from pipeline.config import load_config
+from pipeline.stages import finetune
 from pipeline.store import LocalStore
 from tests.integration.test_pull import write_config
 from tests.model_fixtures import make_prepare, qa_rows

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import finetune
 from pipeline.cli import main
 from pipeline.errors import DuoError
+from pipeline.model.student import load_tokenizer, resolve_base
+from pipeline.stages import finetune
 from pipeline.store import LocalStore
-from pipeline.student import load_tokenizer, resolve_base
 from tests.model_fixtures import make_prepare, make_synthetic, qa_rows, tiny_config
 
 STEPS = 20
@@ -197,7 +197,7 @@ def test_gguf_package_errors_name_the_key(tmp_path, tiny_model_dir):
 
 
 def test_stage_modules_import_without_torch():
-    code = ("import sys, pipeline.finetune, pipeline.infer, pipeline.student, pipeline.sft_recipe; "
+    code = ("import sys, pipeline.stages.finetune, pipeline.stages.infer, pipeline.model.student, pipeline.model.sft_recipe; "
             "heavy = [m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
@@ -223,7 +223,7 @@ def test_rows_cut_by_max_length_are_counted_and_warned_about(tiny_model_dir, tmp
 
 def test_max_length_auto_is_the_99th_percentile_of_the_rows_within_bounds(tiny_model_dir, tmp_path):
     """Issue #13: max_length: auto fits the training rows (p99, bounded) instead of a fixed guess."""
-    from pipeline.trainset import AUTO_BOUNDS, auto_max_length
+    from pipeline.data.trainset import AUTO_BOUNDS, auto_max_length
 
     lengths = [(10, 100 + i) for i in range(200)]  # full lengths 100..299: p99 (nearest rank) is 297 -> 304
     assert auto_max_length(lengths) == 304

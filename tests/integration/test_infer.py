@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-from pipeline import finetune, infer
-from pipeline.chat import prompt_messages
 from pipeline.cli import main
+from pipeline.data.chat import prompt_messages
 from pipeline.errors import DuoError
-from pipeline.generation import generate_transformers
+from pipeline.model.generation import generate_transformers
+from pipeline.model.student import load_tokenizer
 from pipeline.records import read_jsonl
-from pipeline.report_lineage import answer_counts
+from pipeline.report.lineage import answer_counts
+from pipeline.stages import finetune, infer
 from pipeline.store import LocalStore
-from pipeline.student import load_tokenizer
 from tests.model_fixtures import make_prepare, qa_rows, tiny_config
 
 N_TEST = 7

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.budget import spent_in_store
 from pipeline.config import build_config
 from pipeline.journal_sync import store_ledger
 from pipeline.llm.journal import read_lines
-from pipeline.report_data import cost_summary
+from pipeline.report.data import cost_summary
+from pipeline.stats.budget import spent_in_store
 from pipeline.store import open_store
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,11 +7,10 @@ import json
 
 import pytest
 
-from pipeline import evaluate
 from pipeline.config import build_config
-from pipeline.judging import judge_absolute
-from pipeline.judging_pairwise import judge_pairwise, win_rate_counts
-from pipeline.judging_panel import (
+from pipeline.judging.absolute import judge_absolute
+from pipeline.judging.pairwise import judge_pairwise, win_rate_counts
+from pipeline.judging.panel import (
     DISAGREE_THRESHOLD,
     judge_journal,
     judge_labels,
@@ -19,6 +18,7 @@ from pipeline.judging_panel import (
     krippendorff_alpha_interval,
 )
 from pipeline.manifest import Manifest
+from pipeline.stages import evaluate
 from pipeline.store import LocalStore
 from tests.fakes.openai_fixtures import service_cfg
 

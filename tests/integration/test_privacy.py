@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import evaluate, prepare, synthesize
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.manifest import Manifest
 from pipeline.records import read_jsonl, write_jsonl
+from pipeline.stages import evaluate, prepare, synthesize
 from pipeline.store import open_store
 
 pytest.importorskip("presidio_analyzer")

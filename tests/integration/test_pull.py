@@ -8,9 +8,9 @@ import shutil
 import pytest
 import yaml
 
-from pipeline import finetune
 from pipeline.cli import main
 from pipeline.config import load_config
+from pipeline.stages import finetune
 from pipeline.store import LocalStore, open_store
 from tests.model_fixtures import make_prepare, qa_rows
 

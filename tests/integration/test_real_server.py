@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import prepare
 from pipeline.cli import main
 from pipeline.config import build_config, load_config
-from pipeline.judging import judge_absolute
-from pipeline.judging_pairwise import judge_pairwise
+from pipeline.judging.absolute import judge_absolute
+from pipeline.judging.pairwise import judge_pairwise
 from pipeline.llm import Engine, Request
 from pipeline.llm.base import FatalError
 from pipeline.records import read_jsonl
+from pipeline.stages import prepare
 from pipeline.store import LocalStore, open_store
 from tests.fakes.openai_fixtures import service_cfg
 from tests.llama_server import LlamaServer, server_parts

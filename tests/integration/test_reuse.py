@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import shutil
 
-from pipeline import prepare, synthesize
 from pipeline.config import load_config
 from pipeline.prompts import PROMPTS_DIR
 from pipeline.records import read_jsonl
+from pipeline.stages import prepare, synthesize
 from pipeline.store import open_store
 
 from .test_synthesize import MessyService, make_config

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import finetune, infer
 from pipeline.config import build_config
+from pipeline.model.student import load_model, load_tokenizer, resolve_base
 from pipeline.records import read_jsonl
+from pipeline.stages import finetune, infer
 from pipeline.store import LocalStore
-from pipeline.student import load_model, load_tokenizer, resolve_base
 from tests.model_fixtures import make_prepare
 
 pytestmark = [

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import prepare, synthesize
 from pipeline.cli import main
 from pipeline.config import load_config
-from pipeline.dedup import normalize
+from pipeline.data.dedup import normalize
+from pipeline.data.trainset import training_rows
 from pipeline.errors import DuoError
 from pipeline.records import read_jsonl
+from pipeline.stages import prepare, synthesize
 from pipeline.store import open_store
-from pipeline.trainset import training_rows
 from tests.textsim import jaccard
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "alpaca_eval_sample.jsonl"
@@ -419,7 +419,7 @@ def test_weakest_targeting_draws_more_seeds_from_the_weak_category_and_never_a_t
 
 def test_seed_weights_follow_the_gap_and_keep_a_floor_for_every_category():
     from pipeline.config_types import LengthFilterConfig
-    from pipeline.seeds import UNIFORM_SHARE, Seeds, length_band, weakest_weights
+    from pipeline.data.seeds import UNIFORM_SHARE, Seeds, length_band, weakest_weights
 
     train = [{"id": f"a{i}", "category": "a"} for i in range(8)] + [{"id": f"b{i}", "category": "b"} for i in range(2)]
     weights = weakest_weights(train, {"a": 0.9, "b": 0.3})

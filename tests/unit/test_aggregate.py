@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.aggregate import apply_rule, bootstrap_ci, by_category, mean, pass_rate, summarize, summarize_all
 from pipeline.config import RuleCondition
-from pipeline.paired import (
+from pipeline.stats.aggregate import apply_rule, bootstrap_ci, by_category, mean, pass_rate, summarize, summarize_all
+from pipeline.stats.paired import (
     can_decide,
     change_word,
     cluster_means,
@@ -119,7 +119,7 @@ def test_empty_rule_fails():
     assert apply_rule([], METRICS) == ([], "fail")
 
 
-# --- evidence statistics: prompt-clustered CIs, paired differences, test-set size (pipeline/paired.py) ---
+# --- evidence statistics: prompt-clustered CIs, paired differences, test-set size (pipeline/stats/paired.py) ---
 
 
 def _prompt_scores(n=20, seed=3):

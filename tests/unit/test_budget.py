@@ -1,9 +1,9 @@
 import pytest
 
-from pipeline.budget import Spend, spent_in_store
 from pipeline.config import build_config
 from pipeline.llm.base import Request, Result
 from pipeline.manifest import Manifest
+from pipeline.stats.budget import Spend, spent_in_store
 from pipeline.store import open_store
 
 

@@ -6,7 +6,7 @@ import matplotlib.colors as mcolors
 import pytest
 from PIL import Image
 
-from pipeline import charts
+from pipeline.report import charts
 
 
 def pixels_of(path, hex_color: str) -> int:

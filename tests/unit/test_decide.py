@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from pipeline import decide
 from pipeline.cli import main
-from pipeline.decision import decision
+from pipeline.stages import decide
+from pipeline.stats.decision import decision
 from pipeline.store import open_store
 from tests.round_artifacts import build_prepare, build_round, make_config, put
 
@@ -140,7 +140,7 @@ def test_no_synthesis_service_stops_instead_of_retraining_on_the_same_data(tmp_p
     build_round(store, 1, synthesize=False)
     d = decision(cfg, store, 1)
     assert d["decision"] == "stop-no-service" and "service.synthesize" in d["reason"]
-    from pipeline import report
+    from pipeline.stages import report
 
     report.run(cfg, store, 1)
     text = (cfg.resolve("reports") / "demo" / "round-1" / "report.md").read_text()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.dedup import NearDupIndex, PairFilter, normalize, shingles
+from pipeline.data.dedup import NearDupIndex, PairFilter, normalize, shingles
 from tests.textsim import jaccard
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "alpaca_eval_sample.jsonl"

@@ -6,10 +6,10 @@ import argparse
 
 import pytest
 
-from pipeline import launch
 from pipeline.cli import main
 from pipeline.config import build_config
 from pipeline.errors import DuoError
+from pipeline.model import launch
 
 
 def config(tmp_path, **launch_section):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.embeddings import model_dir
+from pipeline.data.embeddings import model_dir
 from pipeline.errors import DuoError
-from pipeline.metrics import bleu, offline_scores, rouge_l
+from pipeline.stats.metrics import bleu, offline_scores, rouge_l
 from tests.offline_models import needs_embedding
 
 REFERENCE = "To reset your password, open Settings, choose Security and click 'Reset password'."

@@ -5,11 +5,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import prepare
+from pipeline.artifacts import ARTIFACTS
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.errors import DuoError
 from pipeline.records import read_jsonl
+from pipeline.stages import prepare
 from pipeline.store import open_store
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "alpaca_eval_sample.jsonl"
@@ -314,9 +315,11 @@ def test_system_column_and_split_fingerprint_unchanged_by_the_new_keys(tmp_path)
     (tmp_path / "plain").mkdir()
     cfg = load_config(make_config(tmp_path / "plain", test={"size": 0.25}))
     assert cfg.data.shape == "auto" and cfg.data.columns.system is None
-    data = prepare.inputs(cfg).config["data"]
+    split = ARTIFACTS["prepare"]
+    data = split.config(cfg)["data"]
     assert "shape" not in data and set(data["columns"]) == {"instruction", "response", "category"}
-    assert prepare.inputs(load_config(path)).config["data"]["columns"]["system"] == "sys"
+    assert set(data) == {"source", "format", "split", "columns", "limit", "test"}  # the keys before the new ones
+    assert split.config(load_config(path))["data"]["columns"]["system"] == "sys"
 
 
 def test_a_logged_reply_as_a_message_or_as_text_is_the_target(tmp_path):

@@ -3,12 +3,12 @@ model with no known price refused in one line unless ``allow_unpriced``."""
 
 import pytest
 
-from pipeline.budget import Spend, request_cost
 from pipeline.cli import main
 from pipeline.config import build_config
 from pipeline.errors import DuoError
 from pipeline.llm import Engine
 from pipeline.prices import check_prices, price_of, table, table_price
+from pipeline.stats.budget import Spend, request_cost
 from tests.fakes.openai_fixtures import service_cfg
 
 

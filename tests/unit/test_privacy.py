@@ -1,9 +1,9 @@
-"""pipeline.privacy: Presidio's pattern recognizers (no language model) plus our key patterns, stable placeholders."""
+"""pipeline.data.privacy: Presidio's pattern recognizers (no language model) plus our key patterns, stable placeholders."""
 
 import pytest
 
-from pipeline import privacy
 from pipeline.config import build_config
+from pipeline.data import privacy
 
 pytest.importorskip("presidio_analyzer")
 

@@ -7,8 +7,8 @@ import zlib
 
 import pytest
 
-from pipeline import report
 from pipeline.cli import main
+from pipeline.stages import report
 from pipeline.store import LocalStore, open_store
 from tests.round_artifacts import CONFIG, build_baseline, build_prepare, build_round, make_config, put
 
@@ -391,8 +391,8 @@ def test_round_zero_leaves_out_relative_rows_and_says_why(tmp_path):
 
 
 def test_judge_prompt_hash_repeats_and_answer_counts_are_shown(store_cfg):
+    from pipeline.artifacts import file_digest
     from pipeline.prompts import find_template
-    from pipeline.stage import file_digest
     from tests.round_artifacts import put
 
     cfg, store = store_cfg

@@ -7,7 +7,7 @@ import yaml
 
 from pipeline.config import build_config, load_config
 from pipeline.errors import ConfigError, DuoError
-from pipeline.sft_recipe import build, effective, quantization
+from pipeline.model.sft_recipe import build, effective, quantization
 
 LORA_DEFAULTS = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "target_modules": "all-linear",
                  "task_type": "CAUSAL_LM"}
@@ -84,7 +84,7 @@ def test_quantization_only_on_cuda_and_only_when_asked():
 
 def test_max_length_auto_is_accepted_and_resolved_by_with_max_length(tmp_path):
     """Issue #13: ``max_length: auto`` passes the schema; TRL gets no limit until finetune measures the rows."""
-    from pipeline.sft_recipe import with_max_length
+    from pipeline.model.sft_recipe import with_max_length
 
     recipe = build(config(sft={"max_length": "auto"}), tmp_path / "trainer", cuda=False)
     assert recipe.sft_kwargs["max_length"] == "auto" and recipe.sft.max_length is None

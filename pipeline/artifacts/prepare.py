@@ -1,0 +1,14 @@
+"""``prepare``: the fixed train/test split of the coverage dataset (``train.jsonl``, ``test.jsonl``,
+``bad_rows.jsonl``), made once per task."""
+
+from __future__ import annotations
+
+from .base import Artifact
+
+# What decides which rows land where. Keys added to the data section later count only when set away from their
+# defaults, so a split made before them stays valid: a split is fixed once made.
+ARTIFACT = Artifact(
+    "prepare",
+    reads=("data.source", "data.format", "data.split", "data.columns", "data.limit", "data.test"),
+    later=("data.columns.system", "data.shape", "data.on_bad_row", "data.max_row_chars"),
+)

@@ -1,0 +1,26 @@
+"""``round-N/report``: the round's report (``report.md``, ``metrics.json``, charts, ``pr_body.md``)."""
+
+from __future__ import annotations
+
+from ..config import Config
+from ..store import Store, round_of
+from ..templating import TEMPLATES_DIR
+from .base import Artifact, service_run_keys
+
+TEMPLATES = ("report.md.j2", "report_sections.md.j2", "pr_body.md.j2")
+LATER = ("report", "decide")  # stages that run after the report's inputs: not in its cost table nor its parents
+
+
+def _parents(cfg: Config, store: Store, round_no: int) -> list[str]:
+    """Every artifact up to this round, less the later report and decide ones and the journal."""
+    return [n for n in store.list() if (round_of(n) or 0) <= round_no and n.rsplit("/", 1)[-1] not in LATER
+            and not n.startswith("journal")]
+
+
+ARTIFACT = Artifact(
+    "report",
+    reads=("task", "report", "evaluate", "budget", "synthesize", "student", "service.synthesize"),
+    runs=("report.dir", *service_run_keys("synthesize")),
+    files=lambda cfg: [TEMPLATES_DIR / t for t in TEMPLATES],
+    parents=_parents,
+)

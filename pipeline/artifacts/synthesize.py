@@ -1,0 +1,56 @@
+"""``round-N/synthesize``: the service LLM's new training pairs (``data.jsonl``, ``removed.jsonl``,
+``failures.jsonl``), and what later stages read of them."""
+
+from __future__ import annotations
+
+from ..config import Config
+from ..store import Store, artifact_name
+from .base import Artifact, service_run_keys
+from .evaluate import previous_round
+
+
+def earlier_rounds(store: Store, round_no: int) -> list[str]:
+    """The synthesize artifacts of rounds 1 .. ``round_no`` - 1 that exist."""
+    return [artifact_name("synthesize", k) for k in range(1, round_no) if store.exists(artifact_name("synthesize", k))]
+
+
+def scores_round(cfg: Config, store: Store, round_no: int) -> int | None:
+    """The evaluated round whose scores choose the seeds (``synthesize.targeting: weakest``), else None."""
+    return previous_round(store, round_no) if cfg.synthesize.targeting == "weakest" else None
+
+
+def _parents(cfg: Config, store: Store, round_no: int) -> list[str]:
+    scored = scores_round(cfg, store, round_no)
+    return ["prepare", *earlier_rounds(store, round_no)] + ([artifact_name("evaluate", scored)] if scored is not None
+                                                            else [])
+
+
+def _files(cfg: Config) -> tuple:
+    from ..prompts import find_schema, find_template
+
+    return find_template(cfg, cfg.synthesize.prompt), find_schema(cfg, cfg.synthesize.schema)
+
+
+ARTIFACT = Artifact(
+    "synthesize",
+    reads=("task.description", "synthesize", "service.synthesize", "privacy"),
+    runs=service_run_keys("synthesize"),
+    files=_files,
+    parents=_parents,
+)
+
+
+def kept(store: Store, round_no: int) -> int | None:
+    """Synthetic rows round ``round_no`` kept (its manifest's ``kept``), or None when it has no such artifact."""
+    name = artifact_name("synthesize", round_no)
+    return int((store.manifest(name).counts or {}).get("kept") or 0) if store.exists(name) else None
+
+
+def synthetic_by_round(store: Store, round_no: int) -> dict[int, int]:
+    """Synthetic rows kept in each round k <= ``round_no`` that has a synthesize artifact."""
+    return {k: n for k in range(1, int(round_no) + 1) if (n := kept(store, k)) is not None}
+
+
+def no_new_rows(store: Store, round_no: int) -> bool:
+    """True when round ``round_no`` (2 or later) has a synthesize artifact that kept 0 rows: nothing new to train."""
+    return round_no >= 2 and kept(store, round_no) == 0

@@ -1,0 +1,160 @@
+"""Generation with the student: the base model alone (round 0, the untuned baseline) or base + a round's LoRA
+adapter, batched with left padding, prompts sorted by length, greedy unless ``infer.do_sample``. vLLM serves the
+adapter when it is installed and a GPU is here (``infer.backend`` auto or vllm), the model split over
+``infer.tensor_parallel_size`` GPUs; transformers otherwise, sharding the prompts over the launched processes.
+``infer`` and ``pull`` both generate through here. Each answer is an :class:`Answer`: its text and why generation
+stopped (``stop``: an end-of-sequence token; ``length``: ``infer.max_new_tokens`` reached).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from ..config import Config
+from ..errors import DuoError
+from .launch import rank, shard_and_gather, world_size
+
+SEED = 42
+STOPPED, TRUNCATED = "stop", "length"
+
+
+class Answer(NamedTuple):
+    """One generated answer: its text and ``finish_reason`` (``stop`` or ``length``, as OpenAI and vLLM say)."""
+
+    text: str
+    finish_reason: str
+
+
+def generation_params(cfg: Config, backend: str) -> dict:
+    """What every answer records about how it was made (sampling knobs only when sampling)."""
+    params = {"backend": backend, "max_new_tokens": cfg.infer.max_new_tokens, "do_sample": cfg.infer.do_sample}
+    if cfg.infer.do_sample:
+        params.update(temperature=cfg.infer.temperature, top_p=cfg.infer.top_p, seed=SEED)
+    return params
+
+
+def choose_backend(cfg: Config) -> str:
+    """``vllm`` when asked for (or ``auto``) and usable here, else ``transformers``."""
+    wanted = cfg.infer.backend
+    if wanted == "transformers":
+        return "transformers"
+    has_vllm = importlib.util.find_spec("vllm") is not None
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if has_vllm and cuda:
+        tp, gpus = cfg.infer.tensor_parallel_size, torch.cuda.device_count()
+        if tp > gpus:
+            raise DuoError(f"infer.tensor_parallel_size is {tp} but this machine has {gpus} CUDA GPU(s)")
+        return "vllm"
+    if wanted == "vllm":
+        why = "vllm is not installed" if not has_vllm else "no CUDA GPU is available"
+        raise DuoError(f"infer.backend: vllm was asked for but {why}; set infer.backend to auto or transformers")
+    return "transformers"
+
+
+def _length_order(lengths: list[int]) -> list[int]:
+    """Indices longest first: similar lengths share a batch (less padding) and an out-of-memory shows up early."""
+    return sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+
+
+def _load_for_generation(cfg: Config, base: str, adapter: Path | None):
+    """The base model, with the adapter's LoRA deltas merged in (same outputs, no adapter cost per token)."""
+    from peft import PeftModel
+
+    from .student import load_model
+
+    model = load_model(cfg, base, for_training=False, quantize=False)
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    return model.eval()
+
+
+def _decoding(cfg: Config, model, tokenizer) -> tuple[dict, set]:
+    """generate() keyword arguments and the set of stop token ids."""
+    import torch
+
+    eos = model.generation_config.eos_token_id
+    stop = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
+    kwargs = {"max_new_tokens": cfg.infer.max_new_tokens, "do_sample": cfg.infer.do_sample,
+              "pad_token_id": tokenizer.pad_token_id, "eos_token_id": sorted(t for t in stop if t is not None)}
+    if cfg.infer.do_sample:
+        kwargs.update(temperature=cfg.infer.temperature, top_p=cfg.infer.top_p)
+        torch.manual_seed(SEED + rank())  # each launched process samples its share with its own stream
+    else:  # the model's generation_config may carry sampling defaults; greedy must not warn about or use them
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    return kwargs, stop
+
+
+def generate_transformers(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer
+                          ) -> tuple[list[Answer], int, float]:
+    """(answers in the order of ``texts``, generated tokens, generation seconds); ``adapter`` None = base alone."""
+    import torch
+    from tqdm import tqdm
+
+    model = _load_for_generation(cfg, base, adapter)
+    kwargs, stop = _decoding(cfg, model, tokenizer)
+    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    order = _length_order([len(e) for e in encoded])
+    answers: list = [None] * len(texts)
+    generated, size, t0 = 0, cfg.infer.batch_size, time.perf_counter()
+    with tqdm(total=len(texts), desc="infer", unit="prompt") as bar, torch.inference_mode():
+        for start in range(0, len(order), size):
+            idx = order[start:start + size]
+            batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, padding=True, return_tensors="pt")
+            batch = {k: v.to(model.device) for k, v in batch.items()}
+            out = model.generate(**batch, **kwargs)
+            for row, i in zip(out[:, batch["input_ids"].shape[1]:].tolist(), idx):
+                cut = next((n for n, tok in enumerate(row) if tok in stop), None)
+                row = row if cut is None else row[:cut + 1]
+                generated += len(row)
+                answers[i] = Answer(tokenizer.decode(row, skip_special_tokens=True).strip(),
+                                    TRUNCATED if cut is None else STOPPED)
+            bar.update(len(idx))
+    return answers, generated, time.perf_counter() - t0
+
+
+def generate_vllm(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer
+                  ) -> tuple[list[Answer], int, float]:
+    """(answers, generated tokens, generation seconds) from vLLM, serving the LoRA adapter on the base model when
+    there is one (GPU only)."""
+    from vllm import LLM, SamplingParams
+    from vllm.lora.request import LoRARequest
+
+    from .student import torch_dtype
+
+    lora: dict = {}
+    request = None
+    if adapter is not None:
+        r = int(json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("r", 8))
+        lora = {"enable_lora": True, "max_lora_rank": next(m for m in (8, 16, 32, 64, 128, 256, 512) if m >= r)}
+        request = LoRARequest("adapter", 1, str(adapter))
+    llm = LLM(model=base, tokenizer=str(adapter or base), dtype=str(torch_dtype(cfg)).removeprefix("torch."),
+              seed=SEED, tensor_parallel_size=cfg.infer.tensor_parallel_size, **lora)
+    sampling = SamplingParams(max_tokens=cfg.infer.max_new_tokens, seed=SEED,
+                              temperature=cfg.infer.temperature if cfg.infer.do_sample else 0.0,
+                              top_p=cfg.infer.top_p if cfg.infer.do_sample else 1.0)
+    t0 = time.perf_counter()
+    outs = llm.generate(texts, sampling, lora_request=request)
+    answers = [Answer(o.outputs[0].text.strip(), TRUNCATED if o.outputs[0].finish_reason == "length" else STOPPED)
+               for o in outs]
+    return answers, sum(len(o.outputs[0].token_ids) for o in outs), time.perf_counter() - t0
+
+
+def generate(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer,
+             backend: str = "transformers") -> tuple[list[Answer], int, float] | None:
+    """Answers to ``texts`` with the chosen backend: (answers, generated tokens, generation seconds).
+
+    Under a launch of several processes (transformers only) each process answers every ``world_size()``-th text
+    and the main process gets them all back in order; the others get None.
+    """
+    if backend == "vllm":
+        return generate_vllm(cfg, base, adapter, texts, tokenizer)
+    if world_size() > 1:
+        return shard_and_gather(len(texts), lambda mine: generate_transformers(cfg, base, adapter,
+                                                                               [texts[i] for i in mine], tokenizer))
+    return generate_transformers(cfg, base, adapter, texts, tokenizer)

@@ -1,0 +1,244 @@
+"""``duo prepare``: load the coverage dataset, validate every row, make the fixed train/test split.
+
+Rows are instruction/response columns or chat logs (``data.shape``; OpenAI chat, fine-tuning and stored-completion
+JSONL, see ``chat_logs``). Output artifact ``prepare``: ``train.jsonl`` and ``test.jsonl`` (``id``, ``instruction``
+(the last user turn), ``response`` (the target), ``category``, ``system`` (or null), ``messages`` (the whole chat:
+system, earlier turns, the last user turn, the target), ``source_line``) and ``bad_rows.jsonl`` (``line``, ``kind``,
+``reason``, ``row``).
+The split is made once: every later round is measured on the same test prompts, so remaking it needs ``--force``.
+A repeated instruction is reported as a ``duplicate`` and skipped in either ``on_bad_row`` mode (logs repeat
+prompts; a repeat must not land on both sides of the split); an ``invalid`` row is skipped or stops the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections import Counter, defaultdict
+
+from ..artifacts import ARTIFACTS, StageInputs
+from ..config import Config
+from ..data.chat import chat
+from ..data.chat_logs import chat_record, is_chat_row
+from ..data.dedup import NearDupIndex, normalize
+from ..data.sources import Source, SourceRow, fingerprint, load_source
+from ..errors import DuoError
+from ..flags import WITHOUT_ROUND
+from ..manifest import Manifest
+from ..records import write_jsonl
+from ..store import Store, open_store
+from .common import publish
+
+ARTIFACT = "prepare"
+FLAGS = WITHOUT_ROUND
+NO_CATEGORY = "(none)"  # manifest key for rows without a category
+NEAR_THRESHOLD = 0.8  # word-shingle Jaccard at which a test prompt counts as a near copy of a train prompt
+
+
+def _columns_record(data: dict, cfg: Config) -> tuple[dict | None, str | None]:
+    """(instruction, response, system, messages) of an instruction/response row, or the reason it is not valid."""
+    cols = cfg.data.columns
+    out: dict = {}
+    for field, col in (("instruction", cols.instruction), ("response", cols.response)):
+        if col not in data:
+            return None, f"missing column '{col}' (data.columns.{field}; row has: {', '.join(map(str, data))})"
+        value = data[col]
+        if not isinstance(value, str):
+            return None, f"column '{col}' is {type(value).__name__}, expected a non-empty string"
+        if not value.strip():
+            return None, f"column '{col}' is empty"
+        out[field] = value.strip()
+    value = data.get(cols.system) if cols.system else None  # optional: a missing or empty one is no system prompt
+    if value is not None and not isinstance(value, str):
+        return None, f"column '{cols.system}' is {type(value).__name__}, expected a string or null"
+    out["system"] = (value.strip() or None) if value else None
+    out["messages"] = chat(out["instruction"], out["response"], out["system"])
+    return out, None
+
+
+def _category(data: dict, cfg: Config) -> tuple[str | None, str | None]:
+    """(category or None, problem): from ``data.columns.category``, in the row or in its ``metadata`` (OpenAI's
+    stored completions keep their tags there)."""
+    col = cfg.data.columns.category
+    if not col:
+        return None, None
+    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    if col not in data and col not in meta:
+        return None, f"missing column '{col}' (data.columns.category)"
+    value = data[col] if col in data else meta[col]
+    if isinstance(value, (dict, list)):
+        return None, f"column '{col}' is {type(value).__name__}, expected a string or null"
+    return (None if value is None or str(value).strip() == "" else str(value).strip()), None
+
+
+def check_row(row: SourceRow, cfg: Config) -> tuple[dict | None, str | None]:
+    """The record of a valid row (``instruction``, ``response``, ``category``, ``system``, ``messages``), or the
+    reason it is not valid. ``data.shape`` says how to read a row: instruction/response columns or chat turns
+    (``auto``: chat turns when the row has them)."""
+    if row.error:
+        return None, row.error
+    if not isinstance(row.data, dict):
+        return None, f"expected an object with columns, found {type(row.data).__name__}"
+    shape = cfg.data.shape
+    if shape == "chat" or (shape == "auto" and is_chat_row(row.data)):
+        out, why = chat_record(row.data)
+    else:
+        out, why = _columns_record(row.data, cfg)
+    if out is None:
+        return None, why
+    category, why = _category(row.data, cfg)
+    if why:
+        return None, why
+    size = sum(len(m["content"]) for m in out["messages"]) + len(category or "")
+    if size > cfg.data.max_row_chars:
+        return None, f"row has {size} characters; expected at most {cfg.data.max_row_chars} (data.max_row_chars)"
+    return {"instruction": out["instruction"], "response": out["response"], "category": category,
+            "system": out["system"], "messages": out["messages"]}, None
+
+
+def holdout_count(n: int, size: float) -> int:
+    """Rows to hold out: a fraction (< 1) of ``n`` (at least one) or a count (>= 1)."""
+    k = max(1, round(n * size)) if size < 1 else int(size)
+    if k >= n:
+        raise DuoError(f"data.test.size {size}: asks for {k} test rows but there are only {n} valid rows; "
+                       f"leave at least one for training")
+    return k
+
+
+def split(rows: list[dict], size: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Deterministic train/test split, stratified by ``category`` (largest-remainder allocation per category)."""
+    k = holdout_count(len(rows), size)
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[r["category"] or NO_CATEGORY].append(r)
+    quotas = {c: k * len(g) / len(rows) for c, g in groups.items()}
+    take = {c: int(q) for c, q in quotas.items()}
+    by_remainder = sorted(groups, key=lambda c: (-(quotas[c] - take[c]), c))
+    for c in by_remainder[: k - sum(take.values())]:
+        take[c] += 1
+    test_ids = set()
+    for c in sorted(groups):
+        ids = [r["id"] for r in groups[c]]
+        random.Random(f"{seed}:{c}").shuffle(ids)  # a str seed is hashed stably across processes
+        test_ids.update(ids[: take[c]])
+    return [r for r in rows if r["id"] not in test_ids], [r for r in rows if r["id"] in test_ids]
+
+
+def near_train(train: list[dict], test: list[dict], threshold: float = NEAR_THRESHOLD) -> list[str]:
+    """Ids of test rows whose instruction is a near-duplicate of a train instruction (templated prompts): scores on
+    them say less about generalisation. Reported, not moved: the split stays as drawn."""
+    index = NearDupIndex(threshold)
+    index.add_many((r["id"], r["instruction"]) for r in train)
+    return [r["id"] for r in test if index.match(r["instruction"]) is not None]
+
+
+def _kept(data, cfg: Config):
+    """A bad row as ``bad_rows.jsonl`` keeps it: an oversized one cut to its first ``data.max_row_chars``."""
+    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, default=str)
+    return data if len(text) <= cfg.data.max_row_chars else text[: cfg.data.max_row_chars] + "... (cut)"
+
+
+def read_rows(cfg: Config, src: Source) -> tuple[list[dict], list[dict]]:
+    """(valid rows, bad-row reports) in source order; raises on the first bad row when ``on_bad_row: fail``."""
+    valid, bad = [], []
+    seen: dict[str, int] = {}
+    for row in src.rows:
+        parsed, reason = check_row(row, cfg)
+        if reason:
+            if cfg.data.on_bad_row == "fail":
+                raise DuoError(f"{src.where(row)}: {reason} (data.on_bad_row is 'fail'; set it to 'skip' to "
+                               f"report bad rows in bad_rows.jsonl and go on)")
+            bad.append({"line": row.line, "kind": "invalid", "reason": reason, "row": _kept(row.data, cfg)})
+            continue
+        key = _prompt_key(parsed)
+        if key in seen:
+            # A repeated prompt could land in both train and test; keep the first, report the rest.
+            bad.append({"line": row.line, "kind": "duplicate", "row": row.data,
+                        "reason": f"duplicate instruction (same as {src.unit} {seen[key]})"})
+            continue
+        seen[key] = row.line
+        valid.append({"id": f"cov-{row.number:06d}", **parsed, "source_line": row.line})
+    return valid, bad
+
+
+def _prompt_key(record: dict) -> str:
+    """What makes two rows the same prompt: the instruction, with the system prompt and earlier turns when any
+    (one question under two system prompts is two tasks)."""
+    asked = record["messages"][:-1]
+    if len(asked) == 1:
+        return normalize(record["instruction"]) or record["instruction"]
+    return "\n".join(f"{m['role']}: {normalize(m['content']) or m['content']}" for m in asked)
+
+
+def _same_split(old: Manifest, cfg: Config, ins: StageInputs) -> bool:
+    """True when the stored split was made from these inputs; an artifact from before fingerprints (duo 0.1's
+    first manifests) counts as the same when its source content, test size and seed are."""
+    if old.fingerprint is not None:
+        return old.fingerprint == ins.fingerprint
+    x = old.extra or {}
+    return (x.get("source_sha256"), x.get("test_size"), x.get("test_seed")) == (
+        ins.values["source_sha256"], cfg.data.test.size, cfg.data.test.seed)
+
+
+def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False) -> Manifest:
+    """Make (or return the existing) ``prepare`` artifact. ``round_no`` is ignored: the split serves all rounds."""
+    ins = ARTIFACTS[ARTIFACT].inputs(cfg, store, None, source_sha256=fingerprint(cfg))
+    if store.exists(ARTIFACT) and not force:
+        old = store.manifest(ARTIFACT)
+        if _same_split(old, cfg, ins):
+            return old
+        changed = (f"the content of {cfg.data.source}" if (old.extra or {}).get("source_sha256")
+                   != ins.values["source_sha256"] else "the data config (source, columns, limit, test split)")
+        raise DuoError(f"prepare: the train/test split is fixed once made, but {changed} changed "
+                       f"since it was made; rerun with --force to remake it (earlier rounds' results then become "
+                       f"incomparable with later ones)")
+    src = load_source(cfg)
+    rows, bad = read_rows(cfg, src)
+    if len(rows) < 2:
+        first = next((b for b in bad if b["kind"] == "invalid"), None) or (bad[0] if bad else None)
+        why = f"; first bad {src.unit} {first['line']}: {first['reason']}" if first else ""
+        raise DuoError(f"{src.location}: only {len(rows)} valid row(s) out of {len(src.rows)}; need at least 2{why}")
+    train, test = split(rows, cfg.data.test.size, cfg.data.test.seed)
+    manifest = ins.start()
+    kinds = Counter(b["kind"] for b in bad)
+    manifest.counts = {"rows": len(src.rows), "valid": len(rows), "train": len(train), "test": len(test),
+                       "bad": kinds["invalid"], "duplicates": kinds["duplicate"],
+                       "with_system": sum(1 for r in rows if r["system"]),
+                       "multi_turn": sum(1 for r in rows if len(r["messages"]) > (3 if r["system"] else 2))}
+    if cfg.data.columns.category:
+        by_cat: dict[str, dict] = defaultdict(lambda: {"train": 0, "test": 0})
+        for part, part_rows in (("train", train), ("test", test)):
+            for r in part_rows:
+                by_cat[r["category"] or NO_CATEGORY][part] += 1
+        manifest.counts["by_category"] = dict(sorted(by_cat.items()))
+    near = near_train(train, test)
+    manifest.extra = {"source": src.location if src.format == "hub" else cfg.data.source, "format": src.format,
+                      "source_sha256": src.fingerprint, "test_size": cfg.data.test.size,
+                      "test_seed": cfg.data.test.seed, "test_near_train": len(near),
+                      "test_near_train_ids": near[:50], "near_threshold": NEAR_THRESHOLD}
+    with store.write(ARTIFACT) as folder:
+        write_jsonl(folder / "train.jsonl", train)
+        write_jsonl(folder / "test.jsonl", test)
+        write_jsonl(folder / "bad_rows.jsonl", bad)
+        manifest.finish(folder).write(folder)
+    return manifest
+
+
+def command(cfg: Config, args: argparse.Namespace) -> int:
+    store = open_store(cfg)
+    m = run(cfg, store, force=args.force)
+    c = m.counts
+    print(f"prepare: {c['rows']} rows -> {c['train']} train / {c['test']} test "
+          f"({c['bad']} bad, {c['duplicates']} duplicate; reasons in bad_rows.jsonl)")
+    if c.get("with_system") or c.get("multi_turn"):
+        print(f"  {c.get('with_system', 0)} rows with a system prompt, {c.get('multi_turn', 0)} multi-turn "
+              f"(earlier turns kept as context)")
+    for cat, n in c.get("by_category", {}).items():
+        print(f"  {cat}: {n['train']} train / {n['test']} test")
+    if m.extra.get("test_near_train"):
+        print(f"  note: {m.extra['test_near_train']} test prompt(s) are near copies of train prompts "
+              f"(word Jaccard >= {m.extra['near_threshold']}), e.g. {', '.join(m.extra['test_near_train_ids'][:3])}")
+    publish(store, ARTIFACT, f"  {c['train']} train / {c['test']} test rows from {c['rows']} ({c['bad']} bad, "
+                             f"{c['duplicates']} duplicate)", title="prepare")
+    return 0

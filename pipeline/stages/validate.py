@@ -1,0 +1,200 @@
+"""``duo validate``: everything that would otherwise fail after money is spent, one line per problem.
+
+The CLI already loaded the config and checked it against the schema. Here: the fine-tuning recipe's keys by the
+same code ``duo finetune`` runs (``sft_recipe.effective``; peft and TRL are imported only when installed, ~10 s,
+else a note says the keys went unchecked), the data source and its first rows with the column mapping, the
+prompt templates and reply schemas, every threshold and rule bound against its metric's range, the test size
+against the row count, the store, and each service's API-key variable (a warning, an error with ``--strict``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+
+from ..config import Config
+from ..errors import ConfigError, DuoError
+from ..flags import WITHOUT_ROUND, Flag
+from ..model.sft_recipe import effective
+
+STRICT = Flag("--strict", "Also fail when a service's API-key variable is not set (the workflow's first job).",
+              kind="switch")
+FLAGS = (*WITHOUT_ROUND, STRICT)
+HEAD = 20  # rows of the data source read to check the column mapping
+# What each metric's per-sample score can be: judge scores 1-100, win rate and ROUGE-L 0-1, BLEU 0-100, cosine.
+RANGES = {"similarity": (1, 100), "precision": (1, 100), "win_rate": (0, 1), "rougeL": (0, 1), "bleu": (0, 100),
+          "embedding": (-1, 1)}
+
+
+def recipe(cfg: Config) -> tuple[dict, dict, str]:
+    """(LoRA kwargs, SFT kwargs, note): checked when peft and TRL are installed, else as written plus defaults."""
+    if all(importlib.util.find_spec(name) is not None for name in ("peft", "trl")):
+        try:
+            lora, sft = effective(cfg)
+            return lora, sft, ""
+        except ImportError as exc:
+            why = f"cannot import peft/trl: {str(exc).splitlines()[0]}"
+    else:
+        why = "peft/trl not installed"
+    return dict(cfg.finetune.lora), dict(cfg.finetune.sft), f" (keys not checked: {why})"
+
+
+def _span(lo: float, hi: float) -> str:
+    return f"{lo:g}–{hi:g}"
+
+
+def data_problems(cfg: Config) -> list[str]:
+    """The source exists and parses, its first rows fit the column mapping, the test size fits its row count."""
+    from ..data.sources import detect_format, load_source
+    from .prepare import check_row
+
+    size = cfg.data.test.size
+    out = []
+    if size >= 1 and size != int(size):
+        out.append(f"data.test.size: found {size:g}; expected a fraction in (0, 1) or a whole count of test rows")
+    try:
+        if detect_format(cfg) == "hub":
+            return out  # a Hub dataset is checked by `duo prepare`; validate makes no network call
+        src = load_source(cfg, head=None if size >= 1 else HEAD)
+    except DuoError as exc:
+        return [*out, str(exc)]
+    bad = [(row, reason) for row in src.rows[:HEAD] for _, reason in [check_row(row, cfg)] if reason]
+    if bad:
+        row, reason = bad[0]
+        more = f" (and {len(bad) - 1} more of the first {min(HEAD, len(src.rows))} rows)" if len(bad) > 1 else ""
+        out.append(f"{src.where(row)}: {reason}{more}")
+    if size >= 1 and size == int(size) and size >= len(src.rows):
+        out.append(f"data.test.size: found {int(size)} test rows; expected fewer than the {len(src.rows)} rows of "
+                   f"{cfg.data.source} (or a fraction in (0, 1))")
+    return out
+
+
+def file_problems(cfg: Config) -> list[str]:
+    """Every prompt template and reply schema the config names exists (and each schema is a JSON Schema)."""
+    from ..prompts import find_template, load_reply_schema
+
+    ev = cfg.evaluate
+    names = [("synthesize.prompt", cfg.synthesize.prompt, find_template),
+             ("synthesize.schema", cfg.synthesize.schema, load_reply_schema),
+             ("evaluate.prompt", ev.prompt, find_template), ("evaluate.schema", ev.schema, load_reply_schema)]
+    if ev.pairwise or "win_rate" in ev.metrics:
+        names += [("evaluate.pairwise_prompt", ev.pairwise_prompt, find_template),
+                  ("evaluate.pairwise_schema", ev.pairwise_schema, load_reply_schema)]
+    out = []
+    for field, name, check in names:
+        try:
+            check(cfg, name)
+        except DuoError as exc:
+            out.append(f"{field}: {exc}")
+    return out
+
+
+def _rule_problem(where: str, rule) -> str | None:
+    key, bound = ("min", rule.min) if rule.min is not None else ("above", rule.above)
+    if bound is None or rule.metric not in RANGES:
+        return None
+    lo, hi = RANGES[rule.metric]
+    if rule.vs or rule.stat == "diff":  # a paired difference: anywhere between -(hi - lo) and hi - lo
+        lo, hi, what = -(hi - lo), hi - lo, f"a difference of {rule.metric} vs {rule.vs or 'baseline'}"
+    elif rule.stat == "pass_rate":
+        lo, hi, what = 0, 1, f"a {rule.metric} pass rate"
+    else:
+        what = f"{rule.metric} {rule.stat}"
+    if lo <= bound <= hi and not (key == "above" and bound == hi):
+        return None
+    return f"{where}.{key}: found {bound:g}; expected {what} within {_span(lo, hi)}"
+
+
+def metric_problems(cfg: Config) -> list[str]:
+    """Thresholds and pass-rule bounds within the range their metric can reach (a judge min of 900 never passes)."""
+    ev, out = cfg.evaluate, []
+    for metric, value in ev.thresholds.items():
+        if metric not in RANGES:
+            out.append(f"evaluate.thresholds.{metric}: unknown metric; expected one of {', '.join(RANGES)}")
+        elif not RANGES[metric][0] <= value <= RANGES[metric][1]:
+            out.append(f"evaluate.thresholds.{metric}: found {value:g}; expected {_span(*RANGES[metric])}")
+    for key in ("pass_rule", "offline_pass_rule"):
+        for i, rule in enumerate(getattr(ev, key) or []):
+            problem = _rule_problem(f"evaluate.{key}[{i}]", rule)
+            if problem:
+                out.append(problem)
+    return out
+
+
+def store_problems(cfg: Config) -> list[str]:
+    out = []
+    if cfg.store.kind == "hub" and not cfg.store.namespace:
+        out.append("store.namespace: missing; expected the Hub user or organisation that owns the repos "
+                   "(store.kind is hub)")
+    path = cfg.resolve(cfg.store.path)
+    if path.exists() and not path.is_dir():
+        out.append(f"store.path: {path} is a file; expected a folder (or a path that does not exist yet)")
+    return out
+
+
+def key_problems(cfg: Config) -> list[str]:
+    """Each configured service whose API-key variable is unset or empty."""
+    out = []
+    for role, s in cfg.service.roles():
+        if not os.environ.get(s.api_key_env, "").strip():
+            out.append(f"service.{role}: ${s.api_key_env} is not set; expected the API key for {s.provider}:{s.model} "
+                       f"in that environment variable")
+    return out
+
+
+def privacy_problems(cfg: Config) -> list[str]:
+    """Scrubbing is on for a configured service but its detector is not installed here (a warning: the jobs that
+    send may run elsewhere, with the ``privacy`` extra)."""
+    from ..data import privacy
+
+    if not list(cfg.service.roles()) or not privacy.enabled(cfg) or importlib.util.find_spec("presidio_analyzer"):
+        return []
+    return [("privacy.scrub: on, but presidio-analyzer is not installed here; the stages that send to a service "
+            "need it: pip install 'duo[privacy]' (or set privacy.scrub: false to send data unscrubbed)")]
+
+
+def price_problems(cfg: Config) -> list[str]:
+    """A paid service whose model has no known price (the spend cap could not hold)."""
+    from ..prices import price_of
+
+    out = []
+    for role, svc in cfg.service.roles():
+        try:
+            price_of(svc, role)
+        except DuoError as exc:
+            out.append(str(exc))
+    return out
+
+
+def _pairs(values: dict) -> str:
+    return ", ".join(f"{key}={value}" for key, value in values.items())
+
+
+def command(cfg: Config, args: argparse.Namespace) -> int:
+    errors: list[str] = []
+    try:
+        lora, sft, note = recipe(cfg)
+    except DuoError as exc:
+        errors.append(str(exc))
+    for check in (data_problems, file_problems, metric_problems, store_problems, price_problems):
+        errors.extend(check(cfg))
+    missing_keys = key_problems(cfg)
+    if getattr(args, "strict", False):
+        errors.extend(missing_keys)
+    else:
+        for line in missing_keys:
+            print(f"warning: {line} (an error with --strict)", file=sys.stderr)
+    for line in privacy_problems(cfg):
+        print(f"warning: {line}", file=sys.stderr)
+    if errors:
+        raise ConfigError(list(dict.fromkeys(errors)))
+    svc = cfg.service
+    print(f"{cfg.source_path}: ok (task {cfg.task.name}, student {cfg.student.model}, store {cfg.store.kind})")
+    for role in ("synthesize", "judge"):
+        s = getattr(svc, role)
+        print(f"  service.{role}: " + (f"{s.provider}:{s.model}" if s else "none (offline)"))
+    print(f"  finetune.lora: {_pairs(lora)}{note}")
+    print(f"  finetune.sft: {_pairs(sft)}{note}")
+    return 0
