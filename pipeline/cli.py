@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         from .config import load_config
+        from .config_types import in_stage
 
         fill(args, _flags(args.verb))
         check_train_extra(args.verb, args)
@@ -98,11 +99,12 @@ def main(argv: list[str] | None = None) -> int:
 
         # A process launched for a multi-process stage: its parent duo (or its rank 0) holds the lock.
         if args.verb not in WRITERS or getattr(args, "plan", False) or holds_no_lock():
-            return int(module.command(cfg, args) or 0)
+            with in_stage(args.verb):
+                return int(module.command(cfg, args) or 0)
         from .store import open_store
         from .store.lock import task_lock
 
-        with task_lock(open_store(cfg), cfg.task.name, args.verb):  # one writer per task (re-entrant in-process)
+        with task_lock(open_store(cfg), cfg.task.name, args.verb), in_stage(args.verb):  # one writer per task
             return int(module.command(cfg, args) or 0)
     except DuoError as exc:  # a ConfigError too: one line per problem
         return report_error(exc)

@@ -38,7 +38,11 @@ SECRET_VARS = ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "HF_TOKEN",
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path_factory, monkeypatch):
     """Temp HOME and caches; no real tokens or service URLs leak in from the environment."""
-    home = tmp_path_factory.mktemp("home")
+    yield isolate(tmp_path_factory.mktemp("home"), monkeypatch)
+
+
+def isolate(home, monkeypatch) -> object:
+    """Point HOME and the caches at ``home`` and remove tokens and duo's variables (also for wider fixtures)."""
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
     monkeypatch.setenv("HF_HOME", str(home / ".cache" / "huggingface"))
@@ -49,4 +53,4 @@ def isolated_env(tmp_path_factory, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     for var in [v for v in os.environ if v.startswith("DUO_") and v != "DUO_CACHE"]:
         monkeypatch.delenv(var)  # every duo flag falls back to DUO_<FLAG>: none may leak in from the shell
-    yield home
+    return home

@@ -21,7 +21,11 @@ from ..manifest import Manifest
 from ..store import Store, artifact_name
 
 # Keys no artifact's content depends on: where the store is, how often the journal is flushed.
-RUN_KEYS = ("store", "journal")
+UNHASHED = ("store", "journal")
+# The spend cap and the prices that count what was spent: a complete artifact does not depend on them, and one the
+# cap cut short is redone when the cap is raised (``reusable``'s ``budget_usd``).
+SPEND_CAP = ("budget.max_spend_usd", "service.synthesize.price_input_per_1m", "service.synthesize.price_output_per_1m",
+             "service.judge.price_input_per_1m", "service.judge.price_output_per_1m")
 # A service's keys that change how fast or with which credentials it is asked, not what it answers.
 SERVICE_RUN_KEYS = ("rpm", "tpm", "concurrency", "max_concurrency", "timeout_s", "max_retries", "api_key_env",
                     "allow_unpriced")
@@ -97,7 +101,9 @@ class Artifact:
     Args:
         stage: the verb, which is also the artifact folder (``round-N/<stage>``, or ``prepare``).
         reads: config keys (dotted; a section means every key in it) that decide the artifact's content.
-        runs: config keys the stage reads that change how it runs, not what it makes (left out of the fingerprint).
+        unhashed: config keys the stage reads that are left out of the fingerprint, each for a reason its
+            declaration gives: how the stage runs (threads, processes, rate limits), or a cap whose effect is
+            recorded another way (the spend cap: an artifact it cut short is redone when it is raised).
         later: keys added after artifacts of this kind were first made: they count only when set away from their
             schema default, so an artifact made before them stays valid.
         files: the templates and schemas whose contents shape the artifact, for a config.
@@ -106,7 +112,7 @@ class Artifact:
 
     stage: str
     reads: tuple[str, ...]
-    runs: tuple[str, ...] = ()
+    unhashed: tuple[str, ...] = ()
     later: tuple[str, ...] = ()
     files: Callable[[Config], Iterable[Path]] = lambda cfg: ()
     parents: Callable[[Config, Store, int | None], list[str]] = lambda cfg, store, round_no: []
@@ -116,13 +122,13 @@ class Artifact:
 
     def config(self, cfg: Config) -> dict:
         """The part of the config that decides this artifact: the declared keys as they are in the YAML document
-        with its schema defaults (``cfg.raw``), less the ``runs`` keys and the ``later`` keys left at default."""
+        with its schema defaults (``cfg.raw``), less the ``unhashed`` keys and the ``later`` keys left at default."""
         out: dict = {}
         for path in self.reads:
             value = _get(cfg.raw, path)
             if value is not _MISSING:
                 _put(out, path, value)
-        for path in self.runs:
+        for path in self.unhashed:
             _drop(out, path)
         for path in self.later:
             value = _get(cfg.raw, path)
@@ -140,7 +146,7 @@ class Artifact:
 
     def undeclared(self, keys: Iterable[str]) -> list[str]:
         """The keys read that this declaration does not name (the recording test's failure list)."""
-        known = self.reads + self.runs + self.later + RUN_KEYS
+        known = self.reads + self.unhashed + self.later + UNHASHED
         return sorted(k for k in keys if not covers(known, k))
 
 

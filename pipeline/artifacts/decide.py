@@ -19,7 +19,7 @@ def _parents(cfg: Config, store: Store, round_no: int) -> list[str]:
 ARTIFACT = Artifact(
     "decide",
     reads=("budget", "synthesize", "service.synthesize", "evaluate.confidence"),
-    runs=service_run_keys("synthesize"),
+    unhashed=service_run_keys("synthesize"),
     parents=_parents,
 )
 

@@ -9,7 +9,7 @@ from ..config import Config
 from ..errors import DuoError
 from ..records import read_jsonl
 from ..store import BASELINE_ROUND, Store, artifact_name
-from .base import Artifact, service_run_keys
+from .base import SPEND_CAP, Artifact, service_run_keys
 
 JUDGE_METRICS = ("similarity", "precision")  # the scores a judge gives each answer (columns of scores.jsonl)
 
@@ -49,7 +49,7 @@ def _files(cfg: Config) -> list:
 ARTIFACT = Artifact(
     "evaluate",
     reads=("evaluate", "service.judge", "privacy"),
-    runs=service_run_keys("judge"),
+    unhashed=(*service_run_keys("judge"), *SPEND_CAP),
     files=_files,
     parents=_parents,
 )

@@ -21,9 +21,9 @@ def training_artifacts(store: Store, round_no: int) -> list[str]:
 
 ARTIFACT = Artifact(
     "finetune",
-    reads=("student", "finetune"),
+    reads=("student", "finetune", "task.name", "task.description"),  # the task's words are in the model card
     # How many threads or processes train changes the speed, not what is trained.
-    runs=("student.cpu_threads", "finetune.launch"),
+    unhashed=("student.cpu_threads", "finetune.launch"),
     parents=lambda cfg, store, round_no: training_artifacts(store, round_no),
 )
 

@@ -25,7 +25,7 @@ ARTIFACT = Artifact(
     "infer",
     reads=("student", "infer"),
     # How many threads, processes or GPUs answer changes the speed, not the answers.
-    runs=("student.cpu_threads", "infer.launch", "infer.tensor_parallel_size"),
+    unhashed=("student.cpu_threads", "infer.launch", "infer.tensor_parallel_size"),
     parents=_parents,
 )
 

@@ -20,7 +20,7 @@ def _parents(cfg: Config, store: Store, round_no: int) -> list[str]:
 ARTIFACT = Artifact(
     "report",
     reads=("task", "report", "evaluate", "budget", "synthesize", "student", "service.synthesize"),
-    runs=("report.dir", *service_run_keys("synthesize")),
+    unhashed=("report.dir", *service_run_keys("synthesize")),
     files=lambda cfg: [TEMPLATES_DIR / t for t in TEMPLATES],
     parents=_parents,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..config import Config
 from ..store import Store, artifact_name
-from .base import Artifact, service_run_keys
+from .base import SPEND_CAP, Artifact, service_run_keys
 from .evaluate import previous_round
 
 
@@ -34,7 +34,8 @@ def _files(cfg: Config) -> tuple:
 ARTIFACT = Artifact(
     "synthesize",
     reads=("task.description", "synthesize", "service.synthesize", "privacy"),
-    runs=service_run_keys("synthesize"),
+    # budget.max_synthetic_samples decides the round's target, which is in the fingerprint as a value.
+    unhashed=(*service_run_keys("synthesize"), *SPEND_CAP, "budget.max_synthetic_samples"),
     files=_files,
     parents=_parents,
 )

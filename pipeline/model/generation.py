@@ -29,6 +29,16 @@ class Answer(NamedTuple):
     finish_reason: str
 
 
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
+
+
+def vllm_max_lora_rank(adapter_config: Path) -> int:
+    """The smallest ``--max-lora-rank`` vLLM accepts that serves the adapter of ``adapter_config.json`` (its ``r``);
+    the rank itself when it is above every accepted value (vLLM then says what it accepts)."""
+    r = int(json.loads(Path(adapter_config).read_text(encoding="utf-8")).get("r") or 8)
+    return next((v for v in VLLM_LORA_RANKS if v >= r), r)
+
+
 def generation_params(cfg: Config, backend: str) -> dict:
     """What every answer records about how it was made (sampling knobs only when sampling)."""
     params = {"backend": backend, "max_new_tokens": cfg.infer.max_new_tokens, "do_sample": cfg.infer.do_sample}
@@ -130,8 +140,7 @@ def generate_vllm(cfg: Config, base: str, adapter: Path | None, texts: list[str]
     lora: dict = {}
     request = None
     if adapter is not None:
-        r = int(json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("r", 8))
-        lora = {"enable_lora": True, "max_lora_rank": next(m for m in (8, 16, 32, 64, 128, 256, 512) if m >= r)}
+        lora = {"enable_lora": True, "max_lora_rank": vllm_max_lora_rank(adapter / "adapter_config.json")}
         request = LoRARequest("adapter", 1, str(adapter))
     llm = LLM(model=base, tokenizer=str(adapter or base), dtype=str(torch_dtype(cfg)).removeprefix("torch."),
               seed=SEED, tensor_parallel_size=cfg.infer.tensor_parallel_size, **lora)

@@ -20,11 +20,11 @@ from ..artifacts.promote import choose_round, production, promotions
 from ..config import Config
 from ..errors import DuoError
 from ..flags import SET, Flag, round_number
+from ..model.generation import vllm_max_lora_rank
 from ..store import Store, open_store
 from ..templating import render_file
 
 TARGETS = ("merged", "vllm")
-VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
 
 
 def target(text: str) -> str:
@@ -85,8 +85,7 @@ def vllm_text(cfg: Config, store: Store, round_no: int, commit: str | None, name
         repo, revision = None, None
         folder = adapter_folder(store, round_no)
         config, path = folder / "adapter_config.json", str(folder.resolve())
-    rank = int(json.loads(Path(config).read_text(encoding="utf-8")).get("r") or 8)
-    max_rank = next((v for v in VLLM_RANKS if v >= rank), rank)
+    max_rank = vllm_max_lora_rank(config)
     module = json.dumps({"name": name, "path": path, "base_model_name": cfg.student.model})
     return render_file("export_vllm.md.j2", round=round_no, repo=repo, revision=revision, path=path,
                        base=cfg.student.model, max_lora_rank=max_rank, module=module, model_name=name)

@@ -18,6 +18,7 @@ from ..artifacts.decide import read_decision
 from ..artifacts.finetune import adapter_location
 from ..artifacts.synthesize import no_new_rows
 from ..config import Config
+from ..config_types import in_stage
 from ..errors import DuoError
 from ..flags import COMMON, Flag
 from ..gha import set_output, step_summary
@@ -85,7 +86,7 @@ def run_stage(cfg: Config, store: Store, stage: str, round_no: int | None, *, fo
     before = None if force else _finished(store, name)
     record = StageRecord(round=round_no, stage=stage)
     try:
-        with StageMeter(record):
+        with StageMeter(record), in_stage(stage):
             manifest = _stage_module(stage).run(cfg, store, round_no, force=force, **kwargs)
     except BaseException as exc:
         record.note = f"{type(exc).__name__}: rerun the same command to resume"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from ..config_types import RuleCondition
 from .paired import _clean, _r, clustered_ci, percentile_ci
 
 STATS = ("mean", "pass_rate", "ci_low", "ci_high")
@@ -78,12 +79,12 @@ def by_category(categories: Sequence[str | None], scores: Mapping[str, Sequence[
     return out
 
 
-def _cond(c) -> dict:
-    """A rule condition (config dataclass or dict) as ``{metric, stat, vs, min, above}``."""
-    get = c.get if isinstance(c, Mapping) else (lambda k, d=None: getattr(c, k, d))
-    out = {"metric": get("metric"), "stat": get("stat") or "mean", "vs": get("vs")}
+def _cond(c: RuleCondition) -> dict:
+    """A rule condition as the row the verdict reports: ``{metric, stat, vs, min, above}``."""
+    out = {"metric": c.metric, "stat": c.stat or "mean", "vs": c.vs}
     for bound in ("min", "above"):
-        out[bound] = None if get(bound) is None else float(get(bound))
+        value = getattr(c, bound)
+        out[bound] = None if value is None else float(value)
     return out
 
 
@@ -102,7 +103,7 @@ def _why_unchecked(cond: dict, summary: Mapping | None) -> str | None:
     return None
 
 
-def apply_rule(conditions: Iterable, metrics: Mapping[str, dict],
+def apply_rule(conditions: Iterable[RuleCondition], metrics: Mapping[str, dict],
                comparisons: Mapping[str, Mapping[str, dict]] | None = None) -> tuple[list[dict], str]:
     """Check every condition against the metric summaries (or, for a condition with ``vs``, against the paired
     comparison ``comparisons[vs][metric]``); verdict ``pass`` only if all hold.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from ..config_types import RuleCondition
 from .aggregate import apply_rule, by_category, summarize_all
 from .paired import (
     can_decide,
@@ -76,14 +77,13 @@ def power(summary: Mapping | None, diff: Mapping | None, *, threshold: float | N
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}
 
 
-def decision_metric(conditions: Sequence, configured: str | None, metrics: Mapping) -> str | None:
+def decision_metric(conditions: Sequence[RuleCondition], configured: str | None, metrics: Mapping) -> str | None:
     """The metric whose gains decide a plateau: the configured one, else the rule's first, else the first."""
     if configured:
         return configured
     for c in conditions:
-        metric = c["metric"] if isinstance(c, Mapping) else c.metric
-        if metric in metrics:
-            return metric
+        if c.metric in metrics:
+            return c.metric
     return next(iter(metrics), None)
 
 

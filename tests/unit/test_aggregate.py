@@ -82,11 +82,10 @@ def test_rule_on_mean():
 
 
 def test_rule_on_pass_rate_and_every_condition_must_hold():
-    cond = [{"metric": "rougeL", "stat": "pass_rate", "min": 0.75}, {"metric": "similarity", "stat": "pass_rate",
-                                                                      "min": 0.5}]
+    cond = [RuleCondition("rougeL", "pass_rate", 0.75), RuleCondition("similarity", "pass_rate", 0.5)]
     rows, verdict = apply_rule(cond, METRICS)
     assert verdict == "pass" and [r["value"] for r in rows] == [0.75, 0.5]
-    cond[1]["min"] = 0.51
+    cond[1] = RuleCondition("similarity", "pass_rate", 0.51)
     rows, verdict = apply_rule(cond, METRICS)
     assert verdict == "fail" and [r["ok"] for r in rows] == [True, False]
 
