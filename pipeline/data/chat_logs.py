@@ -1,14 +1,16 @@
 """Rows of chat logs as records: OpenAI chat / fine-tuning JSONL and stored-completion exports.
 
 Accepted row shapes (one JSON object per row):
-- chat or fine-tuning JSONL: ``{"messages": [{"role", "content"}, ...]}``, the last turn the assistant's answer;
-- a logged request with its reply: ``{"request": {"messages": [...]}, "response": <chat.completion>}`` (the reply
-  may also be a message or its text), or the chat completion object itself with its input turns
-  (``{"messages" | "input": [...], "choices": [{"message": ...}]}``, as a stored completion joined with
-  ``GET /chat/completions/{id}/messages`` gives).
+- chat or fine-tuning JSONL: ``{"messages": [{"role", "content"}, ...]}``, the last
+  turn the assistant's answer;
+- a logged request with its reply: ``{"request": {"messages": [...]}, "response":
+  <chat.completion>}`` (the reply may also be a message or its text), or the chat completion object
+  itself with its input turns (``{"messages" | "input": [...], "choices": [{"message": ...}]}``, as
+  a stored completion joined with ``GET /chat/completions/{id}/messages`` gives).
 
-The target is the last assistant turn (the reply's message when the row has one); every earlier turn is context,
-kept. ``developer`` turns (OpenAI's newer name) count as ``system``. A content given as parts keeps its text parts.
+The target is the last assistant turn (the reply's message when the row has one); every earlier turn
+is context, kept. ``developer`` turns (OpenAI's newer name) count as ``system``. A content given as
+parts keeps its text parts.
 """
 
 from __future__ import annotations
@@ -23,11 +25,16 @@ def is_chat_row(data: Any) -> bool:
     """True when ``data`` looks like a chat-log row (it has turns or a completion's choices)."""
     if not isinstance(data, dict):
         return False
-    return "messages" in data or isinstance(data.get("choices"), list) or isinstance(data.get("request"), dict)
+    return (
+        "messages" in data
+        or isinstance(data.get("choices"), list)
+        or isinstance(data.get("request"), dict)
+    )
 
 
 def _reply(data: dict) -> Any:
-    """The answer message of a logged completion (``choices[0].message``), or None when the row carries none."""
+    """The answer message of a logged completion (``choices[0].message``), or None when
+    the row carries none."""
     response = data.get("response")
     holders = [data, response] if isinstance(response, dict) else [data]
     for holder in holders:
@@ -48,7 +55,8 @@ def _turns(data: dict) -> tuple[list | None, str | None]:
     turns = request.get("messages", request.get("input"))
     if not isinstance(turns, list):
         where = "request.messages" if request is not data else "messages"
-        return None, f"'{where}' is {type(turns).__name__ if turns is not None else 'missing'}; expected a list of turns"
+        found = type(turns).__name__ if turns is not None else "missing"
+        return None, f"'{where}' is {found}; expected a list of turns"
     reply = _reply(data)
     return (turns + [reply] if reply is not None else list(turns)), None
 
@@ -60,11 +68,13 @@ def _text(content: Any, n: int, role: str) -> tuple[str | None, str | None]:
         for part in content:
             kind = part.get("type") if isinstance(part, dict) else type(part).__name__
             if kind != "text" or not isinstance(part.get("text"), str):
-                return None, f"message {n} ({role}) has a '{kind}' content part; only text parts are supported"
+                return None, (f"message {n} ({role}) has a '{kind}' content part; "
+                              f"only text parts are supported")
             texts.append(part["text"])
         content = "\n".join(texts)
     if content is None:
-        return None, f"message {n} ({role}) has no text content (a tool call?); duo trains on text turns only"
+        return None, (f"message {n} ({role}) has no text content (a tool call?); "
+                      f"duo trains on text turns only")
     if not isinstance(content, str):
         return None, f"message {n} ({role}) content is {type(content).__name__}; expected a string"
     if not content.strip():
@@ -77,7 +87,8 @@ def _message(turn: Any, n: int) -> tuple[dict | None, str | None]:
         return None, f"message {n} is {type(turn).__name__}; expected an object with 'role' and 'content'"
     role = ROLE_ALIASES.get(turn.get("role"), turn.get("role"))
     if role not in ROLES:
-        return None, (f"message {n} has role {turn.get('role')!r}; expected system, developer, user or assistant "
+        return None, (f"message {n} has role {turn.get('role')!r}; "
+                      f"expected system, developer, user or assistant "
                       f"(tool and function turns are not supported)")
     content = turn.get("content")
     text, why = _text(turn.get("content_parts") if content is None else content, n, role)
@@ -85,25 +96,29 @@ def _message(turn: Any, n: int) -> tuple[dict | None, str | None]:
 
 
 def _order_problem(messages: list[dict]) -> str | None:
-    """Why the turns cannot be a training example (system first only, user before the final assistant turn)."""
+    """Why the turns cannot be a training example (system first only, user before the
+    final assistant turn)."""
     if not messages:
         return "the conversation has no turns"
     for n, m in enumerate(messages, 1):
         if m["role"] == "system" and n > 1:
-            return f"message {n} is a system turn after the conversation started; put the system prompt first"
+            return (f"message {n} is a system turn after the conversation started; "
+                    f"put the system prompt first")
     if messages[-1]["role"] != "assistant":
-        return (f"the conversation ends with a {messages[-1]['role']} turn; expected the assistant's answer last "
-                f"(the target to learn)")
+        return (f"the conversation ends with a {messages[-1]['role']} turn; "
+                f"expected the assistant's answer last (the target to learn)")
     if messages[-2:-1] == [] or messages[-2]["role"] != "user":
         return "no user turn right before the assistant's final answer"
     return None
 
 
 def chat_record(data: Any) -> tuple[dict | None, str | None]:
-    """``{system, messages, instruction, response}`` of a chat-log row, or (None, the reason it is not valid).
+    """``{system, messages, instruction, response}`` of a chat-log row, or (None, the
+    reason it is not valid).
 
-    ``messages`` is the whole conversation (system first when there is one; the last turn is the target),
-    ``instruction`` the last user turn, ``response`` the target, ``system`` the system prompt or None.
+    ``messages`` is the whole conversation (system first when there is one; the last turn
+    is the target), ``instruction`` the last user turn, ``response`` the target, ``system``
+    the system prompt or None.
     """
     if not isinstance(data, dict):
         return None, f"expected an object with 'messages', found {type(data).__name__}"

@@ -1,9 +1,10 @@
 """Semantic decontamination: a synthetic instruction whose meaning is a test prompt's is dropped.
 
-MinHash (``dedup.PairFilter``) catches copies, case changes and small edits of a test prompt, but not a reordered
-or reworded one ("Are you as smart as ChatGPT?" for "... as capable as ..."). This filter embeds every test prompt
-once with the offline MiniLM (``pipeline.data.embeddings``) and drops a candidate whose cosine similarity with any of
-them is at or above ``synthesize.decontaminate.threshold``. How the default threshold was chosen (catch rate on
+MinHash (``dedup.PairFilter``) catches copies, case changes and small edits of a test prompt, but
+not a reordered or reworded one ("Are you as smart as ChatGPT?" for "... as capable as ..."). This
+filter embeds every test prompt once with the offline MiniLM (``pipeline.data.embeddings``) and
+drops a candidate whose cosine similarity with any of them is at or above
+``synthesize.decontaminate.threshold``. How the default threshold was chosen (catch rate on
 hand-written paraphrase probes vs false drops on unrelated prompts): docs/decontamination.md.
 """
 
@@ -36,14 +37,15 @@ class SemanticFilter:
         return [(self.keys[int(j)], round(float(sims[i, j]), 4)) for i, j in enumerate(best)]
 
     def check(self, instructions: Sequence[str]) -> list[dict | None]:
-        """Per instruction: ``{"match": test key, "similarity": cosine}`` when it is too close to a test prompt,
-        else None."""
+        """Per instruction: ``{"match": test key, "similarity": cosine}`` when it is too close to a
+        test prompt, else None."""
         return [{"match": key, "similarity": sim} if key is not None and sim >= self.threshold else None
                 for key, sim in self.nearest(instructions)]
 
 
 def load(cfg, test_rows: list[dict]) -> SemanticFilter | None:
-    """The filter for this config and test split, or None when ``synthesize.decontaminate.semantic`` is off."""
+    """The filter for this config and test split, or None when
+    ``synthesize.decontaminate.semantic`` is off."""
     settings = cfg.synthesize.decontaminate
     if not settings.semantic:
         return None

@@ -1,17 +1,18 @@
 """Exact and near-duplicate lookups over short texts (instructions), for synthetic-data cleaning.
 
-Near-duplicates are found with MinHash/LSH (datasketch) over word shingles, then confirmed with the exact
-Jaccard similarity of the two shingle sets, so a decision never rests on an LSH false positive. The LSH bands
-are chosen for recall (a pair at the threshold is a candidate with probability >= 0.9995; datasketch's own
-choice, balancing false positives, misses about 1 in 20 pairs at Jaccard 0.83 with threshold 0.8); the exact
-check keeps precision.
+Near-duplicates are found with MinHash/LSH (datasketch) over word shingles, then confirmed with the
+exact Jaccard similarity of the two shingle sets, so a decision never rests on an LSH false
+positive. The LSH bands are chosen for recall (a pair at the threshold is a candidate with
+probability >= 0.9995; datasketch's own choice, balancing false positives, misses about 1 in 20
+pairs at Jaccard 0.83 with threshold 0.8); the exact check keeps precision.
 
-Cost stays linear in the number of texts (issue 11: 100k synthetic pairs a round). Bands tuned for recall let
-through many false candidates once the index is large (texts of one task share words and openings), so candidates
-are first screened with their MinHash estimate, all at once in numpy (``SCREEN_MARGIN`` below the threshold: a pair
-at the threshold is screened out with probability < 1e-5 at 128 permutations), and only the survivors get the exact
-check. A text's shingles and MinHash are computed once for the lookups and the insert that follow one another
-(``check`` then ``keep`` of a pair, in both indexes).
+Cost stays linear in the number of texts (issue 11: 100k synthetic pairs a round). Bands tuned for
+recall let through many false candidates once the index is large (texts of one task share words and
+openings), so candidates are first screened with their MinHash estimate, all at once in numpy
+(``SCREEN_MARGIN`` below the threshold: a pair at the threshold is screened out with probability <
+1e-5 at 128 permutations), and only the survivors get the exact check. A text's shingles and MinHash
+are computed once for the lookups and the insert that follow one another (``check`` then ``keep`` of
+a pair, in both indexes).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def normalize(text: str) -> str:
-    """Case-folded words joined by single spaces: punctuation, case and spacing never make a pair different."""
+    """Case-folded words joined by single spaces: punctuation, case and spacing never
+    make a pair different."""
     return " ".join(_WORD.findall(str(text).casefold()))
 
 
@@ -55,7 +57,8 @@ def lsh_bands(threshold: float, num_perm: int, recall: float = 0.9995) -> tuple[
 
 
 def _hash32(shingle: str) -> int:
-    """First 4 bytes of sha1, little-endian: stable across processes (unlike ``hash``), as datasketch's own."""
+    """First 4 bytes of sha1, little-endian: stable across processes (unlike
+    ``hash``), as datasketch's own."""
     return int.from_bytes(hashlib.sha1(shingle.encode("utf-8")).digest()[:4], "little")
 
 
@@ -73,8 +76,9 @@ def _template(num_perm: int):
 
 @functools.lru_cache(maxsize=8)
 def _signature(text: str, ngram: int, num_perm: int):
-    """(normalised text, sorted shingle hashes, MinHash or None when there are no shingles) of ``text``; cached
-    for the few calls in a row that look the same text up in two indexes and then insert it."""
+    """(normalised text, sorted shingle hashes, MinHash or None when there are no shingles)
+    of ``text``; cached for the few calls in a row that look the same text up in two
+    indexes and then insert it."""
     hashes = _hashes(text, ngram)
     if not hashes.size:
         return normalize(text), hashes, None
@@ -142,7 +146,8 @@ class NearDupIndex:
             self.add(key, text)
 
     def match(self, text: str) -> Match | None:
-        """The exact copy of ``text`` if indexed, else the most similar near-duplicate at or above threshold."""
+        """The exact copy of ``text`` if indexed, else the most similar near-duplicate
+        at or above threshold."""
         norm, hashes, minhash = _signature(text, self.ngram, self.num_perm)
         key = self._exact.get(norm)
         if key is not None:
@@ -161,16 +166,18 @@ class NearDupIndex:
         return best
 
 
-REASONS = ("empty", "truncated", "test_overlap", "duplicate", "near_duplicate")  # what PairFilter.check returns
+# What PairFilter.check returns.
+REASONS = ("empty", "truncated", "test_overlap", "duplicate", "near_duplicate")
 
 
 class PairFilter:
     """Decides whether a synthetic (instruction, response) pair is kept, or why it is removed.
 
-    Reasons, checked in this order: ``empty``, ``truncated`` (response shorter than ``min_response_chars`` or
-    cut by the token limit), ``test_overlap`` (instruction within ``decontamination_threshold`` of a test
-    prompt, exact copies included), ``duplicate`` and ``near_duplicate`` (of any known instruction: the coverage
-    train split, earlier rounds' synthetic data, and pairs already kept).
+    Reasons, checked in this order: ``empty``, ``truncated`` (response shorter than
+    ``min_response_chars`` or cut by the token limit), ``test_overlap`` (instruction within
+    ``decontamination_threshold`` of a test prompt, exact copies included), ``duplicate`` and
+    ``near_duplicate`` (of any known instruction: the coverage train split, earlier rounds'
+    synthetic data, and pairs already kept).
     """
 
     def __init__(self, *, near_duplicate_threshold: float, decontamination_threshold: float,
@@ -188,18 +195,22 @@ class PairFilter:
         self.known.add_many(items)
 
     def check(self, instruction: object, response: object, *, cut: bool = False) -> tuple[str | None, dict]:
-        """(None, {}) to keep the pair, else (reason, details: ``match`` id and ``similarity`` when relevant)."""
+        """(None, {}) to keep the pair, else (reason, details: ``match`` id and
+        ``similarity`` when relevant)."""
         if not isinstance(instruction, str) or not isinstance(response, str) \
                 or not instruction.strip() or not response.strip():
             return "empty", {}
         if cut or len(response.strip()) < self.min_response_chars:
-            return "truncated", {"cut_by_token_limit": cut} if cut else {"response_chars": len(response.strip())}
+            if cut:
+                return "truncated", {"cut_by_token_limit": cut}
+            return "truncated", {"response_chars": len(response.strip())}
         m = self.test.match(instruction)
         if m is not None:
             return "test_overlap", {"match": m.key, "similarity": m.similarity}
         m = self.known.match(instruction)
         if m is not None:
-            return ("duplicate" if m.exact else "near_duplicate"), {"match": m.key, "similarity": m.similarity}
+            reason = "duplicate" if m.exact else "near_duplicate"
+            return reason, {"match": m.key, "similarity": m.similarity}
         return None, {}
 
     def keep(self, key: str, instruction: str) -> None:

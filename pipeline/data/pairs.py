@@ -1,10 +1,11 @@
-"""Cleaning a synthesis round's replies: each reply's pairs, in request order, are kept (up to the target) or
-removed with a reason, and a reply without pairs is a failure that keeps its raw text.
+"""Cleaning a synthesis round's replies: each reply's pairs, in request order, are kept (up to the
+target) or removed with a reason, and a reply without pairs is a failure that keeps its raw text.
 
-Removal reasons: ``dedup.PairFilter``'s (empty, truncated, test_overlap, duplicate, near_duplicate), then
-``semantic_contaminated`` (``decontam_semantic``: the instruction means what a test prompt means) and
-``length_outlier`` (the response is outside the seeds' length range, ``seeds.length_band``), then ``surplus`` (a good
-pair beyond the target). A kept row carries its seed's system prompt as ``system`` and in ``messages``.
+Removal reasons: ``dedup.PairFilter``'s (empty, truncated, test_overlap, duplicate, near_duplicate),
+then ``semantic_contaminated`` (``decontam_semantic``: the instruction means what a test prompt
+means) and ``length_outlier`` (the response is outside the seeds' length range,
+``seeds.length_band``), then ``surplus`` (a good pair beyond the target). A kept row carries its
+seed's system prompt as ``system`` and in ``messages``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class Collector:
         self.seed_mix: Counter = Counter()
 
     def _shape(self, pairs: list, j: int, close: list) -> tuple[str | None, dict]:
-        """Pair ``j``'s removal beyond ``PairFilter``: too close in meaning to a test prompt, or too long/short."""
+        """Pair ``j``'s removal beyond ``PairFilter``: too close in meaning to a test
+        prompt, or too long/short."""
         if close[j] is not None:
             return decontam_semantic.REASON, close[j]
         length = len(str(pairs[j].get("response") or "").strip())
@@ -77,10 +79,17 @@ class Collector:
             row_id = f"syn-r{self.round_no}-{len(self.kept) + 1:06d}"
             instruction, response = instruction.strip(), response.strip()
             turns = [{"role": "user", "content": instruction}, {"role": "assistant", "content": response}]
-            self.kept.append({"id": row_id, "instruction": instruction, "response": response, "system": system,
-                              "category": seed_row.get("category"),
-                              "messages": ([{"role": "system", "content": system}] if system else []) + turns,
-                              "seed_id": seed_row["id"], "generator": self.generator, "round": self.round_no})
+            self.kept.append({
+                "id": row_id,
+                "instruction": instruction,
+                "response": response,
+                "system": system,
+                "category": seed_row.get("category"),
+                "messages": ([{"role": "system", "content": system}] if system else []) + turns,
+                "seed_id": seed_row["id"],
+                "generator": self.generator,
+                "round": self.round_no,
+            })
             self.filter.keep(row_id, instruction)
 
     def requests_needed(self, pairs_per_request: int) -> int:

@@ -1,14 +1,16 @@
-"""Personal data out of every request duo sends to a service LLM: one scrub function, stable placeholders.
+"""Personal data out of every request duo sends to a service LLM: one scrub
+function, stable placeholders.
 
-Detection is Microsoft Presidio's analyzer (``pip install -e '.[privacy]'``) run without a language model: its
-pattern recognizers for emails, phone numbers (``phonenumbers``), card numbers (Luhn-checked), IBANs (checksum) and
-IP addresses, plus pattern recognizers of our own for API keys and secrets (Presidio has none), and people's names
-only when a spaCy English model is installed (``privacy.ner_model``). Each value found is replaced by a
-placeholder such as ``<EMAIL_1>``; within one request the same value always gets the same placeholder, and the
-numbering depends only on the request's text, so a rerun sends the same request (and re-uses the journal).
+Detection is Microsoft Presidio's analyzer (``pip install -e '.[privacy]'``) run without a language
+model: its pattern recognizers for emails, phone numbers (``phonenumbers``), card numbers
+(Luhn-checked), IBANs (checksum) and IP addresses, plus pattern recognizers of our own for API keys
+and secrets (Presidio has none), and people's names only when a spaCy English model is installed
+(``privacy.ner_model``). Each value found is replaced by a placeholder such as ``<EMAIL_1>``; within
+one request the same value always gets the same placeholder, and the numbering depends only on the
+request's text, so a rerun sends the same request (and re-uses the journal).
 
-Counts per type are added to the active :func:`tally` (``synthesize`` and ``evaluate`` record them in their
-manifests as ``scrubbed``). Presidio is imported only when the first text is scrubbed.
+Counts per type are added to the active :func:`tally` (``synthesize`` and ``evaluate`` record them
+in their manifests as ``scrubbed``). Presidio is imported only when the first text is scrubbed.
 """
 
 from __future__ import annotations
@@ -69,8 +71,8 @@ def enabled(cfg) -> bool:
 
 
 def scrub_messages(cfg, messages: list[dict]) -> list[dict]:
-    """``messages`` with personal data replaced by placeholders (one numbering for the whole request), counted in
-    the active :func:`tally`; unchanged when ``privacy.scrub`` is off."""
+    """``messages`` with personal data replaced by placeholders (one numbering for the whole
+    request), counted in the active :func:`tally`; unchanged when ``privacy.scrub`` is off."""
     if not enabled(cfg):
         return messages
     privacy = getattr(cfg, "privacy", None)
@@ -102,12 +104,14 @@ def _scrub(analyzer, texts: list[str | None]) -> tuple[list[str | None], dict[tu
         return texts, names
     by_value = {value: ph for (_, value), ph in names.items()}
     alternatives = "|".join(re.escape(v) for v in sorted(by_value, key=len, reverse=True))
-    pattern = re.compile(alternatives)  # every occurrence, even inside a longer token: over-scrubbing is the safe side
+    # Every occurrence, even inside a longer token: over-scrubbing is the safe side.
+    pattern = re.compile(alternatives)
     return [pattern.sub(lambda m: by_value[m.group(0)], t) if t else t for t in texts], names
 
 
 def _spans(results) -> list[tuple[int, int, str]]:
-    """Non-overlapping (start, end, label) in text order; where findings overlap the surer (then longer) wins."""
+    """Non-overlapping (start, end, label) in text order; where findings overlap the
+    surer (then longer) wins."""
     chosen: list[tuple[int, int, str]] = []
     for r in sorted(results, key=lambda r: (-r.score, -(r.end - r.start), r.start)):
         label = LABELS.get(r.entity_type)
@@ -125,8 +129,9 @@ def _ner_model(setting: str | None) -> str | None:
     candidates = NER_MODELS if setting == "auto" else (setting,)
     found = next((m for m in candidates if importlib.util.find_spec(m) is not None), None)
     if found is None and setting != "auto":
-        raise DuoError(f"privacy.ner_model: spaCy model '{setting}' is not installed; install it, or set "
-                       f"privacy.ner_model: auto (names are then left as they are when no model is installed)")
+        raise DuoError(f"privacy.ner_model: spaCy model '{setting}' is not installed; install it, "
+                       f"or set privacy.ner_model: auto "
+                       f"(names are then left as they are when no model is installed)")
     return found
 
 
@@ -138,11 +143,13 @@ def _analyzer(ner_model: str | None):
         from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
     except ImportError:
         raise DuoError("privacy.scrub is on (the default) but presidio-analyzer is not installed: "
-                       "pip install -e '.[privacy]', or set privacy.scrub: false to send data unscrubbed") from None
+                       "pip install -e '.[privacy]', "
+                       "or set privacy.scrub: false to send data unscrubbed") from None
     import regex
     import tldextract
 
-    offline = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)  # the bundled suffix list: no download
+    # The bundled suffix list: no download.
+    offline = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
     class OfflineEmailRecognizer(known.EmailRecognizer):
         def validate_result(self, pattern_text: str):
@@ -155,7 +162,9 @@ def _analyzer(ner_model: str | None):
     for recognizer in (OfflineEmailRecognizer(), known.PhoneRecognizer(), known.CreditCardRecognizer(),
                        known.IbanRecognizer(), known.IpRecognizer(), secrets):
         registry.add_recognizer(recognizer)
-    return AnalyzerEngine(registry=registry, nlp_engine=_nlp_engine(ner_model, registry), supported_languages=["en"])
+    return AnalyzerEngine(registry=registry,
+                          nlp_engine=_nlp_engine(ner_model, registry),
+                          supported_languages=["en"])
 
 
 def _nlp_engine(ner_model: str | None, registry):

@@ -1,11 +1,13 @@
-"""The seeds of a synthesis round and the shape they set: which train rows are drawn, their system prompt, and
-the range of response lengths synthetic pairs must fall in.
+"""The seeds of a synthesis round and the shape they set: which train rows are drawn, their system
+prompt, and the range of response lengths synthetic pairs must fall in.
 
-Seeds come only from ``prepare``'s train split, never the test split. ``synthesize.targeting: uniform`` draws every
-train row alike (LlamaDuo); ``weakest`` reads the per-prompt scores of the last evaluated round before this one
-(``artifacts.evaluate.read_scores``) and draws a category with probability mixing its gap to the best category's mean score
-(``1 - UNIFORM_SHARE``) with its share of the train rows (``UNIFORM_SHARE``, so no category is starved), then a row
-of that category. A draw depends only on (config seed, round, attempt, index), so a rerun asks the same requests.
+Seeds come only from ``prepare``'s train split, never the test split.
+``synthesize.targeting: uniform`` draws every train row alike (LlamaDuo); ``weakest`` reads the
+per-prompt scores of the last evaluated round before this one (``artifacts.evaluate.read_scores``)
+and draws a category with probability mixing its gap to the best category's mean score
+(``1 - UNIFORM_SHARE``) with its share of the train rows (``UNIFORM_SHARE``, so no category is
+starved), then a row of that category. A draw depends only on (config seed, round, attempt, index),
+so a rerun asks the same requests.
 """
 
 from __future__ import annotations
@@ -41,8 +43,11 @@ def length_band(train: list[dict], lf) -> dict | None:
     if not lengths:
         return None
     low, high = (float(q) for q in np.quantile(lengths, [lf.low_q, lf.high_q]))  # linear interpolation
-    return {"typical": [round(low), round(high)], "allowed": [int(low / lf.slack), int(high * lf.slack + 0.999)],
-            "filter": bool(lf.enabled)}
+    return {
+        "typical": [round(low), round(high)],
+        "allowed": [int(low / lf.slack), int(high * lf.slack + 0.999)],
+        "filter": bool(lf.enabled),
+    }
 
 
 def category_means(rows: list[dict], metric: str | None) -> dict:
@@ -59,7 +64,8 @@ def category_means(rows: list[dict], metric: str | None) -> dict:
 
 
 def weakest_weights(train: list[dict], means: dict) -> dict:
-    """Draw probability per train category: the gap to the best category's mean, mixed with the train share."""
+    """Draw probability per train category: the gap to the best category's mean, mixed
+    with the train share."""
     counts: dict = defaultdict(int)
     for row in train:
         counts[row.get("category")] += 1
@@ -110,6 +116,8 @@ def for_round(cfg, store: Store, round_no: int, train: list[dict]) -> tuple[Seed
     metric = read_metrics(store, k, "duo synthesize (targeting: weakest)").get("decision_metric")
     means = category_means(rows, metric)
     weights = weakest_weights(train, means)
-    info.update(scores_round=k, metric=metric, category_means={str(c): round(v, 4) for c, v in means.items()},
+    info.update(scores_round=k,
+                metric=metric,
+                category_means={str(c): round(v, 4) for c, v in means.items()},
                 weights={str(c): round(w, 4) for c, w in weights.items()})
     return Seeds(train, cfg.synthesize.seed, weights), info

@@ -1,9 +1,11 @@
-"""Loading the coverage dataset: a local JSONL / JSON list / CSV / parquet file, or a Hugging Face Hub dataset.
-(``data.format`` is the file format; how a row holds its example, columns or chat turns, is ``data.shape``.)
+"""Loading the coverage dataset: a local JSONL / JSON list / CSV / parquet file, or a Hugging Face
+Hub dataset. (``data.format`` is the file format; how a row holds its example, columns or chat
+turns, is ``data.shape``.)
 
-Every record comes back with where it was (line of a JSONL/CSV file, else its 1-based row number), so a bad row
-can be named precisely. A record that cannot even be parsed (a broken JSONL line) comes back with ``error`` set
-rather than stopping the load: deciding what to do with it is the prepare stage's job.
+Every record comes back with where it was (line of a JSONL/CSV file, else its 1-based row
+number), so a bad row can be named precisely. A record that cannot even be parsed (a broken JSONL
+line) comes back with ``error`` set rather than stopping the load: deciding what to do with it is
+the prepare stage's job.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ FILE_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": 
 
 @dataclass(frozen=True)
 class SourceRow:
-    """One record: ``number`` is its 1-based position among the records, ``line`` its line in the file
-    (JSONL/CSV) or the same as ``number``; ``error`` says why it could not be parsed (``data`` is then the raw
-    text)."""
+    """One record: ``number`` is its 1-based position among the records, ``line`` its line in the
+    file (JSONL/CSV) or the same as ``number``; ``error`` says why it could not be parsed (``data``
+    is then the raw text)."""
 
     number: int
     line: int
@@ -36,7 +38,8 @@ class SourceRow:
 
 @dataclass
 class Source:
-    """The loaded records and what they came from. ``unit`` is ``line`` or ``row``: how to name a position."""
+    """The loaded records and what they came from. ``unit`` is ``line`` or ``row``:
+    how to name a position."""
 
     location: str
     format: str
@@ -58,7 +61,8 @@ def _sha256(path: Path) -> str:
 
 
 def detect_format(cfg: Config) -> str:
-    """The configured format, or one told by the file suffix; a name with no known suffix is a Hub dataset id."""
+    """The configured format, or one told by the file suffix; a name with no known
+    suffix is a Hub dataset id."""
     fmt = cfg.data.format
     if fmt != "auto":
         return fmt
@@ -165,7 +169,8 @@ def _hub(cfg: Config) -> Iterator[SourceRow]:
 
 
 def fingerprint(cfg: Config) -> str | None:
-    """sha256 of the source file (None for a Hub dataset): tells whether the data changed under the same config."""
+    """sha256 of the source file (None for a Hub dataset): tells whether the data changed
+    under the same config."""
     if detect_format(cfg) == "hub":
         return None
     path = cfg.resolve(cfg.data.source)
@@ -188,10 +193,11 @@ def load_source(cfg: Config, head: int | None = None) -> Source:
             raise DuoError(f"data.source: file not found: {path}")
         if fmt == "json" and not _is_json_list(path):
             if _one_json_object(path):
-                raise DuoError(f"{path}: found one JSON object; expected a JSON list of records or one JSON object "
-                               f"per line, each with the data.columns")
+                raise DuoError(f"{path}: found one JSON object; expected a JSON list of records "
+                               f"or one JSON object per line, each with the data.columns")
             fmt = "jsonl"  # a .json file holding one object per line is common enough to accept
-        if fmt == "csv" and cfg.data.shape != "chat":  # chat turns cannot sit in CSV columns: each row says why
+        # Chat turns cannot sit in CSV columns: each row says why.
+        if fmt == "csv" and cfg.data.shape != "chat":
             _check_header(cfg, path)
         unit = "line" if fmt in ("jsonl", "csv") else "row"
         src = Source(str(path), fmt, unit, _sha256(path))

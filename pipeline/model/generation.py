@@ -1,9 +1,10 @@
-"""Generation with the student: the base model alone (round 0, the untuned baseline) or base + a round's LoRA
-adapter, batched with left padding, prompts sorted by length, greedy unless ``infer.do_sample``. vLLM serves the
-adapter when it is installed and a GPU is here (``infer.backend`` auto or vllm), the model split over
-``infer.tensor_parallel_size`` GPUs; transformers otherwise, sharding the prompts over the launched processes.
-``infer`` and ``pull`` both generate through here. Each answer is an :class:`Answer`: its text and why generation
-stopped (``stop``: an end-of-sequence token; ``length``: ``infer.max_new_tokens`` reached).
+"""Generation with the student: the base model alone (round 0, the untuned baseline) or base + a
+round's LoRA adapter, batched with left padding, prompts sorted by length, greedy unless
+``infer.do_sample``. vLLM serves the adapter when it is installed and a GPU is here
+(``infer.backend`` auto or vllm), the model split over ``infer.tensor_parallel_size`` GPUs;
+transformers otherwise, sharding the prompts over the launched processes. ``infer`` and ``pull``
+both generate through here. Each answer is an :class:`Answer`: its text and why generation stopped
+(``stop``: an end-of-sequence token; ``length``: ``infer.max_new_tokens`` reached).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ STOPPED, TRUNCATED = "stop", "length"
 
 
 class Answer(NamedTuple):
-    """One generated answer: its text and ``finish_reason`` (``stop`` or ``length``, as OpenAI and vLLM say)."""
+    """One generated answer: its text and ``finish_reason`` (``stop`` or ``length``, as
+    OpenAI and vLLM say)."""
 
     text: str
     finish_reason: str
@@ -33,15 +35,20 @@ VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max
 
 
 def vllm_max_lora_rank(adapter_config: Path) -> int:
-    """The smallest ``--max-lora-rank`` vLLM accepts that serves the adapter of ``adapter_config.json`` (its ``r``);
-    the rank itself when it is above every accepted value (vLLM then says what it accepts)."""
+    """The smallest ``--max-lora-rank`` vLLM accepts that serves the adapter of
+    ``adapter_config.json`` (its ``r``); the rank itself when it is above every accepted value (vLLM
+    then says what it accepts)."""
     r = int(json.loads(Path(adapter_config).read_text(encoding="utf-8")).get("r") or 8)
     return next((v for v in VLLM_LORA_RANKS if v >= r), r)
 
 
 def generation_params(cfg: Config, backend: str) -> dict:
     """What every answer records about how it was made (sampling knobs only when sampling)."""
-    params = {"backend": backend, "max_new_tokens": cfg.infer.max_new_tokens, "do_sample": cfg.infer.do_sample}
+    params = {
+        "backend": backend,
+        "max_new_tokens": cfg.infer.max_new_tokens,
+        "do_sample": cfg.infer.do_sample,
+    }
     if cfg.infer.do_sample:
         params.update(temperature=cfg.infer.temperature, top_p=cfg.infer.top_p, seed=SEED)
     return params
@@ -63,12 +70,14 @@ def choose_backend(cfg: Config) -> str:
         return "vllm"
     if wanted == "vllm":
         why = "vllm is not installed" if not has_vllm else "no CUDA GPU is available"
-        raise DuoError(f"infer.backend: vllm was asked for but {why}; set infer.backend to auto or transformers")
+        raise DuoError(f"infer.backend: vllm was asked for but {why}; "
+                       f"set infer.backend to auto or transformers")
     return "transformers"
 
 
 def _length_order(lengths: list[int]) -> list[int]:
-    """Indices longest first: similar lengths share a batch (less padding) and an out-of-memory shows up early."""
+    """Indices longest first: similar lengths share a batch (less padding) and an
+    out-of-memory shows up early."""
     return sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
 
 
@@ -90,19 +99,26 @@ def _decoding(cfg: Config, model, tokenizer) -> tuple[dict, set]:
 
     eos = model.generation_config.eos_token_id
     stop = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
-    kwargs = {"max_new_tokens": cfg.infer.max_new_tokens, "do_sample": cfg.infer.do_sample,
-              "pad_token_id": tokenizer.pad_token_id, "eos_token_id": sorted(t for t in stop if t is not None)}
+    kwargs = {
+        "max_new_tokens": cfg.infer.max_new_tokens,
+        "do_sample": cfg.infer.do_sample,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": sorted(t for t in stop if t is not None),
+    }
     if cfg.infer.do_sample:
         kwargs.update(temperature=cfg.infer.temperature, top_p=cfg.infer.top_p)
         torch.manual_seed(SEED + rank())  # each launched process samples its share with its own stream
-    else:  # the model's generation_config may carry sampling defaults; greedy must not warn about or use them
+    else:
+        # The model's generation_config may carry sampling defaults; greedy must not warn
+        # about or use them.
         kwargs.update(temperature=None, top_p=None, top_k=None)
     return kwargs, stop
 
 
 def generate_transformers(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer
                           ) -> tuple[list[Answer], int, float]:
-    """(answers in the order of ``texts``, generated tokens, generation seconds); ``adapter`` None = base alone."""
+    """(answers in the order of ``texts``, generated tokens, generation seconds);
+    ``adapter`` None = base alone."""
     import torch
     from tqdm import tqdm
 
@@ -115,7 +131,9 @@ def generate_transformers(cfg: Config, base: str, adapter: Path | None, texts: l
     with tqdm(total=len(texts), desc="infer", unit="prompt") as bar, torch.inference_mode():
         for start in range(0, len(order), size):
             idx = order[start:start + size]
-            batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, padding=True, return_tensors="pt")
+            batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]},
+                                  padding=True,
+                                  return_tensors="pt")
             batch = {k: v.to(model.device) for k, v in batch.items()}
             out = model.generate(**batch, **kwargs)
             for row, i in zip(out[:, batch["input_ids"].shape[1]:].tolist(), idx):
@@ -130,8 +148,8 @@ def generate_transformers(cfg: Config, base: str, adapter: Path | None, texts: l
 
 def generate_vllm(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer
                   ) -> tuple[list[Answer], int, float]:
-    """(answers, generated tokens, generation seconds) from vLLM, serving the LoRA adapter on the base model when
-    there is one (GPU only)."""
+    """(answers, generated tokens, generation seconds) from vLLM, serving the LoRA adapter on the
+    base model when there is one (GPU only)."""
     from vllm import LLM, SamplingParams
     from vllm.lora.request import LoRARequest
 
@@ -149,21 +167,27 @@ def generate_vllm(cfg: Config, base: str, adapter: Path | None, texts: list[str]
                               top_p=cfg.infer.top_p if cfg.infer.do_sample else 1.0)
     t0 = time.perf_counter()
     outs = llm.generate(texts, sampling, lora_request=request)
-    answers = [Answer(o.outputs[0].text.strip(), TRUNCATED if o.outputs[0].finish_reason == "length" else STOPPED)
-               for o in outs]
+    answers = [
+        Answer(o.outputs[0].text.strip(),
+               TRUNCATED if o.outputs[0].finish_reason == "length" else STOPPED)
+        for o in outs
+    ]
     return answers, sum(len(o.outputs[0].token_ids) for o in outs), time.perf_counter() - t0
 
 
 def generate(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer,
              backend: str = "transformers") -> tuple[list[Answer], int, float] | None:
-    """Answers to ``texts`` with the chosen backend: (answers, generated tokens, generation seconds).
+    """Answers to ``texts`` with the chosen backend: (answers, generated tokens,
+    generation seconds).
 
-    Under a launch of several processes (transformers only) each process answers every ``world_size()``-th text
-    and the main process gets them all back in order; the others get None.
+    Under a launch of several processes (transformers only) each process answers every
+    ``world_size()``-th text and the main process gets them all back in order; the others get None.
     """
     if backend == "vllm":
         return generate_vllm(cfg, base, adapter, texts, tokenizer)
     if world_size() > 1:
-        return shard_and_gather(len(texts), lambda mine: generate_transformers(cfg, base, adapter,
-                                                                               [texts[i] for i in mine], tokenizer))
+        def generate_share(mine: list[int]):
+            return generate_transformers(cfg, base, adapter, [texts[i] for i in mine], tokenizer)
+
+        return shard_and_gather(len(texts), generate_share)
     return generate_transformers(cfg, base, adapter, texts, tokenizer)

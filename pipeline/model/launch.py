@@ -1,11 +1,13 @@
-"""One stage on several processes: ``duo finetune`` and ``duo infer`` re-run themselves under ``accelerate launch``.
+"""One stage on several processes: ``duo finetune`` and ``duo infer`` re-run themselves
+under ``accelerate launch``.
 
 When a stage is asked for more than one process (``--processes`` / ``$DUO_PROCESSES``, else
-``<stage>.launch.num_processes``) or names an accelerate config file (FSDP, DeepSpeed, several machines), the
-``duo`` process that was started holds the task's lock and runs
-``python -m accelerate.commands.launch ... -m pipeline <verb> ...``; the launched processes know it from
-``$DUO_LAUNCHED`` and ``$LOCAL_RANK`` and never launch again. Only the main process (rank 0) writes the artifact
-and publishes the stage's outputs; the others train (or answer their share of the prompts) and return.
+``<stage>.launch.num_processes``) or names an accelerate config file (FSDP, DeepSpeed, several
+machines), the ``duo`` process that was started holds the task's lock and runs ``python -m
+accelerate.commands.launch ... -m pipeline <verb> ...``; the launched processes know it from
+``$DUO_LAUNCHED`` and ``$LOCAL_RANK`` and never launch again. Only the main process (rank 0)
+writes the artifact and publishes the stage's outputs; the others train (or answer their share of
+the prompts) and return.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from ..config_types import LaunchConfig
 from ..errors import DuoError
 from ..flags import Flag
 
-LAUNCHED_ENV = "DUO_LAUNCHED"  # set for the launched processes: the duo process that started them holds the lock
+# Set for the launched processes: the duo process that started them holds the lock.
+LAUNCHED_ENV = "DUO_LAUNCHED"
 
 
 def _positive(text: str) -> int:
@@ -33,9 +36,11 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of processes, 1 or more")
     return value
 
-PROCESSES = Flag("--processes", "Processes to run the stage on, one per GPU; above 1 it re-runs itself under "
+PROCESSES = Flag("--processes",
+                 "Processes to run the stage on, one per GPU; above 1 it re-runs itself under "
                  "accelerate launch (default: the stage's launch.num_processes in the config, 1).",
-                 type=_positive, metavar="N")
+                 type=_positive,
+                 metavar="N")
 
 
 def rank() -> int:
@@ -71,7 +76,8 @@ def wanted(launch: LaunchConfig, args) -> bool:
     return not inside() and (processes(launch, args) > 1 or bool(launch.config_file))
 
 
-def command_line(cfg: Config, launch: LaunchConfig, n: int, verb: str, argv: list[str], where: str) -> list[str]:
+def command_line(cfg: Config, launch: LaunchConfig, n: int, verb: str, argv: list[str],
+                 where: str) -> list[str]:
     """``python -m accelerate.commands.launch ... -m pipeline <verb> <argv>`` for ``n`` processes."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
     if launch.config_file:
@@ -85,7 +91,12 @@ def command_line(cfg: Config, launch: LaunchConfig, n: int, verb: str, argv: lis
         cmd += ["--num_processes", str(n)]
     if launch.mixed_precision != "no" or not launch.config_file:
         cmd += ["--mixed_precision", launch.mixed_precision]
-    port = launch.main_process_port if launch.main_process_port is not None else None if launch.config_file else 0
+    if launch.main_process_port is not None:
+        port = launch.main_process_port
+    elif launch.config_file:
+        port = None
+    else:
+        port = 0
     if port is not None:  # 0: a free port, so two runs on one machine never collide
         cmd += ["--main_process_port", str(port)]
     return cmd + ["-m", "pipeline", verb, *argv]
@@ -112,11 +123,16 @@ def relaunch(cfg: Config, args, verb: str, launch: LaunchConfig, round_no: int) 
     return 0
 
 
-def shard_and_gather(n: int, work: Callable[[list[int]], tuple[list, int, float]]) -> tuple[list, int, float] | None:
-    """Run ``work`` on this process's share of items ``0..n-1`` (every ``world_size()``-th, from ``rank()``).
+_WorkResult = tuple[list, int, float]  # (results, generated tokens, seconds)
 
-    ``work(indices) -> (results, generated tokens, seconds)``. The main process gets every result in item order,
-    the summed tokens and the longest seconds; the other processes get None. One process: ``work`` on all items.
+
+def shard_and_gather(n: int, work: Callable[[list[int]], _WorkResult]) -> _WorkResult | None:
+    """Run ``work`` on this process's share of items ``0..n-1`` (every
+    ``world_size()``-th, from ``rank()``).
+
+    ``work(indices) -> (results, generated tokens, seconds)``. The main process gets every result in
+    item order, the summed tokens and the longest seconds; the other processes get None. One
+    process: ``work`` on all items.
     """
     if world_size() == 1:
         return work(list(range(n)))

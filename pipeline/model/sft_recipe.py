@@ -1,12 +1,13 @@
 """The fine-tuning recipe in one call: ``build(cfg, output_dir, cuda=...) -> Recipe``.
 
-``finetune.lora`` becomes a peft ``LoraConfig`` and ``finetune.sft`` a TRL ``SFTConfig``, by the libraries' own
-names. Their defaults (the alignment-handbook recipes LlamaDuo used) are in ``schemas/config.schema.json`` and the
-config loader fills them in, so a user's key replaces its default only. A key that the installed peft/TRL does not
-know is a one-line error naming it (``finetune.sft.<key>``), raised before any model loads; ``duo validate`` runs the
-same check (``effective``). peft and TRL are imported inside the functions, never at import time.
-``max_length: auto`` builds with no limit; ``finetune`` measures the training rows (``trainset.length_counts``) and
-sets the number with ``with_max_length`` before it trains.
+``finetune.lora`` becomes a peft ``LoraConfig`` and ``finetune.sft`` a TRL ``SFTConfig``, by the
+libraries' own names. Their defaults (the alignment-handbook recipes LlamaDuo used) are in
+``schemas/config.schema.json`` and the config loader fills them in, so a user's key replaces its
+default only. A key that the installed peft/TRL does not know is a one-line error naming it
+(``finetune.sft.<key>``), raised before any model loads; ``duo validate`` runs the same check
+(``effective``). peft and TRL are imported inside the functions, never at import time.
+``max_length: auto`` builds with no limit; ``finetune`` measures the training rows
+(``trainset.length_counts``) and sets the number with ``with_max_length`` before it trains.
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ AUTO = "auto"  # finetune.sft.max_length: auto (trainset.auto_max_length)
 
 @dataclass(frozen=True)
 class Recipe:
-    """What ``duo finetune`` trains with; the ``*_kwargs`` dicts are what the manifest and model card record."""
+    """What ``duo finetune`` trains with; the ``*_kwargs`` dicts are what the manifest
+    and model card record."""
 
     lora: Any  # peft.LoraConfig
-    sft: Any  # trl.SFTConfig, adjusted to this machine (CPU: fp32, no checkpointing; CUDA: bf16 where supported)
+    # trl.SFTConfig, adjusted to this machine (CPU: fp32, no checkpointing; CUDA: bf16 where
+    # supported).
+    sft: Any
     quantization: dict | None  # BitsAndBytesConfig kwargs when the base loads in 4/8 bits (QLoRA), else None
     lora_kwargs: dict
     sft_kwargs: dict
@@ -60,7 +64,8 @@ def lora_kwargs(section: dict, known: set[str]) -> dict:
 
 
 def sft_kwargs(section: dict, known: set[str]) -> dict:
-    """``finetune.sft`` (defaults filled) checked against TRL's ``SFTConfig`` field names ``known``, old names mapped.
+    """``finetune.sft`` (defaults filled) checked against TRL's ``SFTConfig`` field names
+    ``known``, old names mapped.
 
     An old name beats its new name's default; setting both to different values is an error.
     """
@@ -68,10 +73,12 @@ def sft_kwargs(section: dict, known: set[str]) -> dict:
     for key, value in section.items():
         target = key if key in known else SFT_ALIASES.get(key)
         if target is None or target not in known:
-            raise DuoError(f"finetune.sft.{key}: not a TRL SFTConfig option (TRL's own names, e.g. learning_rate, "
+            raise DuoError(f"finetune.sft.{key}: not a TRL SFTConfig option "
+                           f"(TRL's own names, e.g. learning_rate, "
                            f"num_train_epochs, per_device_train_batch_size, max_length)")
         if key in SFT_RESERVED:
-            raise DuoError(f"finetune.sft.{key}: set by duo (the artifact store decides where outputs go); remove it")
+            raise DuoError(f"finetune.sft.{key}: set by duo "
+                           f"(the artifact store decides where outputs go); remove it")
         if target == key:
             out[key] = value
         else:
@@ -85,16 +92,20 @@ def sft_kwargs(section: dict, known: set[str]) -> dict:
 
 
 def effective(cfg: Config) -> tuple[dict, dict]:
-    """(LoraConfig kwargs, SFTConfig kwargs) of ``cfg``: schema defaults < the user's keys, checked by the installed
-    peft and TRL (imported here). Raises DuoError naming ``finetune.lora.<key>`` / ``finetune.sft.<key>``."""
+    """(LoraConfig kwargs, SFTConfig kwargs) of ``cfg``: schema defaults < the user's keys, checked
+    by the installed peft and TRL (imported here). Raises DuoError naming ``finetune.lora.<key>`` /
+    ``finetune.sft.<key>``."""
     from peft import LoraConfig
     from trl import SFTConfig
 
-    return lora_kwargs(cfg.finetune.lora, _fields(LoraConfig)), sft_kwargs(cfg.finetune.sft, _fields(SFTConfig))
+    lora = lora_kwargs(cfg.finetune.lora, _fields(LoraConfig))
+    sft = sft_kwargs(cfg.finetune.sft, _fields(SFTConfig))
+    return lora, sft
 
 
 def quantization(cfg: Config, *, cuda: bool) -> dict | None:
-    """``finetune.quantization`` when this run loads the base in 4 or 8 bits (CUDA and load_in_4/8bit), else None."""
+    """``finetune.quantization`` when this run loads the base in 4 or 8 bits (CUDA and
+    load_in_4/8bit), else None."""
     q = dict(cfg.finetune.quantization or {})
     return q if cuda and (q.get("load_in_4bit") or q.get("load_in_8bit")) else None
 
@@ -109,7 +120,8 @@ def _sft_config(kwargs: dict, output_dir: Path, *, cuda: bool):
     if kwargs.get("max_length") == AUTO:  # resolved from the training rows by finetune (with_max_length)
         kwargs["max_length"] = None
     # transformers 5.2x renamed gradient_checkpointing (the old name still works but warns).
-    ckpt = "activation_checkpointing" if "activation_checkpointing" in _fields(SFTConfig) else "gradient_checkpointing"
+    renamed = "activation_checkpointing" in _fields(SFTConfig)
+    ckpt = "activation_checkpointing" if renamed else "gradient_checkpointing"
     if cuda:
         bf16 = torch.cuda.is_bf16_supported()
         kwargs.setdefault("bf16", bf16)
@@ -135,15 +147,17 @@ def _lora_config(kwargs: dict):
 
 
 def build(cfg: Config, output_dir: str | Path, *, cuda: bool) -> Recipe:
-    """The checked recipe of ``cfg``; ``output_dir`` is the trainer's working folder, ``cuda`` whether it trains on
-    a GPU. Raises DuoError (one line, naming the key) for a recipe peft or TRL refuses."""
+    """The checked recipe of ``cfg``; ``output_dir`` is the trainer's working folder,
+    ``cuda`` whether it trains on a GPU. Raises DuoError (one line, naming the key) for a
+    recipe peft or TRL refuses."""
     lora, sft = effective(cfg)
     return Recipe(lora=_lora_config(lora), sft=_sft_config(sft, Path(output_dir), cuda=cuda),
                   quantization=quantization(cfg, cuda=cuda), lora_kwargs=lora, sft_kwargs=sft)
 
 
 def with_max_length(recipe: Recipe, max_length: int | None) -> Recipe:
-    """``recipe`` training at ``max_length`` tokens (``finetune.sft.max_length: auto`` once the rows are measured);
-    ``sft_kwargs`` then records the number, so the manifest and model card say what was trained with."""
+    """``recipe`` training at ``max_length`` tokens (``finetune.sft.max_length: auto`` once the
+    rows are measured); ``sft_kwargs`` then records the number, so the manifest and model card say
+    what was trained with."""
     recipe.sft.max_length = max_length
     return dataclasses.replace(recipe, sft_kwargs={**recipe.sft_kwargs, "max_length": max_length})

