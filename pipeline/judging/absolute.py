@@ -1,9 +1,11 @@
-"""Asking a judge LLM: the absolute judge (LlamaDuo's similarity and precision, 1-100), and what every judge shares.
+"""Asking a judge LLM: the absolute judge (LlamaDuo's similarity and precision, 1-100), and
+what every judge shares.
 
-Input rows: ``_key`` (unique per row), ``instruction``, ``reference`` (the service LLM's answer), ``answer`` (the
-student's), ``category``. Every judge asks through the engine (so answers are journaled and a rerun pays nothing for
-what it has), within the spend budget (``budget.Spend``), and turns each reply into a verdict or a failure record
-that keeps the raw text. The pairwise judge is in ``judging_pairwise.py``, the judge panel in ``judging_panel.py``.
+Input rows: ``_key`` (unique per row), ``instruction``, ``reference`` (the service LLM's answer),
+``answer`` (the student's), ``category``. Every judge asks through the engine (so answers are
+journaled and a rerun pays nothing for what it has), within the spend budget (``budget.Spend``), and
+turns each reply into a verdict or a failure record that keeps the raw text. The pairwise judge is
+in ``pairwise.py``, the judge panel in ``panel.py``.
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ class JudgeOutcome(CutByBudget):
     """What the absolute judge gave.
 
     Attributes:
-        verdicts: row key -> list of ``{similarity, precision, similarity_reason, precision_reason, repeat}``, one
-            per repeat that gave a valid reply (empty when every repeat failed or was not sent).
+        verdicts: row key -> list of ``{similarity, precision, similarity_reason,
+            precision_reason, repeat}``, one per repeat that gave a valid reply (empty when every
+            repeat failed or was not sent).
         failures: ``{id, repeat, error, raw, attempts}`` per repeat whose reply stayed invalid.
-        usage: the manifest's usage (``budget.Spend.usage``: requests, tokens, cost_usd with the carried cost, ...).
+        usage: the manifest's usage (``budget.Spend.usage``: requests, tokens, cost_usd
+            with the carried cost, ...).
         unsent: requests not sent because the spend budget would have been passed.
     """
 
@@ -58,12 +62,13 @@ class JudgeOutcome(CutByBudget):
 # --------------------------------------------------------------------------- shared by every judge
 
 
-def start_spend(cfg: Config, store: Store, svc: ServiceLLMConfig, artifact_name: str, *, already: float = 0.0,
-                carry: bool = True) -> Spend:
+def start_spend(cfg: Config, store: Store, svc: ServiceLLMConfig, artifact_name: str, *,
+                already: float = 0.0, carry: bool = True) -> Spend:
     """A spend guard for a judge writing ``artifact_name``.
 
-    The artifact being replaced keeps its spend in the ledger: its cost is carried into the new manifest (when
-    ``carry``). ``already`` is new spend of this run not yet in any manifest (earlier judges of a panel).
+    The artifact being replaced keeps its spend in the ledger: its cost is carried into the new
+    manifest (when ``carry``). ``already`` is new spend of this run not yet in any manifest
+    (earlier judges of a panel).
     """
     carried = carried_cost(store, artifact_name) if carry else 0.0
     return Spend(cfg, svc, spent_in_store(store, exclude=artifact_name) + already, carried=carried)
@@ -71,9 +76,11 @@ def start_spend(cfg: Config, store: Store, svc: ServiceLLMConfig, artifact_name:
 
 def ask(svc: ServiceLLMConfig, planned: list[tuple], *, journal: Path | str, spend: Spend, desc: str
         ) -> tuple[list[tuple[tuple, object]], int]:
-    """Send ``planned`` ((Request, ...) tuples) in budget-sized chunks, each send reserving its worst case first.
+    """Send ``planned`` ((Request, ...) tuples) in budget-sized chunks, each send
+    reserving its worst case first.
 
-    Returns ((planned item, Result) for each sent request, in order; the number of requests not sent).
+    Returns ((planned item, Result) for each sent request, in order; the number
+    of requests not sent).
     """
     from ..llm import Engine
 
@@ -91,8 +98,9 @@ def ask(svc: ServiceLLMConfig, planned: list[tuple], *, journal: Path | str, spe
 
 
 def asked(row: dict) -> dict:
-    """What a judge template is told of the question: ``instruction`` (the last user turn), ``system`` (the system
-    prompt the student was given, or None), ``context`` (earlier turns, ``[{role, content}]``) and ``category``."""
+    """What a judge template is told of the question: ``instruction`` (the last user turn),
+    ``system`` (the system prompt the student was given, or None), ``context`` (earlier turns,
+    ``[{role, content}]``) and ``category``."""
     return {"instruction": row["instruction"], **asked_fields(row), "category": row.get("category")}
 
 
@@ -121,7 +129,8 @@ def absolute_verdict(data, schema: dict) -> tuple[dict | None, str | None]:
     return None, f"reply does not match {schema.get('title') or 'the judge schema'}: {problem}"
 
 
-def plan_absolute(cfg: Config, rows: list[dict], *, template: str, schema: dict, repeats: int) -> list[tuple]:
+def plan_absolute(cfg: Config, rows: list[dict], *, template: str, schema: dict,
+                  repeats: int) -> list[tuple]:
     """One (Request,) per row and repeat, rows in order, repeats 0..repeats-1."""
     from ..llm import Request
     from ..prompts import render
@@ -129,14 +138,17 @@ def plan_absolute(cfg: Config, rows: list[dict], *, template: str, schema: dict,
     planned = []
     for row in rows:
         messages = render(cfg, template, **asked(row), reference=row["reference"], answer=row["answer"])
-        messages = scrub_messages(cfg, messages)  # personal data out before anything is sent (privacy.scrub)
-        planned += [(Request(key=row["_key"], messages=messages, schema=schema, repeat=k),) for k in range(repeats)]
+        # Personal data out before anything is sent (privacy.scrub).
+        messages = scrub_messages(cfg, messages)
+        planned += [(Request(key=row["_key"], messages=messages, schema=schema, repeat=k),)
+                    for k in range(repeats)]
     return planned
 
 
 def run_absolute(cfg: Config, svc: ServiceLLMConfig, rows: list[dict], *, spend: Spend, journal: Path | str,
                  template: str, schema_name: str, repeats: int, desc: str) -> JudgeOutcome:
-    """The absolute judge with a spend guard given by the caller (a panel shares the budget among its judges)."""
+    """The absolute judge with a spend guard given by the caller (a panel shares the
+    budget among its judges)."""
     from ..prompts import load_reply_schema
 
     schema = load_reply_schema(cfg, schema_name)
@@ -154,16 +166,19 @@ def run_absolute(cfg: Config, svc: ServiceLLMConfig, rows: list[dict], *, spend:
     return JudgeOutcome(verdicts, failures, spend.usage(), unsent)
 
 
-def judge_absolute(cfg: Config, store: Store, svc: ServiceLLMConfig, rows: list[dict], *, journal: Path | str,
-                   artifact_name: str, template: str | None = None, schema: str | None = None,
-                   repeats: int | None = None, desc: str = "judge") -> JudgeOutcome:
-    """Ask judge ``svc`` ``repeats`` times per row to score the student's answer against the reference, in budget.
+def judge_absolute(cfg: Config, store: Store, svc: ServiceLLMConfig, rows: list[dict], *,
+                   journal: Path | str, artifact_name: str, template: str | None = None,
+                   schema: str | None = None, repeats: int | None = None,
+                   desc: str = "judge") -> JudgeOutcome:
+    """Ask judge ``svc`` ``repeats`` times per row to score the student's answer against
+    the reference, in budget.
 
     Args:
         rows: dicts with ``_key``, ``instruction``, ``reference``, ``answer``, ``category``.
-        journal: the engine's journal file (``evaluate`` uses ``store.journal_dir / "round-N-evaluate.jsonl"``).
-        artifact_name: the artifact the scores go to: its current cost is carried, its manifest left out of the
-            spend so far.
+        journal: the engine's journal file (``evaluate`` uses
+            ``store.journal_dir / "round-N-evaluate.jsonl"``).
+        artifact_name: the artifact the scores go to: its current cost is carried, its manifest left
+            out of the spend so far.
         template, schema, repeats: default ``cfg.evaluate.prompt``, ``.schema``, ``.judge_repeats``.
     """
     ev = cfg.evaluate

@@ -1,13 +1,15 @@
 """The pairwise judge: is the student's answer better than the service LLM's, worse, or as good?
 
-Each row is asked twice, once with the student's answer as A (``student_first``) and once with the service's as A
-(``service_first``), so a judge that favours a position cannot make the student win. Per row the two verdicts are
-combined: the student wins in both orders -> ``win`` 1.0; loses in both -> 0.0; anything else (a verdict that flips
-with the position, a tie in either order) -> 0.5; either order failed or not sent -> None.
+Each row is asked twice, once with the student's answer as A (``student_first``) and once with the
+service's as A (``service_first``), so a judge that favours a position cannot make the student win.
+Per row the two verdicts are combined: the student wins in both orders -> ``win`` 1.0; loses in both
+-> 0.0; anything else (a verdict that flips with the position, a tie in either order) -> 0.5; either
+order failed or not sent -> None.
 
-Input rows: ``_key``, ``instruction``, ``reference`` (the service's answer), ``answer`` (the student's), ``category``.
-Output per row: ``pairwise`` (one ``{order, winner, position, reason, repeat}`` per valid verdict; ``winner`` is
-``student``, ``service`` or ``tie``, ``position`` the judge's own ``A``, ``B`` or ``tie``) and ``win``.
+Input rows: ``_key``, ``instruction``, ``reference`` (the service's answer), ``answer`` (the
+student's), ``category``. Output per row: ``pairwise`` (one
+``{order, winner, position, reason, repeat}`` per valid verdict; ``winner`` is ``student``,
+``service`` or ``tie``, ``position`` the judge's own ``A``, ``B`` or ``tie``) and ``win``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from .absolute import CutByBudget, ask, asked, raw_text, start_spend
 
 PAIRWISE_TEMPLATE = "judge_pairwise.j2"
 PAIRWISE_SCHEMA = "pairwise_verdict.schema.json"
-ORDERS = ("student_first", "service_first")  # the index is the request's repeat number: its own journal entry
+# The index is the request's repeat number: its own journal entry.
+ORDERS = ("student_first", "service_first")
 WIN, TIE, LOSS = 1.0, 0.5, 0.0
 
 
@@ -46,7 +49,8 @@ class PairwiseOutcome(CutByBudget):
 
 
 def pairwise_verdict(data, schema: dict, order: str) -> tuple[dict | None, str | None]:
-    """One reply as ``{order, winner, position, reason}`` (winner named as student/service/tie), or (None, problem)."""
+    """One reply as ``{order, winner, position, reason}`` (winner named as
+    student/service/tie), or (None, problem)."""
     problem = first_problem(data, schema)
     if problem is None:
         try:
@@ -76,31 +80,41 @@ def combine(verdicts: list[dict]) -> float | None:
 
 
 def plan_pairwise(cfg: Config, rows: list[dict], *, template: str, schema: dict) -> list[tuple]:
-    """(Request, order) per row and order; the student's answer is A in ``student_first``, B in ``service_first``."""
+    """(Request, order) per row and order; the student's answer is A in ``student_first``, B
+    in ``service_first``."""
     from ..llm import Request
     from ..prompts import render
 
     planned = []
     for row in rows:
         for repeat, order in enumerate(ORDERS):
-            a, b = (row["answer"], row["reference"]) if order == "student_first" else (row["reference"], row["answer"])
+            if order == "student_first":
+                a, b = row["answer"], row["reference"]
+            else:
+                a, b = row["reference"], row["answer"]
             messages = render(cfg, template, **asked(row), answer_a=a, answer_b=b)
-            messages = scrub_messages(cfg, messages)  # personal data out before anything is sent (privacy.scrub)
-            planned.append((Request(key=row["_key"], messages=messages, schema=schema, repeat=repeat), order))
+            # Personal data out before anything is sent (privacy.scrub).
+            messages = scrub_messages(cfg, messages)
+            request = Request(key=row["_key"], messages=messages, schema=schema, repeat=repeat)
+            planned.append((request, order))
     return planned
 
 
-def judge_pairwise(cfg: Config, store: Store, svc: ServiceLLMConfig, rows: list[dict], *, journal: Path | str,
-                   artifact_name: str, template: str = PAIRWISE_TEMPLATE, schema: str = PAIRWISE_SCHEMA,
-                   desc: str = "pairwise judge", already: float = 0.0, carry: bool = True) -> PairwiseOutcome:
-    """Ask judge ``svc`` whether each row's student answer beats the service's, in both orders, within budget.
+def judge_pairwise(cfg: Config, store: Store, svc: ServiceLLMConfig, rows: list[dict], *,
+                   journal: Path | str, artifact_name: str, template: str = PAIRWISE_TEMPLATE,
+                   schema: str = PAIRWISE_SCHEMA, desc: str = "pairwise judge", already: float = 0.0,
+                   carry: bool = True) -> PairwiseOutcome:
+    """Ask judge ``svc`` whether each row's student answer beats the service's, in
+    both orders, within budget.
 
     Args:
         rows: dicts with ``_key``, ``instruction``, ``reference``, ``answer``, ``category``.
         journal: the engine's journal file (a file of its own, e.g. ``round-N-pairwise.jsonl``).
-        artifact_name: the artifact the verdicts go to (its cost is carried; see ``judging.start_spend``).
+        artifact_name: the artifact the verdicts go to (its cost is carried; see
+            ``judging.start_spend``).
         template, schema: the prompt template and reply schema names.
-        already, carry: as in ``judging.start_spend`` (when another judge of this run already spent or carried).
+        already, carry: as in ``judging.start_spend`` (when another judge of this run
+            already spent or carried).
     """
     from ..prompts import load_reply_schema
 
@@ -111,21 +125,25 @@ def judge_pairwise(cfg: Config, store: Store, svc: ServiceLLMConfig, rows: list[
     verdicts: dict[str, list[dict]] = {row["_key"]: [] for row in rows}
     failures = []
     for (_, order), res in answered:
-        verdict, problem = pairwise_verdict(res.data, reply_schema, order) if res.ok else (None, res.error or "failed")
+        if res.ok:
+            verdict, problem = pairwise_verdict(res.data, reply_schema, order)
+        else:
+            verdict, problem = None, res.error or "failed"
         if verdict is not None:
             verdicts[res.key].append({**verdict, "repeat": res.repeat})
             continue
-        failures.append({"id": res.key, "order": order, "repeat": res.repeat, "error": problem, "raw": raw_text(res),
-                         "attempts": res.attempts})
+        failures.append({"id": res.key, "order": order, "repeat": res.repeat, "error": problem,
+                         "raw": raw_text(res), "attempts": res.attempts})
     out = {key: {"pairwise": vs, "win": combine(vs)} for key, vs in verdicts.items()}
     return PairwiseOutcome(out, failures, spend.usage(), unsent)
 
 
 def win_rate_counts(outcomes: PairwiseOutcome | Iterable) -> dict:
-    """``{"wins", "ties", "losses", "n", "win_rate"}`` over the rows with a ``win`` (None ones are left out).
+    """``{"wins", "ties", "losses", "n", "win_rate"}`` over the rows with a ``win``
+    (None ones are left out).
 
-    ``outcomes``: a PairwiseOutcome, or per-row dicts holding ``win``, or bare ``win`` values. ``win_rate`` is
-    (wins + ties / 2) / n, None when n is 0.
+    ``outcomes``: a PairwiseOutcome, or per-row dicts holding ``win``, or bare ``win`` values.
+    ``win_rate`` is (wins + ties / 2) / n, None when n is 0.
     """
     if isinstance(outcomes, PairwiseOutcome):
         outcomes = outcomes.rows.values()

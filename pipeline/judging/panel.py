@@ -1,10 +1,12 @@
-"""A judge panel: several judge LLMs score every row with the absolute judge, and how well they agree.
+"""A judge panel: several judge LLMs score every row with the absolute judge,
+and how well they agree.
 
-Each judge (a ``ServiceLLMConfig``) is named ``provider:model`` and keeps its own journal, named after it. Per row,
-a judge's score is its mean over repeats; the panel's score is the mean over the judges that scored the row.
-Agreement per metric: the mean absolute difference between two judges' scores of one row (over every pair of
-judges and every row both scored), and Krippendorff's alpha (interval metric; 1 = perfect agreement, 0 = no better
-than chance). A judge is flagged when its mean absolute difference from the other judges' mean passes
+Each judge (a ``ServiceLLMConfig``) is named ``provider:model`` and keeps its own journal, named
+after it. Per row, a judge's score is its mean over repeats; the panel's score is the mean over
+the judges that scored the row. Agreement per metric: the mean absolute difference between two
+judges' scores of one row (over every pair of judges and every row both scored), and
+Krippendorff's alpha (interval metric; 1 = perfect agreement, 0 = no better than chance). A judge
+is flagged when its mean absolute difference from the other judges' mean passes
 ``DISAGREE_THRESHOLD`` points (1-100 scale) on any metric.
 """
 
@@ -30,14 +32,18 @@ class PanelOutcome(CutByBudget):
     """What a judge panel gave.
 
     Attributes:
-        labels: the judges' labels (``provider:model``, ``#2``... added to repeats), in the order given.
-        outcomes: label -> that judge's JudgeOutcome (verdicts, failures, usage without carried cost, unsent).
+        labels: the judges' labels (``provider:model``, ``#2``... added to
+            repeats), in the order given.
+        outcomes: label -> that judge's JudgeOutcome (verdicts, failures, usage
+            without carried cost, unsent).
         per_judge: label -> {metric: per-row score (mean over repeats; None: unscored)}.
         panel: {metric: per-row mean over the judges that scored the row (None: none did)}.
-        agreement: ``{"alpha": {metric: a}, "mean_abs_diff": {metric: d}, "deviation": {label: {metric: d}},
-            "flagged": [labels], "threshold": t}`` (None where fewer than two judges scored anything).
+        agreement: ``{"alpha": {metric: a}, "mean_abs_diff": {metric: d}, "deviation": {label:
+            {metric: d}}, "flagged": [labels], "threshold": t}`` (None where fewer than two
+            judges scored anything).
         failures: every judge's failure records, each with ``judge``: its label.
-        usage: the panel's usage for the manifest (requests and tokens summed; ``cost_usd`` with the carried cost).
+        usage: the panel's usage for the manifest (requests and tokens summed;
+            ``cost_usd`` with the carried cost).
         unsent: requests not sent because the spend budget would have been passed, over all judges.
     """
 
@@ -72,9 +78,9 @@ def judge_journal(journal: Path | str, label: str) -> Path:
 
 
 def judge_panel(cfg: Config, store: Store, judges: list[ServiceLLMConfig], rows: list[dict], *,
-                journal: Path | str, artifact_name: str, template: str | None = None, schema: str | None = None,
-                repeats: int | None = None, metrics=JUDGE_METRICS, threshold: float = DISAGREE_THRESHOLD,
-                desc: str = "judge") -> PanelOutcome:
+                journal: Path | str, artifact_name: str, template: str | None = None,
+                schema: str | None = None, repeats: int | None = None, metrics=JUDGE_METRICS,
+                threshold: float = DISAGREE_THRESHOLD, desc: str = "judge") -> PanelOutcome:
     """Score every row with every judge (absolute judge), combine, and measure the judges' agreement.
 
     The judges share one spend budget, asked one after another: a judge's requests count what the ones before
@@ -99,9 +105,10 @@ def judge_panel(cfg: Config, store: Store, judges: list[ServiceLLMConfig], rows:
     per_judge = {label: out.scores(keys, metrics) for label, out in outcomes.items()}
     panel = {m: _nanmean_rows(_matrix(per_judge, m)) for m in metrics}
     failures = [{**f, "judge": label} for label, out in outcomes.items() for f in out.failures]
-    return PanelOutcome(labels, outcomes, per_judge, panel, agreement(per_judge, metrics, threshold), failures,
-                        _panel_usage([o.usage for o in outcomes.values()], carried_cost(store, artifact_name)),
-                        sum(o.unsent for o in outcomes.values()))
+    agreed = agreement(per_judge, metrics, threshold)
+    usage = _panel_usage([o.usage for o in outcomes.values()], carried_cost(store, artifact_name))
+    unsent = sum(o.unsent for o in outcomes.values())
+    return PanelOutcome(labels, outcomes, per_judge, panel, agreed, failures, usage, unsent)
 
 
 # --------------------------------------------------------------------------- agreement (pure numpy)
@@ -109,8 +116,9 @@ def judge_panel(cfg: Config, store: Store, judges: list[ServiceLLMConfig], rows:
 
 def _matrix(per_judge: dict[str, dict[str, list]], metric: str) -> np.ndarray:
     """judges x rows, NaN where a judge did not score a row."""
-    return np.array([[np.nan if s is None else float(s) for s in scores[metric]] for scores in per_judge.values()],
-                    dtype=float).reshape(len(per_judge), -1)
+    rows = [[np.nan if s is None else float(s) for s in scores[metric]]
+            for scores in per_judge.values()]
+    return np.array(rows, dtype=float).reshape(len(per_judge), -1)
 
 
 def _nanmean_rows(m: np.ndarray) -> list[float | None]:
@@ -165,7 +173,8 @@ def _deviation(m: np.ndarray, i: int) -> float | None:
 
 def agreement(per_judge: dict[str, dict[str, list]], metrics=JUDGE_METRICS,
               threshold: float = DISAGREE_THRESHOLD) -> dict:
-    """Alpha and mean absolute difference per metric, each judge's deviation, and the judges that disagree."""
+    """Alpha and mean absolute difference per metric, each judge's deviation, and the
+    judges that disagree."""
     out: dict = {"alpha": {}, "mean_abs_diff": {}, "deviation": {label: {} for label in per_judge},
                  "flagged": [], "threshold": threshold}
     for metric in metrics:
@@ -180,7 +189,8 @@ def agreement(per_judge: dict[str, dict[str, list]], metrics=JUDGE_METRICS,
 
 
 def _panel_usage(usages: list[dict], carried: float) -> dict:
-    total = {k: sum(u.get(k) or 0 for u in usages) for k in ("requests", "input_tokens", "output_tokens", "cached")}
+    counts = ("requests", "input_tokens", "output_tokens", "cached")
+    total = {k: sum(u.get(k) or 0 for u in usages) for k in counts}
     new = sum(float(u.get("new_cost_usd") or 0.0) for u in usages)
     return {**total, "cost_usd": round(carried + new, 8), "new_cost_usd": round(new, 8),
             "carried_cost_usd": round(carried, 8)}
