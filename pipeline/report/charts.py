@@ -1,10 +1,12 @@
-"""PNG charts for the round report, drawn with matplotlib's Agg backend (imported only when a chart is drawn).
+"""PNG charts for the round report, drawn with matplotlib's Agg backend (imported
+only when a chart is drawn).
 
-Each function writes one file and returns its path (with ``path=None`` it returns the unsaved matplotlib figure
-instead), or returns None when there is nothing to draw. One map,
-``METRICS``, gives every metric its colour and its place: the panels of every chart come in that order, in that
-colour, on the metric's full range (a panel is never zoomed to its data, so a small change looks small). The
-untuned base (round 0) is always grey. A line is drawn for the pass rule only where the rule names the metric.
+Each function writes one file and returns its path (with ``path=None`` it returns the unsaved
+matplotlib figure instead), or returns None when there is nothing to draw. One map, ``METRICS``,
+gives every metric its colour and its place: the panels of every chart come in that order, in that
+colour, on the metric's full range (a panel is never zoomed to its data, so a small change looks
+small). The untuned base (round 0) is always grey. A line is drawn for the pass rule only where
+the rule names the metric.
 """
 
 from __future__ import annotations
@@ -83,15 +85,18 @@ def _patch(label: str, **kwargs):
 
 
 def _save(fig, path: Path | None, bottom: float = 0.18):
-    """Write ``fig`` to ``path`` as PNG and close it; with ``path`` None, return the figure itself (to inspect)."""
-    # Fixed margins: tight or constrained layout draws the figure an extra time and doubles the cost of a chart.
+    """Write ``fig`` to ``path`` as PNG and close it; with ``path`` None, return the
+    figure itself (to inspect)."""
+    # Fixed margins: tight or constrained layout draws the figure an extra time and doubles the
+    # cost of a chart.
     width = fig.get_figwidth()  # margins in inches, so one narrow panel still fits its tick labels
     fig.subplots_adjust(left=0.6 / width, right=1 - 0.25 / width, top=0.78, bottom=bottom, wspace=0.3)
     if path is None:
         return fig
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # No timestamp metadata: a rerun of the same round writes the same bytes, so its PR gets no empty changes.
+    # No timestamp metadata: a rerun of the same round writes the same bytes, so its PR gets no
+    # empty changes.
     fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
     _plt().close(fig)
     return path
@@ -102,8 +107,9 @@ def _clean(values: Sequence[float | None] | None) -> list[float]:
 
 
 def _rule_lines(ax, metric: str, rule: Mapping, thresholds: Mapping, handles: dict) -> None:
-    """The pass rule's lines on a histogram: its bound on the mean, and the per-answer threshold only when the
-    rule counts answers above it (a pass-rate condition). A metric the rule does not name gets neither."""
+    """The pass rule's lines on a histogram: its bound on the mean, and the per-answer threshold
+    only when the rule counts answers above it (a pass-rate condition). A metric the rule does
+    not name gets neither."""
     said = rule.get(metric) or {}
     if said.get("mean") is not None:
         ax.axvline(said["mean"], color=RULE_COLOR, linestyle="--", linewidth=1.2)
@@ -114,24 +120,30 @@ def _rule_lines(ax, metric: str, rule: Mapping, thresholds: Mapping, handles: di
 
 
 def _mean_mark(ax, x: float, tint: str, word: str, row: int, span: tuple[float, float]) -> None:
-    """A solid line at the mean, labelled with its value near the top (row 0 or 1, so two labels never meet), to
-    the right of the line unless the line is in the right quarter of the panel."""
+    """A solid line at the mean, labelled with its value near the top (row 0 or 1, so two labels
+    never meet), to the right of the line unless the line is in the right quarter of the panel."""
     from ..formatting import num
 
     right = x < span[0] + 0.75 * (span[1] - span[0])
     ax.axvline(x, color=tint, linewidth=1.5)
-    ax.annotate(f"{word} {num(x)}", (x, 1), xycoords=("data", "axes fraction"), xytext=(3 if right else -3,
-                -10 - 10 * row), textcoords="offset points", ha="left" if right else "right", fontsize=7, color=tint)
+    ax.annotate(f"{word} {num(x)}", (x, 1),
+                xycoords=("data", "axes fraction"),
+                xytext=(3 if right else -3, -10 - 10 * row),
+                textcoords="offset points",
+                ha="left" if right else "right",
+                fontsize=7,
+                color=tint)
 
 
 def score_histogram(scores: Mapping[str, Sequence[float | None]], path: Path, *,
                     base: Mapping[str, Sequence[float | None]] | None = None, rule: Mapping | None = None,
                     thresholds: Mapping[str, float] | None = None, means: Mapping[str, float] | None = None,
                     base_means: Mapping[str, float] | None = None) -> Path | None:
-    """One histogram per metric of the per-answer scores over the metric's full range (fixed-width bins, so equal
-    scores still make a bar; whole-number counts), the mean as a solid line, the untuned base's scores as a grey
-    outline with its mean, and the pass rule's lines where ``rule`` (``report_data.rule_targets``) names the metric.
-    ``means``/``base_means`` are the means the report states (per prompt); else the answers' mean is drawn.
+    """One histogram per metric of the per-answer scores over the metric's full range (fixed-width
+    bins, so equal scores still make a bar; whole-number counts), the mean as a solid line, the
+    untuned base's scores as a grey outline with its mean, and the pass rule's lines where ``rule``
+    (``pipeline.report.data.rule_targets``) names the metric. ``means``/``base_means`` are the means
+    the report states (per prompt); else the answers' mean is drawn.
     """
     import numpy as np
     from matplotlib.ticker import MaxNLocator
@@ -152,13 +164,15 @@ def score_histogram(scores: Mapping[str, Sequence[float | None]], path: Path, *,
         if before:
             base_counts, _, _ = ax.hist(before, bins=bins, histtype="step", color=BASE_COLOR, linewidth=1.5)
             top = max(top, max(base_counts))
-            handles["base"] = _patch("untuned base (round 0)", facecolor="none", edgecolor=BASE_COLOR, linewidth=1.5)
+            handles["base"] = _patch("untuned base (round 0)",
+                                     facecolor="none", edgecolor=BASE_COLOR, linewidth=1.5)
         ax.set_ylim(0, max(1, top) * 1.3)  # headroom for the means' labels
         stated = (means or {}).get(metric)
         _mean_mark(ax, float(np.mean(values) if stated is None else stated), MEAN_COLOR, "mean", 0, (lo, hi))
         if before:
             stated = (base_means or {}).get(metric)
-            _mean_mark(ax, float(np.mean(before) if stated is None else stated), BASE_COLOR, "base", 1, (lo, hi))
+            base_mean = float(np.mean(before) if stated is None else stated)
+            _mean_mark(ax, base_mean, BASE_COLOR, "base", 1, (lo, hi))
         _rule_lines(ax, metric, rule or {}, thresholds or {}, handles)
         ax.set_xlim(lo, hi)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
@@ -169,7 +183,8 @@ def score_histogram(scores: Mapping[str, Sequence[float | None]], path: Path, *,
     return _save(fig, path)
 
 
-def _category_bars(ax, x: float, width: float, stats: Sequence[Mapping | None], tint: str, pale: Sequence[bool]):
+def _category_bars(ax, x: float, width: float, stats: Sequence[Mapping | None], tint: str,
+                   pale: Sequence[bool]):
     """Bars of the category means at ``x`` + offsets, CI whiskers where known; pale where ``pale``."""
     for i, s in enumerate(stats):
         if not s or s.get("mean") is None:
@@ -177,15 +192,17 @@ def _category_bars(ax, x: float, width: float, stats: Sequence[Mapping | None], 
         alpha = 0.3 if pale[i] else 1.0
         ax.bar(i + x, s["mean"], width, color=tint, alpha=alpha)
         if s.get("ci_low") is not None and s.get("ci_high") is not None:
-            ax.errorbar([i + x], [s["mean"]], yerr=[[max(0.0, s["mean"] - s["ci_low"])], [max(0.0, s["ci_high"] - s["mean"])]],
+            yerr = [[max(0.0, s["mean"] - s["ci_low"])], [max(0.0, s["ci_high"] - s["mean"])]]
+            ax.errorbar([i + x], [s["mean"]], yerr=yerr,
                         fmt="none", ecolor="#333333", alpha=max(alpha, 0.5), capsize=3, linewidth=1)
 
 
-def category_means(by_category: Mapping[str, Mapping[str, Mapping]], metrics: Sequence[str], path: Path,
-                   base: Mapping[str, Mapping[str, Mapping]] | None = None, *, min_n: int = MIN_N) -> Path | None:
-    """Per metric, each category's mean this round (metric colour) beside the untuned base's (grey), with CI
-    whiskers where ``{mean, ci_low, ci_high, n}`` give one and ``n`` under each name; categories with fewer than
-    ``min_n`` test prompts are pale."""
+def category_means(by_category: Mapping[str, Mapping[str, Mapping]], metrics: Sequence[str],
+                   path: Path, base: Mapping[str, Mapping[str, Mapping]] | None = None, *,
+                   min_n: int = MIN_N) -> Path | None:
+    """Per metric, each category's mean this round (metric colour) beside the untuned base's (grey),
+    with CI whiskers where ``{mean, ci_low, ci_high, n}`` give one and ``n`` under each name;
+    categories with fewer than ``min_n`` test prompts are pale."""
     cats = sorted(by_category)
     metrics = [m for m in ordered(metrics) if any((by_category[c].get(m) or {}).get("mean") is not None
                                                   for c in cats)]
@@ -206,7 +223,9 @@ def category_means(by_category: Mapping[str, Mapping[str, Mapping]], metrics: Se
             _category_bars(ax, -width / 2, width, before, BASE_COLOR, pale)
             handles["base"] = _patch("untuned base (round 0)", facecolor=BASE_COLOR)
         _category_bars(ax, width / 2 if paired else 0.0, width, now, color(metric), pale)
-        values = [v for s in now + before for v in ((s or {}).get("mean"), (s or {}).get("ci_high")) if v is not None]
+        values = [v for s in now + before
+                  for v in ((s or {}).get("mean"), (s or {}).get("ci_high"))
+                  if v is not None]
         ax.set_ylim(*scale(metric, values))
         ax.set_xticks(range(len(cats)), [f"{c[:14]}\nn={n}" for c, n in zip(cats, counts)],
                       rotation=35 if tilt else 0, ha="right" if tilt else "center", fontsize=8)
@@ -235,27 +254,34 @@ def _trend_panel(ax, metric: str, points: Sequence[Mapping], target: float | Non
         tint = BASE_COLOR if p["label"] == "base" else color(metric)
         low = s["ci_low"] if s.get("ci_low") is not None else s["mean"]
         high = s["ci_high"] if s.get("ci_high") is not None else s["mean"]
-        ax.errorbar([x], [s["mean"]], yerr=[[max(0.0, s["mean"] - low)], [max(0.0, high - s["mean"])]], fmt="o",
+        yerr = [[max(0.0, s["mean"] - low)], [max(0.0, high - s["mean"])]]
+        filled = p.get("verdict") == "pass" or p["label"] == "base"
+        ax.errorbar([x], [s["mean"]], yerr=yerr, fmt="o",
                     color=tint, ecolor=tint, capsize=4, zorder=3,
-                    markerfacecolor=tint if p.get("verdict") == "pass" or p["label"] == "base" else "white")
+                    markerfacecolor=tint if filled else "white")
         ax.annotate(p["label"], (x, s["mean"]), textcoords="offset points", xytext=(6, 6), fontsize=8)
     if target is not None:
         ax.axhline(target, color=RULE_COLOR, linestyle="--", linewidth=1)
     ax.set_ylim(lo, hi)
     span = max(xs) - min(xs)
-    left, right = (0.08 * span, 0.15 * span) if span else (max(1.0, abs(xs[0]) / 2),) * 2  # one round: centred
+    if span:
+        left, right = 0.08 * span, 0.15 * span
+    else:  # one round: centred
+        left = right = max(1.0, abs(xs[0]) / 2)
     ax.set_xlim(min(xs) - left, max(xs) + right)
     ax.set_title(f"{metric} mean and CI by round", fontsize=10)
 
 
 def round_trend(points: Sequence[Mapping], metrics: Sequence[str], path: Path, *, x_label: str = "round",
                 targets: Mapping[str, float] | None = None) -> Path | None:
-    """Mean and CI of each metric per round (one panel per metric, on the metric's full range), the untuned base
-    as a grey point and a grey band (its mean and CI) across the panel, a filled point for a round that passed;
-    ``points`` are ``{label, x, verdict, stats: {metric: {mean, ci_low, ci_high}}}``, x is ``x_label``."""
+    """Mean and CI of each metric per round (one panel per metric, on the metric's full range), the
+    untuned base as a grey point and a grey band (its mean and CI) across the panel, a filled point
+    for a round that passed; ``points`` are ``{label, x, verdict, stats: {metric: {mean, ci_low,
+    ci_high}}}``, x is ``x_label``."""
     from matplotlib.ticker import MaxNLocator
 
-    metrics = [m for m in ordered(metrics) if any((p["stats"].get(m) or {}).get("mean") is not None for p in points)]
+    metrics = [m for m in ordered(metrics)
+               if any((p["stats"].get(m) or {}).get("mean") is not None for p in points)]
     if not points or not metrics:
         return None
     fig, axes = _panels(len(metrics))
@@ -266,7 +292,8 @@ def round_trend(points: Sequence[Mapping], metrics: Sequence[str], path: Path, *
     handles: dict = {}
     if any(p["label"] == "base" for p in points):
         handles["base"] = _patch("untuned base (round 0): mean and CI band", facecolor=BASE_COLOR, alpha=0.4)
-    handles["pass"] = _line("filled: round passed; hollow: failed", color="#333333", style="none", marker="o")
+    handles["pass"] = _line("filled: round passed; hollow: failed",
+                            color="#333333", style="none", marker="o")
     if any(m in (targets or {}) for m in metrics):
         handles["rule"] = _line("pass rule's bound on the mean")
     _legend(fig, handles)

@@ -1,8 +1,9 @@
-"""What the report pins: the adapter and data artifacts by commit (Hub store) or by path and fingerprint (local
-store), the judge that scored the round, and how many of the student's answers were empty or cut short.
+"""What the report pins: the adapter and data artifacts by commit (Hub store) or by path and
+fingerprint (local store), the judge that scored the round, and how many of the student's answers
+were empty or cut short.
 
-A branch or tag name is for people (``round-2`` is deleted and made again by a rerun); the commit sha is what a
-link and a ``from_pretrained(revision=...)`` pin to.
+A branch or tag name is for people (``round-2`` is deleted and made again by a rerun); the commit
+sha is what a link and a ``from_pretrained(revision=...)`` pin to.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ TRUNCATED = ("length", "max_tokens")  # finish reasons of an answer cut at the t
 
 
 def pinned(store: Store, name: str) -> dict | None:
-    """Where artifact ``name`` is, pinned: ``commit`` and ``url`` (the repo tree at that commit) plus ``ref`` (the
-    branch for people) in the Hub store; ``path`` and ``fingerprint`` in the local store. None when absent."""
+    """Where artifact ``name`` is, pinned: ``commit`` and ``url`` (the repo tree at that commit)
+    plus ``ref`` (the branch for people) in the Hub store; ``path`` and ``fingerprint`` in the local
+    store. None when absent."""
     if not store.exists(name):
         return None
     info = store.describe(name)
@@ -34,8 +36,8 @@ def pinned(store: Store, name: str) -> dict | None:
 
 
 def lineage(store: Store, round_no: int) -> dict:
-    """The round's artifacts, pinned: ``adapter`` (None for round 0 or without a finetune artifact) and ``data``
-    (prepare and this round's synthesize, infer and evaluate, those that exist)."""
+    """The round's artifacts, pinned: ``adapter`` (None for round 0 or without a finetune artifact)
+    and ``data`` (prepare and this round's synthesize, infer and evaluate, those that exist)."""
     names = [artifact_name(s, None if s == "prepare" else round_no) for s in DATA_STAGES]
     data = [p for p in (pinned(store, n) for n in names) if p is not None]
     adapter = pinned(store, artifact_name("finetune", round_no)) if round_no > 0 else None
@@ -43,7 +45,8 @@ def lineage(store: Store, round_no: int) -> dict:
 
 
 def _shown(cfg: Config, path: Path) -> str:
-    """A prompt file as a reader finds it: relative to the config's folder or the repository, else its name."""
+    """A prompt file as a reader finds it: relative to the config's folder or the
+    repository, else its name."""
     for root in (cfg.source_path.parent if cfg.source_path else None, Path(__file__).resolve().parents[2]):
         if root is not None:
             try:
@@ -54,9 +57,10 @@ def _shown(cfg: Config, path: Path) -> str:
 
 
 def judging(cfg: Config, store: Store, ev: dict, round_no: int) -> dict:
-    """Who judged the round: ``models``, ``repeats``, the judge prompt's ``prompt`` file and ``prompt_hash``
-    (sha256, first 16 hex digits), and ``prompt_changed`` when the scores are stale: what evaluate reads now (the
-    prompt among it) no longer gives the evaluate artifact's fingerprint."""
+    """Who judged the round: ``models``, ``repeats``, the judge prompt's ``prompt`` file and
+    ``prompt_hash`` (sha256, first 16 hex digits), and ``prompt_changed`` when the scores are
+    stale: what evaluate reads now (the prompt among it) no longer gives the evaluate
+    artifact's fingerprint."""
     panel = (ev.get("panel") or {}).get("judges")
     models = list(panel) if panel else [ev["judge_model"]] if ev.get("judge_model") else []
     out = {"models": models, "repeats": ev.get("judge_repeats"), "prompt": None, "prompt_hash": None,
@@ -70,15 +74,17 @@ def judging(cfg: Config, store: Store, ev: dict, round_no: int) -> dict:
         out.update(prompt=_shown(cfg, path), prompt_hash=file_digest(path))
         name = artifact_name("evaluate", round_no)
         made = store.manifest(name).fingerprint
-        out["prompt_changed"] = made is not None and ARTIFACTS["evaluate"].inputs(cfg, store, round_no).fingerprint != made
+        if made is not None:  # else it stays False
+            inputs = ARTIFACTS["evaluate"].inputs(cfg, store, round_no)
+            out["prompt_changed"] = inputs.fingerprint != made
     except DuoError:
         pass  # the prompt or the answers are gone: the hash stays as found, or unknown
     return out
 
 
 def answer_counts(store: Store, round_no: int) -> dict | None:
-    """The student's answers this round: ``total``, ``empty`` and ``truncated`` (cut at ``infer.max_new_tokens``;
-    None when the answers do not record why generation stopped)."""
+    """The student's answers this round: ``total``, ``empty`` and ``truncated`` (cut at
+    ``infer.max_new_tokens``; None when the answers do not record why generation stopped)."""
     name = artifact_name("infer", round_no)
     if not store.exists(name):
         return None

@@ -1,7 +1,9 @@
-"""The report's *Data* section, gathered from the store: the coverage split, each round's synthesis (rows kept,
-removed by reason, the seed mix per category, personal data scrubbed) and what the trainer really used.
+"""The report's *Data* section, gathered from the store: the coverage split, each round's
+synthesis (rows kept, removed by reason, the seed mix per category, personal data scrubbed) and
+what the trainer really used.
 
-Reads the ``prepare``, ``round-k/synthesize``, ``round-N/finetune`` and ``round-N/evaluate`` manifests; no rendering.
+Reads the ``prepare``, ``round-k/synthesize``, ``round-N/finetune`` and ``round-N/evaluate``
+manifests; no rendering.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from ..data.dedup import REASONS
 from ..data.pairs import EXTRA_REASONS
 from ..store import Store, artifact_name
 
-ALL_REASONS = REASONS + EXTRA_REASONS  # every reason synthesize removes a pair for, in the report's column order
+# Every reason synthesize removes a pair for, in the report's column order.
+ALL_REASONS = REASONS + EXTRA_REASONS
 
 
 def data_summary(store: Store, round_no: int) -> dict:
@@ -29,7 +32,8 @@ def data_summary(store: Store, round_no: int) -> dict:
 
 
 def synthesis_round(store: Store, k: int) -> dict | None:
-    """Round ``k``'s synthesis: rows kept and requested, removed by reason, and the seeds drawn per category."""
+    """Round ``k``'s synthesis: rows kept and requested, removed by reason, and the
+    seeds drawn per category."""
     name = artifact_name("synthesize", k)
     if not store.exists(name):
         return None
@@ -56,8 +60,9 @@ def scrubbed(store: Store, round_no: int) -> dict:
 
 
 def trained_counts(store: Store, round_no: int) -> dict | None:
-    """What the trainer really used (finetune manifest): rows with an answer inside ``max_length``, and the rows
-    ``max_length`` cut (answers truncated, rows dropped: the prompt alone too long), with ``warn`` above 10%."""
+    """What the trainer really used (finetune manifest): rows with an answer inside ``max_length``,
+    and the rows ``max_length`` cut (answers truncated, rows dropped: the prompt alone too long),
+    with ``warn`` above 10%."""
     name = artifact_name("finetune", round_no)
     if round_no < 1 or not store.exists(name):
         return None
@@ -66,6 +71,13 @@ def trained_counts(store: Store, round_no: int) -> dict | None:
     given = int(c.get("rows_given") or c.get("train_rows") or 0)
     truncated, dropped = cut_counts(c)
     lengths = (m.extra or {}).get("lengths") or {}
-    return {"rows": c.get("train_rows"), "given": given, "truncated": truncated, "prompt_too_long": dropped,
-            "synthetic": c.get("synthetic_rows"), "max_length": c.get("max_length") or lengths.get("max_length"),
-            "max_length_rule": lengths.get("max_length_rule"), "warn": bool(given) and (truncated + dropped) / given > 0.1}
+    return {
+        "rows": c.get("train_rows"),
+        "given": given,
+        "truncated": truncated,
+        "prompt_too_long": dropped,
+        "synthetic": c.get("synthetic_rows"),
+        "max_length": c.get("max_length") or lengths.get("max_length"),
+        "max_length_rule": lengths.get("max_length_rule"),
+        "warn": bool(given) and (truncated + dropped) / given > 0.1,
+    }
