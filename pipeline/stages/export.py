@@ -1,11 +1,12 @@
 """``duo export``: take a round's adapter to the servers teams run.
 
-``--to merged`` loads the student, applies the adapter and folds it in (peft ``merge_and_unload``), then writes a
-plain transformers model (safetensors) with its tokenizer and ``duo_export.json`` (round, adapter commit, base) to
-``--output``: any server that loads a Hugging Face model serves it. ``--to vllm`` prints the commands that serve the
-base model with the adapter in vLLM (the adapter downloaded at its commit, since ``--lora-modules`` takes no
-revision) and the OpenAI-client call that swaps the service LLM for it. The round is ``--round N``, ``--promoted``
-(the round in production) or, by default, the one ``duo pull`` would choose. GGUF is not made here: no maintained
+``--to merged`` loads the student, applies the adapter and folds it in (peft ``merge_and_unload``),
+then writes a plain transformers model (safetensors) with its tokenizer and ``duo_export.json``
+(round, adapter commit, base) to ``--output``: any server that loads a Hugging Face model serves it.
+``--to vllm`` prints the commands that serve the base model with the adapter in vLLM (the adapter
+downloaded at its commit, since ``--lora-modules`` takes no revision) and the OpenAI-client call
+that swaps the service LLM for it. The round is ``--round N``, ``--promoted`` (the round in
+production) or, by default, the one ``duo pull`` would choose. GGUF is not made here: no maintained
 converter installs from PyPI (see docs/actions.md, "Export").
 """
 
@@ -35,9 +36,14 @@ def target(text: str) -> str:
 
 FLAGS = (
     SET,
-    Flag("--round", "Round whose adapter to export (default: the promoted round, else the last passing, else the "
-         "latest).", type=round_number, metavar="N"),
-    Flag("--promoted", "Export the round promoted to production (its report PR was merged).", kind="switch"),
+    Flag("--round",
+         "Round whose adapter to export "
+         "(default: the promoted round, else the last passing, else the latest).",
+         type=round_number,
+         metavar="N"),
+    Flag("--promoted",
+         "Export the round promoted to production (its report PR was merged).",
+         kind="switch"),
     Flag("--to", "merged (a merged safetensors model) or vllm (print the vLLM command); default merged.",
          type=target, metavar="merged|vllm"),
     Flag("--output", "Folder for --to merged (default: exports/<task>-round-<N>-merged beside the config)."),
@@ -50,8 +56,9 @@ def pick(store: Store, round_no: int | None, promoted: bool) -> tuple[int, str |
     if promoted:
         prod = production(promotions(store))
         if prod is None:
-            raise DuoError(f"--promoted: no round is promoted in the {store.kind} store at {store.root} (merge a "
-                           "round's report PR, or run `duo promote --merged --round N`)")
+            raise DuoError("--promoted: no round is promoted "
+                           f"in the {store.kind} store at {store.root} "
+                           "(merge a round's report PR, or run `duo promote --merged --round N`)")
         return prod["round"], prod.get("commit"), "promoted to production"
     if round_no is not None:
         return int(round_no), None, "asked for with --round"
@@ -78,7 +85,8 @@ def vllm_text(cfg: Config, store: Store, round_no: int, commit: str | None, name
     """The vLLM serve command and client snippet for round ``round_no``'s adapter."""
     if store.kind == "hub":
         repo, revision = store.model_repo, commit or adapter_commit(store, round_no)
-        config = store.hub.download(repo, "model", "adapter_config.json", f"round {round_no}'s adapter_config.json",
+        config = store.hub.download(repo, "model", "adapter_config.json",
+                                    f"round {round_no}'s adapter_config.json",
                                     revision=revision)
         path = f"adapters/{name}"
     else:

@@ -1,9 +1,11 @@
-"""``duo finetune``: LoRA/QLoRA fine-tune the student on the round's training set with TRL's SFTTrainer.
+"""``duo finetune``: LoRA/QLoRA fine-tune the student on the round's training
+set with TRL's SFTTrainer.
 
-Input: ``prepare`` and every ``round-k/synthesize`` (k <= N). Output: artifact ``round-N/finetune`` with
-``adapter/`` (peft adapter + tokenizer files), ``README.md`` (model card) and ``train_log.jsonl`` (one line per
-logged step: ``step``, ``loss``, ``learning_rate``, ...). Keys under ``finetune.lora`` / ``finetune.sft`` are
-peft's ``LoraConfig`` and TRL's ``SFTConfig`` own names, so an alignment-handbook recipe passes straight through.
+Input: ``prepare`` and every ``round-k/synthesize`` (k <= N). Output: artifact ``round-N/finetune``
+with ``adapter/`` (peft adapter + tokenizer files), ``README.md`` (model card) and
+``train_log.jsonl`` (one line per logged step: ``step``, ``loss``, ``learning_rate``, ...). Keys
+under ``finetune.lora`` / ``finetune.sft`` are peft's ``LoraConfig`` and TRL's ``SFTConfig`` own
+names, so an alignment-handbook recipe passes straight through.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ ARTIFACT = ARTIFACTS["finetune"]
 
 
 def _select(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
-    """At most ``limit`` rows, a seeded sample that keeps their order (synthetic rows come last, so no head())."""
+    """At most ``limit`` rows, a seeded sample that keeps their order (synthetic rows
+    come last, so no head())."""
     if not limit or len(rows) <= limit:
         return rows
     keep = sorted(random.Random(seed).sample(range(len(rows)), limit))
@@ -68,9 +71,11 @@ def _losses(log_path: Path) -> list[float]:
 
 
 def _name_base(adapter: Path, model_id: str) -> None:
-    """Point ``adapter_config.json`` at the model our local GGUF conversion stands for, so it loads elsewhere.
+    """Point ``adapter_config.json`` at the model our local GGUF conversion stands
+    for, so it loads elsewhere.
 
-    Done after saving: set before, peft would try to fetch that model's config from the Hub while saving.
+    Done after saving: set before, peft would try to fetch that model's config
+    from the Hub while saving.
     """
     path = adapter / "adapter_config.json"
     conf = json.loads(path.read_text(encoding="utf-8"))
@@ -103,7 +108,8 @@ def training_pairs(cfg: Config, store: Store, round_no: int, seed: int) -> tuple
     pairs = [to_prompt_completion(r, f"training row {r.get('id', i)} (round {round_no})")
              for i, r in enumerate(chosen)]
     if not pairs:
-        raise DuoError(f"finetune round {round_no}: the training set is empty (prepare/train.jsonl has no rows)")
+        raise DuoError(f"finetune round {round_no}: the training set is empty "
+                       "(prepare/train.jsonl has no rows)")
     return pairs, len(rows), synthetic
 
 
@@ -138,26 +144,34 @@ def _stats(trainer, result, model, log_path: Path, cuda: bool) -> dict:
     losses = _losses(log_path)
     steps = int(trainer.state.global_step)
     runtime = float(result.metrics.get("train_runtime", 0.0))
+    quantized = (getattr(model, "is_loaded_in_4bit", False)
+                 or getattr(model, "is_loaded_in_8bit", False))
     return {
-        "first_loss": round(losses[0], 4) if losses else None, "last_loss": round(losses[-1], 4) if losses else None,
-        "seconds_per_step": round(runtime / steps, 3) if steps else None, "train_runtime_s": round(runtime, 2),
-        "peak_rss_mb": round(peak_rss_mb(), 1), "device": "cuda" if cuda else "cpu", "steps": steps,
-        "quantized": bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)),
+        "first_loss": round(losses[0], 4) if losses else None,
+        "last_loss": round(losses[-1], 4) if losses else None,
+        "seconds_per_step": round(runtime / steps, 3) if steps else None,
+        "train_runtime_s": round(runtime, 2),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "device": "cuda" if cuda else "cpu",
+        "steps": steps,
+        "quantized": bool(quantized),
         "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
         "num_processes": int(trainer.args.world_size),
     }
 
 
 def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False) -> Manifest:
-    """Fine-tune round ``round_no`` (default 1); skip when the artifact matches this config and these inputs."""
+    """Fine-tune round ``round_no`` (default 1); skip when the artifact matches this
+    config and these inputs."""
     round_no = 1 if round_no is None else int(round_no)
     if round_no < 1:
         raise DuoError("finetune: round 0 is the untuned baseline; there is nothing to train for it")
     if not store.exists("prepare"):
         raise store.missing("prepare", "finetune")
-    if no_new_rows(store, round_no):  # the same rows as round N-1: another GPU run would train on nothing new
-        raise DuoError(f"round {round_no} adds no training rows over round {round_no - 1} (synthesis kept 0): "
-                       "nothing new to train")
+    # The same rows as round N-1: another GPU run would train on nothing new.
+    if no_new_rows(store, round_no):
+        raise DuoError(f"round {round_no} adds no training rows over round {round_no - 1} "
+                       "(synthesis kept 0): nothing new to train")
     ins = ARTIFACT.inputs(cfg, store, round_no)
     if (old := reusable(store, ins, force=force)) is not None:
         return old
@@ -165,7 +179,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     import torch
 
     cuda = torch.cuda.is_available()
-    work = store.root / (f".work-round-{round_no}-finetune" + ("" if is_main() else f"-rank{rank()}"))  # per rank
+    per_rank = "" if is_main() else f"-rank{rank()}"
+    work = store.root / (f".work-round-{round_no}-finetune" + per_rank)
     recipe = build_recipe(cfg, work / "trainer", cuda=cuda)
     pairs, n_rows, synthetic = training_pairs(cfg, store, round_no, int(recipe.sft.seed))
     manifest = ins.start()
@@ -176,16 +191,24 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     cuts = length_counts(pairs, tokenizer, recipe.sft_kwargs.get("max_length"))  # resolves max_length: auto
     recipe = with_max_length(recipe, cuts["max_length"])
     trainer, model, result = _train(cfg, recipe, pairs, base, tokenizer, log_path)
-    if not trainer.is_world_process_zero():  # under accelerate launch only the main process writes the artifact
+    # Under accelerate launch only the main process writes the artifact.
+    if not trainer.is_world_process_zero():
         shutil.rmtree(work, ignore_errors=True)
         return manifest
     stats = _stats(trainer, result, model, log_path, cuda)
-    used = len(trainer.train_dataset) if trainer.train_dataset is not None else cuts["rows_used"]  # after TRL drops
+    # After TRL drops.
+    used = len(trainer.train_dataset) if trainer.train_dataset is not None else cuts["rows_used"]
     # The cut counts come early: `duo run` prints a stage's first four counts.
-    manifest.counts = {"train_rows": used, "rows_truncated": cuts["rows_truncated"],
-                       "rows_dropped_too_long": cuts["rows_dropped_too_long"], "max_length": cuts["max_length"],
-                       "rows_given": len(pairs), "prepare_rows": n_rows - synthetic, "synthetic_rows": synthetic,
-                       "steps": stats["steps"]}
+    manifest.counts = {
+        "train_rows": used,
+        "rows_truncated": cuts["rows_truncated"],
+        "rows_dropped_too_long": cuts["rows_dropped_too_long"],
+        "max_length": cuts["max_length"],
+        "rows_given": len(pairs),
+        "prepare_rows": n_rows - synthetic,
+        "synthetic_rows": synthetic,
+        "steps": stats["steps"],
+    }
     manifest.models = {"base": cfg.student.model, "base_revision": cfg.student.revision, "base_path": base,
                        "gguf_file": cfg.student.gguf_file}
     manifest.extra = {**stats, "lora": recipe.lora_kwargs, "sft": recipe.sft_kwargs, "lengths": cuts}
@@ -196,8 +219,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     return manifest
 
 
-def _save(cfg: Config, store: Store, name: str, folder: Path, trainer, tokenizer, log_path: Path, manifest: Manifest,
-          model, recipe) -> None:
+def _save(cfg: Config, store: Store, name: str, folder: Path, trainer, tokenizer, log_path: Path,
+          manifest: Manifest, model, recipe) -> None:
     """The adapter, its tokenizer, the train log and the model card into the artifact folder."""
     adapter = folder / "adapter"
     trainer.model.save_pretrained(adapter)
@@ -209,12 +232,23 @@ def _save(cfg: Config, store: Store, name: str, folder: Path, trainer, tokenizer
         shutil.copy(log_path, folder / "train_log.jsonl")
     c, x = manifest.counts, manifest.extra
     ref, revision = adapter_location(store, name)
-    card = model_card(cfg, round=manifest.round, prepare_rows=c["prepare_rows"], synthetic_rows=c["synthetic_rows"],
-                      train_rows=c["train_rows"], max_train_samples=cfg.finetune.max_train_samples,
-                      dtype=str(model.dtype).removeprefix("torch."), quantized=x["quantized"],
-                      device=x["device"].upper(), steps=c["steps"], first_loss=x["first_loss"],
-                      last_loss=x["last_loss"], seconds_per_step=x["seconds_per_step"],
-                      lora=recipe.lora_kwargs, sft=recipe.sft_kwargs, adapter_ref=ref, adapter_revision=revision)
+    card = model_card(cfg,
+                      round=manifest.round,
+                      prepare_rows=c["prepare_rows"],
+                      synthetic_rows=c["synthetic_rows"],
+                      train_rows=c["train_rows"],
+                      max_train_samples=cfg.finetune.max_train_samples,
+                      dtype=str(model.dtype).removeprefix("torch."),
+                      quantized=x["quantized"],
+                      device=x["device"].upper(),
+                      steps=c["steps"],
+                      first_loss=x["first_loss"],
+                      last_loss=x["last_loss"],
+                      seconds_per_step=x["seconds_per_step"],
+                      lora=recipe.lora_kwargs,
+                      sft=recipe.sft_kwargs,
+                      adapter_ref=ref,
+                      adapter_revision=revision)
     (folder / "README.md").write_text(card, encoding="utf-8")
     (adapter / "README.md").write_text(card, encoding="utf-8")  # replaces peft's empty stub card
 
@@ -224,14 +258,16 @@ def cut_warning(counts: dict) -> str | None:
     given = counts.get("rows_given") or 0
     truncated, dropped = cut_counts(counts)
     if given and (truncated + dropped) / given > 0.1:
-        return (f"warning: finetune.sft.max_length ({counts.get('max_length')} tokens) cut {truncated + dropped} of "
-                f"{given} training rows ({truncated} answers truncated, {dropped} dropped: the prompt alone is too "
-                f"long); raise it or set it to auto")
+        return (f"warning: finetune.sft.max_length ({counts.get('max_length')} tokens) "
+                f"cut {truncated + dropped} of {given} training rows "
+                f"({truncated} answers truncated, {dropped} dropped: the prompt alone is too long); "
+                "raise it or set it to auto")
     return None
 
 
 def _trains(cfg: Config, store: Store, round_no: int, force: bool) -> bool:
-    """Would ``run`` train? (Not when it would stop on an error or reuse the artifact: one process says so.)"""
+    """Would ``run`` train? (Not when it would stop on an error or reuse the artifact:
+    one process says so.)"""
     if round_no < 1 or not store.exists("prepare") or no_new_rows(store, round_no):
         return False
     return reusable(store, ARTIFACT.inputs(cfg, store, round_no), force=force) is None
@@ -250,9 +286,12 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     if warning := cut_warning(c):
         print(warning)
     truncated, dropped = cut_counts(c)
-    publish(store, m.artifact, f"finetune round {round_no}: {c.get('train_rows')} rows ({c.get('synthetic_rows')} "
-            f"synthetic), {c.get('steps')} steps, loss {x.get('first_loss')} -> {x.get('last_loss')}, "
-            f"{x.get('seconds_per_step')} s/step; max_length {c.get('max_length')}: {truncated} rows truncated, "
-            f"{dropped} dropped; adapter: {adapter_repo}", title=f"finetune, round {round_no}",
+    summary = (f"finetune round {round_no}: {c.get('train_rows')} rows "
+               f"({c.get('synthetic_rows')} synthetic), {c.get('steps')} steps, "
+               f"loss {x.get('first_loss')} -> {x.get('last_loss')}, "
+               f"{x.get('seconds_per_step')} s/step; "
+               f"max_length {c.get('max_length')}: {truncated} rows truncated, {dropped} dropped; "
+               f"adapter: {adapter_repo}")
+    publish(store, m.artifact, summary, title=f"finetune, round {round_no}",
             adapter_repo=adapter_repo, adapter_revision=adapter_revision)
     return 0

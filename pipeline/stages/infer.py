@@ -1,12 +1,14 @@
 """``duo infer``: the student answers every test prompt.
 
-Input: ``prepare/test.jsonl`` and, for round N >= 1, ``round-N/finetune/adapter``. Round 0 is the untuned
-baseline: the base student with no adapter, on the same prompts, so every later round can be compared with it.
-Output: artifact ``round-N/infer`` with ``answers.jsonl``: ``id``, ``instruction``, ``reference`` (the service
-LLM's answer), ``category``, ``system`` (the prompt's system turn or null), ``context`` (earlier turns), ``answer``,
-``sample`` (0.. ``infer.samples_per_prompt`` - 1), ``finish_reason`` (``stop``: the student ended its answer;
-``length``: cut at ``infer.max_new_tokens``), ``model``, ``adapter`` (null for round 0), ``params``. The manifest
-counts ``truncated_answers`` and ``empty_answers``. Generation: :mod:`pipeline.model.generation`.
+Input: ``prepare/test.jsonl`` and, for round N >= 1, ``round-N/finetune/adapter``. Round 0 is the
+untuned baseline: the base student with no adapter, on the same prompts, so every later round can be
+compared with it. Output: artifact ``round-N/infer`` with ``answers.jsonl``: ``id``,
+``instruction``, ``reference`` (the service LLM's answer), ``category``, ``system`` (the prompt's
+system turn or null), ``context`` (earlier turns), ``answer``, ``sample`` (0..
+``infer.samples_per_prompt`` - 1), ``finish_reason`` (``stop``: the student ended its answer;
+``length``: cut at ``infer.max_new_tokens``), ``model``, ``adapter`` (null for round 0), ``params``.
+The manifest counts ``truncated_answers`` and ``empty_answers``. Generation:
+:mod:`pipeline.model.generation`.
 """
 
 from __future__ import annotations
@@ -46,13 +48,15 @@ def test_rows(cfg: Config, store: Store) -> list[dict]:
 def _samples(cfg: Config) -> int:
     k = int(cfg.infer.samples_per_prompt)
     if k > 1 and not cfg.infer.do_sample:
-        raise DuoError(f"infer.samples_per_prompt is {k} but infer.do_sample is false: greedy decoding gives the "
-                       f"same answer {k} times; set infer.do_sample: true (LlamaDuo samples 4 at temperature 0.8)")
+        raise DuoError(f"infer.samples_per_prompt is {k} but infer.do_sample is false: "
+                       f"greedy decoding gives the same answer {k} times; "
+                       "set infer.do_sample: true (LlamaDuo samples 4 at temperature 0.8)")
     return k
 
 
 def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False) -> Manifest:
-    """Answer the test prompts with round ``round_no``'s adapter (round 0: the base model); skip when unchanged."""
+    """Answer the test prompts with round ``round_no``'s adapter (round 0: the base
+    model); skip when unchanged."""
     round_no = 1 if round_no is None else int(round_no)
     ins = ARTIFACT.inputs(cfg, store, round_no)
     if (old := reusable(store, ins, force=force)) is not None:
@@ -71,23 +75,45 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     params = generation_params(cfg, backend)
     manifest = ins.start()
     result = generate(cfg, base, adapter, [t for t in texts for _ in range(k)], tokenizer, backend)
-    if result is None:  # a launched process other than the main one: its share of answers went to the main one
+    if result is None:
+        # A launched process other than the main one: its share of answers went to the main one.
         return manifest
     answers, generated, seconds = result
-    out = [{"id": r["id"], "instruction": r["instruction"], "reference": r.get("response"),
-            "category": r.get("category"), **asked_fields(r), "answer": answers[i * k + j].text, "sample": j,
-            "finish_reason": answers[i * k + j].finish_reason, "model": cfg.student.model, "adapter": ft_name,
-            "params": params}
-           for i, r in enumerate(rows) for j in range(k)]
+    out = [
+        {
+            "id": r["id"],
+            "instruction": r["instruction"],
+            "reference": r.get("response"),
+            "category": r.get("category"),
+            **asked_fields(r),
+            "answer": answers[i * k + j].text,
+            "sample": j,
+            "finish_reason": answers[i * k + j].finish_reason,
+            "model": cfg.student.model,
+            "adapter": ft_name,
+            "params": params,
+        }
+        for i, r in enumerate(rows)
+        for j in range(k)
+    ]
     with store.write(ins.name) as folder:
         write_jsonl(folder / "answers.jsonl", out)
-        manifest.counts = {"prompts": len(rows), "answers": len(out), "samples_per_prompt": k,
-                           "empty_answers": sum(1 for a in answers if not a.text), "generated_tokens": generated,
-                           "truncated_answers": sum(1 for a in answers if a.finish_reason == TRUNCATED)}
+        manifest.counts = {
+            "prompts": len(rows),
+            "answers": len(out),
+            "samples_per_prompt": k,
+            "empty_answers": sum(1 for a in answers if not a.text),
+            "generated_tokens": generated,
+            "truncated_answers": sum(1 for a in answers if a.finish_reason == TRUNCATED),
+        }
         manifest.models = {"student": cfg.student.model, "base_path": base, "adapter": ft_name}
-        manifest.extra = {"params": params, "generation_seconds": round(seconds, 3), "baseline": ft_name is None,
-                          "tokens_per_s": round(generated / seconds, 2) if seconds else None,
-                          "num_processes": world_size()}
+        manifest.extra = {
+            "params": params,
+            "generation_seconds": round(seconds, 3),
+            "baseline": ft_name is None,
+            "tokens_per_s": round(generated / seconds, 2) if seconds else None,
+            "num_processes": world_size(),
+        }
         manifest.finish(folder).write(folder)
     return manifest
 
@@ -95,15 +121,19 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
 def command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
     round_no = round_arg(args, store)
-    if wanted(cfg.infer.launch, args) and reusable(store, ARTIFACT.inputs(cfg, store, round_no), force=args.force) is None \
-            and choose_backend(cfg) == "transformers":  # vLLM spreads one model over GPUs itself (tensor parallel)
+    # Not under vLLM: it spreads one model over GPUs itself (tensor parallel).
+    if (wanted(cfg.infer.launch, args)
+            and reusable(store, ARTIFACT.inputs(cfg, store, round_no), force=args.force) is None
+            and choose_backend(cfg) == "transformers"):
         return relaunch(cfg, args, "infer", cfg.infer.launch, round_no)
     m = run(cfg, store, round_no, force=args.force)
     if not is_main():
         return 0
     what = "the untuned base student" if round_no == BASELINE_ROUND else f"round {round_no}'s adapter"
-    publish(store, m.artifact, f"infer round {round_no} ({what}): {m.counts.get('answers')} answers "
-            f"({m.counts.get('empty_answers')} empty, {m.counts.get('truncated_answers', 'unknown')} cut at max_new_tokens), "
-            f"{m.extra.get('tokens_per_s')} tokens/s with "
-            f"{m.extra.get('params', {}).get('backend')}", title=f"infer, round {round_no}")
+    summary = (f"infer round {round_no} ({what}): {m.counts.get('answers')} answers "
+               f"({m.counts.get('empty_answers')} empty, "
+               f"{m.counts.get('truncated_answers', 'unknown')} cut at max_new_tokens), "
+               f"{m.extra.get('tokens_per_s')} tokens/s with "
+               f"{m.extra.get('params', {}).get('backend')}")
+    publish(store, m.artifact, summary, title=f"infer, round {round_no}")
     return 0

@@ -1,13 +1,14 @@
 """``duo prepare``: load the coverage dataset, validate every row, make the fixed train/test split.
 
-Rows are instruction/response columns or chat logs (``data.shape``; OpenAI chat, fine-tuning and stored-completion
-JSONL, see ``chat_logs``). Output artifact ``prepare``: ``train.jsonl`` and ``test.jsonl`` (``id``, ``instruction``
-(the last user turn), ``response`` (the target), ``category``, ``system`` (or null), ``messages`` (the whole chat:
-system, earlier turns, the last user turn, the target), ``source_line``) and ``bad_rows.jsonl`` (``line``, ``kind``,
-``reason``, ``row``).
-The split is made once: every later round is measured on the same test prompts, so remaking it needs ``--force``.
-A repeated instruction is reported as a ``duplicate`` and skipped in either ``on_bad_row`` mode (logs repeat
-prompts; a repeat must not land on both sides of the split); an ``invalid`` row is skipped or stops the run.
+Rows are instruction/response columns or chat logs (``data.shape``; OpenAI chat, fine-tuning and
+stored-completion JSONL, see ``chat_logs``). Output artifact ``prepare``: ``train.jsonl`` and
+``test.jsonl`` (``id``, ``instruction`` (the last user turn), ``response`` (the target),
+``category``, ``system`` (or null), ``messages`` (the whole chat: system, earlier turns, the last
+user turn, the target), ``source_line``) and ``bad_rows.jsonl`` (``line``, ``kind``, ``reason``,
+``row``). The split is made once: every later round is measured on the same test prompts, so
+remaking it needs ``--force``. A repeated instruction is reported as a ``duplicate`` and skipped in
+either ``on_bad_row`` mode (logs repeat prompts; a repeat must not land on both sides of the split);
+an ``invalid`` row is skipped or stops the run.
 """
 
 from __future__ import annotations
@@ -37,19 +38,22 @@ NEAR_THRESHOLD = 0.8  # word-shingle Jaccard at which a test prompt counts as a 
 
 
 def _columns_record(data: dict, cfg: Config) -> tuple[dict | None, str | None]:
-    """(instruction, response, system, messages) of an instruction/response row, or the reason it is not valid."""
+    """(instruction, response, system, messages) of an instruction/response row, or the
+    reason it is not valid."""
     cols = cfg.data.columns
     out: dict = {}
     for field, col in (("instruction", cols.instruction), ("response", cols.response)):
         if col not in data:
-            return None, f"missing column '{col}' (data.columns.{field}; row has: {', '.join(map(str, data))})"
+            has = ", ".join(map(str, data))
+            return None, f"missing column '{col}' (data.columns.{field}; row has: {has})"
         value = data[col]
         if not isinstance(value, str):
             return None, f"column '{col}' is {type(value).__name__}, expected a non-empty string"
         if not value.strip():
             return None, f"column '{col}' is empty"
         out[field] = value.strip()
-    value = data.get(cols.system) if cols.system else None  # optional: a missing or empty one is no system prompt
+    # Optional: a missing or empty one is no system prompt.
+    value = data.get(cols.system) if cols.system else None
     if value is not None and not isinstance(value, str):
         return None, f"column '{cols.system}' is {type(value).__name__}, expected a string or null"
     out["system"] = (value.strip() or None) if value else None
@@ -58,8 +62,8 @@ def _columns_record(data: dict, cfg: Config) -> tuple[dict | None, str | None]:
 
 
 def _category(data: dict, cfg: Config) -> tuple[str | None, str | None]:
-    """(category or None, problem): from ``data.columns.category``, in the row or in its ``metadata`` (OpenAI's
-    stored completions keep their tags there)."""
+    """(category or None, problem): from ``data.columns.category``, in the row or in its
+    ``metadata`` (OpenAI's stored completions keep their tags there)."""
     col = cfg.data.columns.category
     if not col:
         return None, None
@@ -73,9 +77,9 @@ def _category(data: dict, cfg: Config) -> tuple[str | None, str | None]:
 
 
 def check_row(row: SourceRow, cfg: Config) -> tuple[dict | None, str | None]:
-    """The record of a valid row (``instruction``, ``response``, ``category``, ``system``, ``messages``), or the
-    reason it is not valid. ``data.shape`` says how to read a row: instruction/response columns or chat turns
-    (``auto``: chat turns when the row has them)."""
+    """The record of a valid row (``instruction``, ``response``, ``category``, ``system``,
+    ``messages``), or the reason it is not valid. ``data.shape`` says how to read a row:
+    instruction/response columns or chat turns (``auto``: chat turns when the row has them)."""
     if row.error:
         return None, row.error
     if not isinstance(row.data, dict):
@@ -92,7 +96,8 @@ def check_row(row: SourceRow, cfg: Config) -> tuple[dict | None, str | None]:
         return None, why
     size = sum(len(m["content"]) for m in out["messages"]) + len(category or "")
     if size > cfg.data.max_row_chars:
-        return None, f"row has {size} characters; expected at most {cfg.data.max_row_chars} (data.max_row_chars)"
+        return None, (f"row has {size} characters; "
+                      f"expected at most {cfg.data.max_row_chars} (data.max_row_chars)")
     return {"instruction": out["instruction"], "response": out["response"], "category": category,
             "system": out["system"], "messages": out["messages"]}, None
 
@@ -107,7 +112,8 @@ def holdout_count(n: int, size: float) -> int:
 
 
 def split(rows: list[dict], size: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """Deterministic train/test split, stratified by ``category`` (largest-remainder allocation per category)."""
+    """Deterministic train/test split, stratified by ``category`` (largest-remainder
+    allocation per category)."""
     k = holdout_count(len(rows), size)
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
@@ -126,8 +132,9 @@ def split(rows: list[dict], size: float, seed: int) -> tuple[list[dict], list[di
 
 
 def near_train(train: list[dict], test: list[dict], threshold: float = NEAR_THRESHOLD) -> list[str]:
-    """Ids of test rows whose instruction is a near-duplicate of a train instruction (templated prompts): scores on
-    them say less about generalisation. Reported, not moved: the split stays as drawn."""
+    """Ids of test rows whose instruction is a near-duplicate of a train instruction
+    (templated prompts): scores on them say less about generalisation. Reported, not moved:
+    the split stays as drawn."""
     index = NearDupIndex(threshold)
     index.add_many((r["id"], r["instruction"]) for r in train)
     return [r["id"] for r in test if index.match(r["instruction"]) is not None]
@@ -140,7 +147,8 @@ def _kept(data, cfg: Config):
 
 
 def read_rows(cfg: Config, src: Source) -> tuple[list[dict], list[dict]]:
-    """(valid rows, bad-row reports) in source order; raises on the first bad row when ``on_bad_row: fail``."""
+    """(valid rows, bad-row reports) in source order; raises on the first bad row when
+    ``on_bad_row: fail``."""
     valid, bad = [], []
     seen: dict[str, int] = {}
     for row in src.rows:
@@ -163,8 +171,8 @@ def read_rows(cfg: Config, src: Source) -> tuple[list[dict], list[dict]]:
 
 
 def _prompt_key(record: dict) -> str:
-    """What makes two rows the same prompt: the instruction, with the system prompt and earlier turns when any
-    (one question under two system prompts is two tasks)."""
+    """What makes two rows the same prompt: the instruction, with the system prompt and earlier
+    turns when any (one question under two system prompts is two tasks)."""
     asked = record["messages"][:-1]
     if len(asked) == 1:
         return normalize(record["instruction"]) or record["instruction"]
@@ -182,23 +190,27 @@ def _same_split(old: Manifest, cfg: Config, ins: StageInputs) -> bool:
 
 
 def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False) -> Manifest:
-    """Make (or return the existing) ``prepare`` artifact. ``round_no`` is ignored: the split serves all rounds."""
+    """Make (or return the existing) ``prepare`` artifact. ``round_no`` is ignored: the
+    split serves all rounds."""
     ins = ARTIFACTS[ARTIFACT].inputs(cfg, store, None, source_sha256=fingerprint(cfg))
     if store.exists(ARTIFACT) and not force:
         old = store.manifest(ARTIFACT)
         if _same_split(old, cfg, ins):
             return old
-        changed = (f"the content of {cfg.data.source}" if (old.extra or {}).get("source_sha256")
-                   != ins.values["source_sha256"] else "the data config (source, columns, limit, test split)")
+        if (old.extra or {}).get("source_sha256") != ins.values["source_sha256"]:
+            changed = f"the content of {cfg.data.source}"
+        else:
+            changed = "the data config (source, columns, limit, test split)"
         raise DuoError(f"prepare: the train/test split is fixed once made, but {changed} changed "
-                       f"since it was made; rerun with --force to remake it (earlier rounds' results then become "
-                       f"incomparable with later ones)")
+                       "since it was made; rerun with --force to remake it "
+                       "(earlier rounds' results then become incomparable with later ones)")
     src = load_source(cfg)
     rows, bad = read_rows(cfg, src)
     if len(rows) < 2:
         first = next((b for b in bad if b["kind"] == "invalid"), None) or (bad[0] if bad else None)
         why = f"; first bad {src.unit} {first['line']}: {first['reason']}" if first else ""
-        raise DuoError(f"{src.location}: only {len(rows)} valid row(s) out of {len(src.rows)}; need at least 2{why}")
+        raise DuoError(f"{src.location}: only {len(rows)} valid row(s) out of {len(src.rows)}; "
+                       f"need at least 2{why}")
     train, test = split(rows, cfg.data.test.size, cfg.data.test.seed)
     manifest = ins.start()
     kinds = Counter(b["kind"] for b in bad)
@@ -213,10 +225,16 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
                 by_cat[r["category"] or NO_CATEGORY][part] += 1
         manifest.counts["by_category"] = dict(sorted(by_cat.items()))
     near = near_train(train, test)
-    manifest.extra = {"source": src.location if src.format == "hub" else cfg.data.source, "format": src.format,
-                      "source_sha256": src.fingerprint, "test_size": cfg.data.test.size,
-                      "test_seed": cfg.data.test.seed, "test_near_train": len(near),
-                      "test_near_train_ids": near[:50], "near_threshold": NEAR_THRESHOLD}
+    manifest.extra = {
+        "source": src.location if src.format == "hub" else cfg.data.source,
+        "format": src.format,
+        "source_sha256": src.fingerprint,
+        "test_size": cfg.data.test.size,
+        "test_seed": cfg.data.test.seed,
+        "test_near_train": len(near),
+        "test_near_train_ids": near[:50],
+        "near_threshold": NEAR_THRESHOLD,
+    }
     with store.write(ARTIFACT) as folder:
         write_jsonl(folder / "train.jsonl", train)
         write_jsonl(folder / "test.jsonl", test)
@@ -237,8 +255,10 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     for cat, n in c.get("by_category", {}).items():
         print(f"  {cat}: {n['train']} train / {n['test']} test")
     if m.extra.get("test_near_train"):
+        examples = ", ".join(m.extra["test_near_train_ids"][:3])
         print(f"  note: {m.extra['test_near_train']} test prompt(s) are near copies of train prompts "
-              f"(word Jaccard >= {m.extra['near_threshold']}), e.g. {', '.join(m.extra['test_near_train_ids'][:3])}")
-    publish(store, ARTIFACT, f"  {c['train']} train / {c['test']} test rows from {c['rows']} ({c['bad']} bad, "
-                             f"{c['duplicates']} duplicate)", title="prepare")
+              f"(word Jaccard >= {m.extra['near_threshold']}), e.g. {examples}")
+    summary = (f"  {c['train']} train / {c['test']} test rows from {c['rows']} "
+               f"({c['bad']} bad, {c['duplicates']} duplicate)")
+    publish(store, ARTIFACT, summary, title="prepare")
     return 0

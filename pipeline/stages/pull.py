@@ -1,11 +1,12 @@
 """``duo pull``: take a round's adapter out of the store and try it.
 
-The adapter comes from ``round-N/finetune`` in the configured store (a local folder, or the Hub repo at revision
-``round-N`` via ``store.open``); the base model is the config's student. Without ``--round`` the round is, in this
-order: the one promoted to production (its report PR was merged, ``duo promote``; in the hub store read at the
-promoted commit), the last round that passed its rule, the latest fine-tuned round; rejected rounds are skipped, and
-one line says which was chosen and why. Each ``--prompt`` is answered through the
-chat template, greedy unless ``infer.do_sample``; ``--output`` copies the adapter folder out.
+The adapter comes from ``round-N/finetune`` in the configured store (a local folder, or the Hub repo
+at revision ``round-N`` via ``store.open``); the base model is the config's student. Without
+``--round`` the round is, in this order: the one promoted to production (its report PR was merged,
+``duo promote``; in the hub store read at the promoted commit), the last round that passed its rule,
+the latest fine-tuned round; rejected rounds are skipped, and one line says which was chosen and
+why. Each ``--prompt`` is answered through the chat template, greedy unless ``infer.do_sample``;
+``--output`` copies the adapter folder out.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def generate(cfg: Config, adapter: Path, prompts: list[str], max_new_tokens: int
     from ..model.student import load_tokenizer, resolve_base
 
     if max_new_tokens:
-        cfg = dataclasses.replace(cfg, infer=dataclasses.replace(cfg.infer, max_new_tokens=int(max_new_tokens)))
+        infer = dataclasses.replace(cfg.infer, max_new_tokens=int(max_new_tokens))
+        cfg = dataclasses.replace(cfg, infer=infer)
     base = resolve_base(cfg)
     tokenizer = load_tokenizer(cfg, base, for_generation=True)
     texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,

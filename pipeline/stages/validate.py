@@ -1,10 +1,12 @@
-"""``duo validate``: everything that would otherwise fail after money is spent, one line per problem.
+"""``duo validate``: everything that would otherwise fail after money is spent,
+one line per problem.
 
-The CLI already loaded the config and checked it against the schema. Here: the fine-tuning recipe's keys by the
-same code ``duo finetune`` runs (``sft_recipe.effective``; peft and TRL are imported only when installed, ~10 s,
-else a note says the keys went unchecked), the data source and its first rows with the column mapping, the
-prompt templates and reply schemas, every threshold and rule bound against its metric's range, the test size
-against the row count, the store, and each service's API-key variable (a warning, an error with ``--strict``).
+The CLI already loaded the config and checked it against the schema. Here: the fine-tuning recipe's
+keys by the same code ``duo finetune`` runs (``sft_recipe.effective``; peft and TRL are imported
+only when installed, ~10 s, else a note says the keys went unchecked), the data source and its first
+rows with the column mapping, the prompt templates and reply schemas, every threshold and rule bound
+against its metric's range, the test size against the row count, the store, and each service's
+API-key variable (a warning, an error with ``--strict``).
 """
 
 from __future__ import annotations
@@ -19,17 +21,26 @@ from ..errors import ConfigError, DuoError
 from ..flags import WITHOUT_ROUND, Flag
 from ..model.sft_recipe import effective
 
-STRICT = Flag("--strict", "Also fail when a service's API-key variable is not set (the workflow's first job).",
+STRICT = Flag("--strict",
+              "Also fail when a service's API-key variable is not set (the workflow's first job).",
               kind="switch")
 FLAGS = (*WITHOUT_ROUND, STRICT)
 HEAD = 20  # rows of the data source read to check the column mapping
-# What each metric's per-sample score can be: judge scores 1-100, win rate and ROUGE-L 0-1, BLEU 0-100, cosine.
-RANGES = {"similarity": (1, 100), "precision": (1, 100), "win_rate": (0, 1), "rougeL": (0, 1), "bleu": (0, 100),
-          "embedding": (-1, 1)}
+# What each metric's per-sample score can be: judge scores 1-100, win rate and ROUGE-L 0-1,
+# BLEU 0-100, cosine.
+RANGES = {
+    "similarity": (1, 100),
+    "precision": (1, 100),
+    "win_rate": (0, 1),
+    "rougeL": (0, 1),
+    "bleu": (0, 100),
+    "embedding": (-1, 1),
+}
 
 
 def recipe(cfg: Config) -> tuple[dict, dict, str]:
-    """(LoRA kwargs, SFT kwargs, note): checked when peft and TRL are installed, else as written plus defaults."""
+    """(LoRA kwargs, SFT kwargs, note): checked when peft and TRL are installed, else as
+    written plus defaults."""
     if all(importlib.util.find_spec(name) is not None for name in ("peft", "trl")):
         try:
             lora, sft = effective(cfg)
@@ -46,14 +57,16 @@ def _span(lo: float, hi: float) -> str:
 
 
 def data_problems(cfg: Config) -> list[str]:
-    """The source exists and parses, its first rows fit the column mapping, the test size fits its row count."""
+    """The source exists and parses, its first rows fit the column mapping, the test
+    size fits its row count."""
     from ..data.sources import detect_format, load_source
     from .prepare import check_row
 
     size = cfg.data.test.size
     out = []
     if size >= 1 and size != int(size):
-        out.append(f"data.test.size: found {size:g}; expected a fraction in (0, 1) or a whole count of test rows")
+        out.append(f"data.test.size: found {size:g}; "
+                   "expected a fraction in (0, 1) or a whole count of test rows")
     try:
         if detect_format(cfg) == "hub":
             return out  # a Hub dataset is checked by `duo prepare`; validate makes no network call
@@ -63,10 +76,14 @@ def data_problems(cfg: Config) -> list[str]:
     bad = [(row, reason) for row in src.rows[:HEAD] for _, reason in [check_row(row, cfg)] if reason]
     if bad:
         row, reason = bad[0]
-        more = f" (and {len(bad) - 1} more of the first {min(HEAD, len(src.rows))} rows)" if len(bad) > 1 else ""
+        if len(bad) > 1:
+            more = f" (and {len(bad) - 1} more of the first {min(HEAD, len(src.rows))} rows)"
+        else:
+            more = ""
         out.append(f"{src.where(row)}: {reason}{more}")
     if size >= 1 and size == int(size) and size >= len(src.rows):
-        out.append(f"data.test.size: found {int(size)} test rows; expected fewer than the {len(src.rows)} rows of "
+        out.append(f"data.test.size: found {int(size)} test rows; "
+                   f"expected fewer than the {len(src.rows)} rows of "
                    f"{cfg.data.source} (or a fraction in (0, 1))")
     return out
 
@@ -78,7 +95,8 @@ def file_problems(cfg: Config) -> list[str]:
     ev = cfg.evaluate
     names = [("synthesize.prompt", cfg.synthesize.prompt, find_template),
              ("synthesize.schema", cfg.synthesize.schema, load_reply_schema),
-             ("evaluate.prompt", ev.prompt, find_template), ("evaluate.schema", ev.schema, load_reply_schema)]
+             ("evaluate.prompt", ev.prompt, find_template),
+             ("evaluate.schema", ev.schema, load_reply_schema)]
     if ev.pairwise or "win_rate" in ev.metrics:
         names += [("evaluate.pairwise_prompt", ev.pairwise_prompt, find_template),
                   ("evaluate.pairwise_schema", ev.pairwise_schema, load_reply_schema)]
@@ -108,7 +126,8 @@ def _rule_problem(where: str, rule) -> str | None:
 
 
 def metric_problems(cfg: Config) -> list[str]:
-    """Thresholds and pass-rule bounds within the range their metric can reach (a judge min of 900 never passes)."""
+    """Thresholds and pass-rule bounds within the range their metric can reach (a judge min
+    of 900 never passes)."""
     ev, out = cfg.evaluate, []
     for metric, value in ev.thresholds.items():
         if metric not in RANGES:
@@ -139,20 +158,24 @@ def key_problems(cfg: Config) -> list[str]:
     out = []
     for role, s in cfg.service.roles():
         if not os.environ.get(s.api_key_env, "").strip():
-            out.append(f"service.{role}: ${s.api_key_env} is not set; expected the API key for {s.provider}:{s.model} "
+            out.append(f"service.{role}: ${s.api_key_env} is not set; "
+                       f"expected the API key for {s.provider}:{s.model} "
                        f"in that environment variable")
     return out
 
 
 def privacy_problems(cfg: Config) -> list[str]:
-    """Scrubbing is on for a configured service but its detector is not installed here (a warning: the jobs that
-    send may run elsewhere, with the ``privacy`` extra)."""
+    """Scrubbing is on for a configured service but its detector is not installed here (a warning:
+    the jobs that send may run elsewhere, with the ``privacy`` extra)."""
     from ..data import privacy
 
-    if not list(cfg.service.roles()) or not privacy.enabled(cfg) or importlib.util.find_spec("presidio_analyzer"):
+    if (not list(cfg.service.roles())
+            or not privacy.enabled(cfg)
+            or importlib.util.find_spec("presidio_analyzer")):
         return []
-    return [("privacy.scrub: on, but presidio-analyzer is not installed here; the stages that send to a service "
-            "need it: pip install 'duo[privacy]' (or set privacy.scrub: false to send data unscrubbed)")]
+    return [("privacy.scrub: on, but presidio-analyzer is not installed here; "
+             "the stages that send to a service need it: pip install 'duo[privacy]' "
+             "(or set privacy.scrub: false to send data unscrubbed)")]
 
 
 def price_problems(cfg: Config) -> list[str]:
@@ -191,7 +214,8 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     if errors:
         raise ConfigError(list(dict.fromkeys(errors)))
     svc = cfg.service
-    print(f"{cfg.source_path}: ok (task {cfg.task.name}, student {cfg.student.model}, store {cfg.store.kind})")
+    print(f"{cfg.source_path}: ok "
+          f"(task {cfg.task.name}, student {cfg.student.model}, store {cfg.store.kind})")
     for role in ("synthesize", "judge"):
         s = getattr(svc, role)
         print(f"  service.{role}: " + (f"{s.provider}:{s.model}" if s else "none (offline)"))
