@@ -1,7 +1,9 @@
-"""Task config: one YAML file, checked against ``schemas/config.schema.json``, loaded into frozen dataclasses.
+"""Task config: one YAML file, checked against ``schemas/config.schema.json``, loaded
+into frozen dataclasses.
 
-Precedence: schema defaults < YAML < ``--set section.key=value`` overrides. The dataclasses live in
-``pipeline.config_types`` and are re-exported here, so ``from pipeline.config import Config`` keeps working.
+Precedence: schema defaults < YAML < ``--set section.key=value`` overrides. The dataclasses
+live in ``pipeline.config_types`` and are re-exported here, so
+``from pipeline.config import Config`` keeps working.
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ from .errors import ConfigError
 from .schemas import load_schema, schema_problems
 
 __all__ = [
-    "DEFAULT_KEY_ENV", "BudgetConfig", "ColumnsConfig", "Config", "DataConfig", "EvaluateConfig", "FinetuneConfig",
-    "InferConfig", "ReportConfig", "RuleCondition", "ServiceConfig", "ServiceLLMConfig", "StoreConfig",
-    "StudentConfig", "SynthesizeConfig", "TaskConfig", "TestSplitConfig", "apply_overrides", "build_config",
-    "load_config", "parse_override", "read_yaml",
+    "DEFAULT_KEY_ENV", "BudgetConfig", "ColumnsConfig", "Config", "DataConfig", "EvaluateConfig",
+    "FinetuneConfig", "InferConfig", "ReportConfig", "RuleCondition", "ServiceConfig",
+    "ServiceLLMConfig", "StoreConfig", "StudentConfig", "SynthesizeConfig", "TaskConfig",
+    "TestSplitConfig", "apply_overrides", "build_config", "load_config", "parse_override",
+    "read_yaml",
 ]
 
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY"}
@@ -77,8 +80,8 @@ def apply_overrides(doc: dict, overrides: list[str] | None) -> dict:
 def _fill_defaults(node: Any, schema: dict, root: dict) -> Any:
     """Fill schema ``default`` values into ``node`` (already validated), recursing into objects.
 
-    A key the document sets keeps its value; only missing keys take the default, so ``finetune.lora: {r: 16}``
-    keeps the other LoRA defaults.
+    A key the document sets keeps its value; only missing keys take the default, so
+    ``finetune.lora: {r: 16}`` keeps the other LoRA defaults.
     """
     if "$ref" in schema:
         ref = schema["$ref"].lstrip("#/").split("/")
@@ -87,7 +90,8 @@ def _fill_defaults(node: Any, schema: dict, root: dict) -> Any:
             target = target[part]
         return _fill_defaults(node, target, root)
     if "oneOf" in schema and node is not None:
-        # The option of the node's shape (one judge or a list of them); options that only add `required` fall through.
+        # The option of the node's shape (one judge or a list of them); options that only add
+        # `required` fall through.
         kind = "array" if isinstance(node, list) else "object"
         for option in schema["oneOf"]:
             if option.get("type") == kind or (kind == "object" and "$ref" in option):
@@ -110,10 +114,12 @@ def _fill_defaults(node: Any, schema: dict, root: dict) -> Any:
 
 
 def _derived(doc: dict) -> dict:
-    """A copy of the filled document with the values that follow from other keys: the store's folder and repos
-    from the task name, each service's key variable from its provider, a pass rule's ``stat`` (``mean``).
+    """A copy of the filled document with the values that follow from other keys: the store's
+    folder and repos from the task name, each service's key variable from its provider, a pass
+    rule's ``stat`` (``mean``).
 
-    Kept out of ``Config.raw``, so the config hashes stay those of what the user wrote plus the schema defaults.
+    Kept out of ``Config.raw``, so the config hashes stay those of what the user wrote
+    plus the schema defaults.
     """
     doc = copy.deepcopy(doc)
     task, store = doc["task"]["name"], doc["store"]
@@ -134,8 +140,8 @@ def _derived(doc: dict) -> dict:
 
 
 def _value(hint: Any, value: Any, path: str) -> Any:
-    """``value`` as the field type ``hint`` wants it: dataclasses (also inside ``X | None`` and ``list[X]``) built,
-    each knowing its dotted ``path`` (the items of a list share the list's)."""
+    """``value`` as the field type ``hint`` wants it: dataclasses (also inside ``X | None`` and
+    ``list[X]``) built, each knowing its dotted ``path`` (the items of a list share the list's)."""
     if value is None:
         return None
     if dataclasses.is_dataclass(hint):
@@ -150,7 +156,8 @@ def _value(hint: Any, value: Any, path: str) -> Any:
 
 
 def _build(cls: type, doc: dict, path: str = "", **given: Any) -> Any:
-    """The frozen dataclass ``cls`` from its section of the document (a missing key is None); ``given`` wins."""
+    """The frozen dataclass ``cls`` from its section of the document (a missing key is
+    None); ``given`` wins."""
     hints = typing.get_type_hints(cls)
     values = {f.name: _value(hints[f.name], doc.get(f.name), f"{path}.{f.name}" if path else f.name)
               for f in dataclasses.fields(cls) if f.name not in given}

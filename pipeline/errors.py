@@ -10,7 +10,11 @@ class ConfigError(DuoError):
 
     def __init__(self, problems: list[str]):
         self.problems = problems
-        super().__init__(problems[0] if len(problems) == 1 else f"{len(problems)} problems in config:\n" + "\n".join(problems))
+        if len(problems) == 1:
+            message = problems[0]
+        else:
+            message = f"{len(problems)} problems in config:\n" + "\n".join(problems)
+        super().__init__(message)
 
 
 class ArtifactMissing(DuoError):

@@ -1,7 +1,9 @@
-"""Command-line flags that a stage declares for itself, each with an environment-variable fallback (as cml does).
+"""Command-line flags that a stage declares for itself, each with an
+environment-variable fallback (as cml does).
 
-A composite action therefore runs ``duo <verb>`` with everything in ``env:`` and no argument-building shell. A
-flag given on the command line wins over its variable; an empty variable counts as unset.
+A composite action therefore runs ``duo <verb>`` with everything in ``env:`` and no
+argument-building shell. A flag given on the command line wins over its variable; an empty
+variable counts as unset.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ TRUE = ("1", "true", "yes", "on")
 class Flag:
     """One option: ``--samples`` with type ``int`` falls back to ``$DUO_SAMPLES``.
 
-    ``kind`` is ``value`` (one value of ``type``), ``switch`` (store_true) or ``list`` (repeatable; the variable
-    holds one value per line).
+    ``kind`` is ``value`` (one value of ``type``), ``switch`` (store_true) or ``list`` (repeatable;
+    the variable holds one value per line).
     """
 
     name: str
@@ -46,8 +48,8 @@ class Flag:
             parser.add_argument(self.name, dest=self.dest, action="append", default=None, type=self.type,
                                 metavar=self.metavar, help=help_text)
         else:
-            parser.add_argument(self.name, dest=self.dest, type=self.type, default=None, metavar=self.metavar,
-                                help=help_text)
+            parser.add_argument(self.name, dest=self.dest, type=self.type, default=None,
+                                metavar=self.metavar, help=help_text)
 
     def fill(self, args: argparse.Namespace) -> None:
         """Take the value from the environment when the command line left it unset."""
@@ -65,7 +67,8 @@ class Flag:
         try:
             return self.type(raw.strip())
         except argparse.ArgumentTypeError as exc:
-            raise DuoError(f"{self.env}={raw.strip()!r}: {str(exc).split(': ', 1)[-1]} for {self.name}") from None
+            reason = str(exc).split(": ", 1)[-1]
+            raise DuoError(f"{self.env}={raw.strip()!r}: {reason} for {self.name}") from None
         except (TypeError, ValueError):
             raise DuoError(f"{self.env}={raw!r}: expected {getattr(self.type, '__name__', 'a value')} "
                            f"for {self.name}") from None
@@ -76,7 +79,8 @@ class RoundValueError(argparse.ArgumentTypeError, ValueError):
 
 
 def round_number(text: str) -> int | None:
-    """``--round``: 0 is the untuned baseline, 1.. are training rounds, ``latest`` (None) the latest round."""
+    """``--round``: 0 is the untuned baseline, 1.. are training rounds, ``latest``
+    (None) the latest round."""
     text = str(text).strip()
     if text.lower() == "latest":
         return None
@@ -85,15 +89,20 @@ def round_number(text: str) -> int | None:
     except ValueError:
         value = -1
     if value < 0:
-        raise RoundValueError(f"{text!r}: expected a round number N >= 0 (0 = the untuned baseline) or 'latest'")
+        raise RoundValueError(f"{text!r}: expected a round number N >= 0 "
+                              "(0 = the untuned baseline) or 'latest'")
     return value
 
 
-SET = Flag("--set", "Override one config value (YAML syntax); repeatable; the variable holds one per line.",
-           kind="list", metavar="SECTION.KEY=VALUE")
-ROUND = Flag("--round", "Round number (0 = the untuned baseline) or 'latest' (the default: the latest round with "
-             "artifacts, or 1).",
-             type=round_number, metavar="N")
+SET = Flag("--set",
+           "Override one config value (YAML syntax); repeatable; the variable holds one per line.",
+           kind="list",
+           metavar="SECTION.KEY=VALUE")
+ROUND = Flag("--round",
+             "Round number (0 = the untuned baseline) or 'latest' "
+             "(the default: the latest round with artifacts, or 1).",
+             type=round_number,
+             metavar="N")
 FORCE = Flag("--force", "Redo the stage even when its artifact is complete.", kind="switch")
 COMMON = (SET, ROUND, FORCE)
 WITHOUT_ROUND = (SET, FORCE)

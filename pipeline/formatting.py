@@ -1,4 +1,5 @@
-"""How duo writes numbers and rule conditions, on the terminal, in reports, PR comments and decisions alike."""
+"""How duo writes numbers and rule conditions, on the terminal, in reports, PR
+comments and decisions alike."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from collections.abc import Mapping
 
 
 def num(x) -> str:
-    """A score for people: 1 decimal from 10 up (judge scores, BLEU), else 3 significant digits; ``–`` for none."""
+    """A score for people: 1 decimal from 10 up (judge scores, BLEU), else 3 significant
+    digits; ``–`` for none."""
     if x is None:
         return "–"
     if isinstance(x, bool) or not isinstance(x, (int, float)):
@@ -35,4 +37,5 @@ def rule_row(row: Mapping) -> str:
         return f"{mark}: {condition(row)}: {row.get('why') or 'not computed'}"
     vs = f" vs {row['vs']}" if row.get("vs") else ""
     need = condition(row).rsplit(" ", 2)[-2:]
-    return f"{mark}: {row['metric']} {row.get('stat', 'mean')}{vs} = {num(row['value'])} (needs {' '.join(need)})"
+    return (f"{mark}: {row['metric']} {row.get('stat', 'mean')}{vs} = {num(row['value'])} "
+            f"(needs {' '.join(need)})")

@@ -1,8 +1,8 @@
 """GitHub operations the report and decide stages need, through PyGithub.
 
 Token from ``GITHUB_TOKEN``, repository from ``GITHUB_REPOSITORY`` (``owner/name``), API base from
-``DUO_GITHUB_API_URL`` or ``GITHUB_API_URL`` (default https://api.github.com). Every GitHub error reaches the user as one DuoError line
-naming the operation; the token never appears in it.
+``DUO_GITHUB_API_URL`` or ``GITHUB_API_URL`` (default https://api.github.com). Every GitHub error
+reaches the user as one DuoError line naming the operation; the token never appears in it.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ MAX_BODY = 65000  # GitHub rejects issue and PR bodies over 65536 characters
 
 
 def api_url() -> str:
-    """The REST API base: ``DUO_GITHUB_API_URL`` (an action input; runners reset ``GITHUB_*`` variables a workflow
-    sets), else the runner's ``GITHUB_API_URL``, else api.github.com."""
+    """The REST API base: ``DUO_GITHUB_API_URL`` (an action input; runners reset ``GITHUB_*``
+    variables a workflow sets), else the runner's ``GITHUB_API_URL``, else api.github.com."""
     return os.environ.get("DUO_GITHUB_API_URL") or os.environ.get("GITHUB_API_URL") or DEFAULT_API
 
 
@@ -63,8 +63,9 @@ def connect() -> Repository:
         raise DuoError(f"GitHub access needs {' and '.join(missing)} in the environment "
                        "(Actions sets both; GITHUB_REPOSITORY is owner/name)")
     base = api_url().rstrip("/")
-    # PyGithub paces requests (0.25 s, 1 s between writes) for GitHub's secondary rate limits; a server on this
-    # machine (a test fake, a local proxy) has none, and pacing would only slow every call.
+    # PyGithub paces requests (0.25 s, 1 s between writes) for GitHub's secondary rate limits; a
+    # server on this machine (a test fake, a local proxy) has none, and pacing would only slow
+    # every call.
     local = urlparse(base).hostname in ("127.0.0.1", "localhost", "::1")
     pacing = {"seconds_between_requests": None, "seconds_between_writes": None} if local else {}
     client = Github(base_url=base, auth=Auth.Token(token), retry=_retry(local), timeout=30, **pacing)
@@ -77,17 +78,24 @@ def _retry(local: bool):
     reached GitHub before the error would be done twice. Against GitHub itself, with backoff."""
     from urllib3.util.retry import Retry
 
-    return Retry(total=3, connect=2, read=0, status_forcelist=(500, 502, 503, 504), allowed_methods={"GET", "HEAD"},
-                 backoff_factor=0 if local else 2, raise_on_status=False, respect_retry_after_header=True)
+    return Retry(total=3,
+                 connect=2,
+                 read=0,
+                 status_forcelist=(500, 502, 503, 504),
+                 allowed_methods={"GET", "HEAD"},
+                 backoff_factor=0 if local else 2,
+                 raise_on_status=False,
+                 respect_retry_after_header=True)
 
 
 def repo_root() -> Path:
-    """The git checkout's top folder: ``GITHUB_WORKSPACE`` in Actions, else ``git rev-parse --show-toplevel``."""
+    """The git checkout's top folder: ``GITHUB_WORKSPACE`` in Actions, else
+    ``git rev-parse --show-toplevel``."""
     if os.environ.get("GITHUB_WORKSPACE"):
         return Path(os.environ["GITHUB_WORKSPACE"]).resolve()
     try:
-        out = subprocess.run(["git", "rev-parse", "--show-toplevel"], check=False, capture_output=True, text=True,
-                             timeout=10)
+        out = subprocess.run(["git", "rev-parse", "--show-toplevel"],
+                             check=False, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError) as exc:
         raise DuoError(f"cannot find the git repository root: {exc}") from None
     if out.returncode != 0:
@@ -155,8 +163,8 @@ def branch_sha(repo: Repository, branch: str) -> str:
 
 
 def commit_files(repo: Repository, branch: str, files: dict[str, bytes], message: str) -> str:
-    """:func:`put_files`, then the commit ``branch`` points at: link files by this sha and the links outlive the
-    branch (GitHub keeps a merged or closed PR's commits)."""
+    """:func:`put_files`, then the commit ``branch`` points at: link files by this sha and the links
+    outlive the branch (GitHub keeps a merged or closed PR's commits)."""
     put_files(repo, branch, files, message)
     return branch_sha(repo, branch)
 
@@ -180,7 +188,9 @@ def ensure_label(repo: Repository, name: str, description: str = "") -> None:
 
 
 def clip_body(body: str) -> str:
-    return body if len(body) <= MAX_BODY else body[:MAX_BODY] + "\n\n…(truncated; see the full report file)\n"
+    if len(body) <= MAX_BODY:
+        return body
+    return body[:MAX_BODY] + "\n\n…(truncated; see the full report file)\n"
 
 
 def upsert_pr(repo: Repository, *, branch: str, base: str, title: str, body: str,
@@ -221,7 +231,8 @@ def dispatch(repo: Repository, workflow: str, ref: str, inputs: dict[str, str]) 
         repo.get_workflow(workflow).create_dispatch(ref, inputs=inputs, throw=True)
 
 
-# round.yml's ``run-name`` with its inputs filled in: how a dispatched round shows up in the workflow-runs list.
+# round.yml's ``run-name`` with its inputs filled in: how a dispatched round shows up in the
+# workflow-runs list.
 RUN_NAME = "duo round {round} ({config})"
 
 
@@ -231,7 +242,8 @@ def run_title(inputs: dict[str, str]) -> str:
 
 
 def find_run(repo: Repository, workflow: str, title: str, since: datetime, limit: int = 100):
-    """The newest ``workflow_dispatch`` run of ``workflow`` titled ``title`` created at or after ``since``, or None.
+    """The newest ``workflow_dispatch`` run of ``workflow`` titled ``title`` created at or
+    after ``since``, or None.
 
     None too when the workflow itself is unknown (the dispatch that follows reports that).
     """

@@ -26,7 +26,8 @@ def git_sha() -> str | None:
     if os.environ.get("GITHUB_SHA"):
         return os.environ["GITHUB_SHA"]
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+        out = subprocess.run(["git", "rev-parse", "HEAD"],
+                             capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -40,15 +41,16 @@ def now_iso() -> str:
 class Manifest:
     """``manifest.json`` of one artifact.
 
-    ``usage`` holds ``input_tokens``, ``output_tokens``, ``requests`` and ``cost_usd`` summed over the stage's
-    service-LLM calls; ``parents`` names the input artifacts with their config hashes.
+    ``usage`` holds ``input_tokens``, ``output_tokens``, ``requests`` and ``cost_usd`` summed over
+    the stage's service-LLM calls; ``parents`` names the input artifacts with their config hashes.
     """
 
     stage: str
     artifact: str
     config_hash: str
     round: int | None = None
-    fingerprint: str | None = None  # hash of everything the artifact was made from (pipeline.artifacts.StageInputs)
+    # Hash of everything the artifact was made from (pipeline.artifacts.StageInputs).
+    fingerprint: str | None = None
     parents: list = field(default_factory=list)
     counts: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict)
@@ -90,14 +92,15 @@ class Manifest:
     def write(self, folder: Path) -> Path:
         path = Path(folder) / MANIFEST
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str) + "\n"
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
         return path
 
     @classmethod
     def read(cls, folder: Path) -> Manifest:
-        """The manifest of ``folder``; a damaged one is a DuoError naming the file (the artifact is then redone
-        with ``--force``)."""
+        """The manifest of ``folder``; a damaged one is a DuoError naming the file (the artifact is
+        then redone with ``--force``)."""
         path = Path(folder) / MANIFEST
         fix = "remake the artifact: rerun its stage with --force"
         try:
@@ -105,11 +108,12 @@ class Manifest:
         except UnicodeDecodeError:
             raise DuoError(f"{path}: damaged manifest (not UTF-8 text); {fix}") from None
         except json.JSONDecodeError as exc:
-            raise DuoError(f"{path}:{exc.lineno}: damaged manifest (not valid JSON: {exc.msg}); {fix}") from None
+            raise DuoError(f"{path}:{exc.lineno}: damaged manifest "
+                           f"(not valid JSON: {exc.msg}); {fix}") from None
         missing = [k for k in ("stage", "artifact", "config_hash") if not isinstance(d, dict) or k not in d]
         if missing:
             found = "a JSON " + type(d).__name__ if not isinstance(d, dict) else "no " + ", ".join(missing)
-            raise DuoError(f"{path}: damaged manifest (found {found}; expected an object with stage, artifact, "
-                           f"config_hash); {fix}")
+            raise DuoError(f"{path}: damaged manifest (found {found}; "
+                           f"expected an object with stage, artifact, config_hash); {fix}")
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d and not k.startswith("_")}
         return cls(**known)

@@ -1,10 +1,12 @@
-"""What a service LLM's tokens cost: the one place prices are resolved (budget, engine, plan and decide use it).
+"""What a service LLM's tokens cost: the one place prices are resolved (budget, engine,
+plan and decide use it).
 
-The config's ``price_input_per_1m``/``price_output_per_1m`` win. Without them: a service with ``base_url`` (your
-own server) is free; a paid provider (the real OpenAI or Gemini endpoint) takes its model's price from the dated
-table ``schemas/prices.json`` (a dated id such as ``gpt-4o-2024-05-13`` is priced as ``gpt-4o``); a paid model the
-table does not know refuses to start unless the config sets ``allow_unpriced: true`` (then it counts as free, and
-the spend cap cannot hold).
+The config's ``price_input_per_1m``/``price_output_per_1m`` win. Without them: a service
+with ``base_url`` (your own server) is free; a paid provider (the real OpenAI or Gemini
+endpoint) takes its model's price from the dated table ``schemas/prices.json`` (a dated id
+such as ``gpt-4o-2024-05-13`` is priced as ``gpt-4o``); a paid model the table does not know
+refuses to start unless the config sets ``allow_unpriced: true`` (then it counts as free,
+and the spend cap cannot hold).
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ _SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{3,4}|latest|preview(-\d{2}-\d{2})?
 
 @functools.lru_cache(maxsize=1)
 def table() -> dict:
-    """The built-in price table: ``{"as_of", "source", "models": {"provider:model": {input_per_1m, ...}}}``."""
+    """The built-in price table: ``{"as_of", "source", "models": {"provider:model":
+    {input_per_1m, ...}}}``."""
     return json.loads(TABLE.read_text(encoding="utf-8"))
 
 
 def table_price(provider: str, model: str) -> tuple[float, float] | None:
-    """(input, output) USD per 1M tokens of ``provider:model`` from the table, date suffixes stripped; or None."""
+    """(input, output) USD per 1M tokens of ``provider:model`` from the table, date
+    suffixes stripped; or None."""
     models = table()["models"]
     name = model.removeprefix("models/")
     while True:
@@ -58,9 +62,11 @@ def price_of(svc, role: str | None = None) -> tuple[float, float]:
         if getattr(svc, "allow_unpriced", False):
             return float(given_in or 0.0), float(given_out or 0.0)
         where = f"service.{role or '<role>'}"
-        raise DuoError(f"{where}.price_input_per_1m: no known price for {svc.provider}:{svc.model} (built-in table "
-                       f"of {table()['as_of']}); set {where}.price_input_per_1m and .price_output_per_1m (USD per "
-                       f"1M tokens), or {where}.allow_unpriced: true to run without a spend cap")
+        raise DuoError(f"{where}.price_input_per_1m: no known price for {svc.provider}:{svc.model} "
+                       f"(built-in table of {table()['as_of']}); "
+                       f"set {where}.price_input_per_1m and .price_output_per_1m "
+                       "(USD per 1M tokens), "
+                       f"or {where}.allow_unpriced: true to run without a spend cap")
     return (float(given_in) if given_in is not None else found[0],
             float(given_out) if given_out is not None else found[1])
 

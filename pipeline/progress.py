@@ -28,7 +28,8 @@ def cpu_seconds() -> float:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process since the last reset, in MiB (ru_maxrss where /proc is missing)."""
+    """Peak resident memory of this process since the last reset, in MiB (ru_maxrss
+    where /proc is missing)."""
     try:
         for line in _STATUS.read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -84,12 +85,19 @@ def _fmt_counts(counts: dict, limit: int = 4) -> str:
 
 
 def summary_line(rec: StageRecord) -> str:
-    """``round 1  finetune   done      212.4s  cpu   401.2s  peak   3120 MiB  $0.0000  train_rows 120, ...``."""
+    """One stage's summary line, e.g.
+
+    ``round 1  finetune   done      212.4s  cpu   401.2s  peak   3120 MiB  $0.0000  train_rows 120, ...``.
+    """
     where = f"round {rec.round}" if rec.round is not None else "task"
     head = f"{where:<8} {rec.stage:<10} {rec.status:<7}"
     if rec.status == "off":
         return f"{head} {rec.note}"
-    parts = [head, f"{rec.seconds:7.1f}s", f"cpu {rec.cpu_s:7.1f}s", f"peak {rec.peak_rss_mb:6.0f} MiB", f"${rec.cost_usd:.4f}"]
+    parts = [head,
+             f"{rec.seconds:7.1f}s",
+             f"cpu {rec.cpu_s:7.1f}s",
+             f"peak {rec.peak_rss_mb:6.0f} MiB",
+             f"${rec.cost_usd:.4f}"]
     counts = _fmt_counts(rec.counts)
     if counts:
         parts.append(counts)
@@ -103,6 +111,7 @@ def summary_table(records: list[StageRecord]) -> str:
     lines = ["| round | stage | status | wall s | CPU s | peak RSS (MiB) | cost (USD) | counts |",
              "|---|---|---|---|---|---|---|---|"]
     for r in records:
-        lines.append(f"| {r.round if r.round is not None else ''} | {r.stage} | {r.status} | {r.seconds:.1f} | {r.cpu_s:.1f} | "
-                     f"{r.peak_rss_mb:.0f} | {r.cost_usd:.4f} | {_fmt_counts(r.counts, 6) or r.note} |")
+        lines.append(f"| {r.round if r.round is not None else ''} | {r.stage} | {r.status} | "
+                     f"{r.seconds:.1f} | {r.cpu_s:.1f} | {r.peak_rss_mb:.0f} | {r.cost_usd:.4f} | "
+                     f"{_fmt_counts(r.counts, 6) or r.note} |")
     return "\n".join(lines)

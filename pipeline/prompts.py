@@ -1,9 +1,11 @@
-"""Prompt templates (Jinja2 files) rendered into chat messages, and the JSON Schemas replies must follow.
+"""Prompt templates (Jinja2 files) rendered into chat messages, and the JSON
+Schemas replies must follow.
 
-A template is found by name: first relative to the config file, then in ``prompts/`` beside the config, then in the
-``prompts/`` folder of duo's own checkout (the editable copy teams change), then in the defaults packaged with duo
-(``pipeline/prompts_default``, a link to that same ``prompts/`` folder in git, so a built wheel or ``pip install .``
-ships the files). It holds ``{% block system %}`` (optional) and ``{% block user %}``; a template without a user
+A template is found by name: first relative to the config file, then in ``prompts/`` beside
+the config, then in the ``prompts/`` folder of duo's own checkout (the editable copy teams
+change), then in the defaults packaged with duo (``pipeline/prompts_default``, a link to that
+same ``prompts/`` folder in git, so a built wheel or ``pip install .`` ships the files). It
+holds ``{% block system %}`` (optional) and ``{% block user %}``; a template without a user
 block is all user message.
 """
 
@@ -37,7 +39,8 @@ def _find(cfg: Config, name: str, folders: list[Path], kind: str) -> Path:
 
 
 def find_template(cfg: Config, name: str) -> Path:
-    """The template file ``name``: config-relative, ``prompts/`` beside the config, duo's ``prompts/``, packaged."""
+    """The template file ``name``: config-relative, ``prompts/`` beside the config, duo's
+    ``prompts/``, packaged."""
     folders = [cfg.resolve("prompts"), PROMPTS_DIR, PACKAGED_PROMPTS_DIR]
     return _find(cfg, name, list(dict.fromkeys(f for f in folders if f.is_dir())), "prompt template")
 
@@ -66,7 +69,8 @@ def render(cfg: Config, name: str, **variables) -> list[dict]:
                 if text:
                     messages.append({"role": role, "content": text})
     except jinja2.UndefinedError as exc:
-        raise DuoError(f"{path}: {exc.message} (variables given: {', '.join(sorted(variables)) or 'none'})") from None
+        given = ", ".join(sorted(variables)) or "none"
+        raise DuoError(f"{path}: {exc.message} (variables given: {given})") from None
     except jinja2.TemplateError as exc:
         raise DuoError(f"{path}: cannot render ({exc})") from None
     return messages
@@ -78,7 +82,8 @@ def find_schema(cfg: Config, name: str) -> Path:
 
 
 def load_reply_schema(cfg: Config, name: str) -> dict:
-    """The JSON Schema ``name`` a service reply must follow: config-relative first, then ``pipeline/schemas/``."""
+    """The JSON Schema ``name`` a service reply must follow: config-relative first, then
+    ``pipeline/schemas/``."""
     path = find_schema(cfg, name)
     try:
         schema = json.loads(path.read_text(encoding="utf-8"))

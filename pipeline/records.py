@@ -27,7 +27,8 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, row) for each non-blank line; a line that is not a JSON object raises DuoError naming it."""
+    """(line number, row) for each non-blank line; a line that is not a JSON object
+    raises DuoError naming it."""
     with Path(path).open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():

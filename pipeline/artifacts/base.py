@@ -1,9 +1,11 @@
-"""An artifact's declaration and the one "reuse the artifact if nothing it was made from changed" rule.
+"""An artifact's declaration and the one "reuse the artifact if nothing it was
+made from changed" rule.
 
-Each artifact declares once what its stage reads (DVC's ``deps``/``params``, Dagster's asset inputs): the config keys
-that decide it, the keys that only change how it runs, the templates and schemas whose contents shape it and the
-artifacts it is made from. :func:`Artifact.inputs` derives the fingerprint from that declaration; no stage lists its
-own keys. A test records every key each stage reads (``config_types.recording``) and fails on one not declared.
+Each artifact declares once what its stage reads (DVC's ``deps``/``params``, Dagster's asset
+inputs): the config keys that decide it, the keys that only change how it runs, the templates and
+schemas whose contents shape it and the artifacts it is made from. :func:`Artifact.inputs` derives
+the fingerprint from that declaration; no stage lists its own keys. A test records every key each
+stage reads (``config_types.recording``) and fails on one not declared.
 """
 
 from __future__ import annotations
@@ -22,13 +24,18 @@ from ..store import Store, artifact_name
 
 # Keys no artifact's content depends on: where the store is, how often the journal is flushed.
 UNHASHED = ("store", "journal")
-# The spend cap and the prices that count what was spent: a complete artifact does not depend on them, and one the
-# cap cut short is redone when the cap is raised (``reusable``'s ``budget_usd``).
-SPEND_CAP = ("budget.max_spend_usd", "service.synthesize.price_input_per_1m", "service.synthesize.price_output_per_1m",
-             "service.judge.price_input_per_1m", "service.judge.price_output_per_1m")
+# The spend cap and the prices that count what was spent: a complete artifact does not depend on
+# them, and one the cap cut short is redone when the cap is raised (``reusable``'s ``budget_usd``).
+SPEND_CAP = (
+    "budget.max_spend_usd",
+    "service.synthesize.price_input_per_1m",
+    "service.synthesize.price_output_per_1m",
+    "service.judge.price_input_per_1m",
+    "service.judge.price_output_per_1m",
+)
 # A service's keys that change how fast or with which credentials it is asked, not what it answers.
-SERVICE_RUN_KEYS = ("rpm", "tpm", "concurrency", "max_concurrency", "timeout_s", "max_retries", "api_key_env",
-                    "allow_unpriced")
+SERVICE_RUN_KEYS = ("rpm", "tpm", "concurrency", "max_concurrency", "timeout_s", "max_retries",
+                    "api_key_env", "allow_unpriced")
 
 
 def _sha(blob: object) -> str:
@@ -42,13 +49,15 @@ def file_digest(path: Path) -> str:
 
 
 def service_run_keys(role: str) -> tuple[str, ...]:
-    """``service.<role>.<key>`` for every key of a service that changes how it is asked, not what it answers."""
+    """``service.<role>.<key>`` for every key of a service that changes how it is
+    asked, not what it answers."""
     return tuple(f"service.{role}.{k}" for k in SERVICE_RUN_KEYS)
 
 
 @cache
 def schema_defaults() -> dict:
-    """The config document with every schema default filled in (what a key 'at its default' is compared with)."""
+    """The config document with every schema default filled in (what a key 'at its
+    default' is compared with)."""
     from ..config import _fill_defaults
     from ..schemas import load_schema
 
@@ -90,7 +99,8 @@ def _drop(doc: dict, path: str) -> None:
 
 
 def covers(declared: Iterable[str], key: str) -> bool:
-    """True when ``key`` is one of ``declared`` or inside one (``synthesize`` covers ``synthesize.samples``)."""
+    """True when ``key`` is one of ``declared`` or inside one (``synthesize`` covers
+    ``synthesize.samples``)."""
     return any(key == d or key.startswith(d + ".") for d in declared)
 
 
@@ -100,12 +110,14 @@ class Artifact:
 
     Args:
         stage: the verb, which is also the artifact folder (``round-N/<stage>``, or ``prepare``).
-        reads: config keys (dotted; a section means every key in it) that decide the artifact's content.
-        unhashed: config keys the stage reads that are left out of the fingerprint, each for a reason its
-            declaration gives: how the stage runs (threads, processes, rate limits), or a cap whose effect is
-            recorded another way (the spend cap: an artifact it cut short is redone when it is raised).
-        later: keys added after artifacts of this kind were first made: they count only when set away from their
-            schema default, so an artifact made before them stays valid.
+        reads: config keys (dotted; a section means every key in it) that decide
+            the artifact's content.
+        unhashed: config keys the stage reads that are left out of the fingerprint, each for a
+            reason its declaration gives: how the stage runs (threads, processes, rate limits), or a
+            cap whose effect is recorded another way (the spend cap: an artifact it cut short is
+            redone when it is raised).
+        later: keys added after artifacts of this kind were first made: they count only when set
+            away from their schema default, so an artifact made before them stays valid.
         files: the templates and schemas whose contents shape the artifact, for a config.
         parents: the names of the artifacts it is made from, for (config, store, round).
     """
@@ -121,8 +133,9 @@ class Artifact:
         return artifact_name(self.stage, round_no)
 
     def config(self, cfg: Config) -> dict:
-        """The part of the config that decides this artifact: the declared keys as they are in the YAML document
-        with its schema defaults (``cfg.raw``), less the ``unhashed`` keys and the ``later`` keys left at default."""
+        """The part of the config that decides this artifact: the declared keys as they are in the
+        YAML document with its schema defaults (``cfg.raw``), less the ``unhashed`` keys and the
+        ``later`` keys left at default."""
         out: dict = {}
         for path in self.reads:
             value = _get(cfg.raw, path)
@@ -139,8 +152,8 @@ class Artifact:
         return out
 
     def inputs(self, cfg: Config, store: Store, round_no: int | None, **values) -> StageInputs:
-        """Everything that decides this artifact; ``values`` are what else decides it (a target count, a source
-        file's hash, the decision itself)."""
+        """Everything that decides this artifact; ``values`` are what else decides it (a target
+        count, a source file's hash, the decision itself)."""
         parents = [store.manifest(n) for n in self.parents(cfg, store, round_no)]
         return StageInputs(self.stage, round_no, self.config(cfg), tuple(self.files(cfg)), parents, values)
 
@@ -210,5 +223,6 @@ def reusable(store: Store, inputs: StageInputs, *, force: bool = False, budget_u
 
 
 def carried_cost(store: Store, name: str) -> float:
-    """The cost recorded by the artifact a stage is about to replace: money once spent stays in the ledger."""
+    """The cost recorded by the artifact a stage is about to replace: money once
+    spent stays in the ledger."""
     return float(store.manifest(name).usage.get("cost_usd") or 0.0) if store.exists(name) else 0.0

@@ -11,7 +11,8 @@ from .base import Artifact, service_run_keys
 
 
 def _parents(cfg: Config, store: Store, round_no: int) -> list[str]:
-    """The round's evaluation; a round whose synthesis added no rows stops before fine-tuning: its synthesis."""
+    """The round's evaluation; a round whose synthesis added no rows stops before
+    fine-tuning: its synthesis."""
     evaluated = artifact_name("evaluate", round_no)
     return [evaluated if store.exists(evaluated) else artifact_name("synthesize", round_no)]
 

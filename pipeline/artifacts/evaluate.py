@@ -1,5 +1,5 @@
-"""``round-N/evaluate``: the scores of the round's answers (``scores.jsonl``), their summaries and the verdict
-(``metrics.json``), and the readers of both."""
+"""``round-N/evaluate``: the scores of the round's answers (``scores.jsonl``), their summaries and
+the verdict (``metrics.json``), and the readers of both."""
 
 from __future__ import annotations
 
@@ -80,9 +80,10 @@ def read_scores(store: Store, round_no: int) -> list[dict] | None:
 
 
 def verdict(store: Store, round_no: int, needed_by: str) -> str | None:
-    """Round ``round_no``'s verdict: from the evaluate manifest (no download), else its metrics.json; None when the
-    round was not evaluated."""
+    """Round ``round_no``'s verdict: from the evaluate manifest (no download), else its
+    metrics.json; None when the round was not evaluated."""
     name = artifact_name("evaluate", round_no)
     if not store.exists(name):
         return None
-    return (store.manifest(name).extra or {}).get("verdict") or read_metrics(store, round_no, needed_by)["verdict"]
+    recorded = (store.manifest(name).extra or {}).get("verdict")
+    return recorded or read_metrics(store, round_no, needed_by)["verdict"]

@@ -1,5 +1,5 @@
-"""``round-N/finetune``: the round's LoRA adapter (``adapter/``, ``README.md``, ``train_log.jsonl``): what it is
-trained on, and where a reader finds it."""
+"""``round-N/finetune``: the round's LoRA adapter (``adapter/``, ``README.md``,
+``train_log.jsonl``): what it is trained on, and where a reader finds it."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from .base import Artifact
 
 
 def training_artifacts(store: Store, round_no: int) -> list[str]:
-    """Names of the artifacts round ``round_no`` trains on: ``prepare`` and each existing ``round-k/synthesize``,
-    k <= ``round_no``. ArtifactMissing when ``prepare`` is not in the store."""
+    """Names of the artifacts round ``round_no`` trains on: ``prepare`` and each
+    existing ``round-k/synthesize``, k <= ``round_no``. ArtifactMissing when
+    ``prepare`` is not in the store."""
     if not store.exists("prepare"):
         raise store.missing("prepare", "the training set")
     synthetic = [artifact_name("synthesize", k) for k in range(1, int(round_no) + 1)]
@@ -37,7 +38,8 @@ def adapter_location(store: Store, name: str) -> tuple[str, str]:
 
 
 def adapter_commit(store: Store, round_no: int) -> str | None:
-    """The model-repo commit of round ``round_no``'s adapter (head of branch ``round-N``); None in a local store."""
+    """The model-repo commit of round ``round_no``'s adapter (head of branch ``round-N``);
+    None in a local store."""
     if store.kind != "hub":
         return None
     refs = store.hub.call(f"list refs of {store.model_repo}",
@@ -50,21 +52,25 @@ def adapter_commit(store: Store, round_no: int) -> str | None:
 
 
 def adapter_folder(store: Store, round_no: int, commit: str | None = None) -> Path:
-    """The local folder of round ``round_no``'s adapter (downloaded first from a hub store); with ``commit`` (a
-    promoted round in the hub store) the adapter as it was at that model-repo commit, should the branch have moved."""
+    """The local folder of round ``round_no``'s adapter (downloaded first from a hub store); with
+    ``commit`` (a promoted round in the hub store) the adapter as it was at that model-repo commit,
+    should the branch have moved."""
     name = artifact_name("finetune", round_no)
     if commit and store.kind == "hub" and adapter_commit(store, round_no) != commit:
-        return store.hub.snapshot(store.model_repo, "model", commit, None, f"round {round_no}'s promoted adapter")
+        return store.hub.snapshot(store.model_repo, "model", commit, None,
+                                  f"round {round_no}'s promoted adapter")
     if not store.exists(name):
-        raise DuoError(f"round {round_no} has no finetune artifact ('{name}') in the {store.kind} store at "
-                       f"{store.root}")
+        raise DuoError(f"round {round_no} has no finetune artifact ('{name}') "
+                       f"in the {store.kind} store at {store.root}")
     folder = store.open(name) / "adapter"
     if not (folder / "adapter_config.json").is_file():
-        raise DuoError(f"{folder}: no adapter_config.json; the finetune artifact of round {round_no} is incomplete")
+        raise DuoError(f"{folder}: no adapter_config.json; "
+                       f"the finetune artifact of round {round_no} is incomplete")
     return folder
 
 
 def cut_counts(counts: dict) -> tuple[int, int]:
-    """(rows truncated, rows dropped) of a manifest's counts (first names in manifests made before the rename)."""
+    """(rows truncated, rows dropped) of a manifest's counts (first names in manifests
+    made before the rename)."""
     return (int(counts.get("rows_truncated", counts.get("truncated")) or 0),
             int(counts.get("rows_dropped_too_long", counts.get("prompt_too_long")) or 0))

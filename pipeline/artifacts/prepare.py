@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from .base import Artifact
 
-# What decides which rows land where. Keys added to the data section later count only when set away from their
-# defaults, so a split made before them stays valid: a split is fixed once made.
+# What decides which rows land where. Keys added to the data section later count only when set
+# away from their defaults, so a split made before them stays valid: a split is fixed once made.
 ARTIFACT = Artifact(
     "prepare",
     reads=("data.source", "data.format", "data.split", "data.columns", "data.limit", "data.test"),

@@ -1,5 +1,5 @@
-"""``round-N/promote``: a reviewer's verdict on the round's report PR (``promotion.json``), and the readers that
-choose which round's adapter serves."""
+"""``round-N/promote``: a reviewer's verdict on the round's report PR (``promotion.json``), and the
+readers that choose which round's adapter serves."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ FILE = "promotion.json"
 ARTIFACT = Artifact(
     "promote",
     reads=("report.promote_ref",),
-    parents=lambda cfg, store, round_no: [n for n in [artifact_name("finetune", round_no)] if store.exists(n)],
+    parents=lambda cfg, store, round_no: [
+        n for n in [artifact_name("finetune", round_no)] if store.exists(n)
+    ],
 )
 
 
@@ -27,7 +29,8 @@ def read_promotion(store: Store, round_no: int) -> dict | None:
     try:
         return json.loads((store.open(name) / FILE).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise DuoError(f"{store.local_path(name) / FILE}: cannot read the promotion record ({exc})") from None
+        raise DuoError(f"{store.local_path(name) / FILE}: "
+                       f"cannot read the promotion record ({exc})") from None
 
 
 def promotions(store: Store) -> dict[int, dict]:
@@ -56,7 +59,8 @@ def latest_finetuned_round(store: Store) -> int:
 
 
 def choose_round(store: Store) -> tuple[int, str | None, str]:
-    """(round, pinned commit or None, why): promoted, else last passing, else latest; rejected rounds skipped."""
+    """(round, pinned commit or None, why): promoted, else last passing, else latest;
+    rejected rounds skipped."""
     finetuned = sorted(r for r in (round_of(n) for n in store.list("round-") if n.endswith("/finetune"))
                        if r is not None)
     if not finetuned:
@@ -65,11 +69,13 @@ def choose_round(store: Store) -> tuple[int, str | None, str]:
     prod = production(records)
     if prod is not None and prod["round"] in finetuned:
         pin = f" ({prod['ref']} at {prod['commit'][:12]})" if prod.get("commit") else ""
-        return prod["round"], prod.get("commit"), f"promoted to production{pin} when its report PR was merged"
+        why = f"promoted to production{pin} when its report PR was merged"
+        return prod["round"], prod.get("commit"), why
     rejected = rejected_rounds(records)
     usable = [r for r in finetuned if r not in rejected]
     passing = [r for r in usable if verdict(store, r, "duo pull") == "pass"]
     if passing:
         return passing[-1], None, "the last round that passed its rule (none promoted yet)"
     skipped = f"; rejected in review: {', '.join(map(str, sorted(rejected)))}" if rejected else ""
-    return (usable or finetuned)[-1], None, f"the latest fine-tuned round (none promoted or passing{skipped})"
+    why = f"the latest fine-tuned round (none promoted or passing{skipped})"
+    return (usable or finetuned)[-1], None, why

@@ -8,7 +8,8 @@ from ..templating import TEMPLATES_DIR
 from .base import Artifact, service_run_keys
 
 TEMPLATES = ("report.md.j2", "report_sections.md.j2", "pr_body.md.j2")
-LATER = ("report", "decide")  # stages that run after the report's inputs: not in its cost table nor its parents
+# Stages that run after the report's inputs: not in its cost table nor its parents.
+LATER = ("report", "decide")
 
 
 def _parents(cfg: Config, store: Store, round_no: int) -> list[str]:

@@ -11,7 +11,9 @@ from .evaluate import previous_round
 
 def earlier_rounds(store: Store, round_no: int) -> list[str]:
     """The synthesize artifacts of rounds 1 .. ``round_no`` - 1 that exist."""
-    return [artifact_name("synthesize", k) for k in range(1, round_no) if store.exists(artifact_name("synthesize", k))]
+    return [artifact_name("synthesize", k)
+            for k in range(1, round_no)
+            if store.exists(artifact_name("synthesize", k))]
 
 
 def scores_round(cfg: Config, store: Store, round_no: int) -> int | None:
@@ -21,8 +23,8 @@ def scores_round(cfg: Config, store: Store, round_no: int) -> int | None:
 
 def _parents(cfg: Config, store: Store, round_no: int) -> list[str]:
     scored = scores_round(cfg, store, round_no)
-    return ["prepare", *earlier_rounds(store, round_no)] + ([artifact_name("evaluate", scored)] if scored is not None
-                                                            else [])
+    scores = [artifact_name("evaluate", scored)] if scored is not None else []
+    return ["prepare", *earlier_rounds(store, round_no)] + scores
 
 
 def _files(cfg: Config) -> tuple:
@@ -42,7 +44,8 @@ ARTIFACT = Artifact(
 
 
 def kept(store: Store, round_no: int) -> int | None:
-    """Synthetic rows round ``round_no`` kept (its manifest's ``kept``), or None when it has no such artifact."""
+    """Synthetic rows round ``round_no`` kept (its manifest's ``kept``), or None when it
+    has no such artifact."""
     name = artifact_name("synthesize", round_no)
     return int((store.manifest(name).counts or {}).get("kept") or 0) if store.exists(name) else None
 
@@ -53,5 +56,6 @@ def synthetic_by_round(store: Store, round_no: int) -> dict[int, int]:
 
 
 def no_new_rows(store: Store, round_no: int) -> bool:
-    """True when round ``round_no`` (2 or later) has a synthesize artifact that kept 0 rows: nothing new to train."""
+    """True when round ``round_no`` (2 or later) has a synthesize artifact that kept 0 rows:
+    nothing new to train."""
     return round_no >= 2 and kept(store, round_no) == 0

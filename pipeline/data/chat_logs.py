@@ -69,12 +69,12 @@ def _text(content: Any, n: int, role: str) -> tuple[str | None, str | None]:
             kind = part.get("type") if isinstance(part, dict) else type(part).__name__
             if kind != "text" or not isinstance(part.get("text"), str):
                 return None, (f"message {n} ({role}) has a '{kind}' content part; "
-                              f"only text parts are supported")
+                              "only text parts are supported")
             texts.append(part["text"])
         content = "\n".join(texts)
     if content is None:
         return None, (f"message {n} ({role}) has no text content (a tool call?); "
-                      f"duo trains on text turns only")
+                      "duo trains on text turns only")
     if not isinstance(content, str):
         return None, f"message {n} ({role}) content is {type(content).__name__}; expected a string"
     if not content.strip():
@@ -88,7 +88,7 @@ def _message(turn: Any, n: int) -> tuple[dict | None, str | None]:
     role = ROLE_ALIASES.get(turn.get("role"), turn.get("role"))
     if role not in ROLES:
         return None, (f"message {n} has role {turn.get('role')!r}; "
-                      f"expected system, developer, user or assistant "
+                      "expected system, developer, user or assistant "
                       f"(tool and function turns are not supported)")
     content = turn.get("content")
     text, why = _text(turn.get("content_parts") if content is None else content, n, role)
@@ -103,10 +103,10 @@ def _order_problem(messages: list[dict]) -> str | None:
     for n, m in enumerate(messages, 1):
         if m["role"] == "system" and n > 1:
             return (f"message {n} is a system turn after the conversation started; "
-                    f"put the system prompt first")
+                    "put the system prompt first")
     if messages[-1]["role"] != "assistant":
         return (f"the conversation ends with a {messages[-1]['role']} turn; "
-                f"expected the assistant's answer last (the target to learn)")
+                "expected the assistant's answer last (the target to learn)")
     if messages[-2:-1] == [] or messages[-2]["role"] != "user":
         return "no user turn right before the assistant's final answer"
     return None

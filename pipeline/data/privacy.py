@@ -130,8 +130,8 @@ def _ner_model(setting: str | None) -> str | None:
     found = next((m for m in candidates if importlib.util.find_spec(m) is not None), None)
     if found is None and setting != "auto":
         raise DuoError(f"privacy.ner_model: spaCy model '{setting}' is not installed; install it, "
-                       f"or set privacy.ner_model: auto "
-                       f"(names are then left as they are when no model is installed)")
+                       "or set privacy.ner_model: auto "
+                       "(names are then left as they are when no model is installed)")
     return found
 
 

@@ -194,7 +194,7 @@ def load_source(cfg: Config, head: int | None = None) -> Source:
         if fmt == "json" and not _is_json_list(path):
             if _one_json_object(path):
                 raise DuoError(f"{path}: found one JSON object; expected a JSON list of records "
-                               f"or one JSON object per line, each with the data.columns")
+                               "or one JSON object per line, each with the data.columns")
             fmt = "jsonl"  # a .json file holding one object per line is common enough to accept
         # Chat turns cannot sit in CSV columns: each row says why.
         if fmt == "csv" and cfg.data.shape != "chat":

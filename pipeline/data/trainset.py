@@ -57,7 +57,7 @@ def prompt_completion(row: dict, where: str) -> dict:
             raise DuoError(f"{where}: 'messages' must be a list of {{role, content}} objects")
         if messages[-1]["role"] != "assistant" or len(messages) < 2:
             raise DuoError(f"{where}: 'messages' must end with the assistant's answer "
-                           f"after at least one prompt turn")
+                           "after at least one prompt turn")
         completion = messages[-1]
     else:
         instruction, response = row.get("instruction"), row.get("response")

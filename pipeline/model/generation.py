@@ -71,7 +71,7 @@ def choose_backend(cfg: Config) -> str:
     if wanted == "vllm":
         why = "vllm is not installed" if not has_vllm else "no CUDA GPU is available"
         raise DuoError(f"infer.backend: vllm was asked for but {why}; "
-                       f"set infer.backend to auto or transformers")
+                       "set infer.backend to auto or transformers")
     return "transformers"
 
 

@@ -74,11 +74,11 @@ def sft_kwargs(section: dict, known: set[str]) -> dict:
         target = key if key in known else SFT_ALIASES.get(key)
         if target is None or target not in known:
             raise DuoError(f"finetune.sft.{key}: not a TRL SFTConfig option "
-                           f"(TRL's own names, e.g. learning_rate, "
+                           "(TRL's own names, e.g. learning_rate, "
                            f"num_train_epochs, per_device_train_batch_size, max_length)")
         if key in SFT_RESERVED:
             raise DuoError(f"finetune.sft.{key}: set by duo "
-                           f"(the artifact store decides where outputs go); remove it")
+                           "(the artifact store decides where outputs go); remove it")
         if target == key:
             out[key] = value
         else:

@@ -137,7 +137,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _hub_error(cfg: Config, path: str, exc: BaseException) -> DuoError:
     return DuoError(f"student.model: '{path}' is not a local folder "
-                    f"and not in the local Hugging Face cache, and it "
+                    "and not in the local Hugging Face cache, and it "
                     f"cannot be downloaded offline ({_first_line(exc)[:200]}); use a local folder or "
                     f"student.gguf_package")
 
@@ -156,7 +156,7 @@ def read_chat_template(cfg: Config) -> str | None:
     path = cfg.resolve(value)
     if not path.is_file():
         raise DuoError(f"student.chat_template: no file '{path}' "
-                       f"(give a file path or the Jinja template itself)")
+                       "(give a file path or the Jinja template itself)")
     return path.read_text(encoding="utf-8")
 
 
