@@ -1,8 +1,9 @@
 """What the round report shows, gathered from the store; no rendering here (that is ``report.py``).
 
 Reads ``round-N/evaluate`` (``metrics.json`` and ``scores.jsonl``), round 0 (the untuned baseline) and the earlier
-rounds, the prepare, synthesize and finetune manifests, and the decision :func:`pipeline.stats.decision.decision` takes
-now. Keys a sparse evaluation left out are present as None, so the templates never guess.
+rounds, the prepare, synthesize and finetune manifests, and takes the decision now
+(:func:`pipeline.stats.decision_facts.decide_round`). Keys a sparse evaluation left out are present as None, so the
+templates never guess.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from ..artifacts.finetune import adapter_location
 from ..artifacts.report import LATER
 from ..config import Config
 from ..errors import DuoError
-from ..formatting import rule_row
 from ..manifest import Manifest
 from ..stats.budget import spent_in_store
-from ..stats.decision import decision
+from ..stats.decision_facts import decide_round
+from ..stats.decision_text import evidence_text, record, summary
 from ..store import BASELINE_ROUND, Store, artifact_name, round_of
 from .lineage import answer_counts, judging, lineage
 from .training import ALL_REASONS, data_summary
@@ -40,7 +41,7 @@ def _usage(m: Manifest) -> dict:
 def cost_summary(cfg: Config, store: Store, round_no: int) -> dict:
     """The round's and the task's spend from the ledger (the journal: every attempt of every run), and what the
     requests whose reply never arrived cost at most (``unknown_at_most_usd``; ``pending`` of them)."""
-    from ..journal_sync import store_ledger
+    from ..llm.journal.sync import store_ledger
 
     own = {artifact_name(stage, round_no) for stage in LATER}
     ledger = store_ledger(store)
@@ -64,7 +65,7 @@ def cost_summary(cfg: Config, store: Store, round_no: int) -> dict:
 
 def adapter_info(cfg: Config, store: Store, round_no: int, pin: dict | None) -> dict | None:
     """Where the round's adapter is: ``repo`` and ``revision`` (its branch), and ``commit``/``url`` pinned to the
-    upload commit when the store has one (``pin``: :func:`report_lineage.pinned`)."""
+    upload commit when the store has one (``pin``: :func:`pipeline.report.lineage.pinned`)."""
     name = artifact_name("finetune", round_no)
     if not store.exists(name):
         return None
@@ -191,22 +192,13 @@ def categories(ev: dict, base_ev: dict | None, cis: dict | None = None, base_cis
     return rows, names
 
 
-def decision_now(cfg: Config, store: Store, round_no: int, rule: list[dict]) -> dict:
-    """The decision as ``decide`` would store it, plus ``summary``: the reason without the evidence text and
-    without the rule's rows (the report states each on its own line, once)."""
-    found = decision(cfg, store, round_no)
-    evidence = found.get("evidence") or {}
-    text = evidence.get("text") or ""
-    compared = bool(evidence.get("vs_baseline") or evidence.get("vs_previous"))
-    summary = found["reason"].replace(f"; {text}", "") if text else found["reason"]
-    every = "; ".join(rule_row(r) for r in rule)
-    failing = "; ".join(rule_row(r) for r in rule if not r.get("ok"))
-    for rows in (every, failing, f"{failing}; the judge was cut short by the spend budget"):
-        if rows:
-            summary = summary.replace(f" ({rows})", "")
-    if round_no == BASELINE_ROUND and any(r.get("vs") for r in rule):
-        summary = summary.replace(f"round {round_no} fails", f"round {round_no} is the baseline", 1)
-    return {**found, "summary": summary, "evidence_text": text if compared else None}
+def decision_now(cfg: Config, store: Store, round_no: int) -> dict:
+    """The decision as ``decide`` would store it (``decision.json``: ``conditions``, ``limits`` and ``evidence``
+    included), plus ``summary`` (the reason without the rule's rows, which the report states each on its own line,
+    and without the evidence) and ``evidence_text`` (None when nothing was compared)."""
+    found = decide_round(cfg, store, round_no)
+    return {**record(found), "summary": summary(found),
+            "evidence_text": evidence_text(found) if found.evidence else None}
 
 
 def shown_rule(ev: dict, is_base: bool) -> tuple[list[dict], bool]:
@@ -243,7 +235,7 @@ def gather(cfg: Config, store: Store, round_no: int) -> dict:
             "gap": service_gap(ev), "worst_metric": metric, "worst": worst, "categories": cats,
             "category_metrics": cat_metrics, "history": hist, "x_label": x_label,
             "trend_metrics": [m for m in ev["metrics"] if any(m in h["stats"] for h in hist)],
-            "decision": decision_now(cfg, store, round_no, ev["rule"]), "cost": cost_summary(cfg, store, round_no),
+            "decision": decision_now(cfg, store, round_no), "cost": cost_summary(cfg, store, round_no),
             "data": data_summary(store, round_no), "adapter": adapter_info(cfg, store, round_no, pins["adapter"]),
             "reasons": ALL_REASONS, "charts": {}, "synthesis_configured": cfg.service.synthesize is not None,
             "lineage": pins, "judging": judging(cfg, store, ev, round_no), "answers": answer_counts(store, round_no),

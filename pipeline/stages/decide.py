@@ -1,9 +1,10 @@
 """``duo decide``: after a round's evaluation, store the decision and act on it.
 
-The decision itself is :func:`pipeline.stats.decision.decision` (pure): pass, continue, stop-plateau, stop-budget or
-stop-no-service. ``run`` stores it as artifact ``round-N/decide`` (``decision.json``, read back with
-:func:`pipeline.artifacts.decide.read_decision`); ``command --dispatch`` starts the next round's workflow on GitHub and comments on the
-round's PR.
+The decision itself is :func:`pipeline.stats.decision.decide` (pure), from the facts
+:func:`pipeline.stats.decision_facts.decide_round` reads: pass, continue, stop-plateau, stop-budget or stop-no-service.
+``run`` stores it as artifact ``round-N/decide`` (``decision.json``, rendered by
+:func:`pipeline.stats.decision_text.record` and read back with :func:`pipeline.artifacts.decide.read_decision`);
+``command --dispatch`` starts the next round's workflow on GitHub and comments on the round's PR.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from ..config import Config
 from ..errors import DuoError
 from ..flags import COMMON, Flag
 from ..manifest import Manifest, zero_usage
-from ..stats.decision import decision
+from ..stats.decision_facts import decide_round
+from ..stats.decision_text import HEADLINES, record
 from ..store import Store, latest_round, open_store
 from .common import publish, round_arg
 
@@ -31,10 +33,6 @@ STAGE = "decide"
 ARTIFACT = ARTIFACTS[STAGE]
 FLAGS = COMMON + (Flag("--dispatch", "Dispatch the next round's workflow on GitHub when the round falls short.",
                        kind="switch"),)
-HEADLINES = {"pass": "✅ **Stop: the student passes.**", "stop-budget": "🛑 **Stop: the budget is spent.**",
-             "stop-plateau": "🛑 **Stop: more data stopped helping (plateau).**",
-             "stop-no-service": "🛑 **Stop: no service LLM to synthesize more data.**",
-             "continue": "🔁 **Continue with another round.**"}
 COMMENT_MARK = "<!-- duo-decide task={task} round={round} -->"
 # A run of round N+1 created up to this long before the dispatch marker still counts (runner clocks differ from
 # GitHub's; a round dispatched by hand just before is not dispatched again).
@@ -46,7 +44,7 @@ _dispatching = threading.RLock()  # decide in several threads of one process (th
 def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False) -> Manifest:
     """Write ``round-N/decide/decision.json``; an unchanged decision keeps the existing artifact."""
     round_no = int(latest_round(store, "evaluate") or 1 if round_no is None else round_no)
-    found = decision(cfg, store, round_no)
+    found = record(decide_round(cfg, store, round_no))
     ins = ARTIFACT.inputs(cfg, store, round_no, decision=found)
     if (old := reusable(store, ins, force=force)) is not None:
         return old

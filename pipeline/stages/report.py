@@ -1,6 +1,6 @@
 """``duo report``: the round's report (markdown, metrics, charts) in ``<report.dir>/<task>/round-<N>/``.
 
-Reads ``round-N/evaluate`` (required) and whatever else the store holds (``report_data.gather``), states plainly
+Reads ``round-N/evaluate`` (required) and whatever else the store holds (``pipeline.report.data.gather``), states plainly
 what is missing, and saves the folder as artifact ``round-N/report``. ``--round 0`` reports the untuned base
 student. With ``--open-pr`` it commits the folder to branch ``duo/<task>/round-<N>`` and opens, or on a rerun
 updates, the round's PR, whose images and links name commits (the report branch's, the Hub uploads'), never a
@@ -25,6 +25,7 @@ from ..flags import COMMON, Flag
 from ..formatting import condition, num, rule_row, signed
 from ..manifest import MANIFEST, Manifest, zero_usage
 from ..report.data import NEEDED_BY, gather
+from ..stats.decision_text import next_step
 from ..store import Store, artifact_name, latest_round, open_store
 from ..templating import TEMPLATES_DIR, environment
 from .common import publish, round_arg
@@ -159,9 +160,7 @@ def title(ctx: dict) -> str:
     """The PR title: the verdict, and what comes next unless the round passed."""
     d = ctx["decision"]
     verdict = "baseline" if ctx["headline"] == "baseline" else ctx["ev"]["verdict"].upper()
-    nxt = {"continue": f"next: round {d.get('next_round')}", "pass": ""}.get(d["decision"])
-    if nxt is None:
-        nxt = "stop: " + d["decision"].removeprefix("stop-").replace("-", " ")
+    nxt = next_step(d["decision"], d.get("next_round"))
     return f"duo: {ctx['task']} round {ctx['round']}: {verdict}" + (f", {nxt}" if nxt else "")
 
 

@@ -1,162 +1,253 @@
-"""The decision after a round, from its evaluation and the budget: pure, no side effects. ``decide`` stores it and
-dispatches; ``report`` states it before ``decide`` runs.
+"""The decision after a round, from plain facts: pure, no I/O. ``decision_facts`` gathers the facts from the store;
+``decision_text`` renders the decision (``reason``, the report's summary, ``decision.json``).
 
 ``pass`` when the round's verdict passes. Otherwise ``stop-no-service`` when no service LLM can synthesize more
 data (another round would re-train on the same rows); ``stop-plateau`` when the last ``budget.patience`` rounds
 each failed to beat the round before them on the decision metric with a CI above 0 (more data stopped helping);
-``stop-budget`` when a budget limit is reached; else ``continue`` with the next round's synthetic target.
+``stop-budget`` when a budget limit is reached; else ``continue`` with the next round's synthetic target. A round
+whose synthesis added no rows and that was therefore never evaluated stops on the budget too.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from ..artifacts.evaluate import read_metrics
-from ..artifacts.synthesize import no_new_rows, synthetic_by_round
-from ..config import Config
-from ..formatting import rule_row, signed
-from ..store import BASELINE_ROUND, Store, artifact_name
-from .budget import spent_in_store
+from ..formatting import rule_row
+
+if TYPE_CHECKING:
+    from ..config_types import BudgetConfig
 
 DECISIONS = ("pass", "continue", "stop-plateau", "stop-budget", "stop-no-service")
 
 
-def gain_text(d: dict | None, metric: str, against: str, confidence: float = 0.95) -> str:
-    """``rougeL vs round 1: +0.012 (95% CI -0.004 to +0.03), no detectable change``."""
-    if not d:
-        return f"{metric} vs {against}: not compared"
-    return (f"{metric} vs {against}: {signed(d.get('diff'))} ({confidence:.0%} CI {signed(d.get('ci_low'))} to "
-            f"{signed(d.get('ci_high'))}, n={d.get('n')}), {d.get('change')}")
+@dataclass(frozen=True)
+class Condition:
+    """One checked row of the pass rule (a ``metrics.json`` ``rule`` row)."""
+
+    metric: str
+    stat: str = "mean"
+    vs: str | None = None
+    min: float | None = None
+    above: float | None = None
+    value: float | None = None
+    ok: bool = False
+    why: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping) -> Condition:
+        return cls(row.get("metric"), row.get("stat", "mean"), row.get("vs"), row.get("min"), row.get("above"),
+                   row.get("value"), bool(row.get("ok")), row.get("why"))
+
+    @property
+    def text(self) -> str:
+        """``FAIL: similarity mean = 71.2 (needs >= 90)``."""
+        return rule_row(asdict(self))
 
 
-def evidence_of(ev: dict, confidence: float = 0.95) -> dict:
-    """The paired differences behind a decision, on the decision metric."""
-    metric = ev.get("decision_metric")
-    base = (ev.get("vs_baseline") or {}).get(metric)
-    prev = (ev.get("vs_previous") or {}).get(metric)
-    prev_name = f"round {ev.get('previous_round')}" if ev.get("previous_round") not in (None, BASELINE_ROUND) \
-        else "the untuned baseline"
-    lines = [gain_text(base, metric, "the untuned baseline", confidence)]
-    if ev.get("previous_round") not in (None, BASELINE_ROUND):
-        lines.append(gain_text(prev, metric, prev_name, confidence))
-    return {"metric": metric, "vs_baseline": base, "vs_previous": prev, "text": "; ".join(lines)}
+@dataclass(frozen=True)
+class Gain:
+    """A paired difference on the decision metric: this round minus the baseline or the previous round."""
+
+    metric: str | None
+    against: str  # "baseline" or "previous"
+    diff: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int | None = None
+    sd: float | None = None
+    change: str | None = None
+
+    @classmethod
+    def from_diff(cls, metric: str | None, against: str, d: Mapping) -> Gain:
+        return cls(metric, against, d.get("diff"), d.get("ci_low"), d.get("ci_high"), d.get("n"), d.get("sd"),
+                   d.get("change"))
 
 
-def plateau(store: Store, round_no: int, patience: int) -> list[int] | None:
-    """The rounds that failed to gain significantly over the round before them, when the last ``patience``
-    rounds all did (a plateau); None otherwise."""
-    flat, k = [], round_no
-    while len(flat) < patience:
-        if k is None or k <= BASELINE_ROUND:
-            return None
-        ev = read_metrics(store, k, "duo decide")
-        d = (ev.get("vs_previous") or {}).get(ev.get("decision_metric"))
-        if d is None or d.get("ci_low") is None or d["ci_low"] > 0 or ev.get("verdict") == "pass":
-            return None
-        flat.append(k)
-        k = ev.get("previous_round")
-    return flat
+@dataclass(frozen=True)
+class RoundGain:
+    """How one round did against the round before it, on the decision metric (``ci_low`` None: not compared)."""
+
+    round: int
+    ci_low: float | None
+    passed: bool = False
 
 
-def _failing(ev: dict) -> str:
-    bad = [rule_row(r) for r in ev.get("rule", []) if not r.get("ok")]
-    if ev.get("stopped") == "budget":
-        bad.append("the judge was cut short by the spend budget")
-    return "; ".join(bad) or "the pass rule does not hold"
+@dataclass(frozen=True)
+class NextCost:
+    """The estimated cost of the next round's synthesis and judging, at the mean cost per request so far."""
+
+    synth_requests: int = 0
+    synth_each: float = 0.0
+    judge_requests: int = 0
+    judge_each: float = 0.0
+
+    @property
+    def synth_usd(self) -> float:
+        return self.synth_requests * self.synth_each
+
+    @property
+    def judge_usd(self) -> float:
+        return self.judge_requests * self.judge_each
 
 
-def mean_cost_per_request(store: Store, stage: str, round_no: int) -> float | None:
-    """Mean USD per paid request of ``stage`` over rounds 0..``round_no`` (from the manifests); None: none paid."""
-    cost, paid = 0.0, 0
-    for k in range(int(round_no) + 1):
-        name = artifact_name(stage, k)
-        if not store.exists(name):
-            continue
-        usage = store.manifest(name).usage or {}
-        n = int(usage.get("requests") or 0) - int(usage.get("cached") or 0)
-        if n > 0:  # this run's new spend: a carried cost belongs to requests counted in the manifest it replaced
-            paid += n
-            cost += float(usage.get("new_cost_usd", usage.get("cost_usd")) or 0.0)
-    return cost / paid if paid else None
+@dataclass(frozen=True)
+class EmptySynthesis:
+    """What a synthesis that kept no rows did (from its manifest)."""
+
+    budget_stopped: bool = False
+    requests: int = 0
+    received: int = 0
+    failures: int = 0
 
 
-def next_round_cost(cfg: Config, store: Store, round_no: int, next_samples: int) -> dict:
-    """The estimated cost of round ``round_no + 1``'s synthesis and judging, from the mean cost per request so
-    far: ``{synth_requests, synth_each, synth_usd, judge_requests, judge_each, judge_usd}`` (0 where unknown)."""
-    synth_each = mean_cost_per_request(store, "synthesize", round_no) or 0.0
-    synth_requests = math.ceil(next_samples / cfg.synthesize.pairs_per_request) if cfg.service.synthesize else 0
-    judge_each = mean_cost_per_request(store, "evaluate", round_no) or 0.0
-    judge_requests = 0
-    name = artifact_name("evaluate", round_no)
-    if judge_each and store.exists(name):  # a round judges the same test answers: as many requests as this one
-        judge_requests = int((store.manifest(name).usage or {}).get("requests") or 0)
-    return {"synth_requests": synth_requests, "synth_each": synth_each, "synth_usd": synth_requests * synth_each,
-            "judge_requests": judge_requests, "judge_each": judge_each, "judge_usd": judge_requests * judge_each}
+@dataclass(frozen=True)
+class Limit:
+    """A budget limit that stops the rounds: ``value`` reached ``limit`` (None: not a number)."""
+
+    name: str  # max_rounds, max_synthetic_samples, max_spend_usd, next_round_cost or no_new_rows
+    value: float | None
+    limit: float | None
+    text: str
 
 
-def _limits(cfg: Config, round_no: int, synthetic: int, next_samples: int, spend: float,
-            next_cost: dict | None = None) -> list[str]:
-    b, limits = cfg.budget, []
-    if round_no >= b.max_rounds:
-        limits.append(f"{round_no} of budget.max_rounds={b.max_rounds} rounds done")
-    if synthetic + next_samples > b.max_synthetic_samples:
-        limits.append(f"{synthetic} synthetic rows so far + {next_samples} for round {round_no + 1} would pass "
-                      f"budget.max_synthetic_samples={b.max_synthetic_samples}")
-    if spend >= b.max_spend_usd:
-        limits.append(f"spent ${spend:.2f} of budget.max_spend_usd=${b.max_spend_usd:.2f}")
-    elif next_cost and spend + next_cost["synth_usd"] + next_cost["judge_usd"] > b.max_spend_usd:
-        c = next_cost
-        limits.append(f"the ${b.max_spend_usd - spend:.2f} left of budget.max_spend_usd=${b.max_spend_usd:.2f} "
-                      f"cannot pay for round {round_no + 1}: estimated synthesis ${c['synth_usd']:.2f} "
-                      f"({c['synth_requests']} requests x ${c['synth_each']:.4f}) + judging ${c['judge_usd']:.2f} "
-                      f"({c['judge_requests']} requests x ${c['judge_each']:.4f})")
-    return limits
+@dataclass(frozen=True)
+class Facts:
+    """Everything the decision after round ``round`` depends on, as plain values.
+
+    Args:
+        verdict: ``pass`` or ``fail``; None when the round was not evaluated (its synthesis added no rows).
+        rule: the pass rule's checked rows; ``rule_kind`` names the rule (``offline``, ``judge`` ...).
+        judge_stopped: the judge was cut short by the spend budget.
+        metric, evidence: the decision metric and its paired gains over the baseline and the previous round.
+        previous_round: the round the evaluation compared with as "previous" (0: the baseline; None: none).
+        history: the rounds from this one back, each against the round before it (see :func:`plateau_rounds`).
+        spend_usd, synthetic_total: spent and synthetic rows kept so far.
+        next_samples, next_cost: the next round's synthetic target and its estimated cost.
+        can_synthesize: a service LLM is configured to synthesize more data.
+        no_new_rows, empty_synthesis: this round's synthesis kept no rows, and what it did.
+        budget: ``cfg.budget`` (``max_rounds``, ``max_synthetic_samples``, ``max_spend_usd``, ``patience``).
+        confidence: the CI level of the gains.
+    """
+
+    round: int
+    verdict: str | None
+    budget: BudgetConfig
+    rule_kind: str = "pass"
+    rule: tuple[Condition, ...] = ()
+    judge_stopped: bool = False
+    metric: str | None = None
+    evidence: tuple[Gain, ...] = ()
+    previous_round: int | None = None
+    history: tuple[RoundGain, ...] = ()
+    spend_usd: float = 0.0
+    synthetic_total: int = 0
+    next_samples: int = 0
+    next_cost: NextCost = NextCost()
+    can_synthesize: bool = True
+    no_new_rows: bool = False
+    empty_synthesis: EmptySynthesis | None = None
+    confidence: float = 0.95
 
 
-def decision(cfg: Config, store: Store, round_no: int) -> dict:
-    """Decide after round ``round_no`` without side effects; the ``decision.json`` dict (docs/contracts.md)."""
-    round_no = int(round_no)
-    spend = round(spent_in_store(store, exclude=artifact_name("decide", round_no)), 6)
-    synthetic = sum(synthetic_by_round(store, round_no).values())
-    next_samples = int(cfg.synthesize.target_for_round(round_no + 1))
-    if no_new_rows(store, round_no) and not store.exists(artifact_name("evaluate", round_no)):
-        # the round stopped before fine-tuning (duo run; duo finetune refuses): nothing to evaluate
-        return {"decision": "stop-budget", "reason": f"round {round_no}: synthesis added no rows (kept 0), so it was "
-                f"not fine-tuned again: {_why_no_rows(store, round_no)}", "round": round_no, "next_round": None,
-                "next_samples": None, "spend_usd": spend, "synthetic_total": synthetic,
-                "evidence": {"metric": None, "vs_baseline": None, "vs_previous": None, "text": "not evaluated"}}
-    ev = read_metrics(store, round_no, "duo decide")
-    found = evidence_of(ev, cfg.evaluate.confidence)
-    out = {"round": round_no, "next_round": None, "next_samples": None, "spend_usd": spend,
-           "synthetic_total": synthetic, "evidence": found}
-    failing = f"round {round_no} fails ({_failing(ev)}); {found['text']}"
-    if ev["verdict"] == "pass":
-        conds = "; ".join(rule_row(r) for r in ev.get("rule", []))
-        return {"decision": "pass", "reason": f"round {round_no} passes the {ev.get('rule_kind', 'pass')} rule "
-                f"({conds}); {found['text']}", **out}
-    if cfg.service.synthesize is None:
-        return {"decision": "stop-no-service", "reason": f"{failing}; no service LLM is configured for synthesis "
-                "(service.synthesize), so another round would re-train on the same data", **out}
-    flat = plateau(store, round_no, cfg.budget.patience)
-    if flat:
-        return {"decision": "stop-plateau", "reason": f"{failing}; rounds {', '.join(map(str, sorted(flat)))} each "
-                f"failed to beat the round before on {found['metric']} with a {cfg.evaluate.confidence:.0%} CI above "
-                f"0 (budget.patience={cfg.budget.patience}): more data is not helping", **out}
-    limits = _limits(cfg, round_no, synthetic, next_samples, spend, next_round_cost(cfg, store, round_no, next_samples))
-    if no_new_rows(store, round_no):
-        limits.append(f"synthesis added no rows in round {round_no}")
-    if limits:
-        return {"decision": "stop-budget", "reason": f"{failing}; the budget is spent: " + "; ".join(limits), **out}
-    out.update(next_round=round_no + 1, next_samples=next_samples)
-    return {"decision": "continue", "reason": f"{failing}; the budget allows round {round_no + 1} with "
-            f"{next_samples} more synthetic samples", **out}
+@dataclass(frozen=True)
+class Decision:
+    """The decision after round ``round``: its ``code`` (one of ``DECISIONS``) and what it rests on.
+
+    ``conditions`` are the pass rule's rows, ``limits`` the budget limits that stopped the rounds, ``evidence`` the
+    gains on ``metric``; ``plateau_rounds`` the flat rounds behind ``stop-plateau``. ``evaluated`` is False for a
+    round that stopped before fine-tuning (its synthesis added no rows).
+    """
+
+    code: str
+    round: int
+    conditions: tuple[Condition, ...] = ()
+    limits: tuple[Limit, ...] = ()
+    evidence: tuple[Gain, ...] = ()
+    metric: str | None = None
+    previous_round: int | None = None
+    next_round: int | None = None
+    next_samples: int | None = None
+    spend_usd: float = 0.0
+    synthetic_total: int = 0
+    rule_kind: str = "pass"
+    judge_stopped: bool = False
+    plateau_rounds: tuple[int, ...] = ()
+    patience: int = 0
+    confidence: float = 0.95
+    evaluated: bool = True
+
+    def gain(self, against: str) -> Gain | None:
+        """The evidence against ``baseline`` or ``previous``, or None when not compared."""
+        return next((g for g in self.evidence if g.against == against), None)
 
 
-def _why_no_rows(store: Store, round_no: int) -> str:
-    """Why a round's synthesis kept nothing, from its manifest."""
-    m = store.manifest(artifact_name("synthesize", round_no))
-    if (m.extra or {}).get("stopped") == "budget":
-        return "the spend budget (budget.max_spend_usd) ran out"
-    c = m.counts or {}
-    return (f"{c.get('requests', 0)} requests, {c.get('received', 0)} pairs received, {c.get('failures', 0)} "
-            "failures; every pair was removed or none came back")
+def is_flat(g: RoundGain) -> bool:
+    """True when a failing round's gain over the round before has a CI reaching 0 or below (no detectable gain)."""
+    return g.ci_low is not None and g.ci_low <= 0 and not g.passed
+
+
+def plateau_rounds(history: Sequence[RoundGain], patience: int) -> tuple[int, ...]:
+    """The last ``patience`` rounds when each was flat (a plateau), latest first; () otherwise.
+
+    ``history`` runs from the round decided back; it may end early (at the baseline, or after a round that
+    gained: the rounds before it cannot make a plateau).
+    """
+    recent = tuple(history[:patience])
+    if len(recent) == patience and all(is_flat(g) for g in recent):
+        return tuple(g.round for g in recent)
+    return ()
+
+
+def budget_limits(f: Facts) -> tuple[Limit, ...]:
+    """The budget limits that stop another round after ``f.round``; () when the budget allows one."""
+    b, nxt, out = f.budget, f.round + 1, []
+    if f.round >= b.max_rounds:
+        out.append(Limit("max_rounds", f.round, b.max_rounds,
+                         f"{f.round} of budget.max_rounds={b.max_rounds} rounds done"))
+    if f.synthetic_total + f.next_samples > b.max_synthetic_samples:
+        out.append(Limit("max_synthetic_samples", f.synthetic_total + f.next_samples, b.max_synthetic_samples,
+                         f"{f.synthetic_total} synthetic rows so far + {f.next_samples} for round {nxt} would pass "
+                         f"budget.max_synthetic_samples={b.max_synthetic_samples}"))
+    c = f.next_cost
+    if f.spend_usd >= b.max_spend_usd:
+        out.append(Limit("max_spend_usd", f.spend_usd, b.max_spend_usd,
+                         f"spent ${f.spend_usd:.2f} of budget.max_spend_usd=${b.max_spend_usd:.2f}"))
+    elif f.spend_usd + c.synth_usd + c.judge_usd > b.max_spend_usd:
+        out.append(Limit("next_round_cost", f.spend_usd + c.synth_usd + c.judge_usd, b.max_spend_usd,
+                         f"the ${b.max_spend_usd - f.spend_usd:.2f} left of budget.max_spend_usd="
+                         f"${b.max_spend_usd:.2f} cannot pay for round {nxt}: estimated synthesis ${c.synth_usd:.2f} "
+                         f"({c.synth_requests} requests x ${c.synth_each:.4f}) + judging ${c.judge_usd:.2f} "
+                         f"({c.judge_requests} requests x ${c.judge_each:.4f})"))
+    if f.no_new_rows:
+        out.append(Limit("no_new_rows", 0, None, f"synthesis added no rows in round {f.round}"))
+    return tuple(out)
+
+
+def _empty_synthesis(f: Facts) -> Limit:
+    """The limit of a round that stopped before fine-tuning: its synthesis kept nothing, and why."""
+    e = f.empty_synthesis or EmptySynthesis()
+    why = ("the spend budget (budget.max_spend_usd) ran out" if e.budget_stopped else
+           f"{e.requests} requests, {e.received} pairs received, {e.failures} failures; every pair was removed or "
+           "none came back")
+    return Limit("no_new_rows", 0, None, f"synthesis added no rows (kept 0), so it was not fine-tuned again: {why}")
+
+
+def decide(f: Facts) -> Decision:
+    """The decision after round ``f.round`` (see the module's docstring for the order of the checks)."""
+    common = {"round": f.round, "spend_usd": f.spend_usd, "synthetic_total": f.synthetic_total,
+              "patience": f.budget.patience, "confidence": f.confidence}
+    if f.verdict is None:
+        return Decision("stop-budget", limits=(_empty_synthesis(f),), evaluated=False, **common)
+    common.update(conditions=f.rule, evidence=f.evidence, metric=f.metric, previous_round=f.previous_round,
+                  rule_kind=f.rule_kind, judge_stopped=f.judge_stopped)
+    if f.verdict == "pass":
+        return Decision("pass", **common)
+    if not f.can_synthesize:
+        return Decision("stop-no-service", **common)
+    if flat := plateau_rounds(f.history, f.budget.patience):
+        return Decision("stop-plateau", plateau_rounds=flat, **common)
+    if limits := budget_limits(f):
+        return Decision("stop-budget", limits=limits, **common)
+    return Decision("continue", next_round=f.round + 1, next_samples=f.next_samples, **common)

@@ -21,7 +21,8 @@ from pipeline.llm import Engine, Request
 from pipeline.stages import prepare
 from pipeline.stages import run as run_stage
 from pipeline.stats.budget import Spend, not_sent
-from pipeline.stats.decision import decision
+from pipeline.stats.decision_facts import decide_round
+from pipeline.stats.decision_text import record
 from pipeline.store import artifact_name, open_store
 from tests.fakes.openai_fixtures import service_cfg
 from tests.round_artifacts import build_baseline, build_prepare, build_round, make_config, put
@@ -29,6 +30,11 @@ from tests.round_artifacts import build_baseline, build_prepare, build_round, ma
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "alpaca_eval_sample.jsonl"
 PRICE = 1000.0  # USD per 1M tokens, in and out: a token costs $0.001, so sums are easy to read
 MAX_TOKENS = 40
+
+
+def decision(cfg, store, round_no: int) -> dict:
+    """The decision after ``round_no`` as ``decide`` stores it (``decision.json``)."""
+    return record(decide_round(cfg, store, round_no))
 
 
 def capped_spend(tmp_path, cap: float, svc) -> Spend:

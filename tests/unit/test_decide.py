@@ -9,9 +9,15 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.stages import decide
-from pipeline.stats.decision import decision
+from pipeline.stats.decision_facts import decide_round
+from pipeline.stats.decision_text import record
 from pipeline.store import open_store
 from tests.round_artifacts import build_prepare, build_round, make_config, put
+
+
+def decision(cfg, store, round_no: int) -> dict:
+    """The decision after ``round_no`` as ``decide`` stores it (``decision.json``)."""
+    return record(decide_round(cfg, store, round_no))
 
 
 @pytest.fixture
@@ -38,7 +44,8 @@ def test_continue_doubles_the_samples_when_budget_allows(setup):
     build_round(store, 1, kept=1000, synth_cost=0.5, judge_cost=0.25)
     d = decision(cfg, store, 1)
     assert d == {"decision": "continue", "round": 1, "next_round": 2, "next_samples": 2000, "spend_usd": 0.75,
-                 "synthetic_total": 1000, "reason": d["reason"], "evidence": d["evidence"]}
+                 "synthetic_total": 1000, "reason": d["reason"], "evidence": d["evidence"],
+                 "conditions": d["conditions"], "limits": []}
     assert "similarity mean = 71.2 (needs >= 90)" in d["reason"] and "precision mean = 80 (needs >= 90)" in d["reason"]
 
 
@@ -92,7 +99,7 @@ def test_run_writes_the_artifact_and_skips_when_unchanged(setup):
     m1 = decide.run(cfg, store, 1)
     doc = json.loads((store.open("round-1/decide") / "decision.json").read_text())
     assert set(doc) == {"decision", "reason", "round", "next_round", "next_samples", "spend_usd", "synthetic_total",
-                        "evidence"}
+                        "evidence", "conditions", "limits"}
     assert doc["decision"] == "continue"
     m2 = decide.run(cfg, store, 1)
     assert m2.timings["finished"] == m1.timings["finished"]
