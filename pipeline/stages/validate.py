@@ -60,7 +60,7 @@ def data_problems(cfg: Config) -> list[str]:
     """The source exists and parses, its first rows fit the column mapping, the test
     size fits its row count."""
     from ..data.sources import detect_format, load_source
-    from .prepare import check_row
+    from ..data.rows import check_row
 
     size = cfg.data.test.size
     out = []
