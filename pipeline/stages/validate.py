@@ -59,8 +59,8 @@ def _span(lo: float, hi: float) -> str:
 def data_problems(cfg: Config) -> list[str]:
     """The source exists and parses, its first rows fit the column mapping, the test
     size fits its row count."""
-    from ..data.sources import detect_format, load_source
     from ..data.rows import check_row
+    from ..data.sources import detect_format, load_source
 
     size = cfg.data.test.size
     out = []
