@@ -258,7 +258,7 @@ class EvaluateConfig(Section):
 
 @dataclass(frozen=True)
 class JournalConfig(Section):
-    """How often paid answers are copied to the store (``pipeline.llm.journal_flush``)."""
+    """How often paid answers are copied to the store (``pipeline.llm.journal.flush``)."""
 
     flush_s: float = 30.0
     flush_every: int = 50

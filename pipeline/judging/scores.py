@@ -47,10 +47,11 @@ def score_with_judges(cfg: Config, store: Store, round_no: int, rows: list[dict]
     if not services:
         return found
     check_prices(cfg)  # a paid judge with no known price refuses before anything is sent
+    from ..llm.journal.sync import open_journal
     from .absolute import judge_absolute
     from .panel import judge_labels, judge_panel
 
-    ev, journal = cfg.evaluate, store.open_journal(cfg, STAGE, round_no)
+    ev, journal = cfg.evaluate, open_journal(store, cfg, STAGE, round_no)
     labels = judge_labels(services)
     found.update(on=True, judges=len(services), model=", ".join(labels))
     metrics = [m for m in ev.metrics if m in JUDGE_METRICS]

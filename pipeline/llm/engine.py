@@ -21,7 +21,7 @@ from ..prices import price_of
 from .asker import Asker, accepted
 from .base import Backoff, BatchProvider, Completion, FatalError, Job, Request, Result
 from .concurrency import InFlight
-from .journal import Journal, journal_key, record_batch
+from .journal import Journal, keyed, record_batch
 from .limiter import RateLimiter
 from .providers import create_provider
 from .replies import check_reply
@@ -98,8 +98,7 @@ class Engine:
         """Whether each request's answer is already in the journal (it would cost nothing); sends nothing."""
         found = []
         for req in requests:
-            params = {**(self.cfg.params or {}), **(req.params or {})}
-            key = journal_key(self.cfg.provider, self.cfg.model, params, req.messages, req.schema, req.repeat)
+            _, key = keyed(self.cfg, req)
             found.append(self.journal is not None and self.journal.get(key) is not None)
         return found
 
@@ -107,8 +106,7 @@ class Engine:
         """Fill ``results`` with the journal's answers; the Jobs for the rest."""
         jobs = []
         for i, req in enumerate(requests):
-            params = {**(self.cfg.params or {}), **(req.params or {})}
-            key = journal_key(self.cfg.provider, self.cfg.model, params, req.messages, req.schema, req.repeat)
+            params, key = keyed(self.cfg, req)
             hit = self.journal.get(key) if self.journal is not None else None
             if hit is None:
                 jobs.append(Job(i, req, params, key))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .base import Backoff, Completion, FatalError, Job, ServiceError
 from .batch_common import remember, resumed, retried
-from .gemini_provider import completion_from, map_error
+from .gemini_wire import completion_from, map_error
 
 SUCCEEDED = ("JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED")
 FAILED = ("JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED")

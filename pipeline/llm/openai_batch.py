@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .base import Backoff, Completion, Job
 from .batch_common import remember, resumed, retried
-from .openai_provider import completion_from, dump_request, map_error
+from .openai_wire import completion_from, dump_request, map_error
 
 DONE = ("completed", "failed", "expired", "cancelled")
 

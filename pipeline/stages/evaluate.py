@@ -157,6 +157,7 @@ def plan(cfg: Config, store: Store, round_no: int, *, force: bool = False) -> tu
     from ..judging.pairwise import plan_pairwise
     from ..judging.panel import judge_journal, judge_labels
     from ..llm import Engine
+    from ..llm.journal.sync import open_journal
     from ..prompts import load_reply_schema
     from ..stats.budget import PlanPart
 
@@ -168,7 +169,7 @@ def plan(cfg: Config, store: Store, round_no: int, *, force: bool = False) -> tu
             store, ARTIFACT.inputs(cfg, store, round_no), force=force, budget_usd=cfg.budget.max_spend_usd):
         return [], [f"round-{round_no}/evaluate is complete: it is reused"]
     rows, note = plan_rows(store, round_no)
-    ev, journal = cfg.evaluate, store.open_journal(cfg, STAGE, round_no)
+    ev, journal = cfg.evaluate, open_journal(store, cfg, STAGE, round_no)
     parts = []
     if any(m in JUDGE_METRICS for m in ev.metrics):
         schema = load_reply_schema(cfg, ev.schema)

@@ -90,9 +90,10 @@ def ask_until_kept(cfg: Config, store: Store, round_no: int, drawer: seeds.Seeds
     """Ask, attempt after attempt, until ``collector`` holds its target (or the budget or the attempts run out);
     returns (attempts made, ``"budget"`` when the spend budget stopped it, else None)."""
     from ..llm import Engine
+    from ..llm.journal.sync import open_journal
 
     svc, schema = cfg.service.synthesize, load_reply_schema(cfg, cfg.synthesize.schema)
-    engine = Engine(svc, journal=store.open_journal(cfg, STAGE, round_no), batch=cfg.synthesize.batch_api,
+    engine = Engine(svc, journal=open_journal(store, cfg, STAGE, round_no), batch=cfg.synthesize.batch_api,
                     spend=spend)
     attempts = 0
     for attempt in range(1, cfg.synthesize.max_attempts + 1):
@@ -129,6 +130,7 @@ def plan(cfg: Config, store: Store, round_no: int, samples: int | None = None, *
     """What ``run`` would send first (attempt 1; later attempts only make up for removed pairs), as
     ``budget.PlanPart``s; sends nothing, writes no artifact."""
     from ..llm import Engine
+    from ..llm.journal.sync import open_journal
     from ..stats.budget import PlanPart
 
     svc = cfg.service.synthesize
@@ -146,7 +148,7 @@ def plan(cfg: Config, store: Store, round_no: int, samples: int | None = None, *
     drawer, band = seeds.for_round(cfg, store, round_no, train)[0], seeds.length_band(train, s.length_filter)
     requests = [req for req, _ in build_requests(cfg, drawer, load_reply_schema(cfg, s.schema), round_no, 1, count,
                                                  band)]
-    engine = Engine(svc, journal=store.open_journal(cfg, STAGE, round_no), progress=False)
+    engine = Engine(svc, journal=open_journal(store, cfg, STAGE, round_no), progress=False)
     label = (f"synthesize round {round_no}: {target} pairs at {s.pairs_per_request} a request, attempt 1 of at most "
              f"{s.max_attempts}")
     return [PlanPart.of(label, svc, requests, engine.in_journal(requests))]

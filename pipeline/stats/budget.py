@@ -24,11 +24,11 @@ def spent_in_store(store: Store, exclude: str | None = None) -> float:
     """The ledger: money paid to service LLMs for the task, leaving out artifact ``exclude`` (``round-N/<stage>``).
 
     Per artifact, the spend its journal records (every reply that arrived, every attempt, every run, before and
-    after crashes: ``journal_sync.store_ledger``), or its manifest's ``usage.cost_usd`` where that is more (an
+    after crashes: ``llm.journal.sync.store_ledger``), or its manifest's ``usage.cost_usd`` where that is more (an
     artifact with no journal, or one written before the journal kept the ledger). Requests whose reply never
-    arrived are not in it: ``journal_sync.store_ledger`` counts them as unknown, at most their worst case.
+    arrived are not in it: ``llm.journal.sync.store_ledger`` counts them as unknown, at most their worst case.
     """
-    from ..journal_sync import store_ledger
+    from ..llm.journal.sync import store_ledger
 
     spent = {name: ledger.cost_usd for name, ledger in store_ledger(store).items()}
     for name in store.list():

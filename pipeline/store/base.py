@@ -17,9 +17,10 @@ import shutil
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 
 from ..errors import ArtifactMissing, DuoError
 from ..manifest import MANIFEST, Manifest
@@ -80,6 +81,9 @@ class Store(ABC):
     """Where a task's artifacts live. ``root`` is always a local folder (the hub backend caches there)."""
 
     kind: str = "base"
+    # hook(store, name), called once artifact ``name`` is written: the layers above the store register what a
+    # finished stage means to them (the journal sync flushes the stage's journal), so the store imports none of them
+    after_write: ClassVar[list[Callable[[Store, str], None]]] = []
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -128,14 +132,8 @@ class Store(ABC):
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    # -- the journal (append-only segments under ``journal/``; see pipeline/journal_sync.py)
-    def open_journal(self, cfg, stage: str, round_no: int) -> Path:
-        """The journal path to give ``Engine(journal=...)`` for ``stage`` of round ``round_no``: its segments pulled
-        from the store first and flushed to it while the stage runs (``journal_sync.open_journal``)."""
-        from ..journal_sync import open_journal
-
-        return open_journal(self, cfg, stage, round_no)
-
+    # -- the journal (append-only segments under ``journal/``): the store only carries the segments; opening,
+    # flushing and reading them is pipeline/llm/journal/sync.py
     def push_journal(self, files: dict[str, bytes]) -> int:
         """Copy journal segments (store-relative path -> content) to the store; the number copied (the local store
         holds them already: 0)."""
@@ -182,9 +180,8 @@ class Store(ABC):
         with self._staged(name, f"artifact {name}: the stage wrote no {MANIFEST}") as tmp:
             yield tmp
         self.published(name)
-        from ..journal_sync import close_journal
-
-        close_journal(self, name)  # the stage is done: its journal's last answers go to the store now
+        for hook in list(self.after_write):
+            hook(self, name)
 
     @contextmanager
     def _staged(self, name: str, no_manifest: str) -> Iterator[Path]:

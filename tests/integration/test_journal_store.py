@@ -1,6 +1,6 @@
 """Issue 10, items 1 and 2: the journal lives in the store and is the spend ledger.
 
-A child process runs the engine against the fake OpenAI server (with latency) through ``store.open_journal``, and
+A child process runs the engine against the fake OpenAI server (with latency) through ``open_journal``, and
 is killed (SIGKILL) or stopped (SIGTERM) after some answers; a second child reruns the same requests, on the same
 folder or on a *fresh* one with the hub store (the fake Hub). Each test prints its measured figures: answers paid,
 in flight at the kill, repeats after the rerun, the ledger against the fake's reported usage.
@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from pipeline.config import build_config
-from pipeline.journal_sync import store_ledger
 from pipeline.llm.journal import read_lines
+from pipeline.llm.journal.sync import store_ledger
 from pipeline.report.data import cost_summary
 from pipeline.stats.budget import spent_in_store
 from pipeline.store import open_store
@@ -38,6 +38,7 @@ from pathlib import Path
 sys.path.insert(0, {root!r})
 from pipeline.config import build_config
 from pipeline.llm import Engine, Request
+from pipeline.llm.journal.sync import open_journal
 from pipeline.store import open_store
 from tests.fakes.openai_fixtures import service_cfg
 doc = json.loads({doc!r})
@@ -48,7 +49,7 @@ if store.kind == "hub":
 reqs = [Request(key=f"k{{i}}", messages=[{{"role": "user", "content": f"question {{i}}{filler}"}}])
         for i in range({n})]
 svc = service_cfg(rpm=None, concurrency=4, price_input_per_1m={pin}, price_output_per_1m={pout})
-Engine(svc, journal=store.open_journal(cfg, "synthesize", 1), progress=False).run(reqs)
+Engine(svc, journal=open_journal(store, cfg, "synthesize", 1), progress=False).run(reqs)
 """
 
 
@@ -173,7 +174,7 @@ def test_hub_store_rerun_on_a_fresh_folder(fake_openai, fake_hub, env, tmp_path,
     # the composite action's `if: always()` step, on the same machine after the stage's process died
     config = tmp_path / "a.yaml"
     config.write_text(yaml.safe_dump(doc))
-    step = subprocess.run([sys.executable, "-m", "pipeline.journal_sync", "flush"], check=False, cwd=str(ROOT),
+    step = subprocess.run([sys.executable, "-m", "pipeline.llm.journal.sync", "flush"], check=False, cwd=str(ROOT),
                           env=dict(env, DUO_CONFIG=str(config)), capture_output=True, text=True, timeout=60)
     assert step.returncode == 0, step.stderr
     assert step.stdout.startswith(f"journal: {len(unflushed_segments(tmp_path, on_hub))} segment(s) copied")

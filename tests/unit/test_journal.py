@@ -6,7 +6,7 @@ import json
 import multiprocessing
 import threading
 
-from pipeline.llm.journal import Journal, journal_key
+from pipeline.llm.journal import Journal, journal_key, read_lines
 
 
 def test_put_then_reload(tmp_path):
@@ -68,7 +68,7 @@ def test_key_depends_on_every_part():
 
 
 def test_a_registered_folder_gets_segments_read_together_and_never_rewritten(tmp_path):
-    from pipeline.llm.journal_flush import Flusher, segmented
+    from pipeline.llm.journal.flush import Flusher, segmented
 
     folder = tmp_path / "journal" / "synthesize" / "round-1"
     pushed = []
@@ -122,7 +122,7 @@ def test_a_line_written_survives_its_process_being_killed(tmp_path):
 
 def test_a_flush_pushes_only_new_segments_however_many_there_are(tmp_path):
     """Issue 11: a flush copies what is new, not the whole journal again."""
-    from pipeline.llm.journal_flush import Flusher, segmented
+    from pipeline.llm.journal.flush import Flusher, segmented
 
     folder = tmp_path / "journal" / "synthesize" / "round-1"
     pushed = []
@@ -135,3 +135,36 @@ def test_a_flush_pushes_only_new_segments_however_many_there_are(tmp_path):
         assert flusher.flush() == 1
     assert len(list(folder.glob("part-*.jsonl"))) == 20 and all(len(p) == 1 for p in pushed)
     assert len(Journal(folder / "again.jsonl")) == 20
+
+
+def test_keyed_merges_the_request_params_over_the_services_and_keys_on_them():
+    from types import SimpleNamespace
+
+    from pipeline.llm import Request
+    from pipeline.llm.journal import keyed
+
+    svc = SimpleNamespace(provider="openai", model="gpt-4o", params={"temperature": 0, "max_tokens": 50})
+    req = Request(key="r1", messages=[{"role": "user", "content": "hi"}], params={"temperature": 1}, repeat=2)
+    params, key = keyed(svc, req)
+    assert params == {"temperature": 1, "max_tokens": 50}
+    assert key == journal_key("openai", "gpt-4o", params, req.messages, None, 2)
+
+
+def test_writing_a_stages_artifact_releases_its_journal_though_the_store_imports_no_journal(tmp_path):
+    """The store calls its ``after_write`` hooks; opening a journal registers the one that flushes it."""
+    from types import SimpleNamespace
+
+    from pipeline.llm.journal.flush import flusher_of
+    from pipeline.llm.journal.sync import close_journal, open_journal
+    from pipeline.manifest import Manifest
+    from pipeline.store import LocalStore, Store
+
+    store = LocalStore(tmp_path / "store")
+    cfg = SimpleNamespace(journal=SimpleNamespace(flush_s=3600, flush_every=10))
+    path = open_journal(store, cfg, "synthesize", 1)
+    assert close_journal in Store.after_write and flusher_of(path.parent) is not None
+    Journal(path).put("k1", text="one")
+    with store.write("round-1/synthesize") as tmp:
+        Manifest.start("synthesize", "round-1/synthesize", "hash0", 1).finish(tmp).write(tmp)
+    assert flusher_of(path.parent) is None  # released: its stage is done
+    assert [e["key"] for p in path.parent.glob("part-*.jsonl") for e in read_lines(p)[0]] == ["k1"]

@@ -1,12 +1,13 @@
-"""The service-LLM journal in the store: where a stage's journal lives, pulled before and flushed during a stage,
-and the spend ledger read from it.
+"""The journal in the store: where a stage's journal lives, pulled before and flushed during a stage, and the
+spend ledger read from it.
 
 A stage's journal is the folder ``journal/<stage>/round-N/`` of the store (for ``hub``: the same path in the
 dataset repo) holding append-only segments ``part-<time>-<pid>-<name>.jsonl`` (see :mod:`pipeline.llm.journal`).
 ``open_journal`` pulls the folder's segments first (a job on a fresh machine re-uses every answer already paid
-for), registers the folder so the engine's journals write segments there, and returns the path to give the engine.
+for), registers the folder so the engine's journals write segments there, and returns the path to give the engine;
+once the stage's artifact is written the store calls ``close_journal``, which flushes it a last time.
 
-``python -m pipeline.journal_sync flush [CONFIG]`` copies every local segment the store lacks (the composite
+``python -m pipeline.llm.journal.sync flush [CONFIG]`` copies every local segment the store lacks (the composite
 actions run it in an ``if: always()`` step, after a cancel or a timeout too).
 """
 
@@ -18,10 +19,11 @@ import re
 import sys
 from pathlib import Path
 
-from .config import Config
-from .llm.journal import SEGMENT_GLOB, Ledger, read_ledger
-from .llm.journal_flush import Flusher, flush_all, release, segmented
-from .store import Store, round_of
+from ...config import Config
+from ...store import Store, round_of
+from .files import SEGMENT_GLOB
+from .flush import Flusher, flush_all, release, segmented
+from .ledger import Ledger, read_ledger
 
 LEGACY = re.compile(r"^round-(\d+)-([a-z]+)\b.*\.jsonl$")  # journal/round-N-<stage>[...].jsonl, before segments
 
@@ -32,7 +34,8 @@ def journal_folder(store: Store, stage: str, round_no: int) -> Path:
 
 def open_journal(store: Store, cfg: Config, stage: str, round_no: int) -> Path:
     """The journal path for ``Engine(journal=...)`` of ``stage`` in round ``round_no``, its segments pulled from the
-    store and flushed to it every ``journal.flush_s`` seconds, every ``journal.flush_every`` answers and at exit."""
+    store and flushed to it every ``journal.flush_s`` seconds, every ``journal.flush_every`` answers, when the
+    stage's artifact is written and at exit."""
     folder = journal_folder(store, stage, round_no)
     folder.mkdir(parents=True, exist_ok=True)
     _adopt_legacy(store, stage, round_no, folder)
@@ -44,6 +47,8 @@ def open_journal(store: Store, cfg: Config, stage: str, round_no: int) -> Path:
     flusher = Flusher(folder, push, cfg.journal.flush_s, cfg.journal.flush_every)
     flusher.seen(folder.glob(SEGMENT_GLOB))  # what the store has: pulled (hub) or the store itself (local)
     segmented(folder, flusher)
+    if close_journal not in Store.after_write:
+        Store.after_write.append(close_journal)
     return folder / f"{stage}.jsonl"
 
 
@@ -94,16 +99,16 @@ def store_ledger(store: Store) -> dict[str, Ledger]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.journal_sync",
+    parser = argparse.ArgumentParser(prog="python -m pipeline.llm.journal.sync",
                                      description="Copy the local service-LLM journal to the store.")
     parser.add_argument("verb", choices=["flush"], help="flush: copy every journal segment the store lacks.")
     parser.add_argument("config", nargs="?", default=None, help="The task's YAML config [env: DUO_CONFIG].")
     args = parser.parse_args(argv)
-    from .config import load_config
-    from .errors import DuoError
-    from .errors import report as report_error
-    from .flags import SET, fill
-    from .store import open_store
+    from ...config import load_config
+    from ...errors import DuoError
+    from ...errors import report as report_error
+    from ...flags import SET, fill
+    from ...store import open_store
 
     args.set = None
     fill(args, (SET,))

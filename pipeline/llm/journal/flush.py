@@ -1,22 +1,29 @@
 """Flushing a segmented journal folder to the store: every ``flush_s`` seconds, every ``flush_every`` answers, at
-exit and on SIGTERM/SIGINT (what GitHub sends on cancel and timeout). See :mod:`pipeline.llm.journal`.
+exit and on SIGTERM/SIGINT (what GitHub sends on cancel and timeout).
+
+A folder registered here (``segmented``) is segmented: every :class:`~pipeline.llm.journal.answers.Journal` opened
+in it writes its own append-only segments there, which the folder's :class:`Flusher` copies to the store.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from .journal import _FLUSHERS, _STOP, SEGMENT_GLOB, sync_journals
+from .files import SEGMENT_GLOB, sync_journals
 
-_PREVIOUS: dict[int, object] = {}
+STOP_GRACE_S = 5.0  # GitHub's cancel sends SIGINT, then SIGTERM 7.5 s later, then SIGKILL 2.5 s after that
 
+_FLUSHERS: dict[Path, Flusher] = {}  # segmented folder (resolved) -> its flusher
+_STOP: dict = {"signum": None, "inflight": 0}  # the signal being handled; requests sent and not yet answered
+_PREVIOUS: dict[int, object] = {}  # signal -> the handler it had before ours
 
 
 class Flusher:
@@ -102,14 +109,16 @@ class Flusher:
             return len(changed)
 
 
-STOP_GRACE_S = 5.0  # GitHub's cancel sends SIGINT, then SIGTERM 7.5 s later, then SIGKILL 2.5 s after that
-
-
 def segmented(folder: Path, flusher: Flusher) -> None:
     """Journals opened in ``folder`` from now on write segments there, flushed by ``flusher``."""
     folder.mkdir(parents=True, exist_ok=True)
     _FLUSHERS[folder.resolve()] = flusher
     _install_handlers()
+
+
+def flusher_of(folder: Path) -> Flusher | None:
+    """The flusher of a segmented ``folder``; None for any other folder (its journals keep a single file)."""
+    return _FLUSHERS.get(Path(folder).resolve())
 
 
 def release(folder: Path) -> int:
@@ -127,6 +136,24 @@ def flush_all() -> int:
         except Exception as err:  # noqa: BLE001 - exiting: say so, keep flushing the others
             print(f"warning: journal flush to the store failed: {err}", file=sys.stderr)
     return pushed
+
+
+# --------------------------------------------------------------------------- stopping on a signal
+
+
+def stopping() -> bool:
+    """A SIGTERM/SIGINT is being handled: nothing new may be sent."""
+    return _STOP["signum"] is not None
+
+
+@contextlib.contextmanager
+def in_flight() -> Iterator[None]:
+    """Around a request sent and not yet answered: a signal lets it land in the journal before flushing."""
+    _STOP["inflight"] += 1
+    try:
+        yield
+    finally:
+        _STOP["inflight"] -= 1
 
 
 def _on_signal(signum, frame) -> None:

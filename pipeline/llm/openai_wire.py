@@ -1,0 +1,74 @@
+"""What goes to OpenAI and what comes back, for the provider and its batch path alike: the structured-output
+format, a request body, a Completion from a reply, the duo error for an SDK exception."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from ._http import retry_after
+from .base import Completion, FatalError, RequestError, RetryableError
+
+
+def _strict_ok(schema) -> bool:
+    """OpenAI's strict mode needs every object closed and every property required."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "object" or "properties" in schema:
+            props = schema.get("properties", {})
+            if schema.get("additionalProperties") is not False or set(schema.get("required", [])) != set(props):
+                return False
+        return all(_strict_ok(v) for v in schema.values())
+    if isinstance(schema, list):
+        return all(_strict_ok(v) for v in schema)
+    return True
+
+
+def response_format(schema: dict) -> dict:
+    name = re.sub(r"[^a-zA-Z0-9_-]", "_", str(schema.get("title") or "reply"))[:64]
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": _strict_ok(schema)}}
+
+
+def map_error(e: Exception, where: str) -> Exception:
+    """The duo error for an ``openai`` SDK exception (others are returned unchanged)."""
+    import openai
+
+    if isinstance(e, openai.APIStatusError):
+        status = e.status_code
+        if status in (401, 403, 404) or getattr(e, "code", None) == "insufficient_quota":
+            return FatalError(f"{where}: HTTP {status}: {e.message}", status=status)
+        if status in (408, 409, 429) or status >= 500:
+            return RetryableError(f"{where}: HTTP {status}: {e.message}", retry_after(e.response.headers), status)
+        return RequestError(f"{where}: HTTP {status}: {e.message}", status=status)
+    if isinstance(e, (openai.APIConnectionError, openai.APIResponseValidationError)):
+        return RetryableError(f"{where}: {type(e).__name__}: {e}")
+    if isinstance(e, ValueError):  # a 200 whose body is not JSON
+        return RetryableError(f"{where}: malformed reply: {e}")
+    return e
+
+
+def completion_from(reply, where: str) -> Completion:
+    """A Completion from a chat completion object (SDK model or the dict of a batch output line)."""
+    if isinstance(reply, dict):
+        from openai.types.chat import ChatCompletion
+
+        reply = ChatCompletion.model_validate(reply)
+    if not reply.choices:
+        raise RetryableError(f"{where}: reply without choices")
+    choice = reply.choices[0]
+    text = choice.message.content
+    if text is None:
+        refusal = getattr(choice.message, "refusal", None)
+        raise RequestError(f"{where}: no content (finish_reason {choice.finish_reason}"
+                           + (f", refusal: {refusal}" if refusal else "") + ")")
+    usage = reply.usage
+    return Completion(text=text, input_tokens=usage.prompt_tokens if usage else 0,
+                      output_tokens=usage.completion_tokens if usage else 0, model=reply.model,
+                      finish_reason=choice.finish_reason)
+
+
+def dump_request(model: str, messages: list, schema: dict | None, params: dict | None, structured: bool) -> dict:
+    """The body of one chat completion, as the Batch API wants it (params are sent as given)."""
+    body = {"model": model, "messages": messages, **(params or {})}
+    if schema is not None and structured:
+        body["response_format"] = response_format(schema)
+    return json.loads(json.dumps(body))
