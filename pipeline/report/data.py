@@ -58,7 +58,7 @@ def cost_summary(cfg: Config, store: Store, round_no: int) -> dict:
                    unknown_at_most_usd=round(ledger[n].unknown_at_most_usd, 8) if n in ledger else 0.0)
         rows.append(row)
     return {"round_artifacts": rows, "round_usd": round(sum(r["cost_usd"] for r in rows), 6),
-            "total_usd": round(spent_in_store(store), 6), "budget_usd": cfg.budget.max_spend_usd,
+            "total_usd": round(spent_in_store(store, up_to_round=round_no), 6), "budget_usd": cfg.budget.max_spend_usd,
             "unknown_at_most_usd": round(sum(v.unknown_at_most_usd for v in ledger.values()), 6),
             "pending": sum(v.pending for v in ledger.values())}
 

@@ -51,11 +51,25 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     manifest = ins.start()
     manifest.counts = {"synthetic_total": found["synthetic_total"], "next_samples": found["next_samples"] or 0}
     manifest.usage = zero_usage()
-    manifest.extra = {"decision": found["decision"], "reason": found["reason"], "spend_usd": found["spend_usd"]}
+    manifest.extra = {"decision": found["decision"], "reason": found["reason"], "spend_usd": found["spend_usd"],
+                      **_dispatch_records(store, ins.name, found)}
     with store.write(ins.name) as folder:
         (folder / "decision.json").write_text(json.dumps(found, indent=2) + "\n", encoding="utf-8")
         manifest.finish(folder).write(folder)
     return manifest
+
+
+def _dispatch_records(store: Store, name: str, found: dict) -> dict:
+    """The dispatch records (``dispatching``, ``dispatched``) of the artifact being remade, when it decided the
+    same next round: a remade decide artifact (new duo, changed config) must not start that round again."""
+    if not store.exists(name):
+        return {}
+    old = store.manifest(name).extra or {}
+    sent_round = ((old.get("dispatched") or {}).get("inputs") or {}).get("round")
+    rounds = {(old.get("dispatching") or {}).get("round"), int(sent_round) if sent_round else None} - {None}
+    if old.get("decision") != found["decision"] or found["next_round"] not in rounds:
+        return {}
+    return {k: old[k] for k in ("dispatching", "dispatched") if k in old}
 
 
 def comment_body(cfg: Config, found: dict, dispatched: bool, waiting: str | None = None) -> str:

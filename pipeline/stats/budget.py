@@ -17,11 +17,12 @@ from ..config import Config, ServiceLLMConfig
 from ..llm.concurrency import in_flight_cap
 from ..llm.usage import CHARS_PER_TOKEN, DEFAULT_MAX_OUTPUT_TOKENS, output_limit, worst_case_tokens
 from ..prices import price_of
-from ..store import Store
+from ..store import Store, round_of
 
 
-def spent_in_store(store: Store, exclude: str | None = None) -> float:
-    """The ledger: money paid to service LLMs for the task, leaving out artifact ``exclude`` (``round-N/<stage>``).
+def spent_in_store(store: Store, exclude: str | None = None, up_to_round: int | None = None) -> float:
+    """The ledger: money paid to service LLMs for the task, leaving out artifact ``exclude`` (``round-N/<stage>``)
+    and, with ``up_to_round``, every round after it (what had been spent when that round was decided).
 
     Per artifact, the spend its journal records (every reply that arrived, every attempt, every run, before and
     after crashes: ``llm.journal.sync.store_ledger``), or its manifest's ``usage.cost_usd`` where that is more (an
@@ -33,7 +34,8 @@ def spent_in_store(store: Store, exclude: str | None = None) -> float:
     spent = {name: ledger.cost_usd for name, ledger in store_ledger(store).items()}
     for name in store.list():
         spent[name] = max(spent.get(name, 0.0), float((store.manifest(name).usage or {}).get("cost_usd") or 0.0))
-    return sum(cost for name, cost in spent.items() if name != exclude)
+    later = {name for name in spent if up_to_round is not None and (round_of(name) or 0) > up_to_round}
+    return sum(cost for name, cost in spent.items() if name != exclude and name not in later)
 
 
 def request_cost(svc: ServiceLLMConfig, input_tokens: float, output_tokens: float) -> float:

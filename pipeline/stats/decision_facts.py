@@ -28,7 +28,7 @@ def round_facts(cfg: Config, store: Store, round_no: int) -> Facts:
     round_no = int(round_no)
     next_samples = int(cfg.synthesize.target_for_round(round_no + 1))
     common = {"round": round_no, "budget": cfg.budget, "confidence": cfg.evaluate.confidence,
-              "spend_usd": round(spent_in_store(store, exclude=artifact_name("decide", round_no)), 6),
+              "spend_usd": round(spent_in_store(store, exclude=artifact_name("decide", round_no), up_to_round=round_no), 6),
               "synthetic_total": sum(synthetic_by_round(store, round_no).values()), "next_samples": next_samples,
               "can_synthesize": cfg.service.synthesize is not None, "no_new_rows": no_new_rows(store, round_no)}
     if common["no_new_rows"] and not store.exists(artifact_name("evaluate", round_no)):

@@ -177,6 +177,19 @@ def test_kill_after_dispatch_then_rerun_dispatches_nothing_more(task, fake_githu
     assert dispatch_extra(cfg)["dispatched"]["run"].endswith(f"/actions/runs/{fake_github.runs[0]['id']}")
 
 
+def test_a_remade_decide_artifact_keeps_its_dispatch_record(task, fake_github, monkeypatch, capsys):
+    """A decide artifact remade with the same decision (a new duo's fingerprint, a changed budget key) keeps the
+    record of the round it dispatched, even after GitHub's runs list has aged past the dispatch window."""
+    cfg = task()
+    assert main(["decide", str(cfg.source_path), "--dispatch"]) == 0
+    before = dispatch_extra(cfg)["dispatched"]
+    monkeypatch.setattr("pipeline.stages.decide.DISPATCH_MARGIN", __import__("datetime").timedelta(0))
+    fake_github.runs.clear()  # the run is no longer listed: only the stored record can stop a second dispatch
+    assert main(["decide", str(cfg.source_path), "--dispatch", "--set", "budget.patience=3"]) == 0
+    assert len(fake_github.dispatches) == 1 and dispatch_extra(cfg)["dispatched"] == before
+    assert "round 2 was already dispatched" in capsys.readouterr().out
+
+
 def test_kill_after_dispatch_on_a_fresh_runner_dispatches_nothing_more(task, fake_github):
     """The marker is lost too (a fresh machine whose store never got it): the runs list alone stops a second one."""
     cfg = task()
