@@ -1,1 +1,2 @@
-"""The statistics behind a verdict and the decision: paired CIs, summaries, metrics, the budget. No I/O beyond the store reads they are handed."""
+"""The statistics behind a verdict and the decision: paired CIs, summaries,
+metrics, the budget. No I/O beyond the store reads they are handed."""

@@ -1,4 +1,5 @@
-"""Aggregates of per-sample scores and the pass rule: means, pass rates, bootstrap CIs, per-category, verdict.
+"""Aggregates of per-sample scores and the pass rule:
+means, pass rates, bootstrap CIs, per-category, verdict.
 
 Pure Python and numpy, so the report and ``decide`` can recompute from ``scores.jsonl`` without any model.
 A score of ``None`` means "not scored" (e.g. every judge repeat failed): it is left out of every aggregate.
@@ -43,9 +44,10 @@ def summarize(values: Sequence[float | None], threshold: float | None, *, cluste
               samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
     """``{"mean", "pass_rate", "threshold", "ci_low", "ci_high", "n", "samples"}`` of one metric.
 
-    With ``clusters`` (the prompt id of each value) the mean is of per-prompt means and the CI resamples prompts,
-    so several sampled answers or judge repeats of one prompt count as one prompt's evidence; ``n`` counts scored
-    prompts and ``samples`` scored values. Without, every value is its own prompt.
+    With ``clusters`` (the prompt id of each value) the mean is of per-prompt means and the CI
+    resamples prompts, so several sampled answers or judge repeats of one prompt count as one
+    prompt's evidence; ``n`` counts scored prompts and ``samples`` scored values. Without, every
+    value is its own prompt.
     """
     clusters = list(range(len(values))) if clusters is None else list(clusters)
     ci = clustered_ci(values, clusters, samples=samples, confidence=confidence, seed=seed)
@@ -58,13 +60,17 @@ def summarize_all(scores: Mapping[str, Sequence[float | None]], thresholds: Mapp
                   clusters: Sequence | None = None, samples: int = 1000, confidence: float = 0.95,
                   seed: int = 0) -> dict:
     """metric -> summary, for every metric in ``scores``."""
-    return {m: summarize(v, thresholds.get(m), clusters=clusters, samples=samples, confidence=confidence, seed=seed)
-            for m, v in scores.items()}
+    return {
+        m: summarize(v, thresholds.get(m), clusters=clusters, samples=samples,
+                     confidence=confidence, seed=seed)
+        for m, v in scores.items()
+    }
 
 
 def by_category(categories: Sequence[str | None], scores: Mapping[str, Sequence[float | None]],
                 thresholds: Mapping[str, float]) -> dict:
-    """category -> metric -> ``{"mean", "pass_rate", "n"}``; samples without a category go under ``"none"``."""
+    """category -> metric -> ``{"mean", "pass_rate", "n"}``;
+    samples without a category go under ``"none"``."""
     groups: dict[str, list[int]] = {}
     for i, cat in enumerate(categories):
         groups.setdefault("none" if cat is None else str(cat), []).append(i)
@@ -74,7 +80,8 @@ def by_category(categories: Sequence[str | None], scores: Mapping[str, Sequence[
         out[cat] = {}
         for metric, values in scores.items():
             sub = [values[i] for i in idx]
-            out[cat][metric] = {"mean": _r(mean(sub)), "pass_rate": _r(pass_rate(sub, thresholds.get(metric))),
+            out[cat][metric] = {"mean": _r(mean(sub)),
+                                "pass_rate": _r(pass_rate(sub, thresholds.get(metric))),
                                 "n": len(_clean(sub))}
     return out
 
@@ -92,24 +99,27 @@ def _why_unchecked(cond: dict, summary: Mapping | None) -> str | None:
     metric, stat, vs = cond["metric"], cond["stat"], cond["vs"]
     allowed = DIFF_STATS if vs else STATS
     if stat not in allowed:
-        return f"stat '{stat}' cannot be used{' with vs: ' + vs if vs else ''}; expected one of {', '.join(allowed)}"
+        return (f"stat '{stat}' cannot be used{' with vs: ' + vs if vs else ''}; "
+                f"expected one of {', '.join(allowed)}")
     if summary is None:
         return (f"no {'untuned baseline (round 0)' if vs == 'baseline' else 'previous round'} to compare "
                 f"'{metric}' with" if vs else f"metric '{metric}' was not computed")
     if summary.get(stat) is None:
         if stat == "pass_rate" and summary.get("n"):
             return f"no threshold for '{metric}' in evaluate.thresholds"
-        return f"too few prompts scored on both sides for '{metric}'" if vs else f"no scored samples for '{metric}'"
+        return (f"too few prompts scored on both sides for '{metric}'" if vs
+                else f"no scored samples for '{metric}'")
     return None
 
 
 def apply_rule(conditions: Iterable[RuleCondition], metrics: Mapping[str, dict],
                comparisons: Mapping[str, Mapping[str, dict]] | None = None) -> tuple[list[dict], str]:
-    """Check every condition against the metric summaries (or, for a condition with ``vs``, against the paired
-    comparison ``comparisons[vs][metric]``); verdict ``pass`` only if all hold.
+    """Check every condition against the metric summaries (or, for a condition with ``vs``, against
+    the paired comparison ``comparisons[vs][metric]``); verdict ``pass`` only if all hold.
 
-    Returns one row per condition ``{"metric", "stat", "vs", "min", "above", "value", "ok"}``, with ``"why"`` on a
-    condition that cannot be checked (metric not computed, nothing to compare with, no threshold for a pass rate).
+    Returns one row per condition ``{"metric", "stat", "vs", "min", "above", "value", "ok"}``, with
+    ``"why"`` on a condition that cannot be checked (metric not computed, nothing to compare with,
+    no threshold for a pass rate).
     """
     rows = []
     for c in conditions:
@@ -122,7 +132,8 @@ def apply_rule(conditions: Iterable[RuleCondition], metrics: Mapping[str, dict],
             row["why"] = why
         else:
             value = row["value"] = summary[cond["stat"]]
-            row["ok"] = bool(value > cond["above"]) if cond["above"] is not None else bool(value >= cond["min"])
+            row["ok"] = (bool(value > cond["above"]) if cond["above"] is not None
+                         else bool(value >= cond["min"]))
         rows.append(row)
     verdict = "pass" if rows and all(r["ok"] for r in rows) else "fail"
     return rows, verdict

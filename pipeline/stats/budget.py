@@ -1,8 +1,10 @@
-"""Money spent on service LLMs: the store's ledger, and a guard that stops asking before the budget is passed.
+"""Money spent on service LLMs: the store's ledger,
+and a guard that stops asking before the budget is passed.
 
-The ledger is the sum of ``usage.cost_usd`` over every manifest in the store. Answers re-used from the journal
-cost nothing (the engine reports zeros for them); a stage that replaces its artifact carries the replaced
-manifest's cost forward (``carried_cost_usd``), so money once spent never drops out of the ledger.
+The ledger is the sum of ``usage.cost_usd`` over every manifest in the store. Answers re-used from
+the journal cost nothing (the engine reports zeros for them); a stage that replaces its artifact
+carries the replaced manifest's cost forward (``carried_cost_usd``), so money once spent never drops
+out of the ledger.
 """
 
 from __future__ import annotations
@@ -21,19 +23,22 @@ from ..store import Store, round_of
 
 
 def spent_in_store(store: Store, exclude: str | None = None, up_to_round: int | None = None) -> float:
-    """The ledger: money paid to service LLMs for the task, leaving out artifact ``exclude`` (``round-N/<stage>``)
-    and, with ``up_to_round``, every round after it (what had been spent when that round was decided).
+    """The ledger: money paid to service LLMs for the task, leaving out artifact ``exclude``
+    (``round-N/<stage>``) and, with ``up_to_round``, every round after it (what had been spent when
+    that round was decided).
 
-    Per artifact, the spend its journal records (every reply that arrived, every attempt, every run, before and
-    after crashes: ``llm.journal.sync.store_ledger``), or its manifest's ``usage.cost_usd`` where that is more (an
-    artifact with no journal, or one written before the journal kept the ledger). Requests whose reply never
-    arrived are not in it: ``llm.journal.sync.store_ledger`` counts them as unknown, at most their worst case.
+    Per artifact, the spend its journal records (every reply that arrived, every attempt, every run,
+    before and after crashes: ``llm.journal.sync.store_ledger``), or its manifest's
+    ``usage.cost_usd`` where that is more (an artifact with no journal, or one written before the
+    journal kept the ledger). Requests whose reply never arrived are not in it:
+    ``llm.journal.sync.store_ledger`` counts them as unknown, at most their worst case.
     """
     from ..llm.journal.sync import store_ledger
 
     spent = {name: ledger.cost_usd for name, ledger in store_ledger(store).items()}
     for name in store.list():
-        spent[name] = max(spent.get(name, 0.0), float((store.manifest(name).usage or {}).get("cost_usd") or 0.0))
+        spent[name] = max(spent.get(name, 0.0),
+                          float((store.manifest(name).usage or {}).get("cost_usd") or 0.0))
     later = {name for name in spent if up_to_round is not None and (round_of(name) or 0) > up_to_round}
     return sum(cost for name, cost in spent.items() if name != exclude and name not in later)
 
@@ -45,20 +50,22 @@ def request_cost(svc: ServiceLLMConfig, input_tokens: float, output_tokens: floa
 
 
 def not_sent(result) -> bool:
-    """True for a Result the spend budget kept from being sent (the engine's ``error="budget"``, no attempt)."""
+    """True for a Result the spend budget kept from being sent
+    (the engine's ``error="budget"``, no attempt)."""
     return not result.ok and result.error == "budget" and not result.attempts
 
 
 class Spend:
     """Tracks the cost of one stage's answers and keeps the stage's spend under ``budget.max_spend_usd``.
 
-    Two guards. The hard one: the engine (``Engine(..., spend=spend)``) ``reserve``s each send's worst-case cost
-    (prompt tokens + the reply's token limit) before sending and ``settle``s it with the real cost when the reply
-    arrives, so requests in flight together can never take the spend past the cap; a send that does not fit is
-    not made (its Result has ``error="budget"``, see ``not_sent``) and ``stopped`` is set. A send whose reply
-    never came (a timeout) keeps its reservation, as ``unknown``: it may have been charged. The soft one:
-    ``chunks`` cuts a stage's requests into chunks that the estimate says fit (before the first answer: the worst
-    case; after: the dearest answer so far), so a stage stops asking early instead of being refused request by
+    Two guards. The hard one: the engine (``Engine(..., spend=spend)``) ``reserve``s each send's
+    worst-case cost (prompt tokens + the reply's token limit) before sending and ``settle``s it with
+    the real cost when the reply arrives, so requests in flight together can never take the spend
+    past the cap; a send that does not fit is not made (its Result has ``error="budget"``, see
+    ``not_sent``) and ``stopped`` is set. A send whose reply never came (a timeout) keeps its
+    reservation, as ``unknown``: it may have been charged. The soft one: ``chunks`` cuts a stage's
+    requests into chunks that the estimate says fit (before the first answer: the worst case; after:
+    the dearest answer so far), so a stage stops asking early instead of being refused request by
     request. Thread-safe: judges and engines on worker threads may share one Spend.
     """
 
@@ -68,7 +75,8 @@ class Spend:
         self.limit = cfg.budget.max_spend_usd if limit is None else limit
         self.before = before
         self.carried = carried
-        self.chunk_size = chunk_size or max(8, 4 * in_flight_cap(svc))  # a chunk must never starve the engine
+        # a chunk must never starve the engine
+        self.chunk_size = chunk_size or max(8, 4 * in_flight_cap(svc))
         self.requests = self.cached = self.input_tokens = self.output_tokens = 0
         self.cost = self.max_cost = 0.0
         self.paid = 0
@@ -80,27 +88,30 @@ class Spend:
         self.in_flight = 0  # sends holding a reservation
         self._lock = threading.Lock()
 
-    # -- the hard cap (the engine calls these around every send) ------------------------------------------------
+    # -- the hard cap (the engine calls these around every send) ----------------------------------
     def worst_case(self, messages: list, schema: dict | None = None, params: dict | None = None) -> float:
         """USD one send of ``messages`` may cost at most (see ``worst_case_tokens``)."""
         params = {**(self.svc.params or {}), **(params or {})}
         return request_cost(self.svc, *worst_case_tokens(messages, schema, params))
 
     def left(self) -> float:
-        """USD the cap still allows, after what was spent, is reserved in flight and may have been charged."""
+        """USD the cap still allows, after what was spent,
+        is reserved in flight and may have been charged."""
         return self.limit - self.before - max(self.cost, self.settled) - self.reserved - self.unknown
 
     def reserve(self, messages: list, schema: dict | None = None, params: dict | None = None, *,
                 discount: float = 1.0) -> float | None:
-        """Hold the worst-case cost of one send; the USD held, or None (and ``stopped``) when it does not fit."""
+        """Hold the worst-case cost of one send; the USD held,
+        or None (and ``stopped``) when it does not fit."""
         cost = discount * self.worst_case(messages, schema, params)
         with self._lock:
             return self._take(cost, wait=False)
 
     async def areserve(self, messages: list, schema: dict | None = None, params: dict | None = None, *,
                        poll_s: float = 0.02) -> float | None:
-        """``reserve``, but while other sends are in flight (each may settle below its worst case and free room)
-        it waits for them; it refuses only when the send does not fit with nothing in flight."""
+        """``reserve``, but while other sends are in flight (each may settle below its worst case
+        and free room) it waits for them; it refuses only when the send does not fit with nothing in
+        flight."""
         cost = self.worst_case(messages, schema, params)
         while True:
             with self._lock:
@@ -110,7 +121,8 @@ class Spend:
             await asyncio.sleep(poll_s)
 
     def _take(self, cost: float, wait: bool) -> float | None:
-        """Reserve ``cost`` (held under the lock): the USD held; None: refused; -1.0: wait for sends in flight."""
+        """Reserve ``cost`` (held under the lock): the USD held;
+        None: refused; -1.0: wait for sends in flight."""
         if cost > 0 and cost > self.left() + 1e-12:
             if wait and self.in_flight:
                 return -1.0
@@ -122,8 +134,8 @@ class Spend:
         return cost
 
     def settle(self, held: float, cost: float | None) -> None:
-        """Release a reservation of ``held`` USD: the send cost ``cost`` (0: not charged; None: unknown, so the
-        worst case stays counted against the cap)."""
+        """Release a reservation of ``held`` USD: the send cost ``cost``
+        (0: not charged; None: unknown, so the worst case stays counted against the cap)."""
         with self._lock:
             self.reserved -= held
             self.in_flight -= 1
@@ -132,7 +144,7 @@ class Spend:
             else:
                 self.settled += cost
 
-    # -- the soft guard: chunks that the estimate says fit ------------------------------------------------------
+    # -- the soft guard: chunks that the estimate says fit ----------------------------------------
     def _estimate(self, request) -> float:
         if self.paid:
             return self.max_cost  # the dearest answer so far: a mean would let the next chunk overshoot
@@ -171,9 +183,15 @@ class Spend:
 
     def usage(self) -> dict:
         """The manifest's ``usage``: ``cost_usd`` = this run's new spend plus the replaced artifact's."""
-        out = {"requests": self.requests, "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-               "cost_usd": round(self.carried + self.cost, 8), "cached": self.cached,
-               "new_cost_usd": round(self.cost, 8), "carried_cost_usd": round(self.carried, 8)}
+        out = {
+            "requests": self.requests,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": round(self.carried + self.cost, 8),
+            "cached": self.cached,
+            "new_cost_usd": round(self.cost, 8),
+            "carried_cost_usd": round(self.carried, 8),
+        }
         if self.unknown:
             out["unknown_at_most_usd"] = round(self.unknown, 8)
         return out
@@ -187,7 +205,8 @@ class PlanPart:
         label: what the requests are for (``synthesize``, ``judge openai:gpt-4o``, ``pairwise judge ...``).
         svc: the ``ServiceLLMConfig`` that would answer.
         requests: every request the stage would make; answered: how many of them the journal already holds.
-        input_tokens, output_tokens, cost_usd: at most, for the requests not in the journal (``worst_case_tokens``).
+        input_tokens, output_tokens, cost_usd: at most,
+            for the requests not in the journal (``worst_case_tokens``).
         first: the first request (its ``messages`` are shown).
     """
 
@@ -205,7 +224,8 @@ class PlanPart:
         tin = tout = 0
         for req, done in zip(requests, answered):
             if not done:
-                i, o = worst_case_tokens(req.messages, req.schema, {**(svc.params or {}), **(req.params or {})})
+                i, o = worst_case_tokens(req.messages, req.schema,
+                                         {**(svc.params or {}), **(req.params or {})})
                 tin, tout = tin + i, tout + o
         return cls(label, svc, len(requests), sum(answered), tin, tout, request_cost(svc, tin, tout),
                    requests[0] if requests else None)
@@ -214,11 +234,13 @@ class PlanPart:
         from ..prices import price_text
 
         limit = output_limit(self.svc.params or {})
-        reply = f"max_tokens {limit}" if limit else f"no max_tokens set: {DEFAULT_MAX_OUTPUT_TOKENS} guessed"
-        out = [(f"{self.label}: {self.requests} requests to {self.svc.provider}:{self.svc.model}, {self.answered} "
-                f"already answered in the journal (free), {self.requests - self.answered} to send"),
-               (f"  tokens, at most: input {self.input_tokens:,}, output {self.output_tokens:,} (prompt at "
-                f"{CHARS_PER_TOKEN} characters a token; each reply at {reply})"),
+        reply = (f"max_tokens {limit}" if limit
+                 else f"no max_tokens set: {DEFAULT_MAX_OUTPUT_TOKENS} guessed")
+        out = [(f"{self.label}: {self.requests} requests to {self.svc.provider}:{self.svc.model}, "
+                f"{self.answered} already answered in the journal (free), "
+                f"{self.requests - self.answered} to send"),
+               (f"  tokens, at most: input {self.input_tokens:,}, output {self.output_tokens:,} "
+                f"(prompt at {CHARS_PER_TOKEN} characters a token; each reply at {reply})"),
                f"  cost, at most: ${self.cost_usd:.4f} at {price_text(self.svc)}"]
         if self.first is not None:
             out.append(f"  first request ({self.first.key}):")
@@ -228,7 +250,8 @@ class PlanPart:
         return out
 
 
-def plan_text(title: str, parts: list[PlanPart], cfg: Config, spent: float, notes: tuple[str, ...] = ()) -> str:
+def plan_text(title: str, parts: list[PlanPart], cfg: Config, spent: float,
+              notes: tuple[str, ...] = ()) -> str:
     """A stage's plan for the terminal: each part, then the total against the budget."""
     lines = [f"{title} (plan: nothing is sent, nothing is written)", *notes]
     for part in parts:
@@ -236,7 +259,8 @@ def plan_text(title: str, parts: list[PlanPart], cfg: Config, spent: float, note
     cost = sum(p.cost_usd for p in parts)
     sends = sum(p.requests - p.answered for p in parts)
     left = cfg.budget.max_spend_usd - spent
-    lines.append(f"total: {sends} requests to send, at most ${cost:.4f}; spent so far ${spent:.4f} of "
-                 f"budget.max_spend_usd=${cfg.budget.max_spend_usd:.2f} (${max(0.0, left):.4f} left)"
+    lines.append(f"total: {sends} requests to send, at most ${cost:.4f}; "
+                 f"spent so far ${spent:.4f} of budget.max_spend_usd=${cfg.budget.max_spend_usd:.2f} "
+                 f"(${max(0.0, left):.4f} left)"
                  + ("; the cap would stop it short" if cost > left else ""))
     return "\n".join(lines)

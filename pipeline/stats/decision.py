@@ -1,11 +1,13 @@
-"""The decision after a round, from plain facts: pure, no I/O. ``decision_facts`` gathers the facts from the store;
-``decision_text`` renders the decision (``reason``, the report's summary, ``decision.json``).
+"""The decision after a round, from plain facts: pure, no I/O. ``decision_facts`` gathers the facts
+from the store; ``decision_text`` renders the decision (``reason``, the report's summary,
+``decision.json``).
 
-``pass`` when the round's verdict passes. Otherwise ``stop-no-service`` when no service LLM can synthesize more
-data (another round would re-train on the same rows); ``stop-plateau`` when the last ``budget.patience`` rounds
-each failed to beat the round before them on the decision metric with a CI above 0 (more data stopped helping);
-``stop-budget`` when a budget limit is reached; else ``continue`` with the next round's synthetic target. A round
-whose synthesis added no rows and that was therefore never evaluated stops on the budget too.
+``pass`` when the round's verdict passes. Otherwise ``stop-no-service`` when no service LLM can
+synthesize more data (another round would re-train on the same rows); ``stop-plateau`` when the last
+``budget.patience`` rounds each failed to beat the round before them on the decision metric with a
+CI above 0 (more data stopped helping); ``stop-budget`` when a budget limit is reached; else
+``continue`` with the next round's synthetic target. A round whose synthesis added no rows and that
+was therefore never evaluated stops on the budget too.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ class Condition:
 
     @classmethod
     def from_row(cls, row: Mapping) -> Condition:
-        return cls(row.get("metric"), row.get("stat", "mean"), row.get("vs"), row.get("min"), row.get("above"),
-                   row.get("value"), bool(row.get("ok")), row.get("why"))
+        return cls(row.get("metric"), row.get("stat", "mean"), row.get("vs"), row.get("min"),
+                   row.get("above"), row.get("value"), bool(row.get("ok")), row.get("why"))
 
     @property
     def text(self) -> str:
@@ -61,13 +63,14 @@ class Gain:
 
     @classmethod
     def from_diff(cls, metric: str | None, against: str, d: Mapping) -> Gain:
-        return cls(metric, against, d.get("diff"), d.get("ci_low"), d.get("ci_high"), d.get("n"), d.get("sd"),
-                   d.get("change"))
+        return cls(metric, against, d.get("diff"), d.get("ci_low"), d.get("ci_high"), d.get("n"),
+                   d.get("sd"), d.get("change"))
 
 
 @dataclass(frozen=True)
 class RoundGain:
-    """How one round did against the round before it, on the decision metric (``ci_low`` None: not compared)."""
+    """How one round did against the round before it,
+    on the decision metric (``ci_low`` None: not compared)."""
 
     round: int
     ci_low: float | None
@@ -122,7 +125,8 @@ class Facts:
         judge_stopped: the judge was cut short by the spend budget.
         metric, evidence: the decision metric and its paired gains over the baseline and the previous round.
         previous_round: the round the evaluation compared with as "previous" (0: the baseline; None: none).
-        history: the rounds from this one back, each against the round before it (see :func:`plateau_rounds`).
+        history: the rounds from this one back, each against the round before it
+            (see :func:`plateau_rounds`).
         spend_usd, synthetic_total: spent and synthetic rows kept so far.
         next_samples, next_cost: the next round's synthetic target and its estimated cost.
         can_synthesize: a service LLM is configured to synthesize more data.
@@ -155,9 +159,10 @@ class Facts:
 class Decision:
     """The decision after round ``round``: its ``code`` (one of ``DECISIONS``) and what it rests on.
 
-    ``conditions`` are the pass rule's rows, ``limits`` the budget limits that stopped the rounds, ``evidence`` the
-    gains on ``metric``; ``plateau_rounds`` the flat rounds behind ``stop-plateau``. ``evaluated`` is False for a
-    round that stopped before fine-tuning (its synthesis added no rows).
+    ``conditions`` are the pass rule's rows, ``limits`` the budget limits that stopped the rounds,
+    ``evidence`` the gains on ``metric``; ``plateau_rounds`` the flat rounds behind
+    ``stop-plateau``. ``evaluated`` is False for a round that stopped before fine-tuning (its
+    synthesis added no rows).
     """
 
     code: str
@@ -184,7 +189,8 @@ class Decision:
 
 
 def is_flat(g: RoundGain) -> bool:
-    """True when a failing round's gain over the round before has a CI reaching 0 or below (no detectable gain)."""
+    """True when a failing round's gain over the round before has a CI reaching 0 or below
+    (no detectable gain)."""
     return g.ci_low is not None and g.ci_low <= 0 and not g.passed
 
 
@@ -207,18 +213,25 @@ def budget_limits(f: Facts) -> tuple[Limit, ...]:
         out.append(Limit("max_rounds", f.round, b.max_rounds,
                          f"{f.round} of budget.max_rounds={b.max_rounds} rounds done"))
     if f.synthetic_total + f.next_samples > b.max_synthetic_samples:
-        out.append(Limit("max_synthetic_samples", f.synthetic_total + f.next_samples, b.max_synthetic_samples,
-                         f"{f.synthetic_total} synthetic rows so far + {f.next_samples} for round {nxt} would pass "
+        out.append(Limit("max_synthetic_samples",
+                         f.synthetic_total + f.next_samples,
+                         b.max_synthetic_samples,
+                         f"{f.synthetic_total} synthetic rows so far + {f.next_samples} "
+                         f"for round {nxt} would pass "
                          f"budget.max_synthetic_samples={b.max_synthetic_samples}"))
     c = f.next_cost
     if f.spend_usd >= b.max_spend_usd:
         out.append(Limit("max_spend_usd", f.spend_usd, b.max_spend_usd,
                          f"spent ${f.spend_usd:.2f} of budget.max_spend_usd=${b.max_spend_usd:.2f}"))
     elif f.spend_usd + c.synth_usd + c.judge_usd > b.max_spend_usd:
-        out.append(Limit("next_round_cost", f.spend_usd + c.synth_usd + c.judge_usd, b.max_spend_usd,
+        out.append(Limit("next_round_cost",
+                         f.spend_usd + c.synth_usd + c.judge_usd,
+                         b.max_spend_usd,
                          f"the ${b.max_spend_usd - f.spend_usd:.2f} left of budget.max_spend_usd="
-                         f"${b.max_spend_usd:.2f} cannot pay for round {nxt}: estimated synthesis ${c.synth_usd:.2f} "
-                         f"({c.synth_requests} requests x ${c.synth_each:.4f}) + judging ${c.judge_usd:.2f} "
+                         f"${b.max_spend_usd:.2f} cannot pay for round {nxt}: "
+                         f"estimated synthesis ${c.synth_usd:.2f} "
+                         f"({c.synth_requests} requests x ${c.synth_each:.4f}) "
+                         f"+ judging ${c.judge_usd:.2f} "
                          f"({c.judge_requests} requests x ${c.judge_each:.4f})"))
     if f.no_new_rows:
         out.append(Limit("no_new_rows", 0, None, f"synthesis added no rows in round {f.round}"))
@@ -229,9 +242,10 @@ def _empty_synthesis(f: Facts) -> Limit:
     """The limit of a round that stopped before fine-tuning: its synthesis kept nothing, and why."""
     e = f.empty_synthesis or EmptySynthesis()
     why = ("the spend budget (budget.max_spend_usd) ran out" if e.budget_stopped else
-           f"{e.requests} requests, {e.received} pairs received, {e.failures} failures; every pair was removed or "
-           "none came back")
-    return Limit("no_new_rows", 0, None, f"synthesis added no rows (kept 0), so it was not fine-tuned again: {why}")
+           f"{e.requests} requests, {e.received} pairs received, {e.failures} failures; "
+           "every pair was removed or none came back")
+    return Limit("no_new_rows", 0, None,
+                 f"synthesis added no rows (kept 0), so it was not fine-tuned again: {why}")
 
 
 def decide(f: Facts) -> Decision:

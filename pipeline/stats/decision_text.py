@@ -1,6 +1,6 @@
-"""The words of a decision, all rendered from :class:`pipeline.stats.decision.Decision`: its ``reason`` (the CLI's
-line and ``decision.json``), the report's summary, the evidence sentence, the PR title's tail and ``decision.json``
-itself (docs/contracts.md).
+"""The words of a decision, all rendered from :class:`pipeline.stats.decision.Decision`: its
+``reason`` (the CLI's line and ``decision.json``), the report's summary, the evidence sentence, the
+PR title's tail and ``decision.json`` itself (docs/contracts.md).
 """
 
 from __future__ import annotations
@@ -11,11 +11,15 @@ from ..formatting import signed
 from ..store.base import BASELINE_ROUND
 from .decision import Decision, Gain
 
-HEADLINES = {"pass": "✅ **Stop: the student passes.**", "stop-budget": "🛑 **Stop: the budget is spent.**",
-             "stop-plateau": "🛑 **Stop: more data stopped helping (plateau).**",
-             "stop-no-service": "🛑 **Stop: no service LLM to synthesize more data.**",
-             "continue": "🔁 **Continue with another round.**"}
-GAIN_KEYS = ("diff", "ci_low", "ci_high", "n", "sd", "change")  # a gain in decision.json, as metrics.json has it
+HEADLINES = {
+    "pass": "✅ **Stop: the student passes.**",
+    "stop-budget": "🛑 **Stop: the budget is spent.**",
+    "stop-plateau": "🛑 **Stop: more data stopped helping (plateau).**",
+    "stop-no-service": "🛑 **Stop: no service LLM to synthesize more data.**",
+    "continue": "🔁 **Continue with another round.**",
+}
+# a gain in decision.json, as metrics.json has it
+GAIN_KEYS = ("diff", "ci_low", "ci_high", "n", "sd", "change")
 
 
 def gain_text(g: Gain | None, metric: str | None, against: str, confidence: float = 0.95) -> str:
@@ -38,8 +42,8 @@ def evidence_text(d: Decision) -> str:
 
 
 def _verdict(d: Decision, *, rows: bool) -> str:
-    """``round 2 fails (FAIL: ...)``; without ``rows`` the failing rows are left out (a note that is not a row, like
-    the judge cut short, stays when no row fails)."""
+    """``round 2 fails (FAIL: ...)``; without ``rows`` the failing rows are left out
+    (a note that is not a row, like the judge cut short, stays when no row fails)."""
     if d.code == "pass":
         shown = "; ".join(c.text for c in d.conditions)
         return f"round {d.round} passes the {d.rule_kind} rule" + (f" ({shown})" if rows and shown else "")
@@ -55,12 +59,13 @@ def _verdict(d: Decision, *, rows: bool) -> str:
 def _outcome(d: Decision) -> str | None:
     """What the decision does about a failing round."""
     if d.code == "stop-no-service":
-        return ("no service LLM is configured for synthesis (service.synthesize), so another round would re-train "
-                "on the same data")
+        return ("no service LLM is configured for synthesis (service.synthesize), "
+                "so another round would re-train on the same data")
     if d.code == "stop-plateau":
-        return (f"rounds {', '.join(map(str, sorted(d.plateau_rounds)))} each failed to beat the round before on "
-                f"{d.metric} with a {d.confidence:.0%} CI above 0 (budget.patience={d.patience}): more data is not "
-                "helping")
+        return (f"rounds {', '.join(map(str, sorted(d.plateau_rounds)))} "
+                f"each failed to beat the round before on {d.metric} "
+                f"with a {d.confidence:.0%} CI above 0 (budget.patience={d.patience}): "
+                "more data is not helping")
     if d.code == "stop-budget":
         return "the budget is spent: " + "; ".join(limit.text for limit in d.limits)
     if d.code == "continue":
@@ -76,8 +81,9 @@ def reason(d: Decision) -> str:
 
 
 def summary(d: Decision) -> str:
-    """The reason as the report states it: without the rule's rows and the evidence (the report shows each once,
-    on its own), and round 0 under a relative rule named the baseline rather than failing."""
+    """The reason as the report states it: without the rule's rows and the evidence (the report
+    shows each once, on its own), and round 0 under a relative rule named the baseline rather than
+    failing."""
     if not d.evaluated:
         return reason(d)
     return "; ".join(p for p in (_verdict(d, rows=False), _outcome(d)) if p)

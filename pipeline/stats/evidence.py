@@ -1,9 +1,9 @@
-"""What a round's scores prove: clustered summaries, paired comparisons with the untuned baseline and the previous
-round, the test-size advice, and the pass rule checked against all of it. Pure (numpy only): ``evaluate`` writes
-it into ``metrics.json`` and the report reads it back.
+"""What a round's scores prove: clustered summaries, paired comparisons with the untuned baseline
+and the previous round, the test-size advice, and the pass rule checked against all of it. Pure
+(numpy only): ``evaluate`` writes it into ``metrics.json`` and the report reads it back.
 
-Every statistic treats the test *prompt* as the unit: sampled answers and judge repeats of one prompt are averaged
-first, and bootstrap CIs resample prompts.
+Every statistic treats the test *prompt* as the unit: sampled answers and judge
+repeats of one prompt are averaged first, and bootstrap CIs resample prompts.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def per_prompt(score_rows: Sequence[Mapping], metric: str) -> dict:
 
 def compare(current: Sequence[Mapping], other: Sequence[Mapping] | None, metrics: Sequence[str], *,
             samples: int, confidence: float) -> dict:
-    """metric -> paired difference (current - other) over the prompts both scored, with ``change`` in words."""
+    """metric -> paired difference (current - other) over the prompts both scored,
+    with ``change`` in words."""
     if other is None:
         return {}
     out = {}
@@ -77,7 +78,8 @@ def power(summary: Mapping | None, diff: Mapping | None, *, threshold: float | N
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}
 
 
-def decision_metric(conditions: Sequence[RuleCondition], configured: str | None, metrics: Mapping) -> str | None:
+def decision_metric(conditions: Sequence[RuleCondition], configured: str | None,
+                    metrics: Mapping) -> str | None:
     """The metric whose gains decide a plateau: the configured one, else the rule's first, else the first."""
     if configured:
         return configured
@@ -94,7 +96,8 @@ def build(rows: Sequence[Mapping], scores: Mapping[str, Sequence], *, ev, condit
     Args:
         rows: this round's ``scores.jsonl`` rows (``id``, ``category``, ``scores``).
         scores: metric -> per-row scores (same order as ``rows``).
-        ev: the ``evaluate`` config section (thresholds, bootstrap_samples, confidence, decision_metric, ...).
+        ev: the ``evaluate`` config section (thresholds,
+            bootstrap_samples, confidence, decision_metric, ...).
         conditions: the pass rule in force.
         baseline, previous: ``scores.jsonl`` rows of round 0 and of the previous evaluated round (or None).
     """

@@ -56,7 +56,8 @@ def rouge_l(candidates: Sequence[str], references: Sequence[str]) -> list[float]
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_UnicodeTokenizer())
-    return [float(scorer.score(ref or "", cand or "")["rougeL"].fmeasure) for cand, ref in zip(candidates, references)]
+    return [float(scorer.score(ref or "", cand or "")["rougeL"].fmeasure)
+            for cand, ref in zip(candidates, references)]
 
 
 def bleu(candidates: Sequence[str], references: Sequence[str]) -> list[float]:
@@ -65,7 +66,8 @@ def bleu(candidates: Sequence[str], references: Sequence[str]) -> list[float]:
 
     # "intl" tokenizes punctuation and symbols of any script, unlike the default 13a.
     metric = sacrebleu.metrics.BLEU(tokenize="intl", effective_order=True)
-    return [float(metric.sentence_score(cand or "", [ref or ""]).score) for cand, ref in zip(candidates, references)]
+    return [float(metric.sentence_score(cand or "", [ref or ""]).score)
+            for cand, ref in zip(candidates, references)]
 
 
 def embedding_similarity(candidates: Sequence[str], references: Sequence[str], model: str) -> list[float]:

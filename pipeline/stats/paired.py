@@ -1,8 +1,9 @@
 """Statistics for evidence: prompt-clustered CIs, paired round-vs-round differences, test-set size and power.
 
-A test set has few prompts (15-60). Several sampled answers or judge repeats of one prompt are not independent
-evidence, so every interval here resamples *prompts* (their per-prompt means), never individual samples.
-A score of ``None`` means "not scored" and is left out everywhere. Pure Python and numpy.
+A test set has few prompts (15-60). Several sampled answers or judge repeats of one prompt are not
+independent evidence, so every interval here resamples *prompts* (their per-prompt means), never
+individual samples. A score of ``None`` means "not scored" and is left out everywhere. Pure Python
+and numpy.
 """
 
 from __future__ import annotations
@@ -89,16 +90,18 @@ def clustered_ci(values: Sequence[float | None], clusters: Sequence[Hashable], *
         clusters: the prompt id of each sample, parallel to ``values``.
 
     Returns:
-        ``{"mean", "ci_low", "ci_high", "n"}``: ``n`` counts prompts with a score, ``mean`` is the mean of the
-        per-prompt means, the CI is the percentile bootstrap of it. With ``n < 2`` the CI is ``None`` (one prompt
+        ``{"mean", "ci_low", "ci_high", "n"}``: ``n`` counts prompts with a score,
+            ``mean`` is the mean of the
+        per-prompt means, the CI is the percentile bootstrap
+            of it. With ``n < 2`` the CI is ``None`` (one prompt
         says nothing about spread); with ``n == 0`` the mean is ``None`` too. Values rounded to 6 places.
     """
     means = cluster_means(values, clusters)
     return _mean_ci([means[c] for c in _ordered(means)], samples, confidence, seed)
 
 
-def paired_diff(a: Mapping[Hashable, float | None], b: Mapping[Hashable, float | None], *, samples: int = 1000,
-                confidence: float = 0.95, seed: int = 0) -> dict:
+def paired_diff(a: Mapping[Hashable, float | None], b: Mapping[Hashable, float | None], *,
+                samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
     """Paired difference ``a - b`` over the prompts scored on both sides (e.g. this round vs the baseline).
 
     Args:
@@ -106,8 +109,10 @@ def paired_diff(a: Mapping[Hashable, float | None], b: Mapping[Hashable, float |
         b: the same for the other side.
 
     Returns:
-        ``{"diff", "ci_low", "ci_high", "n", "sd"}``: ``n`` prompts present and non-None in both, ``diff`` the mean
-        per-prompt difference, CI the percentile bootstrap over prompts, ``sd`` the sample standard deviation of
+        ``{"diff", "ci_low", "ci_high", "n", "sd"}``:
+            ``n`` prompts present and non-None in both, ``diff`` the mean
+        per-prompt difference, CI the percentile bootstrap over prompts,
+            ``sd`` the sample standard deviation of
         the per-prompt differences. ``n == 1``: diff only, CI and sd ``None``; ``n == 0``: all ``None``.
         Values rounded to 6 places.
     """
@@ -129,7 +134,8 @@ def change_word(d: Mapping) -> str:
         d: a ``paired_diff`` result (only ``ci_low`` and ``ci_high`` are read).
 
     Returns:
-        ``"better"`` if the CI lies above 0, ``"worse"`` if below, else (or without a CI) ``"no detectable change"``.
+        ``"better"`` if the CI lies above 0, ``"worse"`` if below,
+            else (or without a CI) ``"no detectable change"``.
     """
     low, high = d.get("ci_low"), d.get("ci_high")
     if low is not None and low > 0:
@@ -173,8 +179,10 @@ def prompts_needed(sd: float, delta: float, *, confidence: float = 0.95, power: 
     return max(2, math.ceil(k * k - 1e-9))  # the epsilon keeps float noise from adding a prompt
 
 
-def detectable_difference(sd: float | None, n: int, confidence: float = 0.95, power: float = 0.8) -> float | None:
-    """Smallest true paired difference ``n`` prompts detect with ``power``: ``(z_{1-alpha/2} + z_power) * sd / sqrt(n)``.
+def detectable_difference(sd: float | None, n: int, confidence: float = 0.95,
+                          power: float = 0.8) -> float | None:
+    """Smallest true paired difference ``n`` prompts detect with ``power``:
+    ``(z_{1-alpha/2} + z_power) * sd / sqrt(n)``.
 
     Returns ``None`` without an sd or with ``n < 1``.
     """
@@ -200,8 +208,9 @@ def win_rate(outcomes: Mapping[Hashable, float | None | Sequence[float | None]],
     """Pairwise-judging win rate with a prompt-clustered CI.
 
     Args:
-        outcomes: ``{prompt_id: outcome or list of outcomes}``, each 1 (win), 0.5 (tie), 0 (loss) or ``None``
-            (unjudged, left out); several per prompt (samples, repeats, swapped orders) are averaged per prompt.
+        outcomes: ``{prompt_id: outcome or list of outcomes}``, each 1 (win), 0.5 (tie), 0 (loss) or
+            ``None`` (unjudged, left out); several per prompt (samples, repeats, swapped orders) are
+            averaged per prompt.
 
     Returns:
         ``clustered_ci`` of the outcomes (``mean`` is the win rate, ties counting half) plus ``"wins"``,
@@ -212,8 +221,10 @@ def win_rate(outcomes: Mapping[Hashable, float | None | Sequence[float | None]],
     for prompt, out in outcomes.items():
         for v in (out if isinstance(out, Sequence) else [out]):
             if v is not None and float(v) not in OUTCOMES:
-                raise ValueError(f"outcome {v!r} for prompt {prompt!r}: expected 1 (win), 0.5 (tie) or 0 (loss)")
+                raise ValueError(f"outcome {v!r} for prompt {prompt!r}: "
+                                 "expected 1 (win), 0.5 (tie) or 0 (loss)")
             values.append(v)
             clusters.append(prompt)
-    counts = {name: sum(1 for v in values if v is not None and float(v) == key) for key, name in OUTCOMES.items()}
+    counts = {name: sum(1 for v in values if v is not None and float(v) == key)
+              for key, name in OUTCOMES.items()}
     return {**clustered_ci(values, clusters, samples=samples, confidence=confidence, seed=seed), **counts}
