@@ -1,9 +1,9 @@
 """The service-LLM engine and its providers.
 
-``Engine(service_cfg, journal=path).run(requests)`` asks a service LLM many things at once, within rate limits,
-with retries, schema checks, a journal of answers and cost accounting. Providers are looked up by name
-(``create_provider``; add one with ``register_provider``) and imported only when used, so importing this package
-stays light.
+``Engine(service_cfg, journal=path).run(requests)`` asks a service LLM many things at once, within
+rate limits, with retries, schema checks, a journal of answers and cost accounting. Providers are
+looked up by name (``create_provider``; add one with ``register_provider``) and imported only when
+used, so importing this package stays light.
 """
 
 from __future__ import annotations
@@ -22,5 +22,6 @@ from .base import (
 from .engine import Engine
 from .providers import PROVIDERS, create_provider, register_provider
 
-__all__ = ["PROVIDERS", "BatchProvider", "Completion", "Engine", "FatalError", "Provider", "Request", "RequestError",
-           "Result", "RetryableError", "ServiceError", "create_provider", "register_provider"]
+__all__ = ["PROVIDERS", "BatchProvider", "Completion", "Engine", "FatalError", "Provider", "Request",
+           "RequestError", "Result", "RetryableError", "ServiceError", "create_provider",
+           "register_provider"]

@@ -1,4 +1,5 @@
-"""Helpers the providers share: the key and base URL from the config and environment, and Retry-After parsing."""
+"""Helpers the providers share: the key and base URL from the config and environment,
+and Retry-After parsing."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from .base import FatalError
 
 
 def connection(cfg, provider: str, base_url_env: str) -> tuple[str, str | None]:
-    """(API key, base URL): the key from the variable ``cfg.api_key_env`` names, the URL from ``cfg.base_url``, else
-    the variable ``base_url_env``, else None (the SDK's default)."""
+    """(API key, base URL): the key from the variable ``cfg.api_key_env`` names, the URL from
+    ``cfg.base_url``, else the variable ``base_url_env``, else None (the SDK's default)."""
     key = os.environ.get(cfg.api_key_env)
     if not key:
         raise FatalError(f"{provider}: no API key; set the environment variable {cfg.api_key_env}")

@@ -1,6 +1,6 @@
-"""Asking one item: rate-limited sends, retries with backoff (honouring Retry-After), schema checks with bounded
-re-asking. A failure becomes a Result that is not ``ok``; only a FatalError is raised, and it stops every other
-item from sending.
+"""Asking one item: rate-limited sends, retries with backoff (honouring Retry-After), schema checks
+with bounded re-asking. A failure becomes a Result that is not ``ok``; only a FatalError is raised,
+and it stops every other item from sending.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ from .limiter import RateLimiter
 from .replies import check_reply, reask
 from .usage import OutputMean, UsageMeter, estimate_tokens, zero_usage
 
-# which limit a 429 says was hit: OpenAI's "... on tokens per min (TPM)" / "on requests per min (RPM)", Gemini's
-# quota metric names ("..._input_token_count", "..._requests"); anything else holds both buckets
-TOKENS_429 = re.compile(r"tokens per min|\(TPM\)|tokens per day|token_count|\btokens\b", re.IGNORECASE)
-REQUESTS_429 = re.compile(r"requests per min|\(RPM\)|requests per day|_requests\b|\brequests\b", re.IGNORECASE)
+# which limit a 429 says was hit: OpenAI's "... on tokens per min (TPM)" / "on requests per min
+# (RPM)", Gemini's quota metric names ("..._input_token_count", "..._requests"); anything else holds
+# both buckets
+TOKENS_429 = re.compile(r"tokens per min|\(TPM\)|tokens per day|token_count|\btokens\b",
+                        re.IGNORECASE)
+REQUESTS_429 = re.compile(r"requests per min|\(RPM\)|requests per day|_requests\b|\brequests\b",
+                          re.IGNORECASE)
 
 
 class GaveUp(Exception):
@@ -30,7 +33,8 @@ class OverBudget(Exception):
 
 
 def bucket_of(error: Exception) -> str | None:
-    """``"tokens"`` or ``"requests"``: the limit a 429 says the account is over; None when it does not say."""
+    """``"tokens"`` or ``"requests"``: the limit a 429 says the account is over;
+    None when it does not say."""
     text = str(error)
     if TOKENS_429.search(text):
         return "tokens"
@@ -38,7 +42,8 @@ def bucket_of(error: Exception) -> str | None:
 
 
 def rejected(res: Result, completion: Completion, problem: str, tries: int) -> None:
-    """Keep a reply that failed the schema on ``res``, with what was wrong, as the failure it is if no re-ask helps."""
+    """Keep a reply that failed the schema on ``res``,
+    with what was wrong, as the failure it is if no re-ask helps."""
     res.raw, res.finish_reason = completion.text, completion.finish_reason
     res.error = f"reply does not match the schema after {tries} tries: {problem}"
 
@@ -55,8 +60,8 @@ class Asker:
 
     Args:
         cfg: the ``ServiceLLMConfig`` (schema_retries, timeout_s).
-        limiter: shared by every item: a 429 with Retry-After pauses all of them (the bucket it names), for as long
-            as the server asked.
+        limiter: shared by every item: a 429 with Retry-After pauses all of them
+            (the bucket it names), for as long as the server asked.
         backoff: retries of a RetryableError and the delay between them.
         meter: where each reply's usage is counted.
         spend: a ``budget.Spend`` that reserves each send's worst-case cost first (None: no cap).
@@ -64,8 +69,8 @@ class Asker:
         inflight: the engine's ``InFlight``, told how long each send took (None: nobody is told).
     """
 
-    def __init__(self, cfg, limiter: RateLimiter, backoff: Backoff, meter: UsageMeter, spend=None, journal=None,
-                 inflight: InFlight | None = None):
+    def __init__(self, cfg, limiter: RateLimiter, backoff: Backoff, meter: UsageMeter, spend=None,
+                 journal=None, inflight: InFlight | None = None):
         self.cfg = cfg
         self.inflight = inflight
         self.outputs = OutputMean()  # a reply's tokens, for the limiter, when no max_tokens bounds them
@@ -94,7 +99,8 @@ class Asker:
                 rejected(res, completion, problem, ask + 1)
                 messages = reask(messages, completion.text, problem, req.schema)
         except OverBudget:
-            res.error = "budget"  # with attempts 0: never sent (budget.not_sent); else a re-ask was not allowed
+            # with attempts 0: never sent (budget.not_sent); else a re-ask was not allowed
+            res.error = "budget"
         except (GaveUp, RequestError) as e:
             res.error = str(e)
         except FatalError as e:
@@ -104,8 +110,10 @@ class Asker:
             res.error = f"{type(e).__name__}: {e}"
         return res, completion
 
-    async def ask(self, provider, messages: list, schema: dict | None, params: dict, res: Result) -> Completion:
-        """One completion, retried on RetryableError up to ``max_retries`` times; counts attempts and usage."""
+    async def ask(self, provider, messages: list, schema: dict | None, params: dict,
+                  res: Result) -> Completion:
+        """One completion, retried on RetryableError up to ``max_retries`` times;
+        counts attempts and usage."""
         estimate = estimate_tokens(messages, schema, params, self.outputs)
         # the SDKs have their own timeout; this one is a backstop against a client that never returns
         timeout = self.cfg.timeout_s * 2 + 5
@@ -117,13 +125,14 @@ class Asker:
             if held is None:
                 raise OverBudget()
             res.attempts += 1
-            charged = None  # what the reservation settles at: an HTTP error costs 0, a lost reply is unknown (None)
+            # what the reservation settles at: an HTTP error costs 0, a lost reply is unknown (None)
+            charged = None
             flight, tokens = self.inflight.started() if self.inflight is not None else None, None
             try:
-                async with recorded_send(self.journal, getattr(provider, "model", None), messages, schema, params,
-                                         self.meter) as send:
-                    completion = await asyncio.wait_for(provider.complete(messages, schema=schema, params=params),
-                                                        timeout)
+                async with recorded_send(self.journal, getattr(provider, "model", None), messages,
+                                         schema, params, self.meter) as send:
+                    completion = await asyncio.wait_for(
+                        provider.complete(messages, schema=schema, params=params), timeout)
                     if send is not None:
                         send.answered(completion)
             except RetryableError as e:
@@ -148,8 +157,9 @@ class Asker:
             if attempt == self.backoff.max_retries:
                 raise GaveUp(f"gave up after {attempt + 1} attempts: {err}")
             if err.status == 429 and err.retry_after is not None:
-                # the account is over a limit, not just this request: hold every send of that bucket for what the
-                # server asked, no longer; this one goes back to the limiter, which lets it out in its turn
+                # the account is over a limit, not just this request: hold every send of that bucket
+                # for what the server asked, no longer; this one goes back to the limiter, which
+                # lets it out in its turn
                 self.limiter.pause(err.retry_after, bucket_of(err))
                 continue
             await asyncio.sleep(self.backoff.delay(attempt, err.retry_after))

@@ -1,8 +1,8 @@
 """What every service-LLM provider and the engine share: requests, results, usage and typed errors.
 
-A provider implements ``complete(messages, *, schema=None, params) -> Completion`` and raises the errors below;
-one with a batch API also implements ``run_batch`` (``BatchProvider``). The engine (``engine.py``) adds
-concurrency, rate limits, retries, schema checks, the journal and cost.
+A provider implements ``complete(messages, *, schema=None, params) -> Completion`` and raises the
+errors below; one with a batch API also implements ``run_batch`` (``BatchProvider``). The engine
+(``engine.py``) adds concurrency, rate limits, retries, schema checks, the journal and cost.
 """
 
 from __future__ import annotations
@@ -41,10 +41,11 @@ class Request:
 
 @dataclass
 class Result:
-    """The outcome of one Request. ``ok`` with ``data`` (parsed JSON when a schema was given, else the text), or
-    not ``ok`` with ``error`` and the last ``raw`` reply text kept for the record. ``finish_reason`` is that of
-    the reply kept (``"length"`` means it was cut by the max-tokens limit). ``usage`` is what this item cost in
-    this run: ``requests``, ``input_tokens``, ``output_tokens``, ``cost_usd`` (zeros when ``cached``)."""
+    """The outcome of one Request. ``ok`` with ``data`` (parsed JSON when a schema was given, else
+    the text), or not ``ok`` with ``error`` and the last ``raw`` reply text kept for the record.
+    ``finish_reason`` is that of the reply kept (``"length"`` means it was cut by the max-tokens
+    limit). ``usage`` is what this item cost in this run: ``requests``, ``input_tokens``,
+    ``output_tokens``, ``cost_usd`` (zeros when ``cached``)."""
 
     key: str
     ok: bool
@@ -60,8 +61,9 @@ class Result:
 
 @dataclass(frozen=True)
 class Job:
-    """One uncached Request of a run: its place in the results, its merged params and its journal key.
-    ``prior`` is (Result, Completion, problem) when a batch's reply failed the schema and is to be re-asked."""
+    """One uncached Request of a run: its place in the results, its merged params and its journal
+    key. ``prior`` is (Result, Completion, problem) when a batch's reply failed the schema and is to
+    be re-asked."""
 
     index: int
     request: Request
@@ -79,7 +81,8 @@ class Backoff:
     cap: float = 60.0
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """The service's Retry-After plus up to 10 %, else ``base * 2**attempt`` (at most ``cap``) with jitter."""
+        """The service's Retry-After plus up to 10 %,
+        else ``base * 2**attempt`` (at most ``cap``) with jitter."""
         if retry_after is not None:
             return retry_after * random.uniform(1.0, 1.1)
         return min(self.cap, self.base * 2**attempt) * random.uniform(0.5, 1.0)
@@ -103,8 +106,9 @@ class BatchProvider(Provider, Protocol):
 
     async def run_batch(self, jobs: list[Job], *, state: Path | None, poll_s: float, backoff: Backoff
                         ) -> dict[str, Completion]:
-        """Journal key -> Completion for the jobs the batch answered. ``state`` is a file to keep the batch id
-        in, so a killed run waits for the same batch again; the engine removes it once the answers are kept."""
+        """Journal key -> Completion for the jobs the batch answered. ``state`` is a file to keep
+        the batch id in, so a killed run waits for the same batch again; the engine removes it once
+        the answers are kept."""
         ...
 
 

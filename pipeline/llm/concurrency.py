@@ -1,15 +1,17 @@
-"""How many items the engine works on at once: a pinned number, or (``concurrency: auto``) what keeps the rate
-limiter busy at the observed latency.
+"""How many items the engine works on at once: a pinned number, or
+(``concurrency: auto``) what keeps the rate limiter busy at the observed latency.
 
-Little's law: to send ``rate`` requests a second that take ``latency`` seconds each, ``rate * latency`` must be in
-flight. ``auto`` aims at ``rate * p90 latency * HEADROOM`` items (the headroom covers the items that wait in the
-rate limiter or after a 429), where ``rate`` is the lower of the request limit and the token limit divided by the
-mean tokens of a request, bounded by ``max_concurrency`` and by the token limit itself (the tokens of every item in
-flight fit in one window). The pace is the rate limiter's alone: this only keeps enough work queued in front of it.
-With neither limit there is no rate to follow: ``auto`` keeps ``NO_LIMIT_CONCURRENCY`` (a local server queues
-what it cannot run at once, and a deep queue turns into timeouts).
-The latency is the p90 of the recent sends, or the age of the oldest send in flight when that is longer (a lower
-bound: the target grows while replies are slow to come, the first ones included; ``FIRST_LATENCY_S`` before any).
+Little's law: to send ``rate`` requests a second that take ``latency`` seconds each,
+``rate * latency`` must be in flight. ``auto`` aims at ``rate * p90 latency * HEADROOM`` items (the
+headroom covers the items that wait in the rate limiter or after a 429), where ``rate`` is the lower
+of the request limit and the token limit divided by the mean tokens of a request, bounded by
+``max_concurrency`` and by the token limit itself (the tokens of every item in flight fit in one
+window). The pace is the rate limiter's alone: this only keeps enough work queued in front of it.
+With neither limit there is no rate to follow: ``auto`` keeps ``NO_LIMIT_CONCURRENCY`` (a local
+server queues what it cannot run at once, and a deep queue turns into timeouts). The latency is the
+p90 of the recent sends, or the age of the oldest send in flight when that is longer (a lower bound:
+the target grows while replies are slow to come, the first ones included; ``FIRST_LATENCY_S`` before
+any).
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ def in_flight_cap(cfg) -> int:
 
 
 class InFlight:
-    """The engine's gate: ``async with inflight.slot():`` around each item; ``started()``/``finished()`` around each
-    send, which feed the latency (and token) figures the target follows.
+    """The engine's gate: ``async with inflight.slot():`` around each item;
+    ``started()``/``finished()`` around each send, which feed the latency (and token) figures the
+    target follows.
 
     Args:
         concurrency: an int pins the number; ``"auto"`` follows the limits below.
@@ -46,8 +49,9 @@ class InFlight:
         clock: injectable for tests.
     """
 
-    def __init__(self, concurrency: int | str = "auto", rpm: float | None = None, tpm: float | None = None, *,
-                 cap: int = 256, period: float = 60.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, concurrency: int | str = "auto", rpm: float | None = None,
+                 tpm: float | None = None, *, cap: int = 256, period: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic):
         self.pinned = None if concurrency == "auto" else max(1, int(concurrency))
         self.rpm, self.tpm, self.cap, self.period = rpm, tpm, max(1, int(cap)), period
         self._clock = clock
@@ -62,7 +66,7 @@ class InFlight:
         self._waiters: deque[asyncio.Future] = deque()
         self._timer = None
 
-    # -- the figures ----------------------------------------------------------------------------------------------
+    # -- the figures ------------------------------------------------------------------------------
     def started(self) -> int:
         """A send begins; returns its id for ``finished``."""
         self._next_id += 1
@@ -71,12 +75,14 @@ class InFlight:
         return self._next_id
 
     def finished(self, send: int, tokens: int | None = None) -> None:
-        """A send ended (answered, refused or timed out); ``tokens``: the input and output tokens of its reply."""
+        """A send ended (answered, refused or timed out);
+        ``tokens``: the input and output tokens of its reply."""
         start = self._sends.pop(send, None)
         if start is not None:
             self._latencies.append(self._clock() - start)
             self._finished += 1
-            if len(self._latencies) < 50 or self._finished % 10 == 0:  # a sort of 200 per reply adds up at 100k
+            # a sort of 200 per reply adds up at 100k
+            if len(self._latencies) < 50 or self._finished % 10 == 0:
                 ordered = sorted(self._latencies)
                 self._p90 = ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
         if tokens is not None:
@@ -94,8 +100,9 @@ class InFlight:
         return len(self._sends)
 
     def latency(self) -> float:
-        """Seconds a send takes: the p90 of the recent ones, or the age of the oldest in flight when that is longer
-        (a lower bound while replies are slow to come), at least ``FIRST_LATENCY_S`` before any reply."""
+        """Seconds a send takes: the p90 of the recent ones, or the age of the oldest in flight when
+        that is longer (a lower bound while replies are slow to come), at least ``FIRST_LATENCY_S``
+        before any reply."""
         while self._order and self._order[0] not in self._sends:
             self._order.popleft()
         oldest = self._clock() - self._sends[self._order[0]] if self._order else 0.0
@@ -115,12 +122,13 @@ class InFlight:
         per_request = self.tokens_per_request()
         if self.tpm and per_request:
             rates.append(self.tpm / self.period / per_request)
-            bound = min(bound, max(1, math.floor(self.tpm / per_request)))  # every item in flight fits one window
+            # every item in flight fits one window
+            bound = min(bound, max(1, math.floor(self.tpm / per_request)))
         if not rates:
             return min(bound, NO_LIMIT_CONCURRENCY)
         return max(1, min(bound, math.ceil(min(rates) * self.latency() * HEADROOM)))
 
-    # -- the gate ---------------------------------------------------------------------------------------------------
+    # -- the gate ---------------------------------------------------------------------------------
     def slot(self) -> _Slot:
         return _Slot(self)
 
@@ -154,7 +162,9 @@ class InFlight:
         """While items wait, look at the target again now and then: it grows with the age of slow sends."""
         loop = asyncio.get_running_loop()
         if not self._waiters or (self._timer is not None and self._timer[0] is loop):
-            return  # none waits, or a look is already planned on this loop (a timer of an earlier run's loop is dead)
+            # none waits, or a look is already planned on this loop (a timer of an earlier run's
+            # loop is dead)
+            return
 
         def tick():
             self._timer = None

@@ -1,11 +1,11 @@
 """The engine: asks a service LLM many things at once and gives back one Result per Request, in order.
 
-It adds to a provider: concurrency that follows the limits (``concurrency.py``), request and token rate limits,
-retries with exponential backoff and jitter (a 429's Retry-After pauses every send, no longer), schema validation
-with bounded re-asking (``asker.py``), a journal of answers (a rerun pays nothing for what it already has), usage
-and cost (``usage.py``), and the provider's batch API when it has one. One bad item becomes a failed Result; only
-a FatalError (bad key, unknown model, missing key) stops the run, and everything answered before it is in the
-journal.
+It adds to a provider: concurrency that follows the limits (``concurrency.py``), request and token
+rate limits, retries with exponential backoff and jitter (a 429's Retry-After pauses every send, no
+longer), schema validation with bounded re-asking (``asker.py``), a journal of answers (a rerun pays
+nothing for what it already has), usage and cost (``usage.py``), and the provider's batch API when
+it has one. One bad item becomes a failed Result; only a FatalError (bad key, unknown model, missing
+key) stops the run, and everything answered before it is in the journal.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ class Engine:
     """Runs Requests against the configured service LLM.
 
     Args:
-        service_cfg: a ``ServiceLLMConfig`` (provider, model, rpm, tpm, concurrency (``auto``: follows the limits
-            at the observed latency, up to max_concurrency), prices, params, retries).
+        service_cfg: a ``ServiceLLMConfig`` (provider, model, rpm, tpm, concurrency (``auto``:
+            follows the limits at the observed latency, up to max_concurrency), prices, params,
+            retries).
         journal: JSONL file of answers to reuse and extend; None keeps nothing.
         provider: a ready provider (tests, other backends); default: built from the config on first need.
         period: seconds of the rate-limit window (60; tests shorten it).
@@ -41,19 +42,23 @@ class Engine:
         progress: show a tqdm bar on stderr.
         batch: send uncached items through the provider's batch API first (OpenAI's: half price, slow).
         batch_poll_s: seconds between polls of a batch.
-        spend: a ``budget.Spend``: each send first reserves its worst-case cost there; what does not fit is not
-            sent (Result ``ok=False, error="budget"``, ``attempts`` 0), so the cap holds with requests in flight.
+        spend: a ``budget.Spend``: each send first reserves its worst-case cost there; what does not
+            fit is not sent (Result ``ok=False, error="budget"``, ``attempts`` 0), so the cap holds
+            with requests in flight.
     """
 
-    def __init__(self, service_cfg, journal: Path | str | None = None, provider=None, *, period: float = 60.0,
-                 backoff_base: float = 1.0, backoff_cap: float = 60.0, progress: bool = True, batch: bool = False,
-                 batch_poll_s: float = 30.0, spend=None):
+    def __init__(self, service_cfg, journal: Path | str | None = None, provider=None, *,
+                 period: float = 60.0, backoff_base: float = 1.0, backoff_cap: float = 60.0,
+                 progress: bool = True, batch: bool = False, batch_poll_s: float = 30.0, spend=None):
         self.cfg = service_cfg
         self.journal = Journal(journal) if journal is not None else None
         self._provider = provider
         self.limiter = RateLimiter(service_cfg.rpm, service_cfg.tpm, period=period)
-        self.inflight = InFlight(getattr(service_cfg, "concurrency", "auto"), service_cfg.rpm, service_cfg.tpm,
-                                 cap=getattr(service_cfg, "max_concurrency", 256), period=period)
+        self.inflight = InFlight(getattr(service_cfg, "concurrency", "auto"),
+                                 service_cfg.rpm,
+                                 service_cfg.tpm,
+                                 cap=getattr(service_cfg, "max_concurrency", 256),
+                                 period=period)
         self.backoff = Backoff(service_cfg.max_retries, backoff_base, backoff_cap)
         self.progress = progress
         self.batch = batch
@@ -61,7 +66,8 @@ class Engine:
         self.meter = UsageMeter(*price_of(service_cfg))
         self.usage = self.meter.totals
         self.spend = spend
-        self.asker = Asker(service_cfg, self.limiter, self.backoff, self.meter, spend, self.journal, self.inflight)
+        self.asker = Asker(service_cfg, self.limiter, self.backoff, self.meter, spend, self.journal,
+                           self.inflight)
 
     def run(self, requests: list[Request], desc: str = "service LLM") -> list[Result]:
         """Synchronous ``arun``; works inside a running event loop too (it then runs in a worker thread)."""
@@ -73,7 +79,8 @@ class Engine:
             return pool.submit(asyncio.run, self.arun(requests, desc)).result()
 
     async def arun(self, requests: list[Request], desc: str = "service LLM") -> list[Result]:
-        """One Result per Request, in order: from the journal, else from the batch API (``batch``), else asked."""
+        """One Result per Request, in order: from the journal,
+        else from the batch API (``batch``), else asked."""
         from tqdm import tqdm
 
         requests = list(requests)
@@ -93,7 +100,7 @@ class Engine:
                 bar.close()
         return results
 
-    # -- orchestration ---------------------------------------------------------------------------------------
+    # -- orchestration ----------------------------------------------------------------------------
     def in_journal(self, requests: list[Request]) -> list[bool]:
         """Whether each request's answer is already in the journal (it would cost nothing); sends nothing."""
         found = []
@@ -111,14 +118,21 @@ class Engine:
             if hit is None:
                 jobs.append(Job(i, req, params, key))
                 continue
-            results[i] = Result(key=req.key, ok=True, data=hit.get("data"), raw=hit.get("text"), cached=True,
-                                usage=zero_usage(), repeat=req.repeat, finish_reason=hit.get("finish_reason"))
+            results[i] = Result(key=req.key,
+                                ok=True,
+                                data=hit.get("data"),
+                                raw=hit.get("text"),
+                                cached=True,
+                                usage=zero_usage(),
+                                repeat=req.repeat,
+                                finish_reason=hit.get("finish_reason"))
             self.meter.cached()
         return jobs
 
     @contextlib.asynccontextmanager
     async def _opened_provider(self):
-        """The provider given to the engine, else one built from the config for this run and closed after it."""
+        """The provider given to the engine, else one built
+        from the config for this run and closed after it."""
         if self._provider is not None:
             yield self._provider
             return
@@ -129,8 +143,8 @@ class Engine:
             await provider.aclose()
 
     async def _ask_all(self, provider, jobs: list[Job], results: list, bar) -> None:
-        """Ask ``jobs``, as many at a time as ``self.inflight`` lets in, each question once; a FatalError cancels the
-        rest and is raised."""
+        """Ask ``jobs``, as many at a time as ``self.inflight`` lets in, each question once;
+        a FatalError cancels the rest and is raised."""
         inflight: dict[str, asyncio.Future] = {}
 
         async def one(job: Job) -> None:
@@ -149,16 +163,19 @@ class Engine:
     async def _batch(self, provider, jobs: list[Job], results: list, bar) -> list[Job]:
         """Answer what the provider's batch API answers well; return the jobs left for the normal path."""
         if not isinstance(provider, BatchProvider):
-            raise FatalError(f"the Batch API path needs a provider that has one (openai, gemini), not {self.cfg.provider}")
+            raise FatalError("the Batch API path needs a provider that has one (openai, gemini), "
+                             f"not {self.cfg.provider}")
         state = Path(str(self.journal.path) + ".batch.json") if self.journal is not None else None
         jobs, held = self._reserve_batch(jobs, results, provider.batch_discount, bar)
         answers = await provider.run_batch(jobs, state=state, poll_s=self.batch_poll_s, backoff=self.backoff)
-        record_batch(self.journal, answers, provider.batch_discount, self.meter)  # the ledger: what the batch cost
+        # the ledger: what the batch cost
+        record_batch(self.journal, answers, provider.batch_discount, self.meter)
         left, first = [], {}
         for job in jobs:
             cost_before = self.meter.totals["cost_usd"]
             self._batch_one(job, answers, results, first, left, provider, bar)
-            if job.index in held:  # its real cost; 0 when the batch did not answer it (the normal path reserves anew)
+            # its real cost; 0 when the batch did not answer it (the normal path reserves anew)
+            if job.index in held:
                 self.spend.settle(held[job.index], self.meter.totals["cost_usd"] - cost_before)
         if state is not None:
             state.unlink(missing_ok=True)  # every answer is journaled now
@@ -170,17 +187,23 @@ class Engine:
             return jobs, {}
         kept, held = [], {}
         for job in jobs:
-            cost = self.spend.reserve(job.request.messages, job.request.schema, job.params, discount=discount)
+            cost = self.spend.reserve(job.request.messages, job.request.schema, job.params,
+                                      discount=discount)
             if cost is None:
-                results[job.index] = Result(key=job.request.key, ok=False, error="budget", usage=zero_usage(),
-                                            repeat=job.request.repeat, attempts=0)
+                results[job.index] = Result(key=job.request.key,
+                                            ok=False,
+                                            error="budget",
+                                            usage=zero_usage(),
+                                            repeat=job.request.repeat,
+                                            attempts=0)
                 bar.update(1)
                 continue
             kept.append(job)
             held[job.index] = cost
         return kept, held
 
-    def _batch_one(self, job: Job, answers: dict, results: list, first: dict, left: list, provider, bar) -> None:
+    def _batch_one(self, job: Job, answers: dict, results: list, first: dict, left: list, provider,
+                   bar) -> None:
         """One job after the batch: its answer, its twin's, or onto ``left`` for the normal path."""
         if job.key in first:  # the same question twice: one answer, or the twin's re-ask, waited for
             twin = results[first[job.key]]
@@ -195,7 +218,8 @@ class Engine:
         if completion is None:
             left.append(job)
             return
-        res = Result(key=job.request.key, ok=False, usage=zero_usage(), repeat=job.request.repeat, attempts=1)
+        res = Result(key=job.request.key, ok=False, usage=zero_usage(), repeat=job.request.repeat,
+                     attempts=1)
         self.meter.account(res.usage, completion, provider.batch_discount)
         data, problem = check_reply(completion, job.request.schema)
         if problem is not None:  # re-asked the normal way, told what was wrong with the batch's reply
@@ -204,12 +228,17 @@ class Engine:
         results[job.index] = self._kept(job, accepted(res, completion, data), completion)
         bar.update(1)
 
-    # -- one result ------------------------------------------------------------------------------------------
+    # -- one result -------------------------------------------------------------------------------
     def _kept(self, job: Job, res: Result, completion: Completion | None) -> Result:
         """``res``, journaled when it is an answer."""
         if res.ok and self.journal is not None:
-            self.journal.put(job.key, request_key=job.request.key, repeat=job.request.repeat, text=completion.text,
-                             data=res.data, usage=dict(res.usage), finish_reason=completion.finish_reason,
+            self.journal.put(job.key,
+                             request_key=job.request.key,
+                             repeat=job.request.repeat,
+                             text=completion.text,
+                             data=res.data,
+                             usage=dict(res.usage),
+                             finish_reason=completion.finish_reason,
                              model=completion.model)
         return res
 

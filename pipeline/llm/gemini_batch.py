@@ -1,16 +1,17 @@
 """The Gemini Batch API, behind ``GeminiProvider.run_batch``: half the price, answers within 24 hours.
 
-The jobs go inline (``client.aio.batches.create(model=..., src=[InlinedRequest, ...])``, REST ``POST
-models/{model}:batchGenerateContent``), each question once, tagged ``metadata.key`` = its journal key. The finished
-job (``GET batches/{id}``, state ``JOB_STATE_SUCCEEDED``) carries the answers inline, matched back by that key, never
-by position. Requests beyond the API's inline size limit go out as several batches.
+The jobs go inline (``client.aio.batches.create(model=..., src=[InlinedRequest, ...])``, REST
+``POST models/{model}:batchGenerateContent``), each question once, tagged ``metadata.key`` = its
+journal key. The finished job (``GET batches/{id}``, state ``JOB_STATE_SUCCEEDED``) carries the
+answers inline, matched back by that key, never by position. Requests beyond the API's inline size
+limit go out as several batches.
 
-Each batch's name is saved in the state file (see ``batch_common``) as soon as it is created, before the first poll,
-so a run killed while waiting polls the same batches again instead of paying twice. A batch that ends failed,
-cancelled or expired stops the run with one line once the others have finished; the state then names only the
-batches that succeeded, so a rerun takes their answers without paying again and submits the rest anew. An item the
-batch answered with an error (or not at all) goes through the engine's normal path, as does one that fails its
-schema.
+Each batch's name is saved in the state file (see ``batch_common``) as soon as it is created, before
+the first poll, so a run killed while waiting polls the same batches again instead of paying twice.
+A batch that ends failed, cancelled or expired stops the run with one line once the others have
+finished; the state then names only the batches that succeeded, so a rerun takes their answers
+without paying again and submits the rest anew. An item the batch answered with an error (or not at
+all) goes through the engine's normal path, as does one that fails its schema.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ async def _call(backoff: Backoff, what: str, fn, *args, **kwargs):
 
 
 def batch_parts(provider, jobs: list[Job]) -> list[list[tuple[str, object]]]:
-    """The jobs' inline requests, one per distinct journal key, in parts of at most ``batch_inline_bytes`` each
-    (a single larger request goes alone): ``[[(key, InlinedRequest), ...], ...]``."""
+    """The jobs' inline requests, one per distinct journal key, in parts of at most
+    ``batch_inline_bytes`` each (a single larger request goes alone):
+    ``[[(key, InlinedRequest), ...], ...]``."""
     parts, part, size, seen = [], [], 0, set()
     for job in jobs:
         if job.key in seen:
@@ -67,7 +69,8 @@ async def run_batch(provider, jobs: list[Job], *, state: Path | None, poll_s: fl
                     ) -> dict[str, Completion]:
     """Send ``jobs`` as batches (or wait for those ``state`` names); journal key -> Completion answered."""
     keys = sorted({job.key for job in jobs})
-    batches = list((resumed(state, keys) or {}).get("batches", []))  # [{"name", "keys"}] a killed run paid for
+    # [{"name", "keys"}] a killed run paid for
+    batches = list((resumed(state, keys) or {}).get("batches", []))
     covered = {k for b in batches for k in b["keys"]}
     for part in batch_parts(provider, [job for job in jobs if job.key not in covered]):
         created = await _call(backoff, "create", provider.aio.batches.create, model=provider.model,
@@ -79,13 +82,16 @@ async def run_batch(provider, jobs: list[Job], *, state: Path | None, poll_s: fl
         ended = {b["name"] for b, _ in failed}
         remember(state, keys, batches=[b for b in batches if b["name"] not in ended])
         (b, how), more = failed[0], (f" (and {len(failed) - 1} more)" if len(failed) > 1 else "")
-        raise FatalError(f"gemini batch {b['name']} ended {how}{more} with {len(b['keys'])} requests unanswered; "
-                         f"rerun to resubmit only those (the journal and the finished batches' answers are kept)")
+        raise FatalError(f"gemini batch {b['name']} ended {how}{more} "
+                         f"with {len(b['keys'])} requests unanswered; "
+                         "rerun to resubmit only those "
+                         "(the journal and the finished batches' answers are kept)")
     return answers
 
 
 async def _wait(provider, batches: list[dict], poll_s: float, backoff: Backoff) -> tuple[dict, list[tuple]]:
-    """Poll every batch until it ends: (answers of those that succeeded, [(batch, final state)] of the others)."""
+    """Poll every batch until it ends: (answers of those that
+    succeeded, [(batch, final state)] of the others)."""
     answers, failed, pending = {}, [], list(batches)
     while pending:
         waiting = []

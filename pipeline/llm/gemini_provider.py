@@ -10,12 +10,13 @@ from .gemini_wire import ALIASES, as_contents, completion_from, map_error
 
 
 class GeminiProvider:
-    """``complete()`` maps SDK errors to RetryableError / RequestError / FatalError (see base.py); ``run_batch()``
-    asks many jobs through the Gemini Batch API (a ``BatchProvider``)."""
+    """``complete()`` maps SDK errors to RetryableError / RequestError / FatalError (see base.py);
+    ``run_batch()`` asks many jobs through the Gemini Batch API (a ``BatchProvider``)."""
 
     name = "gemini"
     batch_discount = 0.5  # the Batch API costs half of the synchronous price
-    batch_inline_bytes = 19_000_000  # one batch's inline requests stay under the API's 20 MB; more go in several
+    # one batch's inline requests stay under the API's 20 MB; more go in several
+    batch_inline_bytes = 19_000_000
 
     def __init__(self, cfg):
         from google import genai
@@ -52,13 +53,15 @@ class GeminiProvider:
         config = self._config(system, schema, params)
         where = f"gemini {self.model}"
         try:
-            reply = await self.aio.models.generate_content(model=self.model, contents=contents, config=config)
+            reply = await self.aio.models.generate_content(model=self.model, contents=contents,
+                                                           config=config)
         except (errors.APIError, httpx2.TransportError, ValueError) as e:
             raise map_error(e, where) from None
         return completion_from(reply, self.model, where)
 
     def batch_request(self, job: Job):
-        """One ``InlinedRequest`` of a batch, tagged with the job's journal key (answers are matched by it)."""
+        """One ``InlinedRequest`` of a batch, tagged with the job's journal key
+        (answers are matched by it)."""
         system, contents = as_contents(job.request.messages)
         return self._types.InlinedRequest(contents=contents, config=self._config(system, job.request.schema,
                                                                                  job.params),

@@ -1,12 +1,17 @@
-"""What goes to Gemini and what comes back, for the provider and its batch path alike: chat messages as contents,
-a Completion from a reply, the duo error for a ``google-genai`` or transport exception."""
+"""What goes to Gemini and what comes back, for the provider and its batch path alike: chat messages
+as contents, a Completion from a reply, the duo error for a ``google-genai`` or transport
+exception."""
 
 from __future__ import annotations
 
 from ._http import retry_after
 from .base import Completion, FatalError, RequestError, RetryableError
 
-ALIASES = {"max_tokens": "max_output_tokens", "max_completion_tokens": "max_output_tokens", "stop": "stop_sequences"}
+ALIASES = {
+    "max_tokens": "max_output_tokens",
+    "max_completion_tokens": "max_output_tokens",
+    "stop": "stop_sequences",
+}
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length"}
 
 
@@ -28,7 +33,8 @@ def _retry_delay(err) -> float | None:
     delay = retry_after(headers) if headers is not None else None
     if delay is not None:
         return delay
-    details = (err.details or {}).get("error", {}).get("details", []) if isinstance(err.details, dict) else []
+    details = ((err.details or {}).get("error", {}).get("details", [])
+               if isinstance(err.details, dict) else [])
     for d in details:
         if isinstance(d, dict) and str(d.get("retryDelay", "")).endswith("s"):
             try:
@@ -70,6 +76,8 @@ def completion_from(reply, model: str, where: str) -> Completion:
         raise RequestError(f"{where}: empty reply (finish reason {finish})")
     usage = reply.usage_metadata
     out = ((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)) if usage else 0
-    return Completion(text=text, input_tokens=(usage.prompt_token_count or 0) if usage else 0, output_tokens=out,
+    return Completion(text=text,
+                      input_tokens=(usage.prompt_token_count or 0) if usage else 0,
+                      output_tokens=out,
                       model=reply.model_version or model,
                       finish_reason=FINISH.get(finish, finish.lower() if finish else None))

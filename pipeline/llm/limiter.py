@@ -1,11 +1,13 @@
-"""Requests-per-minute and tokens-per-minute limiting that never exceeds either limit in any window of one period.
+"""Requests-per-minute and tokens-per-minute limiting that
+never exceeds either limit in any window of one period.
 
-A token bucket of capacity R allows a burst of R and then R more within the same minute, about 2R in some 60 s
-window. Here every grant is checked against a sliding window of the grants of the last period (plus a small
-margin for the time a request spends on its way to the server), and requests are also paced evenly, one every
-``period / rpm`` seconds, so a long run stays close to the limit without bursts. Tokens are estimated before a
-request is sent and the estimate is replaced by the real count when the reply arrives (``settle``); the token
-limit holds when estimates are not below the real counts (they are upper bounds when ``max_tokens`` is set).
+A token bucket of capacity R allows a burst of R and then R more within the same minute, about 2R in
+some 60 s window. Here every grant is checked against a sliding window of the grants of the last
+period (plus a small margin for the time a request spends on its way to the server), and requests
+are also paced evenly, one every ``period / rpm`` seconds, so a long run stays close to the limit
+without bursts. Tokens are estimated before a request is sent and the estimate is replaced by the
+real count when the reply arrives (``settle``); the token limit holds when estimates are not below
+the real counts (they are upper bounds when ``max_tokens`` is set).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ class Grant:
 
 
 class RateLimiter:
-    """Async limiter. ``await acquire(tokens)`` before each send; ``settle(grant, real_tokens)`` after the reply.
+    """Async limiter. ``await acquire(tokens)`` before each send;
+    ``settle(grant, real_tokens)`` after the reply.
 
     Args:
         rpm: requests per period, or None for no request limit.
@@ -55,10 +58,11 @@ class RateLimiter:
         self._lock_loop = None
 
     def pause(self, seconds: float, bucket: str | None = None) -> None:
-        """Hold sends for ``seconds`` from now, no longer (a 429 with Retry-After: the account, not just one request,
-        is over a limit). ``bucket``: ``"requests"`` holds every send; ``"tokens"`` holds every send that books
-        tokens; None (the server did not say which) holds both. Sends then resume one ``spacing`` apart, as ever:
-        the pause never adds to the grants the window allows, so nothing bursts when it ends."""
+        """Hold sends for ``seconds`` from now, no longer (a 429 with Retry-After: the account, not
+        just one request, is over a limit). ``bucket``: ``"requests"`` holds every send;
+        ``"tokens"`` holds every send that books tokens; None (the server did not say which) holds
+        both. Sends then resume one ``spacing`` apart, as ever: the pause never adds to the grants
+        the window allows, so nothing bursts when it ends."""
         until = self._clock() + max(0.0, seconds)
         for name in (bucket,) if bucket in self._paused_until else tuple(self._paused_until):
             self._paused_until[name] = max(self._paused_until[name], until)
@@ -82,8 +86,8 @@ class RateLimiter:
         if self.tpm and self._grants:
             used = sum(g.tokens for g in self._grants)
             if used + tokens > self.tpm:
-                # drop grants oldest first until the new one fits; a request bigger than the limit waits for an
-                # empty window, then goes alone
+                # drop grants oldest first until the new one fits; a request bigger than the limit
+                # waits for an empty window, then goes alone
                 for g in self._grants:
                     used -= g.tokens
                     if used + tokens <= self.tpm or used <= 0:
@@ -92,7 +96,8 @@ class RateLimiter:
         return wait
 
     async def acquire(self, tokens: int = 0) -> Grant:
-        """Wait until one more request of ``tokens`` estimated tokens fits; grants are first come, first served."""
+        """Wait until one more request of ``tokens`` estimated tokens fits;
+        grants are first come, first served."""
         loop = asyncio.get_running_loop()
         if self._lock is None or self._lock_loop is not loop:  # an asyncio.Lock belongs to one event loop
             self._lock, self._lock_loop = asyncio.Lock(), loop
@@ -105,8 +110,8 @@ class RateLimiter:
                 await self._sleep(wait)
             grant = Grant(now, tokens)
             self._grants.append(grant)
-            # pace from the planned slot, not the late wake-up, so sleep overshoot does not add up over a run;
-            # the window check above still bounds every period
+            # pace from the planned slot, not the late wake-up, so sleep overshoot does not add up
+            # over a run; the window check above still bounds every period
             late = None if self._last is None else now - (self._last + self.spacing)
             self._last = self._last + self.spacing if late is not None and late < self.spacing else now
             return grant

@@ -1,10 +1,12 @@
-"""The OpenAI Batch API, behind ``OpenAIProvider.run_batch``: half the price, answers within the completion window.
+"""The OpenAI Batch API, behind ``OpenAIProvider.run_batch``:
+half the price, answers within the completion window.
 
-All the jobs go into one JSONL file (``custom_id`` = the job's journal key, each question once), uploaded with
-purpose ``batch``; the batch is polled until it ends and its output downloaded. The engine validates and journals
-the answers; a job the batch did not answer, or answered with a reply that fails its schema, goes through the
-engine's normal path (with re-asking). The batch id is kept in the engine's state file (``<journal>.batch.json``)
-so a run killed while waiting polls the same batch again instead of paying twice.
+All the jobs go into one JSONL file (``custom_id`` = the job's journal key, each question once),
+uploaded with purpose ``batch``; the batch is polled until it ends and its output downloaded. The
+engine validates and journals the answers; a job the batch did not answer, or answered with a reply
+that fails its schema, goes through the engine's normal path (with re-asking). The batch id is kept
+in the engine's state file (``<journal>.batch.json``) so a run killed while waiting polls the same
+batch again instead of paying twice.
 """
 
 from __future__ import annotations
@@ -64,14 +66,17 @@ def batch_output(text: str) -> dict[str, Completion]:
 
 async def run_batch(provider, jobs: list[Job], *, state: Path | None, poll_s: float, backoff: Backoff
                     ) -> dict[str, Completion]:
-    """Send ``jobs`` as one batch (or wait for the one ``state`` names); journal key -> Completion answered."""
+    """Send ``jobs`` as one batch (or wait for the one ``state`` names);
+    journal key -> Completion answered."""
     client = provider.client
     keys = sorted({job.key for job in jobs})
     saved = resumed(state, keys)
-    batch_id = saved.get("batch_id") if saved else None  # resume waiting for the batch a killed run already paid for
+    # resume waiting for the batch a killed run already paid for
+    batch_id = saved.get("batch_id") if saved else None
     if batch_id is None:
         uploaded = await _call(backoff, "upload", client.files.create,
-                               file=("duo-batch.jsonl", io.BytesIO(batch_input(provider, jobs))), purpose="batch")
+                               file=("duo-batch.jsonl", io.BytesIO(batch_input(provider, jobs))),
+                               purpose="batch")
         batch = await _call(backoff, "create", client.batches.create, input_file_id=uploaded.id,
                             endpoint="/v1/chat/completions", completion_window="24h")
         batch_id = batch.id

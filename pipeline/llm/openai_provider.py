@@ -11,8 +11,8 @@ from .openai_wire import completion_from, map_error, response_format
 
 
 class OpenAIProvider:
-    """``complete()`` maps SDK errors to RetryableError / RequestError / FatalError (see base.py); ``run_batch()``
-    asks many jobs through the Batch API (a ``BatchProvider``)."""
+    """``complete()`` maps SDK errors to RetryableError / RequestError / FatalError (see base.py);
+    ``run_batch()`` asks many jobs through the Batch API (a ``BatchProvider``)."""
 
     name = "openai"
     batch_discount = 0.5  # the Batch API costs half of the synchronous price
@@ -26,7 +26,8 @@ class OpenAIProvider:
         key, base_url = connection(cfg, "openai", "OPENAI_BASE_URL")
         # the engine does the retrying, with limits shared across requests
         self.client = AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=cfg.timeout_s)
-        self._known = set(inspect.signature(AsyncCompletions.create).parameters) - {"self", "messages", "model"}
+        self._known = (set(inspect.signature(AsyncCompletions.create).parameters)
+                       - {"self", "messages", "model"})
 
     async def complete(self, messages: list, *, schema: dict | None = None, params: dict | None = None
                        ) -> Completion:

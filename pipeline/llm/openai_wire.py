@@ -15,7 +15,8 @@ def _strict_ok(schema) -> bool:
     if isinstance(schema, dict):
         if schema.get("type") == "object" or "properties" in schema:
             props = schema.get("properties", {})
-            if schema.get("additionalProperties") is not False or set(schema.get("required", [])) != set(props):
+            if (schema.get("additionalProperties") is not False
+                    or set(schema.get("required", [])) != set(props)):
                 return False
         return all(_strict_ok(v) for v in schema.values())
     if isinstance(schema, list):
@@ -25,7 +26,8 @@ def _strict_ok(schema) -> bool:
 
 def response_format(schema: dict) -> dict:
     name = re.sub(r"[^a-zA-Z0-9_-]", "_", str(schema.get("title") or "reply"))[:64]
-    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": _strict_ok(schema)}}
+    return {"type": "json_schema",
+            "json_schema": {"name": name, "schema": schema, "strict": _strict_ok(schema)}}
 
 
 def map_error(e: Exception, where: str) -> Exception:
@@ -37,7 +39,8 @@ def map_error(e: Exception, where: str) -> Exception:
         if status in (401, 403, 404) or getattr(e, "code", None) == "insufficient_quota":
             return FatalError(f"{where}: HTTP {status}: {e.message}", status=status)
         if status in (408, 409, 429) or status >= 500:
-            return RetryableError(f"{where}: HTTP {status}: {e.message}", retry_after(e.response.headers), status)
+            return RetryableError(f"{where}: HTTP {status}: {e.message}",
+                                  retry_after(e.response.headers), status)
         return RequestError(f"{where}: HTTP {status}: {e.message}", status=status)
     if isinstance(e, (openai.APIConnectionError, openai.APIResponseValidationError)):
         return RetryableError(f"{where}: {type(e).__name__}: {e}")
@@ -66,7 +69,8 @@ def completion_from(reply, where: str) -> Completion:
                       finish_reason=choice.finish_reason)
 
 
-def dump_request(model: str, messages: list, schema: dict | None, params: dict | None, structured: bool) -> dict:
+def dump_request(model: str, messages: list, schema: dict | None, params: dict | None,
+                 structured: bool) -> dict:
     """The body of one chat completion, as the Batch API wants it (params are sent as given)."""
     body = {"model": model, "messages": messages, **(params or {})}
     if schema is not None and structured:

@@ -1,7 +1,8 @@
 """The provider registry: a service config's ``provider`` name -> what builds that provider from the config.
 
-Built-in providers are named by ``"module:Class"`` and imported only when used, so importing the package stays
-light. ``register_provider`` adds another (a local backend, a test's fake) or replaces one for a while::
+Built-in providers are named by ``"module:Class"`` and imported only when used, so importing the
+package stays light. ``register_provider`` adds another (a local backend, a test's fake) or replaces
+one for a while::
 
     previous = register_provider("openai", lambda cfg: FakeLLM())
     ...                                     # every Engine built from a config with provider openai uses it
@@ -27,7 +28,8 @@ def register_provider(name: str, factory: Factory | None) -> Factory | None:
     """Make ``name`` build its provider with ``factory(service_cfg)`` (None: forget ``name``).
 
     Returns:
-        What ``name`` was registered as before (None if nothing), to hand back to ``register_provider`` later.
+        What ``name`` was registered as before (None if nothing),
+            to hand back to ``register_provider`` later.
     """
     previous = PROVIDERS.get(name)
     if factory is None:

@@ -1,4 +1,5 @@
-"""What a reply must be: JSON valid against the request's schema; and the message that re-asks a reply that is not.
+"""What a reply must be: JSON valid against the request's schema;
+and the message that re-asks a reply that is not.
 
 A reply may come wrapped in a Markdown code fence (providers without structured output like to do that).
 """
@@ -33,7 +34,8 @@ def parse_reply(text: str, schema: dict) -> tuple[object, str | None]:
 
 
 def check_reply(completion: Completion, schema: dict | None) -> tuple[object, str | None]:
-    """(data, problem): the text itself without a schema, else ``parse_reply``; a cut reply says it was cut."""
+    """(data, problem): the text itself without a schema, else ``parse_reply``;
+    a cut reply says it was cut."""
     if schema is None:
         return completion.text, None
     data, problem = parse_reply(completion.text, schema)

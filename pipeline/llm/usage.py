@@ -8,14 +8,18 @@ import math
 from ..manifest import zero_usage as _stage_usage
 from .base import Completion
 
-CHARS_PER_TOKEN = 3  # fewer characters a token than English's ~4: a prompt's estimate errs on the dear side
-DEFAULT_MAX_OUTPUT_TOKENS = 2048  # LlamaDuo's max_tokens for synthesis; the worst case of a reply with no limit set
-DEFAULT_OUTPUT_ESTIMATE = 512  # the rate limiter's guess of a reply with no token limit before any reply came back
+# fewer characters a token than English's ~4: a prompt's estimate errs on the dear side
+CHARS_PER_TOKEN = 3
+# LlamaDuo's max_tokens for synthesis; the worst case of a reply with no limit set
+DEFAULT_MAX_OUTPUT_TOKENS = 2048
+# the rate limiter's guess of a reply with no token limit before any reply came back
+DEFAULT_OUTPUT_ESTIMATE = 512
 
 
 def output_limit(params: dict) -> int | None:
     """The reply's token limit in ``params`` (any provider's name for it), or None."""
-    limit = params.get("max_tokens") or params.get("max_completion_tokens") or params.get("max_output_tokens")
+    limit = (params.get("max_tokens") or params.get("max_completion_tokens")
+             or params.get("max_output_tokens"))
     return int(limit) if limit else None
 
 
@@ -27,8 +31,9 @@ def prompt_tokens(messages: list, schema: dict | None) -> int:
 
 
 class OutputMean:
-    """The running mean of the output tokens of the replies so far: what the rate limiter books for a reply with
-    no token limit (``DEFAULT_OUTPUT_ESTIMATE`` until the first reply; each grant is corrected on its reply)."""
+    """The running mean of the output tokens of the replies so far: what the rate limiter books for
+    a reply with no token limit (``DEFAULT_OUTPUT_ESTIMATE`` until the first reply; each grant is
+    corrected on its reply)."""
 
     def __init__(self, initial: int = DEFAULT_OUTPUT_ESTIMATE):
         self.initial = initial
@@ -43,9 +48,11 @@ class OutputMean:
         return math.ceil(self.total / self.count) if self.count else self.initial
 
 
-def estimate_tokens(messages: list, schema: dict | None, params: dict, outputs: OutputMean | None = None) -> int:
-    """The tokens the rate limiter books for one request before its reply says how many it used: the prompt, plus
-    the reply's token limit, else the running mean of the replies so far (``outputs``)."""
+def estimate_tokens(messages: list, schema: dict | None, params: dict,
+                    outputs: OutputMean | None = None) -> int:
+    """The tokens the rate limiter books for one request before its reply says how many it used: the
+    prompt, plus the reply's token limit, else the running mean of the replies so far
+    (``outputs``)."""
     guess = outputs.value() if outputs is not None else DEFAULT_OUTPUT_ESTIMATE
     return prompt_tokens(messages, schema) + (output_limit(params) or guess)
 
@@ -64,7 +71,8 @@ def zero_usage() -> dict:
 
 
 class UsageMeter:
-    """Adds each reply's tokens and cost to its item's usage and to ``totals`` (which also counts cached items).
+    """Adds each reply's tokens and cost to its item's usage and to ``totals``
+    (which also counts cached items).
 
     Args:
         price_input_per_1m, price_output_per_1m: USD per million input and output tokens.

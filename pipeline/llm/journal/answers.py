@@ -1,8 +1,9 @@
 """The journal's answers: keyed by everything that decides them, loaded at start and appended as they arrive.
 
-``Journal(path)`` keeps everything in the file ``path``, unless ``path``'s folder is segmented (registered with a
-:class:`~pipeline.llm.journal.flush.Flusher`): then the journal reads every ``part-*.jsonl`` segment of that folder
-and writes its own segments there (``part-<time>-<pid>-<name>.jsonl``, append-only, never rewritten).
+``Journal(path)`` keeps everything in the file ``path``, unless ``path``'s folder is segmented
+(registered with a :class:`~pipeline.llm.journal.flush.Flusher`): then the journal reads every
+``part-*.jsonl`` segment of that folder and writes its own segments there
+(``part-<time>-<pid>-<name>.jsonl``, append-only, never rewritten).
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ class Journal:
         return self._entries.get(key)
 
     def _target(self) -> Path:
-        """The file to append to: ``path``, or this journal's current segment (a new one after each flush)."""
+        """The file to append to: ``path``, or this journal's current segment
+        (a new one after each flush)."""
         if self.flusher is None:
             return self.path
         if self._segment is None or self._generation != self.flusher.generation:
@@ -92,8 +94,14 @@ class Journal:
     def sent(self, model: str | None, input_tokens_max: int, max_tokens: int, at_most_usd: float) -> str:
         """Record a request about to go out; its id, for ``paid``."""
         sid = uuid.uuid4().hex[:16]
-        self._append({"sent": sid, "model": model, "input_tokens_max": int(input_tokens_max),
-                      "max_tokens": int(max_tokens), "at_most_usd": round(at_most_usd, 10), "t": time.time()})
+        self._append({
+            "sent": sid,
+            "model": model,
+            "input_tokens_max": int(input_tokens_max),
+            "max_tokens": int(max_tokens),
+            "at_most_usd": round(at_most_usd, 10),
+            "t": time.time(),
+        })
         return sid
 
     def paid(self, sid: str | None, input_tokens: int, output_tokens: int, cost_usd: float,

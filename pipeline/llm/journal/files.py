@@ -1,11 +1,12 @@
 """Journal files on disk: reading their lines, appending one, and fsyncing in groups.
 
-Every line is written (``os.write`` on an ``O_APPEND`` file) before the call returns, under an advisory file lock,
-so concurrent writers never interleave lines and a killed process loses nothing it wrote (the kernel holds it); a
-process killed mid-write leaves at most a torn last line, skipped on load. Lines are fsynced in groups: by the first
-write ``SYNC_S`` seconds or more after the oldest unsynced one, before a flush to the store, and at exit. An fsync
-per line cost ~5 ms on the event loop's thread (3 lines a request) and capped a run near 60 requests/s; only a
-crash of the machine itself, not of the process, can lose a line written and not yet synced.
+Every line is written (``os.write`` on an ``O_APPEND`` file) before the call returns, under an
+advisory file lock, so concurrent writers never interleave lines and a killed process loses nothing
+it wrote (the kernel holds it); a process killed mid-write leaves at most a torn last line, skipped
+on load. Lines are fsynced in groups: by the first write ``SYNC_S`` seconds or more after the oldest
+unsynced one, before a flush to the store, and at exit. An fsync per line cost ~5 ms on the event
+loop's thread (3 lines a request) and capped a run near 60 requests/s; only a crash of the machine
+itself, not of the process, can lose a line written and not yet synced.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def read_lines(path: Path) -> tuple[list[dict], int]:
 
 
 def append_line(path: Path, entry: dict, *, sync: bool = True) -> None:
-    """Append one JSON line to ``path`` (fsynced unless ``sync`` is False); a torn last line is closed first."""
+    """Append one JSON line to ``path`` (fsynced unless ``sync`` is False);
+    a torn last line is closed first."""
     line = json.dumps(entry, ensure_ascii=False) + "\n"
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
     try:
@@ -79,7 +81,8 @@ def _fsync(path: Path) -> None:
 
 
 def sync_journals(older_than: float = 0.0) -> None:
-    """fsync every journal file holding lines written more than ``older_than`` seconds ago (0: all of them)."""
+    """fsync every journal file holding lines written more than ``older_than`` seconds ago
+    (0: all of them)."""
     now = time.monotonic()
     with _SYNC_LOCK:
         due = [p for p, t in _UNSYNCED.items() if now - t >= older_than]

@@ -1,8 +1,9 @@
-"""Flushing a segmented journal folder to the store: every ``flush_s`` seconds, every ``flush_every`` answers, at
-exit and on SIGTERM/SIGINT (what GitHub sends on cancel and timeout).
+"""Flushing a segmented journal folder to the store: every ``flush_s`` seconds, every
+``flush_every`` answers, at exit and on SIGTERM/SIGINT (what GitHub sends on cancel and timeout).
 
-A folder registered here (``segmented``) is segmented: every :class:`~pipeline.llm.journal.answers.Journal` opened
-in it writes its own append-only segments there, which the folder's :class:`Flusher` copies to the store.
+A folder registered here (``segmented``) is segmented: every
+:class:`~pipeline.llm.journal.answers.Journal` opened in it writes its own append-only segments
+there, which the folder's :class:`Flusher` copies to the store.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ _PREVIOUS: dict[int, object] = {}  # signal -> the handler it had before ours
 class Flusher:
     """Copies a segmented journal folder's new or grown segments to the store through ``push``.
 
-    ``push({path: bytes})`` is called every ``flush_s`` seconds (from a background thread), after every
-    ``flush_every`` answers, at exit and on SIGTERM/SIGINT; None (the local store) means the folder already is
-    the store: nothing to copy.
+    ``push({path: bytes})`` is called every ``flush_s`` seconds (from a background thread), after
+    every ``flush_every`` answers, at exit and on SIGTERM/SIGINT; None (the local store) means the
+    folder already is the store: nothing to copy.
     """
 
     def __init__(self, folder: Path, push: Callable[[dict], None] | None, flush_s: float = 30.0,
@@ -40,7 +41,8 @@ class Flusher:
         self.push = push
         self.flush_s = flush_s
         self.flush_every = max(1, int(flush_every))
-        self.generation = 0  # a journal starts a new segment when this changes: pushed segments stay as pushed
+        # a journal starts a new segment when this changes: pushed segments stay as pushed
+        self.generation = 0
         self.pushes = 0
         self._pushed: dict[str, int] = {}
         self._since = 0
@@ -157,8 +159,9 @@ def in_flight() -> Iterator[None]:
 
 
 def _on_signal(signum, frame) -> None:
-    """Flush, then do what the signal did before; with replies on their way, first let them land in the journal
-    (at most ``STOP_GRACE_S``; nothing new is sent meanwhile), so a rerun re-pays none of them."""
+    """Flush, then do what the signal did before; with replies on their way, first let them land in
+    the journal (at most ``STOP_GRACE_S``; nothing new is sent meanwhile), so a rerun re-pays none
+    of them."""
     if _STOP["inflight"] > 0 and _STOP["signum"] is None:
         _STOP["signum"] = signum
         threading.Thread(target=_drain, args=(signum,), name="journal-drain", daemon=True).start()
@@ -183,7 +186,8 @@ def _drain(signum: int) -> None:
 
 
 def _install_handlers() -> None:
-    """Flush at exit and on SIGTERM/SIGINT (GitHub's cancel and timeout), then do what the signal did before."""
+    """Flush at exit and on SIGTERM/SIGINT (GitHub's cancel and timeout),
+    then do what the signal did before."""
     if _PREVIOUS:
         return
     atexit.register(flush_all)

@@ -1,5 +1,5 @@
-"""The spend ledger: a ``sent`` line before every paid request and a ``paid`` line once its reply arrived, written
-around each send; summed back from journal files by ``read_ledger``."""
+"""The spend ledger: a ``sent`` line before every paid request and a ``paid`` line once its
+reply arrived, written around each send; summed back from journal files by ``read_ledger``."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from .flush import in_flight, stopping
 
 @dataclass
 class Ledger:
-    """Spend read from journal files: replies that arrived (``cost_usd``), and requests sent whose reply never
-    did (``pending``, costing ``unknown_at_most_usd`` at worst)."""
+    """Spend read from journal files: replies that arrived (``cost_usd``), and requests sent
+    whose reply never did (``pending``, costing ``unknown_at_most_usd`` at worst)."""
 
     requests: int = 0
     input_tokens: int = 0
@@ -30,20 +30,28 @@ class Ledger:
     sent: dict = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict:
-        return {"requests": self.requests, "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
-                "cost_usd": round(self.cost_usd, 8), "pending": self.pending,
-                "unknown_at_most_usd": round(self.unknown_at_most_usd, 8), "answers": self.answers}
+        return {
+            "requests": self.requests,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_usd": round(self.cost_usd, 8),
+            "pending": self.pending,
+            "unknown_at_most_usd": round(self.unknown_at_most_usd, 8),
+            "answers": self.answers,
+        }
 
 
 def read_ledger(files: Iterable[Path]) -> Ledger:
-    """Sum the spend recorded in ``files``. A file with no ``sent``/``paid`` lines (written before the journal
-    kept them) counts its answers' own usage instead."""
+    """Sum the spend recorded in ``files``. A file with no ``sent``/``paid`` lines
+    (written before the journal kept them) counts its answers' own usage instead."""
     ledger, settled = Ledger(), set()
     for path in files:
         entries, _ = read_lines(Path(path))
-        # a segment of a ledger-keeping journal (not one adopted from the single-file layout: part-0-0-*) has its
-        # cost in sent/paid lines, even one that holds only answers (it was started after a flush)
-        keeps_sends = bool(NEW_SEGMENT.match(Path(path).name)) or any("sent" in e or "paid" in e for e in entries)
+        # a segment of a ledger-keeping journal (not one adopted from the single-file layout:
+        # part-0-0-*) has its cost in sent/paid lines, even one that holds only answers (it was
+        # started after a flush)
+        keeps_sends = (bool(NEW_SEGMENT.match(Path(path).name))
+                       or any("sent" in e or "paid" in e for e in entries))
         for e in entries:
             if "paid" in e:
                 settled.add(e["paid"])
@@ -82,10 +90,11 @@ class Send:
 @contextlib.asynccontextmanager
 async def recorded_send(journal: Journal | None, model: str | None, messages: list, schema: dict | None,
                         params: dict, meter):
-    """Around one send to the service: a ``sent`` line (with its worst-case cost) first, the ``paid`` line
-    through the yielded :class:`Send` when the reply arrives, a ``paid`` line of 0 with the error when the service
-    answered with one; a send cancelled or timed out stays unknown (it may have been charged). Yields None for a
-    journal that keeps answers only (a single file: no ledger); nothing new goes out while a signal is handled."""
+    """Around one send to the service: a ``sent`` line (with its worst-case cost) first, the
+    ``paid`` line through the yielded :class:`Send` when the reply arrives, a ``paid`` line of 0
+    with the error when the service answered with one; a send cancelled or timed out stays unknown
+    (it may have been charged). Yields None for a journal that keeps answers only (a single file: no
+    ledger); nothing new goes out while a signal is handled."""
     if journal is None or journal.flusher is None:
         yield None
         return

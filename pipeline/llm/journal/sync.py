@@ -1,14 +1,15 @@
 """The journal in the store: where a stage's journal lives, pulled before and flushed during a stage, and the
 spend ledger read from it.
 
-A stage's journal is the folder ``journal/<stage>/round-N/`` of the store (for ``hub``: the same path in the
-dataset repo) holding append-only segments ``part-<time>-<pid>-<name>.jsonl`` (see :mod:`pipeline.llm.journal`).
-``open_journal`` pulls the folder's segments first (a job on a fresh machine re-uses every answer already paid
-for), registers the folder so the engine's journals write segments there, and returns the path to give the engine;
-once the stage's artifact is written the store calls ``close_journal``, which flushes it a last time.
+A stage's journal is the folder ``journal/<stage>/round-N/`` of the store (for ``hub``: the same
+path in the dataset repo) holding append-only segments ``part-<time>-<pid>-<name>.jsonl`` (see
+:mod:`pipeline.llm.journal`). ``open_journal`` pulls the folder's segments first (a job on a fresh
+machine re-uses every answer already paid for), registers the folder so the engine's journals write
+segments there, and returns the path to give the engine; once the stage's artifact is written the
+store calls ``close_journal``, which flushes it a last time.
 
-``python -m pipeline.llm.journal.sync flush [CONFIG]`` copies every local segment the store lacks (the composite
-actions run it in an ``if: always()`` step, after a cancel or a timeout too).
+``python -m pipeline.llm.journal.sync flush [CONFIG]`` copies every local segment the store lacks
+(the composite actions run it in an ``if: always()`` step, after a cancel or a timeout too).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from .files import SEGMENT_GLOB
 from .flush import Flusher, flush_all, release, segmented
 from .ledger import Ledger, read_ledger
 
-LEGACY = re.compile(r"^round-(\d+)-([a-z]+)\b.*\.jsonl$")  # journal/round-N-<stage>[...].jsonl, before segments
+# journal/round-N-<stage>[...].jsonl, before segments
+LEGACY = re.compile(r"^round-(\d+)-([a-z]+)\b.*\.jsonl$")
 
 
 def journal_folder(store: Store, stage: str, round_no: int) -> Path:
@@ -33,9 +35,9 @@ def journal_folder(store: Store, stage: str, round_no: int) -> Path:
 
 
 def open_journal(store: Store, cfg: Config, stage: str, round_no: int) -> Path:
-    """The journal path for ``Engine(journal=...)`` of ``stage`` in round ``round_no``, its segments pulled from the
-    store and flushed to it every ``journal.flush_s`` seconds, every ``journal.flush_every`` answers, when the
-    stage's artifact is written and at exit."""
+    """The journal path for ``Engine(journal=...)`` of ``stage`` in round ``round_no``, its segments
+    pulled from the store and flushed to it every ``journal.flush_s`` seconds, every
+    ``journal.flush_every`` answers, when the stage's artifact is written and at exit."""
     folder = journal_folder(store, stage, round_no)
     folder.mkdir(parents=True, exist_ok=True)
     _adopt_legacy(store, stage, round_no, folder)
@@ -58,7 +60,8 @@ def close_journal(store: Store, name: str) -> None:
     if round_no is None:
         return
     try:
-        release(store.root / "journal" / stage / f"round-{round_no}")  # not journal_dir: that makes the folder
+        # not journal_dir: that makes the folder
+        release(store.root / "journal" / stage / f"round-{round_no}")
     except Exception as err:  # noqa: BLE001 - the artifact is safe; the action's flush step tries again
         print(f"warning: journal of {name} not flushed to the store: {err}", file=sys.stderr)
 
@@ -72,7 +75,8 @@ def _adopt_legacy(store: Store, stage: str, round_no: int, folder: Path) -> None
 
 
 def flush(store: Store) -> int:
-    """Copy every local journal segment that the store lacks or holds shorter; the number of segments sent."""
+    """Copy every local journal segment that the store lacks or holds shorter;
+    the number of segments sent."""
     pushed = flush_all()
     if store.kind == "local":
         return pushed
