@@ -6,7 +6,8 @@ from ..config import Config
 from .base import BASELINE_ROUND, Store, artifact_name, latest_round, round_of
 from .local import LocalStore
 
-__all__ = ["BASELINE_ROUND", "LocalStore", "Store", "artifact_name", "latest_round", "open_store", "round_of"]
+__all__ = ["BASELINE_ROUND", "LocalStore", "Store", "artifact_name", "latest_round", "open_store",
+           "round_of"]
 
 
 def open_store(cfg: Config) -> Store:

@@ -1,12 +1,13 @@
 """The artifact store: one interface, a local folder backend and a Hugging Face Hub backend.
 
-An artifact is a folder named like ``prepare`` or ``round-2/finetune`` holding records and a ``manifest.json``.
-It counts as complete only once its manifest is in place: writers build it in a temp folder and rename it in
-one step, so a crashed stage never leaves a half artifact that a later stage would read as complete.
+An artifact is a folder named like ``prepare`` or ``round-2/finetune`` holding records and a
+``manifest.json``. It counts as complete only once its manifest is in place: writers build it in a
+temp folder and rename it in one step, so a crashed stage never leaves a half artifact that a later
+stage would read as complete.
 
-Temp folders carry their writer's pid (``.tmp-<name>-<pid>-<hex>``, ``.old-<name>-<pid>-<hex>``): the next write
-removes those of dead writers, and opening the store puts back a previous copy (``.old-*``) that a writer killed
-between its two renames left without a current one.
+Temp folders carry their writer's pid (``.tmp-<name>-<pid>-<hex>``, ``.old-<name>-<pid>-<hex>``):
+the next write removes those of dead writers, and opening the store puts back a previous copy
+(``.old-*``) that a writer killed between its two renames left without a current one.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from typing import ClassVar
 from ..errors import ArtifactMissing, DuoError
 from ..manifest import MANIFEST, Manifest
 
-BASELINE_ROUND = 0  # the untuned base student's round: answered and scored once per task, the baseline of every round
+# the untuned base student's round: answered and scored once per task, the baseline of every round
+BASELINE_ROUND = 0
 
 
 def artifact_name(stage: str, round_no: int | None = None) -> str:
@@ -81,14 +83,16 @@ class Store(ABC):
     """Where a task's artifacts live. ``root`` is always a local folder (the hub backend caches there)."""
 
     kind: str = "base"
-    # hook(store, name), called once artifact ``name`` is written: the layers above the store register what a
-    # finished stage means to them (the journal sync flushes the stage's journal), so the store imports none of them
+    # hook(store, name), called once artifact ``name`` is written: the layers above the store
+    # register what a finished stage means to them (the journal sync flushes the stage's journal),
+    # so the store imports none of them
     after_write: ClassVar[list[Callable[[Store, str], None]]] = []
 
     def __init__(self, root: Path):
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
-            raise DuoError(f"store.path: {self.root} is a file; expected a folder (or a path that does not exist yet)")
+            raise DuoError(f"store.path: {self.root} is a file; "
+                           "expected a folder (or a path that does not exist yet)")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -96,7 +100,8 @@ class Store(ABC):
         self._restore_orphans()
 
     def _restore_orphans(self) -> None:
-        """Put back the previous copy of an artifact whose writer died between the two renames of its swap."""
+        """Put back the previous copy of an artifact whose
+        writer died between the two renames of its swap."""
         folders = [self.root, *(p for p in self.root.glob("round-*") if p.is_dir())]
         for folder in folders:
             for path in sorted(folder.glob(".old-*")):
@@ -135,12 +140,13 @@ class Store(ABC):
     # -- the journal (append-only segments under ``journal/``): the store only carries the segments; opening,
     # flushing and reading them is pipeline/llm/journal/sync.py
     def push_journal(self, files: dict[str, bytes]) -> int:
-        """Copy journal segments (store-relative path -> content) to the store; the number copied (the local store
-        holds them already: 0)."""
+        """Copy journal segments (store-relative path -> content) to the store;
+        the number copied (the local store holds them already: 0)."""
         return 0
 
     def pull_journal(self, prefix: str = "journal/") -> list[Path]:
-        """Bring the store's journal segments under ``prefix`` to ``root``; the local files that came (none here)."""
+        """Bring the store's journal segments under ``prefix`` to ``root``;
+        the local files that came (none here)."""
         return []
 
     # -- reading
@@ -153,7 +159,8 @@ class Store(ABC):
 
     @abstractmethod
     def open(self, name: str) -> Path:
-        """A local folder holding the complete artifact (downloaded first when needed); ArtifactMissing if none."""
+        """A local folder holding the complete artifact (downloaded first when needed);
+        ArtifactMissing if none."""
 
     def manifest(self, name: str) -> Manifest:
         return Manifest.read(self.open(name))
@@ -207,8 +214,9 @@ class Store(ABC):
     def _swap_in(tmp: Path, final: Path) -> None:
         """Move the finished folder ``tmp`` to ``final``, replacing an earlier copy with two renames.
 
-        The earlier copy is moved aside only once ``tmp`` is complete; a kill between the renames leaves it as
-        ``.old-*``, which the next opening of the store puts back (``_restore_orphans``).
+        The earlier copy is moved aside only once ``tmp`` is complete; a kill between the renames
+        leaves it as ``.old-*``, which the next opening of the store puts back
+        (``_restore_orphans``).
         """
         old = None
         if final.exists():

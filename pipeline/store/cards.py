@@ -37,15 +37,18 @@ def dataset_card(cfg: Config, repo_id: str, model_repo: str, model_url: str, art
     """Render the dataset repo's README.md.
 
     Args:
-        artifacts: one dict per data artifact in the repo after this commit: ``name``, ``files`` (list of
-            ``(path relative to the artifact, size in bytes)``) and ``manifest`` (its manifest dict, or None).
+        artifacts: one dict per data artifact in the repo after this commit: ``name``, ``files``
+            (list of ``(path relative to the artifact, size in bytes)``) and ``manifest`` (its
+            manifest dict, or None).
     """
     configs, rows = [], []
     for a in sorted(artifacts, key=lambda a: (a["name"] != "prepare", a["name"])):
-        jsonl = sorted(rel for rel, size in a["files"] if rel.endswith(".jsonl") and "/" not in rel and size > 0)
+        jsonl = sorted(rel for rel, size in a["files"]
+                       if rel.endswith(".jsonl") and "/" not in rel and size > 0)
         if jsonl:
             conf = {"config_name": config_name(a["name"]),
-                    "data_files": [{"split": split_name(rel), "path": f"{a['name']}/{rel}"} for rel in jsonl]}
+                    "data_files": [{"split": split_name(rel), "path": f"{a['name']}/{rel}"}
+                                   for rel in jsonl]}
             if a["name"] == "prepare":
                 conf["default"] = True
             configs.append(conf)
@@ -60,15 +63,23 @@ def dataset_card(cfg: Config, repo_id: str, model_repo: str, model_url: str, art
         metadata["configs"] = configs
     names = [c["config_name"] for c in configs]
     return render_file(
-        "dataset_card.md.j2", metadata_yaml=yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True),
-        task=cfg.task.name, description=cfg.task.description, repo_id=repo_id, model_repo=model_repo,
-        model_url=model_url, artifacts=rows, config_names=names, default_config=names[0] if names else "prepare",
+        "dataset_card.md.j2",
+        metadata_yaml=yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True),
+        task=cfg.task.name,
+        description=cfg.task.description,
+        repo_id=repo_id,
+        model_repo=model_repo,
+        model_url=model_url,
+        artifacts=rows,
+        config_names=names,
+        default_config=names[0] if names else "prepare",
     )
 
 
-# --------------------------------------------------------------------------- the model card (the adapter's README.md)
+# -------------------------------------------------------- the model card (the adapter's README.md)
 
-# Licences of base models duo knows; any other student needs ``student.license`` (else the card says ``other``).
+# Licences of base models duo knows; any other student needs ``student.license`` (else the card says
+# ``other``).
 BASE_LICENSES = (("HuggingFaceTB/SmolLM2-", "apache-2.0"), ("HuggingFaceTB/SmolLM-", "apache-2.0"))
 FRONT_MATTER = re.compile(r"\A---\n(.*?\n)?---\n", re.DOTALL)
 SECTION = re.compile(r"\n*<!-- duo:lineage -->.*?<!-- /duo:lineage -->\n*", re.DOTALL)
@@ -95,11 +106,15 @@ def join_card(meta: dict, body: str) -> str:
 
 
 def model_index(cfg: Config, model_repo: str, dataset_repo: str, results: dict) -> list[dict]:
-    """The ``model-index`` entry of one round's evaluation: each metric's mean, its CI in the metric's name."""
+    """The ``model-index`` entry of one round's evaluation:
+    each metric's mean, its CI in the metric's name."""
     conf = results.get("confidence") or ""
-    metrics = [{"type": m, "value": s["mean"], "name": f"{m} mean" + (
-        f" ({conf} CI {s['ci_low']:.4g} to {s['ci_high']:.4g}, n={s.get('n')})" if s.get("ci_low") is not None
-        else f" (n={s.get('n')})")} for m, s in results["metrics"].items() if s.get("mean") is not None]
+    metrics = [
+        {"type": m, "value": s["mean"], "name": f"{m} mean" + (
+            f" ({conf} CI {s['ci_low']:.4g} to {s['ci_high']:.4g}, n={s.get('n')})"
+            if s.get("ci_low") is not None else f" (n={s.get('n')})")}
+        for m, s in results["metrics"].items() if s.get("mean") is not None
+    ]
     dataset = {"type": dataset_repo, "name": f"{cfg.task.name} test split (round {results['round']})",
                "split": "test"}
     if results.get("data_revision"):
@@ -113,14 +128,17 @@ def model_index(cfg: Config, model_repo: str, dataset_repo: str, results: dict) 
 
 def finish_model_card(text: str, cfg: Config, *, model_repo: str, dataset_repo: str, lineage: dict,
                       results: dict | None = None) -> str:
-    """The card ``text`` with duo's metadata (license, datasets, base_model, model-index once evaluated) and its
-    lineage section (round, data revision; the evaluation, judge prompt and report once the report ran).
+    """The card ``text`` with duo's metadata (license, datasets, base_model, model-index once
+    evaluated) and its lineage section (round, data revision; the evaluation, judge prompt and
+    report once the report ran).
 
     Args:
-        lineage: ``round``, ``data_revision`` and ``data_url`` (the dataset repo commit the round trained on).
-        results: the report's ``round``, ``confidence``, ``metrics`` {metric: {mean, ci_low, ci_high, n}},
-            ``verdict``, ``rule_kind``, ``report_url``, ``pr_url``, ``judge`` and ``data_revision``/``data_url`` of
-            the evaluated data; None before the round is evaluated.
+        lineage: ``round``, ``data_revision`` and ``data_url``
+            (the dataset repo commit the round trained on).
+        results: the report's ``round``, ``confidence``, ``metrics`` {metric: {mean, ci_low,
+            ci_high, n}}, ``verdict``, ``rule_kind``, ``report_url``, ``pr_url``, ``judge`` and
+            ``data_revision``/``data_url`` of the evaluated data; None before the round is
+            evaluated.
     """
     try:
         meta, body = split_card(text)

@@ -1,22 +1,24 @@
 """The Hugging Face Hub store: artifacts live in two Hub repos; the local store folder is their working copy.
 
-- Data artifacts (``prepare``, ``round-N/synthesize|infer|evaluate|decide|report``) go to the dataset repo
-  ``{namespace}/{dataset_repo}`` under ``<artifact name>/``, on ``main``; the dataset card (README.md) is refreshed
-  in the same commit, and tag ``round-N`` is moved to it once a round's data is pushed.
-- The adapter artifact ``round-N/finetune`` goes to the model repo ``{namespace}/{model_repo}``: the files of its
-  ``adapter/`` folder at the repo root, its ``README.md`` as the one model card (given license, datasets and
-  lineage here; the report adds the round's evaluation), everything else (manifest.json, train_log.jsonl) under
-  ``duo/``; on ``main`` and on branch ``round-N``, so ``revision="round-N"`` pulls it back.
+- Data artifacts (``prepare``, ``round-N/synthesize|infer|evaluate|decide|report``) go to the
+  dataset repo ``{namespace}/{dataset_repo}`` under ``<artifact name>/``, on ``main``; the dataset
+  card (README.md) is refreshed in the same commit, and tag ``round-N`` is moved to it once a
+  round's data is pushed.
+- The adapter artifact ``round-N/finetune`` goes to the model repo ``{namespace}/{model_repo}``: the
+  files of its ``adapter/`` folder at the repo root, its ``README.md`` as the one model card (given
+  license, datasets and lineage here; the report adds the round's evaluation), everything else
+  (manifest.json, train_log.jsonl) under ``duo/``; on ``main`` and on branch ``round-N``, so
+  ``revision="round-N"`` pulls it back.
 
 Each upload's commit sha is kept (``commit_of``; from the Hub, the commit that last changed the artifact's
 manifest), so reports and cards name artifacts by commit: branches and tags move on a rerun, commits do not.
 
-Each artifact is uploaded in ONE commit, manifest included, so the Hub never shows half an artifact as complete.
-An artifact exists when its manifest is on the Hub; a local copy is used only while its manifest is byte-identical
-to the Hub's (same git blob id), else ``open`` downloads it again.
+Each artifact is uploaded in ONE commit, manifest included, so the Hub never shows half an artifact
+as complete. An artifact exists when its manifest is on the Hub; a local copy is used only while its
+manifest is byte-identical to the Hub's (same git blob id), else ``open`` downloads it again.
 
-This module is the layout (which repo, revision and path each artifact lives at); the Hub calls themselves, with
-their retries and one-line errors, are in :mod:`.hub_transport`.
+This module is the layout (which repo, revision and path each artifact lives at);
+the Hub calls themselves, with their retries and one-line errors, are in :mod:`.hub_transport`.
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ ADAPTER_CARD_COPY = "adapter/README.md"  # finetune's copy of README.md inside a
 
 
 def adapter_repo_path(rel: str) -> str | None:
-    """Where a file of the finetune artifact goes in the model repo (inverse: :func:`adapter_artifact_path`); None
-    for the adapter folder's copy of the card (the repo's README.md is the one card)."""
+    """Where a file of the finetune artifact goes in the model repo (inverse:
+    :func:`adapter_artifact_path`); None for the adapter folder's copy of the card (the repo's
+    README.md is the one card)."""
     if rel == ADAPTER_CARD_COPY:
         return None
     if rel.startswith("adapter/"):
@@ -64,7 +67,8 @@ def adapter_artifact_path(path: str) -> str | None:
 class HubStore(HubCards, Store):
     """``Store`` backed by a Hugging Face Hub dataset repo and model repo; token from ``HF_TOKEN``.
 
-    This class says where each artifact lives; :class:`~.hub_transport.HubTransport` (``self.hub``) talks to the Hub.
+    This class says where each artifact lives; :class:`~.hub_transport.HubTransport`
+    (``self.hub``) talks to the Hub.
     """
 
     kind = "hub"
@@ -72,11 +76,11 @@ class HubStore(HubCards, Store):
     def __init__(self, root: Path, cfg: Config):
         token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
         if not token:
-            raise DuoError("store.kind is hub but HF_TOKEN is not set: export a Hugging Face token with write "
-                           "access to the store's namespace")
+            raise DuoError("store.kind is hub but HF_TOKEN is not set: "
+                           "export a Hugging Face token with write access to the store's namespace")
         if not cfg.store.namespace:
-            raise DuoError("store.namespace: required when store.kind is hub (the Hub user or organisation that "
-                           "owns the dataset and model repos)")
+            raise DuoError("store.namespace: required when store.kind is hub "
+                           "(the Hub user or organisation that owns the dataset and model repos)")
         super().__init__(root)
         self.cfg = cfg
         self.namespace = cfg.store.namespace
@@ -84,7 +88,8 @@ class HubStore(HubCards, Store):
         self.model_repo = f"{cfg.store.namespace}/{cfg.store.model_repo}"
         endpoint = (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
         self.hub = HubTransport(endpoint, token, self.namespace, cfg.store.private)
-        self._commits: dict[str, str] = {}  # artifact -> the commit it was uploaded in (this process's pushes)
+        # artifact -> the commit it was uploaded in (this process's pushes)
+        self._commits: dict[str, str] = {}
 
     @property
     def retry_delays(self) -> tuple[float, ...]:
@@ -113,9 +118,9 @@ class HubStore(HubCards, Store):
         return path[len(name) + 1:] if path.startswith(f"{name}/") else None
 
     def describe(self, name: str) -> dict:
-        """Where artifact ``name`` is: ``revision`` is its branch (``round-N``, moved by a rerun) or ``main``;
-        ``commit`` the commit it was uploaded in (None when not on the Hub), and ``commit_url``/``blob_url`` the
-        repo tree and file prefix pinned at that commit."""
+        """Where artifact ``name`` is: ``revision`` is its branch (``round-N``, moved by a rerun) or
+        ``main``; ``commit`` the commit it was uploaded in (None when not on the Hub), and
+        ``commit_url``/``blob_url`` the repo tree and file prefix pinned at that commit."""
         repo_id, repo_type, revision, _ = self._where(name)
         path = "" if self.is_adapter(name) else name
         repo_url = self.hub.url(repo_id, repo_type)
@@ -123,12 +128,23 @@ class HubStore(HubCards, Store):
         commit = self.commit_of(name)
         pinned = {"commit_url": f"{repo_url}/tree/{commit}" + (f"/{path}" if path else ""),
                   "blob_url": f"{repo_url}/blob/{commit}" + (f"/{path}" if path else "")} if commit else {}
-        return {"location": url, "repo_id": repo_id, "repo_type": repo_type, "revision": revision, "path": path,
-                "url": url, "repo_url": repo_url, "commit": commit, **pinned, "local": str(self.local_path(name))}
+        return {
+            "location": url,
+            "repo_id": repo_id,
+            "repo_type": repo_type,
+            "revision": revision,
+            "path": path,
+            "url": url,
+            "repo_url": repo_url,
+            "commit": commit,
+            **pinned,
+            "local": str(self.local_path(name)),
+        }
 
     def commit_of(self, name: str) -> str | None:
-        """The commit artifact ``name`` was uploaded in: recorded by this process's push, else the commit that last
-        changed its manifest (every upload changes it: it carries the finish time). None when it is not there."""
+        """The commit artifact ``name`` was uploaded in: recorded by this process's push, else the
+        commit that last changed its manifest (every upload changes it: it carries the finish time).
+        None when it is not there."""
         if name not in self._commits:
             repo_id, repo_type, revision, manifest_path = self._where(name)
             sha = self.hub.last_commit(repo_id, repo_type, revision, manifest_path)
@@ -150,7 +166,8 @@ class HubStore(HubCards, Store):
         return sorted(n for n in names if n.startswith(prefix))
 
     def _located(self, name: str) -> tuple[str, str, str, str, bool]:
-        """Where the artifact is on the Hub, and whether the local copy's manifest is the Hub's, byte for byte."""
+        """Where the artifact is on the Hub, and whether the local copy's manifest is the Hub's,
+        byte for byte."""
         repo_id, repo_type, revision, manifest_path = self._where(name)
         remote = self.hub.tree(repo_id, repo_type, revision).get(manifest_path)
         if remote is None:
@@ -165,7 +182,8 @@ class HubStore(HubCards, Store):
             return self.local_path(name)
         patterns = None if self.is_adapter(name) else [f"{name}/*"]
         snapshot = self.hub.snapshot(repo_id, repo_type, revision, patterns, name)
-        with self._staged(name, f"artifact {name} downloaded from {repo_id}@{revision} has no {MANIFEST}") as tmp:
+        missing = f"artifact {name} downloaded from {repo_id}@{revision} has no {MANIFEST}"
+        with self._staged(name, missing) as tmp:
             for path in _files(snapshot):
                 rel = self._artifact_path(name, path)
                 if rel is None:
@@ -186,8 +204,9 @@ class HubStore(HubCards, Store):
 
     # -- the journal: segments at the same paths in the dataset repo as under ``root``
     def push_journal(self, files: dict[str, bytes]) -> int:
-        """Upload journal segments (``journal/<stage>/round-N/part-*.jsonl`` -> content) that the Hub lacks or holds
-        shorter, in one commit; the number uploaded. Runs in the flusher's thread too: it keeps off the tree cache."""
+        """Upload journal segments (``journal/<stage>/round-N/part-*.jsonl`` -> content) that the
+        Hub lacks or holds shorter, in one commit; the number uploaded. Runs in the flusher's thread
+        too: it keeps off the tree cache."""
         if not files:
             return 0
         remote = self.hub.sizes_under(self.dataset_repo, "dataset", "main", "journal")
@@ -225,8 +244,8 @@ class HubStore(HubCards, Store):
         try:
             self.push(name)
         except DuoError as err:
-            raise DuoError(f"artifact {name} is complete locally at {self.local_path(name)} but was not uploaded: "
-                           f"{err}") from None
+            raise DuoError(f"artifact {name} is complete locally at {self.local_path(name)} "
+                           f"but was not uploaded: {err}") from None
 
     def push(self, name: str) -> str:
         """Upload the complete local artifact ``name`` to the Hub in one commit; return the commit sha."""
@@ -239,7 +258,8 @@ class HubStore(HubCards, Store):
                 return self._push_adapter(name, folder)
             return self._push_data(name, folder)
         except NOT_FOUND as err:
-            raise DuoError(f"Hugging Face Hub: {type(err).__name__} while uploading {name}; check store.namespace "
+            raise DuoError(f"Hugging Face Hub: {type(err).__name__} while uploading {name}; "
+                           "check store.namespace "
                            f"and that HF_TOKEN can write to {self.namespace}") from None
         finally:
             self.hub.forget_trees()

@@ -41,19 +41,22 @@ class HubCards:
                                   [{"name": n, **info} for n, info in artifacts.items()])
 
     def _manifest_dict(self, name: str) -> dict | None:
-        """The manifest of a data artifact: the local copy when there is one, else downloaded (None if absent)."""
+        """The manifest of a data artifact: the local copy when there is one,
+        else downloaded (None if absent)."""
         local = self.local_path(name) / MANIFEST
         try:
             if not local.is_file():
-                local = self.hub.download(self.dataset_repo, "dataset", f"{name}/{MANIFEST}", f"{name}/{MANIFEST}")
+                local = self.hub.download(self.dataset_repo, "dataset", f"{name}/{MANIFEST}",
+                                          f"{name}/{MANIFEST}")
             return json.loads(local.read_text(encoding="utf-8"))
         except (NOT_FOUND, OSError, ValueError):
             return None
 
     # -- the model card
     def training_data(self, round_no: int) -> tuple[str | None, str]:
-        """(commit, pinned tree url) of the dataset repo holding round ``round_no``'s training data: the commit of
-        its newest training artifact (the latest ``round-k/synthesize``, k <= N, else ``prepare``)."""
+        """(commit, pinned tree url) of the dataset repo holding round ``round_no``'s training data:
+        the commit of its newest training artifact (the latest ``round-k/synthesize``, k <= N, else
+        ``prepare``)."""
         for name in [f"round-{k}/synthesize" for k in range(round_no, 0, -1)] + ["prepare"]:
             sha = self.commit_of(name)
             if sha:
@@ -62,14 +65,17 @@ class HubCards:
 
     def _model_card(self, text: str, round_no: int, results: dict | None = None) -> str:
         sha, url = self.training_data(round_no)
-        return cards.finish_model_card(text, self.cfg, model_repo=self.model_repo, dataset_repo=self.dataset_repo,
+        return cards.finish_model_card(text, self.cfg,
+                                       model_repo=self.model_repo,
+                                       dataset_repo=self.dataset_repo,
                                        lineage={"round": round_no, "data_revision": sha, "data_url": url},
                                        results=results)
 
     def update_model_card(self, round_no: int, results: dict) -> str | None:
-        """Rewrite round ``round_no``'s model card with its evaluation (``cards.finish_model_card``'s ``results``)
-        on branch ``round-N``, and on ``main`` too while ``main`` is that round's commit; the new commit's sha,
-        or None when there is no adapter or nothing changed. The adapter files stay as uploaded."""
+        """Rewrite round ``round_no``'s model card with its evaluation
+        (``cards.finish_model_card``'s ``results``) on branch ``round-N``, and on ``main`` too while
+        ``main`` is that round's commit; the new commit's sha, or None when there is no adapter or
+        nothing changed. The adapter files stay as uploaded."""
         name = f"round-{round_no}/finetune"
         branch = f"round-{round_no}"
         head = self.hub.head(self.model_repo, "model", branch)
@@ -85,11 +91,11 @@ class HubCards:
             return None
         on_main = self.hub.head(self.model_repo, "model", "main") == head
         message = f"duo: model card of {name} with its evaluation"
-        sha = self.hub.commit(self.model_repo, "model", {"README.md": card.encode()}, [], message, parent=head,
-                              revision="main" if on_main else branch)
+        sha = self.hub.commit(self.model_repo, "model", {"README.md": card.encode()}, [], message,
+                              parent=head, revision="main" if on_main else branch)
         if sha is None:
-            raise DuoError(f"{self.model_repo}: another commit came in while updating the model card of {name}; "
-                           "rerun the report")
+            raise DuoError(f"{self.model_repo}: another commit came in "
+                           f"while updating the model card of {name}; rerun the report")
         if on_main:
             self.hub.move_ref(self.model_repo, "model", "branch", branch, sha)
         return sha

@@ -54,7 +54,8 @@ class HubTransport:
         return f"{self.endpoint}/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}"
 
     def call(self, what: str, fn):
-        """Run ``fn`` with retries on transient errors (429, 5xx, network); other errors become one-line DuoErrors.
+        """Run ``fn`` with retries on transient errors (429, 5xx, network);
+        other errors become one-line DuoErrors.
 
         Not-found errors pass through for the caller to handle.
         """
@@ -67,21 +68,24 @@ class HubTransport:
             except HfHubHTTPError as err:
                 status = err.response.status_code if err.response is not None else None
                 if status in (401, 403):
-                    raise DuoError(f"Hugging Face Hub refused to {what} ({status}): check that HF_TOKEN is valid and "
-                                   f"can write to {self.namespace}") from None
+                    raise DuoError(f"Hugging Face Hub refused to {what} ({status}): "
+                                   "check that HF_TOKEN is valid "
+                                   f"and can write to {self.namespace}") from None
                 if status not in TRANSIENT or last:
-                    raise DuoError(f"Hugging Face Hub: could not {what} ({status}): {_first_line(err)}") from None
+                    raise DuoError(f"Hugging Face Hub: could not {what} ({status}): "
+                                   f"{_first_line(err)}") from None
             except (TransportError, LocalEntryNotFoundError) as err:
                 if last:
-                    raise DuoError(f"Hugging Face Hub at {self.endpoint}: could not {what}: {_first_line(err)}") \
-                        from None
+                    raise DuoError(f"Hugging Face Hub at {self.endpoint}: could not {what}: "
+                                   f"{_first_line(err)}") from None
             except ValueError as err:  # the client's own checks: invalid card metadata, malformed replies
                 raise DuoError(f"Hugging Face Hub: could not {what}: {_first_line(err)}") from None
             time.sleep(self.retry_delays[attempt])
 
     # -- reading
     def tree(self, repo_id: str, repo_type: str, revision: str) -> dict:
-        """``path -> RepoFile`` of a repo revision ({} when the repo or revision is missing); cached till a push."""
+        """``path -> RepoFile`` of a repo revision ({} when the repo or revision is missing);
+        cached till a push."""
         key = (repo_id, repo_type, revision)
         if key not in self._trees:
             try:
@@ -93,11 +97,14 @@ class HubTransport:
         return self._trees[key]
 
     def sizes_under(self, repo_id: str, repo_type: str, revision: str, prefix: str) -> dict[str, int]:
-        """``path -> size`` of the files under folder ``prefix`` now (uncached: other threads keep their trees;
-        {} when the repo, revision or folder is missing)."""
+        """``path -> size`` of the files under folder ``prefix`` now (uncached: other
+        threads keep their trees; {} when the repo, revision or folder is missing)."""
         try:
-            entries = self.call(f"list {repo_id}@{revision}/{prefix}", lambda: list(self.api.list_repo_tree(
-                repo_id, path_in_repo=prefix.rstrip("/"), recursive=True, revision=revision, repo_type=repo_type)))
+            entries = self.call(
+                f"list {repo_id}@{revision}/{prefix}",
+                lambda: list(self.api.list_repo_tree(repo_id, path_in_repo=prefix.rstrip("/"),
+                                                     recursive=True, revision=revision,
+                                                     repo_type=repo_type)))
         except NOT_FOUND:
             return {}
         return {e.path: e.size for e in entries if hasattr(e, "blob_id")}
@@ -116,7 +123,8 @@ class HubTransport:
         return [b.name for b in refs.branches]
 
     def last_commit(self, repo_id: str, repo_type: str, revision: str, path: str) -> str | None:
-        """The commit that last changed file ``path`` as of ``revision`` (None when the file or repo is missing)."""
+        """The commit that last changed file ``path`` as of ``revision``
+        (None when the file or repo is missing)."""
         try:
             found = self.call(f"read the history of {repo_id}/{path}", lambda: self.api.get_paths_info(
                 repo_id, [path], expand=True, revision=revision, repo_type=repo_type))
@@ -133,12 +141,15 @@ class HubTransport:
         except NOT_FOUND:
             return None
 
-    def download(self, repo_id: str, repo_type: str, path: str, what: str, revision: str | None = None) -> Path:
+    def download(self, repo_id: str, repo_type: str, path: str, what: str,
+                 revision: str | None = None) -> Path:
         """One file of a repo, through the HF cache; ``what`` names it in errors."""
         return Path(self.call(f"download {what}", lambda: self.api.hf_hub_download(
-            repo_id, path, repo_type=repo_type, revision=revision, cache_dir=os.environ.get("HF_HUB_CACHE"))))
+            repo_id, path, repo_type=repo_type, revision=revision,
+            cache_dir=os.environ.get("HF_HUB_CACHE"))))
 
-    def snapshot(self, repo_id: str, repo_type: str, revision: str, patterns: list[str] | None, what: str) -> Path:
+    def snapshot(self, repo_id: str, repo_type: str, revision: str, patterns: list[str] | None,
+                 what: str) -> Path:
         """The files of a repo revision matching ``patterns`` (all when None), through the HF cache."""
         return Path(self.call(f"download {what} from {repo_id}@{revision}", lambda: snapshot_download(
             repo_id, repo_type=repo_type, revision=revision, allow_patterns=patterns, token=self.token,
@@ -153,27 +164,35 @@ class HubTransport:
 
     def commit(self, repo_id: str, repo_type: str, uploads: dict, deletes: list[str], message: str,
                parent: str | None = None, revision: str = "main") -> str | None:
-        """Upload ``uploads`` (path in repo -> file or bytes) and delete ``deletes`` on branch ``revision`` in one
-        commit; the new commit's sha (``CommitInfo.oid``).
+        """Upload ``uploads`` (path in repo -> file or bytes) and delete ``deletes`` on
+        branch ``revision`` in one commit; the new commit's sha (``CommitInfo.oid``).
 
-        With ``parent``, the commit is made only if the branch still points there (a compare-and-swap): None when
-        another commit came in first.
+        With ``parent``, the commit is made only if the branch still points there
+        (a compare-and-swap): None when another commit came in first.
         """
         def attempt():  # operations are single-use: build them afresh for every try
-            ops = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=src if isinstance(src, bytes) else str(src))
+            ops = [CommitOperationAdd(path_in_repo=p,
+                                      path_or_fileobj=src if isinstance(src, bytes) else str(src))
                    for p, src in sorted(uploads.items())]
             ops += [CommitOperationDelete(path_in_repo=p) for p in deletes]
             try:
-                return self.api.create_commit(repo_id, operations=ops, commit_message=message, repo_type=repo_type,
-                                              revision=revision, parent_commit=parent).oid
+                return self.api.create_commit(repo_id,
+                                              operations=ops,
+                                              commit_message=message,
+                                              repo_type=repo_type,
+                                              revision=revision,
+                                              parent_commit=parent).oid
             except HfHubHTTPError as err:
-                if parent is not None and err.response is not None and err.response.status_code in (409, 412):
+                lost_race = (parent is not None and err.response is not None
+                             and err.response.status_code in (409, 412))
+                if lost_race:
                     return None
                 raise
         return self.call(f"commit to {repo_id}", attempt)
 
     def read_head_file(self, repo_id: str, repo_type: str, path: str) -> tuple[str | None, dict | None]:
-        """(the commit ``main`` points at, the JSON file ``path`` there or None); (None, None) without a repo."""
+        """(the commit ``main`` points at, the JSON file ``path`` there or None);
+        (None, None) without a repo."""
         try:
             head = self.call(f"read the head of {repo_id}",
                              lambda: self.api.repo_info(repo_id, repo_type=repo_type, revision="main").sha)
@@ -189,8 +208,10 @@ class HubTransport:
             return head, {}
 
     def move_ref(self, repo_id: str, repo_type: str, kind: str, ref: str, sha: str) -> None:
-        """Point ``kind`` (``branch`` or ``tag``) ``ref`` at commit ``sha`` (delete and recreate when it exists)."""
-        refs = self.call(f"list refs of {repo_id}", lambda: self.api.list_repo_refs(repo_id, repo_type=repo_type))
+        """Point ``kind`` (``branch`` or ``tag``) ``ref`` at commit ``sha``
+        (delete and recreate when it exists)."""
+        refs = self.call(f"list refs of {repo_id}",
+                         lambda: self.api.list_repo_refs(repo_id, repo_type=repo_type))
         current = {r.name: r.target_commit for r in (refs.branches if kind == "branch" else refs.tags)}
         if current.get(ref) == sha:
             return

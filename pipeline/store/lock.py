@@ -1,15 +1,16 @@
 """One writer per task: a lock in the store that a stage holds while it runs.
 
-- ``local`` store: ``<store>/.locks/<task>.json``, created with ``O_EXCL`` and holding the owner (pid, host, user,
-  the GitHub run when there is one), when it was taken and when it expires. It is stale, and taken over, when its
-  pid is dead on this host or its expiry has passed.
-- ``hub`` store: ``locks/<task>.json`` in the dataset repo, written by a commit whose parent is the head the
-  writer read (the Hub refuses it when another commit came in between, so two runners cannot both take it). It is
-  stale once its expiry has passed; a runner killed without releasing it blocks the task until then.
+- ``local`` store: ``<store>/.locks/<task>.json``, created with ``O_EXCL`` and holding the owner
+  (pid, host, user, the GitHub run when there is one), when it was taken and when it expires. It is
+  stale, and taken over, when its pid is dead on this host or its expiry has passed.
+- ``hub`` store: ``locks/<task>.json`` in the dataset repo, written by a commit whose parent is the
+  head the writer read (the Hub refuses it when another commit came in between, so two runners
+  cannot both take it). It is stale once its expiry has passed; a runner killed without releasing it
+  blocks the task until then.
 
-While held, a daemon thread moves the expiry forward every third of its lifetime, so a long fine-tune keeps its
-lock and a dead holder's lock lapses soon. Within one process the lock is re-entrant (``duo run`` chains stages
-in-process, and a test may call the CLI from several threads).
+While held, a daemon thread moves the expiry forward every third of its lifetime, so a long
+fine-tune keeps its lock and a dead holder's lock lapses soon. Within one process the lock is
+re-entrant (``duo run`` chains stages in-process, and a test may call the CLI from several threads).
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ from pathlib import Path
 
 from ..errors import DuoError
 
-LOCAL_TTL_S = 600.0  # a local holder's expiry (refreshed while it runs); a dead pid on this host frees it at once
-HUB_TTL_S = 1200.0  # a hub holder's expiry: each refresh is a commit, so less often than locally
-COMMIT_TRIES = 5  # hub: how many times to re-read and retry when another commit lands between read and write
+# a local holder's expiry (refreshed while it runs); a dead pid on this host frees it at once
+LOCAL_TTL_S = 600.0
+# a hub holder's expiry: each refresh is a commit, so less often than locally
+HUB_TTL_S = 1200.0
+# hub: how many times to re-read and retry when another commit lands between read and write
+COMMIT_TRIES = 5
 
 _registry_lock = threading.Lock()
 _held: dict[str, list] = {}  # lock location -> [count, backend, stop event]
@@ -64,11 +68,19 @@ def owner_record(task: str, verb: str, ttl_s: float) -> dict:
     host = socket.gethostname()
     owner = f"duo {verb} (pid {os.getpid()} on {host}, user {user})"
     if os.environ.get("GITHUB_RUN_ID"):
-        owner = (f"duo {verb} in GitHub run {os.environ['GITHUB_RUN_ID']} job {os.environ.get('GITHUB_JOB', '?')} "
-                 f"(pid {os.getpid()} on {host})")
+        owner = (f"duo {verb} in GitHub run {os.environ['GITHUB_RUN_ID']} "
+                 f"job {os.environ.get('GITHUB_JOB', '?')} (pid {os.getpid()} on {host})")
     t = now()
-    return {"task": task, "owner": owner, "verb": verb, "pid": os.getpid(), "host": host, "token": uuid.uuid4().hex,
-            "since": iso(t), "expires": iso(t + timedelta(seconds=ttl_s))}
+    return {
+        "task": task,
+        "owner": owner,
+        "verb": verb,
+        "pid": os.getpid(),
+        "host": host,
+        "token": uuid.uuid4().hex,
+        "since": iso(t),
+        "expires": iso(t + timedelta(seconds=ttl_s)),
+    }
 
 
 def pid_alive(pid: int) -> bool:
@@ -97,9 +109,10 @@ def is_stale(record: dict, here: str | None = None) -> bool:
 
 
 def held_message(task: str, record: dict, where: str) -> str:
-    return (f"task {task} is being worked on by {record.get('owner', 'an unknown process')} since "
-            f"{record.get('since', '?')} (lock {where}, expires {record.get('expires', '?')}); wait for it or "
-            "remove the lock if that process is gone")
+    return (f"task {task} is being worked on by {record.get('owner', 'an unknown process')} "
+            f"since {record.get('since', '?')} "
+            f"(lock {where}, expires {record.get('expires', '?')}); "
+            "wait for it or remove the lock if that process is gone")
 
 
 class LocalLock:
@@ -158,7 +171,8 @@ class LocalLock:
                     json.dump(record, fh)
                 self.record = record
                 return
-        raise DuoError(f"could not take the lock {self.where} for task {self.task}: it keeps changing; try again")
+        raise DuoError(f"could not take the lock {self.where} for task {self.task}: "
+                       "it keeps changing; try again")
 
     def _mtime(self) -> float:
         try:
@@ -196,8 +210,9 @@ class HubLock:
         self.record: dict | None = None
 
     def _write(self, record: dict | None, message: str, check=None) -> bool:
-        """Commit ``record`` (None: delete the lock) on the head just read, after ``check(current)``; retried on
-        a concurrent commit. False when ``check`` says not to write."""
+        """Commit ``record`` (None: delete the lock) on the head just read, after
+        ``check(current)``; retried on a concurrent commit. False when ``check`` says not to
+        write."""
         for _ in range(COMMIT_TRIES):
             head, current = self.hub.read_head_file(self.repo_id, "dataset", self.path)
             if check is not None and not check(current):
@@ -252,7 +267,8 @@ def _keep_fresh(backend, stop: threading.Event) -> None:
 
 @contextmanager
 def task_lock(store, task: str, verb: str) -> Iterator[None]:
-    """Hold ``task``'s lock in ``store`` for the block; LockHeld (one line) when another live process has it."""
+    """Hold ``task``'s lock in ``store`` for the block;
+    LockHeld (one line) when another live process has it."""
     backend = backend_for(store, task)
     key = backend.where
     with _registry_lock:  # held while acquiring, so two threads of one process never race each other for it
@@ -260,7 +276,8 @@ def task_lock(store, task: str, verb: str) -> Iterator[None]:
         if entry is None:
             backend.acquire(verb)
             stop = threading.Event()
-            threading.Thread(target=_keep_fresh, args=(backend, stop), daemon=True, name=f"duo-lock-{task}").start()
+            threading.Thread(target=_keep_fresh, args=(backend, stop), daemon=True,
+                             name=f"duo-lock-{task}").start()
             entry = _held[key] = [0, backend, stop]
         entry[0] += 1
     try:
