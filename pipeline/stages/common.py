@@ -1,5 +1,5 @@
-"""What every verb shares: the one place a stage's summary reaches the terminal, ``$GITHUB_OUTPUT`` and the job
-summary, and the ``--round`` default."""
+"""What every verb shares: the one place a stage's summary reaches the terminal,
+``$GITHUB_OUTPUT`` and the job summary, and the ``--round`` default."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def publish(store: Store, artifact: str, line: str, title: str | None = None, **
 
 
 def round_arg(args, store: Store, stage: str | None = None) -> int:
-    """``--round`` when given (0 is the untuned baseline), else the latest round with an artifact (of ``stage``,
-    when given), else 1."""
+    """``--round`` when given (0 is the untuned baseline), else the latest round with an artifact
+    (of ``stage``, when given), else 1."""
     given = getattr(args, "round", None)
     if given is not None:
         return int(given)

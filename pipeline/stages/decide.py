@@ -1,10 +1,11 @@
 """``duo decide``: after a round's evaluation, store the decision and act on it.
 
 The decision itself is :func:`pipeline.stats.decision.decide` (pure), from the facts
-:func:`pipeline.stats.decision_facts.decide_round` reads: pass, continue, stop-plateau, stop-budget or stop-no-service.
-``run`` stores it as artifact ``round-N/decide`` (``decision.json``, rendered by
-:func:`pipeline.stats.decision_text.record` and read back with :func:`pipeline.artifacts.decide.read_decision`);
-``command --dispatch`` starts the next round's workflow on GitHub and comments on the round's PR.
+:func:`pipeline.stats.decision_facts.decide_round` reads: pass, continue, stop-plateau, stop-budget
+or stop-no-service. ``run`` stores it as artifact ``round-N/decide`` (``decision.json``, rendered by
+:func:`pipeline.stats.decision_text.record` and read back with
+:func:`pipeline.artifacts.decide.read_decision`); ``command --dispatch`` starts the next round's
+workflow on GitHub and comments on the round's PR.
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ from .common import publish, round_arg
 
 STAGE = "decide"
 ARTIFACT = ARTIFACTS[STAGE]
-FLAGS = COMMON + (Flag("--dispatch", "Dispatch the next round's workflow on GitHub when the round falls short.",
+FLAGS = COMMON + (Flag("--dispatch",
+                       "Dispatch the next round's workflow on GitHub when the round falls short.",
                        kind="switch"),)
 COMMENT_MARK = "<!-- duo-decide task={task} round={round} -->"
-# A run of round N+1 created up to this long before the dispatch marker still counts (runner clocks differ from
-# GitHub's; a round dispatched by hand just before is not dispatched again).
+# A run of round N+1 created up to this long before the dispatch marker still counts (runner clocks
+# differ from GitHub's; a round dispatched by hand just before is not dispatched again).
 DISPATCH_MARGIN = timedelta(minutes=10)
 LIST_LAG_S = 30.0  # GitHub may list a dispatched run a few seconds after accepting the dispatch
 _dispatching = threading.RLock()  # decide in several threads of one process (the task lock is re-entrant)
@@ -49,10 +51,17 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     if (old := reusable(store, ins, force=force)) is not None:
         return old
     manifest = ins.start()
-    manifest.counts = {"synthetic_total": found["synthetic_total"], "next_samples": found["next_samples"] or 0}
+    manifest.counts = {
+        "synthetic_total": found["synthetic_total"],
+        "next_samples": found["next_samples"] or 0,
+    }
     manifest.usage = zero_usage()
-    manifest.extra = {"decision": found["decision"], "reason": found["reason"], "spend_usd": found["spend_usd"],
-                      **_dispatch_records(store, ins.name, found)}
+    manifest.extra = {
+        "decision": found["decision"],
+        "reason": found["reason"],
+        "spend_usd": found["spend_usd"],
+        **_dispatch_records(store, ins.name, found),
+    }
     with store.write(ins.name) as folder:
         (folder / "decision.json").write_text(json.dumps(found, indent=2) + "\n", encoding="utf-8")
         manifest.finish(folder).write(folder)
@@ -60,8 +69,9 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
 
 
 def _dispatch_records(store: Store, name: str, found: dict) -> dict:
-    """The dispatch records (``dispatching``, ``dispatched``) of the artifact being remade, when it decided the
-    same next round: a remade decide artifact (new duo, changed config) must not start that round again."""
+    """The dispatch records (``dispatching``, ``dispatched``) of the artifact being remade, when it
+    decided the same next round: a remade decide artifact (new duo, changed config) must not start
+    that round again."""
     if not store.exists(name):
         return {}
     old = store.manifest(name).extra or {}
@@ -80,8 +90,8 @@ def comment_body(cfg: Config, found: dict, dispatched: bool, waiting: str | None
              found["reason"] + ".", "",
              f"Spend so far: ${found['spend_usd']:.4f}; synthetic rows so far: {found['synthetic_total']}."]
     if found["decision"] == "continue" and waiting:
-        lines.append(f"Round {found['next_round']} ({found['next_samples']} synthetic samples) is not dispatched "
-                     f"yet: {waiting}.")
+        lines.append(f"Round {found['next_round']} ({found['next_samples']} synthetic samples) "
+                     f"is not dispatched yet: {waiting}.")
     elif found["decision"] == "continue":
         lines.append(f"Round {found['next_round']} ({found['next_samples']} synthetic samples) was "
                      + ("dispatched." if dispatched else "not dispatched (run `duo decide --dispatch`)."))
@@ -123,7 +133,8 @@ def _record(store: Store, m: Manifest, **extra) -> Manifest:
 
 
 def mark_dispatched(store: Store, m: Manifest, sent: dict) -> Manifest:
-    """Record the dispatch in the decide artifact, so a rerun of the job does not start the next round twice."""
+    """Record the dispatch in the decide artifact,
+    so a rerun of the job does not start the next round twice."""
     return _record(store, m, dispatched=sent)
 
 
@@ -140,10 +151,11 @@ def dispatch_next(cfg: Config, store: Store, m: Manifest, found: dict, repo, *,
                   force: bool = False) -> tuple[Manifest, dict, bool]:
     """Dispatch round N+1 unless it already was; returns (the manifest, the dispatch made or found, found).
 
-    Idempotent across kills and concurrent runs: a marker ``dispatching: {round, at}`` is stored first (for the hub
-    store, a commit), then GitHub's workflow-runs list is asked for a run titled with round N+1 of this config;
-    only when there is none is the workflow dispatched. A rerun that finds the marker but no ``dispatched`` record
-    (killed after the dispatch) finds the run and dispatches nothing. ``force`` dispatches again regardless.
+    Idempotent across kills and concurrent runs: a marker ``dispatching: {round, at}`` is stored
+    first (for the hub store, a commit), then GitHub's workflow-runs list is asked for a run titled
+    with round N+1 of this config; only when there is none is the workflow dispatched. A rerun that
+    finds the marker but no ``dispatched`` record (killed after the dispatch) finds the run and
+    dispatches nothing. ``force`` dispatches again regardless.
     """
     from .. import github
 
@@ -164,7 +176,8 @@ def dispatch_next(cfg: Config, store: Store, m: Manifest, found: dict, repo, *,
             if sent is not None:
                 return mark_dispatched(store, m, sent), sent, True
         at = datetime.now(UTC)
-        m = _record(store, m, dispatching={"round": found["next_round"], "at": at.strftime("%Y-%m-%dT%H:%M:%SZ")})
+        m = _record(store, m, dispatching={"round": found["next_round"],
+                                           "at": at.strftime("%Y-%m-%dT%H:%M:%SZ")})
         if not force and (sent := _found_run(cfg, repo, inputs, at)) is not None:
             return mark_dispatched(store, m, sent), sent, True
         ref = dispatch_ref(repo)
@@ -173,7 +186,8 @@ def dispatch_next(cfg: Config, store: Store, m: Manifest, found: dict, repo, *,
         return mark_dispatched(store, m, sent), sent, False
 
 
-def comment_decision(cfg: Config, repo, found: dict, dispatched: bool, waiting: str | None = None) -> str | None:
+def comment_decision(cfg: Config, repo, found: dict, dispatched: bool,
+                     waiting: str | None = None) -> str | None:
     """Comment the decision on the round's PR (edited on a rerun); the PR's url, or None without one."""
     from .. import github
 
@@ -183,7 +197,8 @@ def comment_decision(cfg: Config, repo, found: dict, dispatched: bool, waiting: 
             github.upsert_comment(pr, comment_body(cfg, found, dispatched, waiting),
                                   COMMENT_MARK.format(task=cfg.task.name, round=found["round"]))
     except DuoError as exc:
-        # The decision stands and the dispatch went out; a job without pull-requests: write only loses the note.
+        # The decision stands and the dispatch went out; a job without pull-requests: write only
+        # loses the note.
         print(f"warning: no decision comment on the round's pull request: {exc}", file=sys.stderr)
         return None
     return pr.html_url if pr is not None else None
@@ -197,25 +212,28 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
 def review_gate(cfg: Config, store: Store, repo, round_no: int) -> str | None:
     """None when round N+1 may be dispatched under ``report.require_approval``; else what decide waits for.
 
-    The round's report PR must be merged (promoted) or carry an approving review (the latest review of each reviewer
-    counts; a standing "changes requested" holds it back); a PR closed unmerged, or a rejected record, stops it.
+    The round's report PR must be merged (promoted) or carry an approving review (the latest review
+    of each reviewer counts; a standing "changes requested" holds it back); a PR closed unmerged, or
+    a rejected record, stops it.
     """
     from .. import github
 
     record = read_promotion(store, round_no) or {}
-    rejected = (f"round {round_no} was rejected in review (its report PR was closed unmerged); no further round is "
-                "dispatched")
+    rejected = (f"round {round_no} was rejected in review (its report PR was closed unmerged); "
+                "no further round is dispatched")
     if record.get("status") in ("promoted", "rejected"):
         return None if record["status"] == "promoted" else rejected
     branch = f"duo/{cfg.task.name}/round-{round_no}"
     with github.github_errors(f"list pull requests for {branch}"):
         pr = next(iter(repo.get_pulls(state="all", head=f"{repo.owner.login}:{branch}")), None)
         if pr is None:
-            return f"waiting for round {round_no}'s report PR (branch {branch}) and an approving review of it"
+            return (f"waiting for round {round_no}'s report PR (branch {branch}) "
+                    "and an approving review of it")
         if pr.merged or pr.state == "closed":
             return None if pr.merged else rejected
+        # oldest first: the last one stays
         states = {r.user.login: r.state for r in pr.get_reviews()
-                  if r.state in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED")}  # oldest first: the last one stays
+                  if r.state in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED")}
     if "APPROVED" in states.values() and "CHANGES_REQUESTED" not in states.values():
         return None
     return (f"waiting for an approving review of {pr.html_url} before round {round_no + 1} is dispatched "

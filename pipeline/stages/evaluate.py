@@ -1,15 +1,16 @@
-"""``duo evaluate``: score the student's answers against the service LLM's, compare them with the untuned baseline
-and the previous round, then apply the pass rule.
+"""``duo evaluate``: score the student's answers against the service LLM's,
+compare them with the untuned baseline and the previous round, then apply the pass rule.
 
-Input: ``round-N/infer/answers.jsonl`` (``id``, ``instruction``, ``reference``, ``category``, ``answer``,
-``sample``), and the ``scores.jsonl`` of round 0 (the untuned baseline) and of the previous evaluated round.
-Output ``round-N/evaluate``: ``scores.jsonl`` (per answer: every metric, each judge repeat with its reasons, the
-pairwise verdicts), ``metrics.json`` (clustered summaries, ``baseline``, ``vs_baseline``, ``vs_previous``,
-``power``, per-category, the rule and the verdict; see docs/contracts.md) and ``judge_failures.jsonl``.
+Input: ``round-N/infer/answers.jsonl`` (``id``, ``instruction``, ``reference``, ``category``,
+``answer``, ``sample``), and the ``scores.jsonl`` of round 0 (the untuned baseline) and of the
+previous evaluated round. Output ``round-N/evaluate``: ``scores.jsonl`` (per answer: every metric,
+each judge repeat with its reasons, the pairwise verdicts), ``metrics.json`` (clustered summaries,
+``baseline``, ``vs_baseline``, ``vs_previous``, ``power``, per-category, the rule and the verdict;
+see docs/contracts.md) and ``judge_failures.jsonl``.
 
-The LLM judge (as in LlamaDuo) scores ``similarity`` and ``precision`` 1-100, ``judge_repeats`` times per answer,
-averaged; with ``evaluate.pairwise`` it also says which answer is better (metric ``win_rate``). With no judge
-configured, ``evaluate.offline_pass_rule`` decides.
+The LLM judge (as in LlamaDuo) scores ``similarity`` and ``precision`` 1-100, ``judge_repeats``
+times per answer, averaged; with ``evaluate.pairwise`` it also says which answer is better (metric
+``win_rate``). With no judge configured, ``evaluate.offline_pass_rule`` decides.
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ from ..store import BASELINE_ROUND, Store, artifact_name, open_store
 from .common import publish, round_arg
 
 STAGE = "evaluate"
-FLAGS = COMMON + (Flag("--plan", "Print what the judges would be sent (requests, tokens and dollars at most, requests "
-                         "already in the journal, the first request) and exit: nothing is sent or written.",
-                         kind="switch"),)
+FLAGS = COMMON + (Flag("--plan",
+                       "Print what the judges would be sent (requests, tokens and dollars at most, "
+                       "requests already in the journal, the first request) and exit: "
+                       "nothing is sent or written.",
+                       kind="switch"),)
 ARTIFACT = ARTIFACTS[STAGE]
 
 
@@ -74,40 +77,66 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     with privacy.tally() as scrubbed:  # what privacy.scrub took out of the judges' requests, by type
         judged = score_with_judges(cfg, store, round_no, rows, ins.name)
     scores = dict(judged["scores"])
-    scores.update(offline_scores(cfg.evaluate.metrics, [r["answer"] for r in rows], [r["reference"] for r in rows],
+    scores.update(offline_scores(cfg.evaluate.metrics,
+                                 [r["answer"] for r in rows],
+                                 [r["reference"] for r in rows],
                                  embedding_model=cfg.evaluate.embedding_model))
     scores = {m: scores[m] for m in cfg.evaluate.metrics if m in scores}  # the configured order
     score_rows = _score_rows(cfg, rows, scores, judged)
     conditions, rule_kind = _rule(cfg, judged["on"])
     prev = previous_round(store, round_no)
     found = evidence.build(score_rows, scores, ev=cfg.evaluate, conditions=conditions,
-                           baseline=read_scores(store, BASELINE_ROUND) if round_no > BASELINE_ROUND else None,
+                           baseline=(read_scores(store, BASELINE_ROUND)
+                                     if round_no > BASELINE_ROUND else None),
                            previous=read_scores(store, prev) if prev is not None else None)
     unsent = judged["unsent"]
     if unsent:  # a judge cut short by the spend budget cannot pass a round on the samples it did score
         found["verdict"] = "fail"
     judge_scores = list(judged["scores"].values())
-    unjudged = sum(1 for i in range(len(rows)) if all(v[i] is None for v in judge_scores)) if judge_scores else 0
-    report = {"round": round_no, "baseline_round": BASELINE_ROUND, "previous_round": prev, "n": found["metrics"]
-              and max(s["n"] for s in found["metrics"].values()), "answers": len(rows),
-              "judge": "llm" if judged["on"] else "skipped", "judge_model": judged["model"],
-              "judge_repeats": cfg.evaluate.judge_repeats if judged["on"] else 0, **found, "rule_kind": rule_kind,
-              "judge_failures": unjudged, **({"panel": judged["panel"]} if judged.get("panel") else {})}
+    unjudged = (sum(1 for i in range(len(rows)) if all(v[i] is None for v in judge_scores))
+                if judge_scores else 0)
+    report = {
+        "round": round_no,
+        "baseline_round": BASELINE_ROUND,
+        "previous_round": prev,
+        "n": found["metrics"] and max(s["n"] for s in found["metrics"].values()),
+        "answers": len(rows),
+        "judge": "llm" if judged["on"] else "skipped",
+        "judge_model": judged["model"],
+        "judge_repeats": cfg.evaluate.judge_repeats if judged["on"] else 0,
+        **found,
+        "rule_kind": rule_kind,
+        "judge_failures": unjudged,
+        **({"panel": judged["panel"]} if judged.get("panel") else {}),
+    }
     if unsent:
         report.update(stopped="budget", judge_requests_not_sent=unsent)
     with store.write(ins.name) as folder:
         write_jsonl(folder / "scores.jsonl", score_rows)
         write_jsonl(folder / "judge_failures.jsonl", judged["failures"])
         (folder / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        manifest.counts = {"samples": len(rows), "prompts": report["n"], "judged": len(rows) - unjudged
-                           if judged["on"] else 0, "judge_failures": unjudged,
-                           "judge_failed_repeats": len(judged["failures"]), "judge_requests_not_sent": unsent}
+        manifest.counts = {
+            "samples": len(rows),
+            "prompts": report["n"],
+            "judged": len(rows) - unjudged if judged["on"] else 0,
+            "judge_failures": unjudged,
+            "judge_failed_repeats": len(judged["failures"]),
+            "judge_requests_not_sent": unsent,
+        }
         manifest.usage = {**zero_usage(), **judged["usage"]}
-        manifest.models = {"judge": judged["model"], "embedding": cfg.evaluate.embedding_model
-                           if "embedding" in scores else None}
-        manifest.extra = {"verdict": found["verdict"], "rule_kind": rule_kind, "judge_repeats": report["judge_repeats"],
-                          "stopped": "budget" if unsent else None, "budget_usd": cfg.budget.max_spend_usd}
-        manifest.extra["scrubbed"] = privacy.counts_of(scrubbed) if privacy.enabled(cfg) and judged["on"] else None
+        manifest.models = {
+            "judge": judged["model"],
+            "embedding": cfg.evaluate.embedding_model if "embedding" in scores else None,
+        }
+        manifest.extra = {
+            "verdict": found["verdict"],
+            "rule_kind": rule_kind,
+            "judge_repeats": report["judge_repeats"],
+            "stopped": "budget" if unsent else None,
+            "budget_usd": cfg.budget.max_spend_usd,
+        }
+        manifest.extra["scrubbed"] = (privacy.counts_of(scrubbed)
+                                      if privacy.enabled(cfg) and judged["on"] else None)
         manifest.finish(folder).write(folder)
     return manifest
 
@@ -118,31 +147,36 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
 def table(report: dict) -> str:
     """The metrics, the comparisons, the rule and the verdict as markdown (also fine on a terminal)."""
     base, vs_base = report.get("baseline") or {}, report.get("vs_baseline") or {}
-    lines = [f"Round {report['round']}: {report['n']} prompts ({report.get('answers', report['n'])} answers), "
+    lines = [f"Round {report['round']}: {report['n']} prompts "
+             f"({report.get('answers', report['n'])} answers), "
              f"judge {report['judge_model'] or 'skipped'}"
              + (f", {report['judge_failures']} unjudged" if report["judge_failures"] else ""), "",
              "| metric | mean | CI | baseline | vs baseline (CI) | n |", "|---|---|---|---|---|---|"]
     for metric, s in report["metrics"].items():
         d = vs_base.get(metric) or {}
-        change = f"{num(d.get('diff'))} ({num(d.get('ci_low'))}–{num(d.get('ci_high'))}) {d['change']}" if d else "–"
+        change = (f"{num(d.get('diff'))} ({num(d.get('ci_low'))}–{num(d.get('ci_high'))}) {d['change']}"
+                  if d else "–")
         lines.append(f"| {metric} | {num(s['mean'])} | {num(s['ci_low'])}–{num(s['ci_high'])} | "
                      f"{num((base.get(metric) or {}).get('mean'))} | {change} | {s['n']} |")
     lines.append("")
     lines += [f"- {rule_row(r)}" for r in report["rule"]]
     if report.get("stopped") == "budget":
-        lines.append(f"- FAIL: the spend budget ran out; {report['judge_requests_not_sent']} judge requests not sent")
+        lines.append("- FAIL: the spend budget ran out; "
+                     f"{report['judge_requests_not_sent']} judge requests not sent")
     lines.append(f"\nVerdict ({report['rule_kind']} rule): **{report['verdict']}**")
     return "\n".join(lines)
 
 
 def plan_rows(store: Store, round_no: int) -> tuple[list[dict], str | None]:
-    """The answers the judges would see: round ``round_no``'s, else (not made yet) the last earlier round's, else
-    the test split's references standing in for answers; and a note saying which stood in."""
+    """The answers the judges would see: round ``round_no``'s, else (not made yet) the last earlier
+    round's, else the test split's references standing in for answers; and a note saying which stood
+    in."""
     for k in range(round_no, -1, -1):
         name = artifact_name("infer", k)
         if store.exists(name):
             rows = read_answers(store.open(name) / "answers.jsonl")
-            return rows, None if k == round_no else f"round {round_no} has no answers yet: round {k}'s stand in"
+            return rows, (None if k == round_no
+                          else f"round {round_no} has no answers yet: round {k}'s stand in")
     if not store.exists("prepare"):
         raise store.missing("prepare", f"evaluate --plan (round {round_no})")
     test = read_jsonl(store.open("prepare") / "test.jsonl")
@@ -177,15 +211,19 @@ def plan(cfg: Config, store: Store, round_no: int, *, force: bool = False) -> tu
             requests = [p[0] for p in plan_absolute(cfg, rows, template=ev.prompt, schema=schema,
                                                     repeats=ev.judge_repeats)]
             path = journal if len(services) == 1 else judge_journal(journal, label)
-            parts.append(PlanPart.of(f"evaluate round {round_no}, judge {label}: {len(rows)} answers x "
-                                     f"{ev.judge_repeats} repeats", svc,
-                                     requests, Engine(svc, journal=path, progress=False).in_journal(requests)))
+            parts.append(PlanPart.of(f"evaluate round {round_no}, judge {label}: "
+                                     f"{len(rows)} answers x {ev.judge_repeats} repeats",
+                                     svc,
+                                     requests,
+                                     Engine(svc, journal=path, progress=False).in_journal(requests)))
     if ev.pairwise or "win_rate" in ev.metrics:
         schema = load_reply_schema(cfg, ev.pairwise_schema)
         requests = [p[0] for p in plan_pairwise(cfg, rows, template=ev.pairwise_prompt, schema=schema)]
         path = journal.with_name(journal.stem + "-pairwise.jsonl")
-        parts.append(PlanPart.of(f"evaluate round {round_no}, pairwise judge: {len(rows)} answers x 2 orders",
-                                 services[0], requests,
+        parts.append(PlanPart.of(f"evaluate round {round_no}, pairwise judge: "
+                                 f"{len(rows)} answers x 2 orders",
+                                 services[0],
+                                 requests,
                                  Engine(services[0], journal=path, progress=False).in_journal(requests)))
     return parts, [note] if note else []
 

@@ -1,10 +1,11 @@
 """``duo report``: the round's report (markdown, metrics, charts) in ``<report.dir>/<task>/round-<N>/``.
 
-Reads ``round-N/evaluate`` (required) and whatever else the store holds (``pipeline.report.data.gather``), states plainly
-what is missing, and saves the folder as artifact ``round-N/report``. ``--round 0`` reports the untuned base
-student. With ``--open-pr`` it commits the folder to branch ``duo/<task>/round-<N>`` and opens, or on a rerun
-updates, the round's PR, whose images and links name commits (the report branch's, the Hub uploads'), never a
-branch. In the Hub store it then writes the round's results and the report's link into the adapter's model card.
+Reads ``round-N/evaluate`` (required) and whatever else the store holds
+(``pipeline.report.data.gather``), states plainly what is missing, and saves the folder as artifact
+``round-N/report``. ``--round 0`` reports the untuned base student. With ``--open-pr`` it commits
+the folder to branch ``duo/<task>/round-<N>`` and opens, or on a rerun updates, the round's PR,
+whose images and links name commits (the report branch's, the Hub uploads'), never a branch. In the
+Hub store it then writes the round's results and the report's link into the adapter's model card.
 """
 
 from __future__ import annotations
@@ -34,10 +35,14 @@ STAGE = "report"
 FLAGS = COMMON + (Flag("--open-pr", "Open, or on a rerun update, the round's pull request with the report.",
                        kind="switch"),)
 ARTIFACT = ARTIFACTS[STAGE]
-CHARTS = {"histogram": "score_distribution.png", "categories": "category_means.png", "trend": "round_trend.png"}
+CHARTS = {
+    "histogram": "score_distribution.png",
+    "categories": "category_means.png",
+    "trend": "round_trend.png",
+}
 WATERMARK = "<!-- duo-report task={task} round={round} -->"
-SECRET_VARS = ("GITHUB_TOKEN", "GH_TOKEN", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY", "GEMINI_API_KEY",
-               "GOOGLE_API_KEY")
+SECRET_VARS = ("GITHUB_TOKEN", "GH_TOKEN", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY",
+               "GEMINI_API_KEY", "GOOGLE_API_KEY")
 MAX_TEXT = 1500  # characters of one answer shown in the worst-samples table
 
 
@@ -74,7 +79,8 @@ def render(name: str, **context) -> str:
 
 
 def redact(text: str) -> str:
-    """Replace any secret held in the environment (tokens, API keys) by ``***``: never in reports or PR bodies."""
+    """Replace any secret held in the environment (tokens, API keys) by ``***``:
+    never in reports or PR bodies."""
     for var in SECRET_VARS:
         value = os.environ.get(var) or ""
         if len(value) >= 6:
@@ -139,7 +145,8 @@ def _write(ctx: dict, manifest: Manifest, folder: Path, target: Path) -> None:
 
 
 def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False) -> Manifest:
-    """Write the round's report folder and artifact ``round-N/report``; unchanged inputs keep the existing one."""
+    """Write the round's report folder and artifact ``round-N/report``;
+    unchanged inputs keep the existing one."""
     round_no = int(latest_round(store, "evaluate") or 1) if round_no is None else int(round_no)
     read_metrics(store, round_no, NEEDED_BY)  # fail early, with the missing artifact named
     ins = ARTIFACT.inputs(cfg, store, round_no)
@@ -165,9 +172,10 @@ def title(ctx: dict) -> str:
 
 
 def publish_pr(cfg: Config, store: Store, round_no: int, folder: Path) -> dict:
-    """Commit ``folder`` to branch ``duo/<task>/round-<N>`` and open or update its PR; ``url``, ``number``,
-    ``commit`` (the branch head after the commit) and ``report_url``. Images and the report are linked by that
-    commit, never by the branch: the links keep working once the branch is merged and deleted."""
+    """Commit ``folder`` to branch ``duo/<task>/round-<N>`` and open or update its PR; ``url``,
+    ``number``, ``commit`` (the branch head after the commit) and ``report_url``. Images and the
+    report are linked by that commit, never by the branch: the links keep working once the branch is
+    merged and deleted."""
     from .. import github
 
     repo = github.connect()
@@ -182,9 +190,14 @@ def publish_pr(cfg: Config, store: Store, round_no: int, folder: Path) -> dict:
     chart_urls = [(name[:-4].replace("_", " "), f"{blob}/{rel}/{name}?raw=true") for name in CHARTS.values()
                   if (folder / name).is_file()]
     report_url = f"{blob}/{rel}/report.md"
-    body = render("pr_body.md.j2", **ctx, watermark=WATERMARK.format(task=cfg.task.name, round=round_no),
-                  chart_urls=chart_urls, report_path=f"{rel}/report.md", report_url=report_url, report_commit=sha)
-    pr, _ = github.upsert_pr(repo, branch=branch, base=base, title=title(ctx), body=body, label=cfg.report.label)
+    body = render("pr_body.md.j2", **ctx,
+                  watermark=WATERMARK.format(task=cfg.task.name, round=round_no),
+                  chart_urls=chart_urls,
+                  report_path=f"{rel}/report.md",
+                  report_url=report_url,
+                  report_commit=sha)
+    pr, _ = github.upsert_pr(repo, branch=branch, base=base, title=title(ctx), body=body,
+                             label=cfg.report.label)
     return {"url": pr.html_url, "number": pr.number, "commit": sha, "report_url": report_url}
 
 
@@ -195,19 +208,30 @@ def open_pr(cfg: Config, store: Store, round_no: int, folder: Path) -> tuple[str
 
 
 def card_results(ctx: dict, report_url: str | None, pr_url: str | None) -> dict:
-    """The round's evaluation as :func:`pipeline.store.cards.finish_model_card` writes it into the model card."""
+    """The round's evaluation as :func:`pipeline.store.cards.finish_model_card`
+    writes it into the model card."""
     ev = ctx["ev"]
     evaluated = next((p for p in ctx["lineage"]["data"] if p["name"].endswith("/evaluate")), {})
-    return {"round": ctx["round"], "confidence": ctx["conf"], "n": ev.get("n"), "verdict": ev["verdict"],
-            "rule_kind": ev["rule_kind"], "report_url": report_url, "pr_url": pr_url, "judge": ctx["judging"],
-            "metrics": {m: {k: s.get(k) for k in ("mean", "ci_low", "ci_high", "n")} for m, s in ev["metrics"].items()},
-            "data_revision": evaluated.get("commit"), "data_url": evaluated.get("url")}
+    return {
+        "round": ctx["round"],
+        "confidence": ctx["conf"],
+        "n": ev.get("n"),
+        "verdict": ev["verdict"],
+        "rule_kind": ev["rule_kind"],
+        "report_url": report_url,
+        "pr_url": pr_url,
+        "judge": ctx["judging"],
+        "metrics": {m: {k: s.get(k) for k in ("mean", "ci_low", "ci_high", "n")}
+                    for m, s in ev["metrics"].items()},
+        "data_revision": evaluated.get("commit"),
+        "data_url": evaluated.get("url"),
+    }
 
 
 def update_model_card(cfg: Config, store: Store, round_no: int, pr: dict | None) -> str | None:
-    """Write the round's results, the report link and the judge's prompt hash into the adapter's model card on the
-    Hub (the card is written at upload, before the round is evaluated); the card commit, or None (local store,
-    round 0, no adapter, nothing changed)."""
+    """Write the round's results, the report link and the judge's prompt hash into the adapter's
+    model card on the Hub (the card is written at upload, before the round is evaluated); the card
+    commit, or None (local store, round 0, no adapter, nothing changed)."""
     update = getattr(store, "update_model_card", None)
     if update is None or round_no == 0 or not store.exists(artifact_name("finetune", round_no)):
         return None
@@ -222,10 +246,13 @@ def update_model_card(cfg: Config, store: Store, round_no: int, pr: dict | None)
 def summary(m: Manifest, store: Store, round_no: int) -> str:
     ev = read_metrics(store, round_no, NEEDED_BY)
     rows = ev.get("rule") or []
-    shown = [r for r in rows if not (round_no == 0 and r.get("vs"))]  # round 0 is what relative rows compare with
-    verdict = "baseline round (relative rules apply from round 1)" if len(shown) < len(rows) else ev["verdict"].upper()
+    # round 0 is what relative rows compare with
+    shown = [r for r in rows if not (round_no == 0 and r.get("vs"))]
+    verdict = ("baseline round (relative rules apply from round 1)" if len(shown) < len(rows)
+               else ev["verdict"].upper())
     conds = "; ".join(rule_row(r) for r in shown)
-    return f"report round {round_no}: {verdict}, decision {m.extra.get('decision')}" + (f": {conds}" if conds else "")
+    return (f"report round {round_no}: {verdict}, decision {m.extra.get('decision')}"
+            + (f": {conds}" if conds else ""))
 
 
 def command(cfg: Config, args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """``duo run``: the whole LlamaDuo loop on this machine, round after round, on the configured store.
 
-Each round chains synthesize -> finetune -> infer -> evaluate -> report -> decide (prepare once per task). Every
-stage skips itself when its artifact is already complete, so running the same command after a crash or Ctrl-C
-resumes from the last complete artifact, and the service-LLM journal re-uses every answer already paid for.
+Each round chains synthesize -> finetune -> infer -> evaluate -> report -> decide (prepare once per
+task). Every stage skips itself when its artifact is already complete, so running the same command
+after a crash or Ctrl-C resumes from the last complete artifact, and the service-LLM journal re-uses
+every answer already paid for.
 """
 
 from __future__ import annotations
@@ -28,9 +29,14 @@ from ..progress import StageMeter, StageRecord, summary_line, summary_table
 from ..store import BASELINE_ROUND, Store, artifact_name, open_store
 
 ROUND_STAGES = ("synthesize", "finetune", "infer", "evaluate", "report", "decide")
-FLAGS = COMMON + (Flag("--rounds", "Stop after this many rounds (default: budget.max_rounds).", type=int, metavar="N"),
-                  Flag("--plan", "Print what the next round's synthesize and evaluate would send (requests, tokens and "
-                       "dollars at most, the first request of each) and exit: nothing is sent or written.",
+FLAGS = COMMON + (Flag("--rounds",
+                       "Stop after this many rounds (default: budget.max_rounds).",
+                       type=int,
+                       metavar="N"),
+                  Flag("--plan",
+                       "Print what the next round's synthesize and evaluate would send "
+                       "(requests, tokens and dollars at most, the first request of each) and exit: "
+                       "nothing is sent or written.",
                        kind="switch"))
 
 
@@ -51,9 +57,10 @@ def check_service(cfg: Config) -> list[str]:
     """Notes on what runs offline; a configured service whose API key variable is unset is an error."""
     for role, svc in cfg.service.roles():
         if not os.environ.get(svc.api_key_env):
-            raise DuoError(f"service.{role} ({svc.provider}:{svc.model}) needs its API key in the environment "
-                           f"variable {svc.api_key_env}, which is not set; set it, or remove service.{role} "
-                           f"from {cfg.source_path or 'the config'} to run offline")
+            raise DuoError(f"service.{role} ({svc.provider}:{svc.model}) needs its API key "
+                           f"in the environment variable {svc.api_key_env}, which is not set; "
+                           f"set it, or remove service.{role} from {cfg.source_path or 'the config'} "
+                           "to run offline")
     check_prices(cfg)  # a paid model with no known price refuses before round 1 starts
     notes = []
     if cfg.service.synthesize is None:
@@ -81,7 +88,8 @@ def _finished(store: Store, name: str) -> str | None:
 
 def run_stage(cfg: Config, store: Store, stage: str, round_no: int | None, *, force: bool = False,
               echo: Callable[[str], None] = print, **kwargs) -> tuple[Manifest, StageRecord]:
-    """Run one stage (it skips itself when complete), measuring wall time and peak RSS; echo one summary line."""
+    """Run one stage (it skips itself when complete), measuring wall time and peak RSS;
+    echo one summary line."""
     name = artifact_name(stage, round_no)
     before = None if force else _finished(store, name)
     record = StageRecord(round=round_no, stage=stage)
@@ -119,11 +127,14 @@ def _adapter_text(store: Store, round_no: int) -> str | None:
 def _report_text(cfg: Config, store: Store, round_no: int) -> str | None:
     from .report import report_dir
 
-    return str(report_dir(cfg, round_no) / "report.md") if store.exists(artifact_name("report", round_no)) else None
+    if not store.exists(artifact_name("report", round_no)):
+        return None
+    return str(report_dir(cfg, round_no) / "report.md")
 
 
 def baseline(cfg: Config, store: Store, *, force: bool, echo: Callable[[str], None]) -> list[StageRecord]:
-    """Round 0: the untuned base student answers and is scored once per task (reused while nothing changed)."""
+    """Round 0: the untuned base student answers and is scored once per task
+    (reused while nothing changed)."""
     records = []
     for stage in ("infer", "evaluate"):
         _, rec = run_stage(cfg, store, stage, BASELINE_ROUND, force=force, echo=echo)
@@ -152,14 +163,16 @@ def run_round(cfg: Config, store: Store, round_no: int, samples: int | None, *, 
     return records
 
 
-def run_rounds(cfg: Config, store: Store, *, rounds: int | None = None, start_round: int = 1, force: bool = False,
-               echo: Callable[[str], None] = print) -> RunResult:
-    """Run rounds from ``start_round`` until the decision is pass or stop-budget, or round ``rounds`` is done.
+def run_rounds(cfg: Config, store: Store, *, rounds: int | None = None, start_round: int = 1,
+               force: bool = False, echo: Callable[[str], None] = print) -> RunResult:
+    """Run rounds from ``start_round`` until the decision is pass or stop-budget,
+    or round ``rounds`` is done.
 
     Args:
         rounds: the last round to run (default ``budget.max_rounds``).
         start_round: the first round; earlier rounds' artifacts are taken as they are.
-        force: redo every stage this call runs, even when complete (service answers still come from the journal).
+        force: redo every stage this call runs, even when complete
+            (service answers still come from the journal).
         echo: where the one-line stage summaries go.
     """
     result = RunResult(notes=check_service(cfg))
@@ -194,7 +207,8 @@ def run_rounds(cfg: Config, store: Store, *, rounds: int | None = None, start_ro
 
 
 def next_round(store: Store) -> tuple[int, int | None]:
-    """(the round ``duo run`` would do next, its synthetic target from the last decision or None: the config's)."""
+    """(the round ``duo run`` would do next, its synthetic
+    target from the last decision or None: the config's)."""
     k = 0
     while store.exists(artifact_name("decide", k + 1)):
         k += 1
@@ -231,7 +245,8 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
     start = args.round if args.round is not None else 1
     if start < 1:
-        raise DuoError("duo run: --round must be 1 or more (round 0, the untuned baseline, runs before round 1)")
+        raise DuoError("duo run: --round must be 1 or more "
+                       "(round 0, the untuned baseline, runs before round 1)")
     if args.plan:
         print(plan(cfg, store, args.round, force=args.force))
         return 0

@@ -1,23 +1,25 @@
 """``duo synthesize``: ask the service LLM for new training pairs like the train seeds, then clean them.
 
-As in LlamaDuo: seeds are sampled with replacement from the coverage TRAIN split (never the test split); each
-request shows one seed and asks for ``pairs_per_request`` new pairs as ``{"contents": [{"instruction",
-"response"}, ...]}``. Cleaning (``dedup.PairFilter``) removes empty, truncated, duplicate and near-duplicate
-pairs (among themselves, against the coverage train split and earlier rounds' synthetic data) and anything too
-close to a test prompt. The stage asks again, up to ``max_attempts`` times, until the round's target is kept.
+As in LlamaDuo: seeds are sampled with replacement from the coverage TRAIN split (never the test
+split); each request shows one seed and asks for ``pairs_per_request`` new pairs as
+``{"contents": [{"instruction", "response"}, ...]}``. Cleaning (``dedup.PairFilter``) removes empty,
+truncated, duplicate and near-duplicate pairs (among themselves, against the coverage train split
+and earlier rounds' synthetic data) and anything too close to a test prompt. The stage asks again,
+up to ``max_attempts`` times, until the round's target is kept.
 
-Output ``round-N/synthesize``: ``data.jsonl`` (``id``, ``instruction``, ``response``, ``category``, ``messages``,
-``seed_id``, ``generator``, ``round``), ``removed.jsonl`` (pair + ``reason``: empty, truncated, duplicate,
-near_duplicate, test_overlap, or surplus for good pairs beyond the target) and ``failures.jsonl`` (``key``,
-``error``, ``raw``). Request keys and prompts depend only on (seed, round, attempt, index), so a rerun re-uses
-every answer already paid for from the journal.
+Output ``round-N/synthesize``: ``data.jsonl`` (``id``, ``instruction``, ``response``, ``category``,
+``messages``, ``seed_id``, ``generator``, ``round``), ``removed.jsonl`` (pair + ``reason``: empty,
+truncated, duplicate, near_duplicate, test_overlap, or surplus for good pairs beyond the target) and
+``failures.jsonl`` (``key``, ``error``, ``raw``). Request keys and prompts depend only on (seed,
+round, attempt, index), so a rerun re-uses every answer already paid for from the journal.
 
-The task's shape is kept: each request carries its seed's system prompt (a synthetic row gets that ``system`` and
-``messages`` [system, user, assistant]) and the seeds' typical response lengths; a pair whose response falls
-outside the seeds' range (``synthesize.length_filter``) is removed as ``length_outlier``, and one whose instruction
-means the same as a test prompt (``synthesize.decontaminate``, ``decontam_semantic``) as ``semantic_contaminated``.
-Seeds are drawn by ``pipeline.data.seeds`` (``synthesize.targeting``). Every request is scrubbed of personal data first
-(``privacy.scrub``); the counts per type are the manifest's ``scrubbed``.
+The task's shape is kept: each request carries its seed's system prompt (a synthetic row gets that
+``system`` and ``messages`` [system, user, assistant]) and the seeds' typical response lengths; a
+pair whose response falls outside the seeds' range (``synthesize.length_filter``) is removed as
+``length_outlier``, and one whose instruction means the same as a test prompt
+(``synthesize.decontaminate``, ``decontam_semantic``) as ``semantic_contaminated``. Seeds are drawn
+by ``pipeline.data.seeds`` (``synthesize.targeting``). Every request is scrubbed of personal data
+first (``privacy.scrub``); the counts per type are the manifest's ``scrubbed``.
 """
 
 from __future__ import annotations
@@ -44,10 +46,17 @@ from ..store import Store, artifact_name, open_store
 from .common import publish, round_arg
 
 STAGE = "synthesize"
-PLAN = Flag("--plan", "Print what would be sent (requests, tokens and dollars at most, requests already in the "
-            "journal, the first request) and exit: nothing is sent or written.", kind="switch")
-FLAGS = COMMON + (Flag("--samples", "Synthetic samples to add this round (default: from synthesize.samples, "
-                               "growth or schedule).", type=int, metavar="N"), PLAN)
+PLAN = Flag("--plan",
+            "Print what would be sent (requests, tokens and dollars at most, "
+            "requests already in the journal, the first request) and exit: "
+            "nothing is sent or written.",
+            kind="switch")
+FLAGS = COMMON + (Flag("--samples",
+                       "Synthetic samples to add this round "
+                       "(default: from synthesize.samples, growth or schedule).",
+                       type=int,
+                       metavar="N"),
+                  PLAN)
 
 
 ARTIFACT = ARTIFACTS[STAGE]
@@ -63,21 +72,33 @@ def build_requests(cfg: Config, drawer: seeds.Seeds, schema: dict, round_no: int
     requests = []
     for i in range(count):
         seed_row = drawer.draw(round_no, attempt, i)
-        messages = render(cfg, cfg.synthesize.prompt, topic=cfg.task.description, system_prompt=seeds.system_of(
-            seed_row), instruction=seed_row["instruction"], response=seed_row["response"],
-            category=seed_row.get("category"), n=cfg.synthesize.pairs_per_request,
-            min_response_chars=cfg.synthesize.min_response_chars, length_low=low, length_high=high)
+        messages = render(cfg, cfg.synthesize.prompt,
+                          topic=cfg.task.description,
+                          system_prompt=seeds.system_of(seed_row),
+                          instruction=seed_row["instruction"],
+                          response=seed_row["response"],
+                          category=seed_row.get("category"),
+                          n=cfg.synthesize.pairs_per_request,
+                          min_response_chars=cfg.synthesize.min_response_chars,
+                          length_low=low,
+                          length_high=high)
         messages = privacy.scrub_messages(cfg, messages)
-        # repeat is unique per request: the same seed drawn twice must get two answers, not one journal entry.
-        requests.append((Request(key=f"r{round_no}-a{attempt}-{i:05d}", messages=messages, schema=schema,
-                                 repeat=attempt * 100_000 + i), seed_row))
+        # repeat is unique per request: the same seed drawn twice must get two answers, not one
+        # journal entry.
+        requests.append((Request(key=f"r{round_no}-a{attempt}-{i:05d}",
+                                 messages=messages,
+                                 schema=schema,
+                                 repeat=attempt * 100_000 + i),
+                         seed_row))
     return requests
 
 
-def _load_filter(cfg: Config, store: Store, round_no: int, train: list[dict], test: list[dict]) -> PairFilter:
+def _load_filter(cfg: Config, store: Store, round_no: int, train: list[dict],
+                 test: list[dict]) -> PairFilter:
     s = cfg.synthesize
     f = PairFilter(near_duplicate_threshold=s.near_duplicate_threshold,
-                   decontamination_threshold=s.decontamination_threshold, min_response_chars=s.min_response_chars)
+                   decontamination_threshold=s.decontamination_threshold,
+                   min_response_chars=s.min_response_chars)
     f.add_test((r["id"], r["instruction"]) for r in test)
     f.add_known((r["id"], r["instruction"]) for r in train)
     for name in earlier_rounds(store, round_no):
@@ -87,8 +108,9 @@ def _load_filter(cfg: Config, store: Store, round_no: int, train: list[dict], te
 
 def ask_until_kept(cfg: Config, store: Store, round_no: int, drawer: seeds.Seeds, band: dict | None,
                    collector: Collector, spend: Spend) -> tuple[int, str | None]:
-    """Ask, attempt after attempt, until ``collector`` holds its target (or the budget or the attempts run out);
-    returns (attempts made, ``"budget"`` when the spend budget stopped it, else None)."""
+    """Ask, attempt after attempt, until ``collector`` holds its target (or the budget or the
+    attempts run out); returns (attempts made, ``"budget"`` when the spend budget stopped it, else
+    None)."""
     from ..llm import Engine
     from ..llm.journal.sync import open_journal
 
@@ -122,11 +144,13 @@ def round_target(cfg: Config, store: Store, round_no: int, samples: int | None) 
     requested = int(samples) if samples is not None else cfg.synthesize.target_for_round(round_no)
     if requested < 0:
         raise DuoError(f"synthesize: --samples must be 0 or more, got {requested}")
-    earlier_total = sum(int(store.manifest(n).counts.get("kept", 0)) for n in earlier_rounds(store, round_no))
+    earlier_total = sum(int(store.manifest(n).counts.get("kept", 0))
+                        for n in earlier_rounds(store, round_no))
     return requested, max(0, min(requested, cfg.budget.max_synthetic_samples - earlier_total))
 
 
-def plan(cfg: Config, store: Store, round_no: int, samples: int | None = None, *, force: bool = False) -> list:
+def plan(cfg: Config, store: Store, round_no: int, samples: int | None = None, *,
+         force: bool = False) -> list:
     """What ``run`` would send first (attempt 1; later attempts only make up for removed pairs), as
     ``budget.PlanPart``s; sends nothing, writes no artifact."""
     from ..llm import Engine
@@ -140,17 +164,18 @@ def plan(cfg: Config, store: Store, round_no: int, samples: int | None = None, *
     if not store.exists("prepare"):
         raise store.missing("prepare", f"synthesize --plan (round {round_no})")
     _, target = round_target(cfg, store, round_no, samples)
-    if reusable(store, ARTIFACT.inputs(cfg, store, round_no, target=target), force=force, budget_usd=cfg.budget.max_spend_usd):
+    inputs = ARTIFACT.inputs(cfg, store, round_no, target=target)
+    if reusable(store, inputs, force=force, budget_usd=cfg.budget.max_spend_usd):
         return []  # complete: reused as it is
     train = read_jsonl(store.open("prepare") / "train.jsonl")
     s = cfg.synthesize
     count = math.ceil(target / s.pairs_per_request) if train else 0
     drawer, band = seeds.for_round(cfg, store, round_no, train)[0], seeds.length_band(train, s.length_filter)
-    requests = [req for req, _ in build_requests(cfg, drawer, load_reply_schema(cfg, s.schema), round_no, 1, count,
-                                                 band)]
+    schema = load_reply_schema(cfg, s.schema)
+    requests = [req for req, _ in build_requests(cfg, drawer, schema, round_no, 1, count, band)]
     engine = Engine(svc, journal=open_journal(store, cfg, STAGE, round_no), progress=False)
-    label = (f"synthesize round {round_no}: {target} pairs at {s.pairs_per_request} a request, attempt 1 of at most "
-             f"{s.max_attempts}")
+    label = (f"synthesize round {round_no}: {target} pairs at {s.pairs_per_request} a request, "
+             f"attempt 1 of at most {s.max_attempts}")
     return [PlanPart.of(label, svc, requests, engine.in_journal(requests))]
 
 
@@ -160,8 +185,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     target for the round) new pairs."""
     svc = cfg.service.synthesize
     if svc is None:
-        raise DuoError("synthesize needs service.synthesize in the config (provider and model of the service LLM "
-                       "that writes new training pairs)")
+        raise DuoError("synthesize needs service.synthesize in the config "
+                       "(provider and model of the service LLM that writes new training pairs)")
     price_of(svc, STAGE)  # a paid model with no known price refuses here, before anything is sent
     round_no = int(round_no or 1)
     name = artifact_name(STAGE, round_no)
@@ -180,7 +205,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
                           semantic=decontam_semantic.load(cfg, test), band=band)
     manifest = ins.start()
     carried = carried_cost(store, name)
-    batch = cfg.synthesize.batch_api  # OpenAI's or Gemini's Batch API (the engine refuses a provider without one)
+    # OpenAI's or Gemini's Batch API (the engine refuses a provider without one)
+    batch = cfg.synthesize.batch_api
     # A batch takes up to its 24 h window, so each attempt goes out as one batch, not budget-sized chunks.
     spend = Spend(cfg, svc, spent_in_store(store), carried=carried, chunk_size=10**9 if batch else None)
     with privacy.tally() as scrubbed:
@@ -188,21 +214,35 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
 
     kept = collector.kept
     by_reason = Counter(r["reason"] for r in collector.removed)
-    manifest.counts = {"requested": target, "kept": len(kept), "received": collector.received,
-                       "requests": spend.requests, "attempts": attempts,
-                       "removed": {r: by_reason.get(r, 0) for r in REASONS + EXTRA_REASONS},
-                       "surplus": by_reason.get("surplus", 0), "failures": len(collector.failures),
-                       "shortfall": max(0, target - len(kept)), "length_outliers": by_reason.get("length_outlier", 0),
-                       "semantic_contaminated": by_reason.get(decontam_semantic.REASON, 0),
-                       "seed_mix": dict(sorted(collector.seed_mix.items()))}
+    manifest.counts = {
+        "requested": target,
+        "kept": len(kept),
+        "received": collector.received,
+        "requests": spend.requests,
+        "attempts": attempts,
+        "removed": {r: by_reason.get(r, 0) for r in REASONS + EXTRA_REASONS},
+        "surplus": by_reason.get("surplus", 0),
+        "failures": len(collector.failures),
+        "shortfall": max(0, target - len(kept)),
+        "length_outliers": by_reason.get("length_outlier", 0),
+        "semantic_contaminated": by_reason.get(decontam_semantic.REASON, 0),
+        "seed_mix": dict(sorted(collector.seed_mix.items())),
+    }
     manifest.models = {"generator": svc.model, "provider": svc.provider}
     manifest.usage = spend.usage()
-    manifest.extra = {"stopped": stopped, "budget_usd": cfg.budget.max_spend_usd, "asked_for": requested,
-                      "capped_by_max_synthetic_samples": target < requested,
-                      "spent_before_usd": round(spend.before, 6), "train_seeds": len(train), "seeds": seeding,
-                      "length_band": band, "semantic_threshold": cfg.synthesize.decontaminate.threshold
-                      if cfg.synthesize.decontaminate.semantic else None,
-                      "scrubbed": privacy.counts_of(scrubbed) if privacy.enabled(cfg) else None}
+    manifest.extra = {
+        "stopped": stopped,
+        "budget_usd": cfg.budget.max_spend_usd,
+        "asked_for": requested,
+        "capped_by_max_synthetic_samples": target < requested,
+        "spent_before_usd": round(spend.before, 6),
+        "train_seeds": len(train),
+        "seeds": seeding,
+        "length_band": band,
+        "semantic_threshold": (cfg.synthesize.decontaminate.threshold
+                               if cfg.synthesize.decontaminate.semantic else None),
+        "scrubbed": privacy.counts_of(scrubbed) if privacy.enabled(cfg) else None,
+    }
     with store.write(name) as folder:
         write_jsonl(folder / "data.jsonl", kept)
         write_jsonl(folder / "removed.jsonl", collector.removed)
@@ -215,16 +255,21 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
     round_no = round_arg(args, store)
     if round_no < 1:
-        raise DuoError("synthesize: --round must be 1 or more (round 0 is the untuned baseline: nothing to train)")
+        raise DuoError("synthesize: --round must be 1 or more "
+                       "(round 0 is the untuned baseline: nothing to train)")
     if args.plan:
         parts = plan(cfg, store, round_no, args.samples, force=args.force)
-        note = () if parts else ("synthesis skipped: no service LLM is configured (service.synthesize)",) \
-            if cfg.service.synthesize is None else (f"round-{round_no}/synthesize is complete: it is reused",)
+        note = (() if parts
+                else ("synthesis skipped: no service LLM is configured (service.synthesize)",)
+                if cfg.service.synthesize is None
+                else (f"round-{round_no}/synthesize is complete: it is reused",))
         print(plan_text(f"synthesize round {round_no}", parts, cfg, spent_in_store(store), note))
         return 0
     if cfg.service.synthesize is None:
-        # The workflow runs this job for every task; a task with no service LLM trains on its coverage data alone.
-        note = "synthesis skipped: no service LLM is configured (service.synthesize); training on coverage data only"
+        # The workflow runs this job for every task; a task with no service LLM trains on its
+        # coverage data alone.
+        note = ("synthesis skipped: no service LLM is configured (service.synthesize); "
+                "training on coverage data only")
         print(f"synthesize round {round_no}: {note}")
         gha.set_output("samples", 0)
         gha.set_output("cost-usd", "0")
