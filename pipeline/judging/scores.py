@@ -1,7 +1,7 @@
-"""Every judge a round's evaluation runs, turned into per-answer scores: the LlamaDuo judge (one, or a panel of
-several whose scores are averaged and whose agreement is reported) and the pairwise judge against the service's
-answer (metric ``win_rate``). The judges themselves are in ``judging*.py``; ``evaluate`` calls
-:func:`score_with_judges`.
+"""Every judge a round's evaluation runs, turned into per-answer scores: the LlamaDuo judge (one, or
+a panel of several whose scores are averaged and whose agreement is reported) and the pairwise judge
+against the service's answer (metric ``win_rate``). The judges themselves are in ``judging*.py``;
+``evaluate`` calls :func:`score_with_judges`.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def _merged(panel, rows: list[dict]) -> dict:
                         for v in o.verdicts.get(r["_key"], [])] for r in rows}
 
 
-def _pairwise(cfg: Config, store: Store, svc, rows: list[dict], name: str, journal: Path, found: dict) -> None:
+def _pairwise(cfg: Config, store: Store, svc, rows: list[dict], name: str, journal: Path,
+              found: dict) -> None:
     from .pairwise import judge_pairwise
 
     ev = cfg.evaluate

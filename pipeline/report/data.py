@@ -1,9 +1,9 @@
 """What the round report shows, gathered from the store; no rendering here (that is ``report.py``).
 
-Reads ``round-N/evaluate`` (``metrics.json`` and ``scores.jsonl``), round 0 (the untuned baseline) and the earlier
-rounds, the prepare, synthesize and finetune manifests, and takes the decision now
-(:func:`pipeline.stats.decision_facts.decide_round`). Keys a sparse evaluation left out are present as None, so the
-templates never guess.
+Reads ``round-N/evaluate`` (``metrics.json`` and ``scores.jsonl``), round 0 (the untuned baseline)
+and the earlier rounds, the prepare, synthesize and finetune manifests, and takes the decision now
+(:func:`pipeline.stats.decision_facts.decide_round`). Keys a sparse evaluation left out are present
+as None, so the templates never guess.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ NEEDED_BY = "duo report"
 SUMMARY_KEYS = ("mean", "pass_rate", "threshold", "ci_low", "ci_high", "n")
 BASE_KEYS = ("mean", "ci_low", "ci_high", "n")
 DIFF_KEYS = ("diff", "ci_low", "ci_high", "n", "change")
-# How a metric relates to the service's own answers: what they score against themselves by definition, the top
-# of the judge's scale, or the win rate of a draw.
+# How a metric relates to the service's own answers: what they score against themselves by
+# definition, the top of the judge's scale, or the win rate of a draw.
 SERVICE_SELF = {"rougeL": 1.0, "embedding": 1.0, "bleu": 100.0}
 SCALE_TOP = {"similarity": 100.0, "precision": 100.0}
 PARITY = {"win_rate": 0.5}
@@ -34,38 +34,51 @@ PARITY = {"win_rate": 0.5}
 
 def _usage(m: Manifest) -> dict:
     u = m.usage or {}
-    return {"name": m.artifact, "requests": int(u.get("requests") or 0), "input_tokens": int(u.get("input_tokens") or 0),
-            "output_tokens": int(u.get("output_tokens") or 0), "cost_usd": float(u.get("cost_usd") or 0.0)}
+    return {
+        "name": m.artifact,
+        "requests": int(u.get("requests") or 0),
+        "input_tokens": int(u.get("input_tokens") or 0),
+        "output_tokens": int(u.get("output_tokens") or 0),
+        "cost_usd": float(u.get("cost_usd") or 0.0),
+    }
 
 
 def cost_summary(cfg: Config, store: Store, round_no: int) -> dict:
-    """The round's and the task's spend from the ledger (the journal: every attempt of every run), and what the
-    requests whose reply never arrived cost at most (``unknown_at_most_usd``; ``pending`` of them)."""
+    """The round's and the task's spend from the ledger (the journal: every attempt of every run),
+    and what the requests whose reply never arrived cost at most (``unknown_at_most_usd``;
+    ``pending`` of them)."""
     from ..llm.journal.sync import store_ledger
 
     own = {artifact_name(stage, round_no) for stage in LATER}
     ledger = store_ledger(store)
     rows = []
-    for n in sorted(set(store.list(f"round-{round_no}/")) | {n for n in ledger if n.startswith(f"round-{round_no}/")}):
+    for n in sorted(set(store.list(f"round-{round_no}/"))
+                    | {n for n in ledger if n.startswith(f"round-{round_no}/")}):
         if n in own:
             continue
-        row = _usage(store.manifest(n)) if store.exists(n) else {"name": n, "requests": 0, "input_tokens": 0,
-                                                                 "output_tokens": 0, "cost_usd": 0.0}
-        if n in ledger and ledger[n].cost_usd >= row["cost_usd"]:  # the journal saw every attempt of every run
+        row = (_usage(store.manifest(n)) if store.exists(n)
+               else {"name": n, "requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0})
+        # the journal saw every attempt of every run
+        if n in ledger and ledger[n].cost_usd >= row["cost_usd"]:
             row.update(requests=ledger[n].requests, input_tokens=ledger[n].input_tokens,
                        output_tokens=ledger[n].output_tokens, cost_usd=round(ledger[n].cost_usd, 8))
         row.update(pending=ledger[n].pending if n in ledger else 0,
                    unknown_at_most_usd=round(ledger[n].unknown_at_most_usd, 8) if n in ledger else 0.0)
         rows.append(row)
-    return {"round_artifacts": rows, "round_usd": round(sum(r["cost_usd"] for r in rows), 6),
-            "total_usd": round(spent_in_store(store, up_to_round=round_no), 6), "budget_usd": cfg.budget.max_spend_usd,
-            "unknown_at_most_usd": round(sum(v.unknown_at_most_usd for v in ledger.values()), 6),
-            "pending": sum(v.pending for v in ledger.values())}
+    return {
+        "round_artifacts": rows,
+        "round_usd": round(sum(r["cost_usd"] for r in rows), 6),
+        "total_usd": round(spent_in_store(store, up_to_round=round_no), 6),
+        "budget_usd": cfg.budget.max_spend_usd,
+        "unknown_at_most_usd": round(sum(v.unknown_at_most_usd for v in ledger.values()), 6),
+        "pending": sum(v.pending for v in ledger.values()),
+    }
 
 
 def adapter_info(cfg: Config, store: Store, round_no: int, pin: dict | None) -> dict | None:
-    """Where the round's adapter is: ``repo`` and ``revision`` (its branch), and ``commit``/``url`` pinned to the
-    upload commit when the store has one (``pin``: :func:`pipeline.report.lineage.pinned`)."""
+    """Where the round's adapter is: ``repo`` and ``revision`` (its branch), and ``commit``/``url``
+    pinned to the upload commit when the store has one (``pin``:
+    :func:`pipeline.report.lineage.pinned`)."""
     name = artifact_name("finetune", round_no)
     if not store.exists(name):
         return None
@@ -88,7 +101,8 @@ def worst_samples(ev: dict, rows: list[dict], n: int) -> tuple[str | None, list[
     for r in scored[:n]:
         first = (r.get("judge") or [{}])[0] or {}
         reasons = [(label, first[key]) for label, key in (("similarity", "similarity_reason"),
-                                                          ("precision", "precision_reason")) if first.get(key)]
+                                                          ("precision", "precision_reason"))
+                   if first.get(key)]
         out.append({"id": r.get("id"), "category": r.get("category"), "score": r["scores"][metric],
                     "instruction": r.get("instruction") or "", "reference": r.get("reference") or "",
                     "answer": r.get("answer") or "", "reasons": reasons})
@@ -109,8 +123,8 @@ def train_rows(store: Store, round_no: int) -> int | None:
 
 
 def history(store: Store, round_no: int) -> tuple[list[dict], str]:
-    """Every evaluated round up to ``round_no``, round 0 labelled ``base``, and the x-axis they share: training
-    rows when every round's are known, else the round number."""
+    """Every evaluated round up to ``round_no``, round 0 labelled ``base``,
+    and the x-axis they share: training rows when every round's are known, else the round number."""
     out = []
     for name in store.list("round-"):
         k = round_of(name)
@@ -121,8 +135,8 @@ def history(store: Store, round_no: int) -> tuple[list[dict], str]:
         except DuoError:
             continue  # an unreadable earlier round only leaves a gap in the trend
         stats = {m: _pick(s, BASE_KEYS) for m, s in (ev.get("metrics") or {}).items() if isinstance(s, dict)}
-        out.append({"round": k, "label": "base" if k == BASELINE_ROUND else f"r{k}", "verdict": ev["verdict"],
-                    "train_rows": train_rows(store, k), "stats": stats})
+        out.append({"round": k, "label": "base" if k == BASELINE_ROUND else f"r{k}",
+                    "verdict": ev["verdict"], "train_rows": train_rows(store, k), "stats": stats})
     out.sort(key=lambda h: h["round"])
     by_rows = all(h["train_rows"] is not None for h in out)
     for h in out:
@@ -131,10 +145,12 @@ def history(store: Store, round_no: int) -> tuple[list[dict], str]:
 
 
 def normalize(ev: dict) -> dict:
-    """The evaluation with every key the templates read present (None where the evaluate stage left it out)."""
+    """The evaluation with every key the templates read present
+    (None where the evaluate stage left it out)."""
     metrics = {m: _pick(s, SUMMARY_KEYS) for m, s in (ev.get("metrics") or {}).items()}
-    rule = [{"metric": r.get("metric"), "stat": r.get("stat", "mean"), "vs": r.get("vs"), "min": r.get("min"),
-             "above": r.get("above"), "value": r.get("value"), "ok": bool(r.get("ok")), "why": r.get("why")}
+    rule = [{"metric": r.get("metric"), "stat": r.get("stat", "mean"), "vs": r.get("vs"),
+             "min": r.get("min"), "above": r.get("above"), "value": r.get("value"),
+             "ok": bool(r.get("ok")), "why": r.get("why")}
             for r in ev.get("rule") or []]
     diffs = {key: {m: _pick(d, DIFF_KEYS) for m, d in (ev.get(key) or {}).items()}
              for key in ("vs_baseline", "vs_previous")}
@@ -151,14 +167,15 @@ def service_gap(ev: dict) -> dict | None:
     mean = (ev["metrics"].get(metric) or {}).get("mean")
     if mean is None:
         return None
-    kind, ref = next(((kind, table[metric]) for kind, table in (("self", SERVICE_SELF), ("scale", SCALE_TOP),
-                                                                ("parity", PARITY)) if metric in table), (None, None))
+    sides = (("self", SERVICE_SELF), ("scale", SCALE_TOP), ("parity", PARITY))
+    kind, ref = next(((kind, table[metric]) for kind, table in sides if metric in table), (None, None))
     return {"metric": metric, "student": mean, "base": (ev["baseline"].get(metric) or {}).get("mean"),
             "kind": kind, "reference": ref}
 
 
 def category_cis(rows: list[dict], metrics: list[str], confidence: float, samples: int) -> dict:
-    """category -> metric -> ``{mean, ci_low, ci_high, n}`` from score rows (prompts resampled, as evaluate does)."""
+    """category -> metric -> ``{mean, ci_low, ci_high, n}`` from score rows
+    (prompts resampled, as evaluate does)."""
     from ..stats.paired import clustered_ci
 
     groups: dict = {}
@@ -172,8 +189,8 @@ def category_cis(rows: list[dict], metrics: list[str], confidence: float, sample
 
 def categories(ev: dict, base_ev: dict | None, cis: dict | None = None, base_cis: dict | None = None
                ) -> tuple[list[dict], list[str]]:
-    """Per-category rows (n, this round's means, the base's means, and both with CIs in ``stats``/``base_stats``
-    where score rows gave them) and the metrics they hold."""
+    """Per-category rows (n, this round's means, the base's means, and both with CIs in
+    ``stats``/``base_stats`` where score rows gave them) and the metrics they hold."""
     by_cat, base_cat = ev["by_category"], (base_ev or {}).get("by_category") or {}
     names = [m for m in ev["metrics"] if any(m in v for v in by_cat.values())]
     cis, base_cis = cis or {}, base_cis or {}
@@ -181,7 +198,8 @@ def categories(ev: dict, base_ev: dict | None, cis: dict | None = None, base_cis
     def stats(summary: dict, found: dict, c: str, m: str) -> dict:
         s = (summary.get(c) or {}).get(m) or {}
         ci = (found.get(c) or {}).get(m) or {}
-        return {"mean": s.get("mean"), "n": s.get("n"), "ci_low": ci.get("ci_low"), "ci_high": ci.get("ci_high")}
+        return {"mean": s.get("mean"), "n": s.get("n"),
+                "ci_low": ci.get("ci_low"), "ci_high": ci.get("ci_high")}
 
     rows = [{"name": c, "n": max((s.get("n") or 0) for s in v.values()) if v else 0,
              "means": {m: (v.get(m) or {}).get("mean") for m in names},
@@ -193,17 +211,19 @@ def categories(ev: dict, base_ev: dict | None, cis: dict | None = None, base_cis
 
 
 def decision_now(cfg: Config, store: Store, round_no: int) -> dict:
-    """The decision as ``decide`` would store it (``decision.json``: ``conditions``, ``limits`` and ``evidence``
-    included), plus ``summary`` (the reason without the rule's rows, which the report states each on its own line,
-    and without the evidence) and ``evidence_text`` (None when nothing was compared)."""
+    """The decision as ``decide`` would store it (``decision.json``: ``conditions``, ``limits`` and
+    ``evidence`` included), plus ``summary`` (the reason without the rule's rows, which the report
+    states each on its own line, and without the evidence) and ``evidence_text`` (None when nothing
+    was compared)."""
     found = decide_round(cfg, store, round_no)
     return {**record(found), "summary": summary(found),
             "evidence_text": evidence_text(found) if found.evidence else None}
 
 
 def shown_rule(ev: dict, is_base: bool) -> tuple[list[dict], bool]:
-    """The rule rows the verdict table shows, and whether relative rows were left out: round 0 is the baseline,
-    so a condition against the baseline or the previous round cannot be checked there."""
+    """The rule rows the verdict table shows, and whether relative rows were left out: round 0 is
+    the baseline, so a condition against the baseline or the previous round cannot be checked
+    there."""
     if not is_base:
         return ev["rule"], False
     rows = [r for r in ev["rule"] if not r["vs"]]
@@ -228,25 +248,46 @@ def gather(cfg: Config, store: Store, round_no: int) -> dict:
     prev = ev["previous_round"]
     pins = lineage(store, round_no)
     rule, relative_left_out = shown_rule(ev, is_base)
-    return {"task": cfg.task.name, "round": round_no, "is_base": is_base, "student": cfg.student.model, "ev": ev,
-            "conf": f"{cfg.evaluate.confidence:.0%}", "rows": rows, "base_rows": base_rows or [],
-            "compare_base": not is_base and bool(ev["baseline"] or ev["vs_baseline"]),
-            "prev_label": f"round {prev}" if prev not in (None, BASELINE_ROUND) and not is_base else None,
-            "gap": service_gap(ev), "worst_metric": metric, "worst": worst, "categories": cats,
-            "category_metrics": cat_metrics, "history": hist, "x_label": x_label,
-            "trend_metrics": [m for m in ev["metrics"] if any(m in h["stats"] for h in hist)],
-            "decision": decision_now(cfg, store, round_no), "cost": cost_summary(cfg, store, round_no),
-            "data": data_summary(store, round_no), "adapter": adapter_info(cfg, store, round_no, pins["adapter"]),
-            "reasons": ALL_REASONS, "charts": {}, "synthesis_configured": cfg.service.synthesize is not None,
-            "lineage": pins, "judging": judging(cfg, store, ev, round_no), "answers": answer_counts(store, round_no),
-            "rule": rule, "relative_left_out": relative_left_out, "rule_targets": rule_targets(ev),
-            "headline": "baseline" if relative_left_out else ev["verdict"]}
+    return {
+        "task": cfg.task.name,
+        "round": round_no,
+        "is_base": is_base,
+        "student": cfg.student.model,
+        "ev": ev,
+        "conf": f"{cfg.evaluate.confidence:.0%}",
+        "rows": rows,
+        "base_rows": base_rows or [],
+        "compare_base": not is_base and bool(ev["baseline"] or ev["vs_baseline"]),
+        "prev_label": f"round {prev}" if prev not in (None, BASELINE_ROUND) and not is_base else None,
+        "gap": service_gap(ev),
+        "worst_metric": metric,
+        "worst": worst,
+        "categories": cats,
+        "category_metrics": cat_metrics,
+        "history": hist,
+        "x_label": x_label,
+        "trend_metrics": [m for m in ev["metrics"] if any(m in h["stats"] for h in hist)],
+        "decision": decision_now(cfg, store, round_no),
+        "cost": cost_summary(cfg, store, round_no),
+        "data": data_summary(store, round_no),
+        "adapter": adapter_info(cfg, store, round_no, pins["adapter"]),
+        "reasons": ALL_REASONS,
+        "charts": {},
+        "synthesis_configured": cfg.service.synthesize is not None,
+        "lineage": pins,
+        "judging": judging(cfg, store, ev, round_no),
+        "answers": answer_counts(store, round_no),
+        "rule": rule,
+        "relative_left_out": relative_left_out,
+        "rule_targets": rule_targets(ev),
+        "headline": "baseline" if relative_left_out else ev["verdict"],
+    }
 
 
 def rule_targets(ev: dict) -> dict:
-    """What the pass rule says about each metric, for the charts and the threshold sentence: ``mean`` (the bound
-    on this round's mean or CI), ``pass_rate`` (the rule counts answers at or above the per-answer threshold),
-    ``relative`` (compared with another round)."""
+    """What the pass rule says about each metric, for the charts and the threshold sentence:
+    ``mean`` (the bound on this round's mean or CI), ``pass_rate`` (the rule counts answers at or
+    above the per-answer threshold), ``relative`` (compared with another round)."""
     out: dict[str, dict] = {}
     for r in ev["rule"]:
         bound = r["min"] if r["min"] is not None else r["above"]
