@@ -11,25 +11,31 @@ from .errors import DuoError
 from .errors import report as report_error
 from .flags import add_config, fill
 
-# verb -> one-line help; each verb is a module ``pipeline.stages.<verb>`` exposing ``command(cfg, args) -> int``.
+# verb -> one-line help; each verb is a module ``pipeline.stages.<verb>`` exposing
+# ``command(cfg, args) -> int``.
 VERBS = {
     "validate": "Check a task config and print every problem, one line each.",
     "prepare": "Load the coverage dataset, validate rows, make the fixed train/test split.",
     "synthesize": "Ask the service LLM for new pairs like the train seeds; clean, dedup, decontaminate.",
     "finetune": "LoRA/QLoRA fine-tune the student on coverage + synthetic data (TRL SFTTrainer).",
     "infer": "The student answers every test prompt (round 0: the untuned base, the baseline).",
-    "evaluate": "Score the answers (LLM judge, offline metrics), compare with the baseline; apply the pass rule.",
+    "evaluate": ("Score the answers (LLM judge, offline metrics), compare with the baseline; "
+                 "apply the pass rule."),
     "report": "Write the round's report (markdown, metrics, charts); optionally open or update its PR.",
-    "decide": "Pass, stop (plateau, budget, no service LLM) or start the next round (dispatching on GitHub).",
-    "run": "Run rounds end to end on this machine: prepare, synthesize, finetune, infer, evaluate, report, decide.",
+    "decide": ("Pass, stop (plateau, budget, no service LLM) "
+               "or start the next round (dispatching on GitHub)."),
+    "run": ("Run rounds end to end on this machine: "
+            "prepare, synthesize, finetune, infer, evaluate, report, decide."),
     "pull": "Load a round's adapter from the store and generate from a prompt.",
-    "promote": "Record a report PR's review: merged promotes the round's adapter (production tag), closed rejects it.",
+    "promote": ("Record a report PR's review: "
+                "merged promotes the round's adapter (production tag), closed rejects it."),
     "export": "Export a round's adapter: a merged safetensors model, or the vLLM command that serves it.",
 }
 
 # Verbs that write to the store (and may pay): each holds the task's lock in the store while it runs.
 WRITERS = ("prepare", "synthesize", "finetune", "infer", "evaluate", "report", "decide", "run", "promote")
-# Verbs that load the student with torch/transformers/peft: without the ``train`` extra they stop with one line.
+# Verbs that load the student with torch/transformers/peft: without the ``train`` extra they stop
+# with one line.
 NEEDS_TRAIN = ("finetune", "infer", "export", "run")
 TRAIN_MODULES = ("torch", "transformers", "peft", "trl", "accelerate")
 TRAIN_HINT = "pip install 'duo[train]' (or pip install -e '.[train]' in a checkout)"
@@ -44,7 +50,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def _flags(verb: str) -> tuple:
-    """The verb's own flags: ``FLAGS`` of module ``pipeline.stages.<verb>`` (imported only for the verb being run)."""
+    """The verb's own flags: ``FLAGS`` of module ``pipeline.stages.<verb>``
+    (imported only for the verb being run)."""
     return tuple(importlib.import_module(f"pipeline.stages.{verb}").FLAGS)
 
 
@@ -104,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         from .store import open_store
         from .store.lock import task_lock
 
-        with task_lock(open_store(cfg), cfg.task.name, args.verb), in_stage(args.verb):  # one writer per task
+        # one writer per task
+        with task_lock(open_store(cfg), cfg.task.name, args.verb), in_stage(args.verb):
             return int(module.command(cfg, args) or 0)
     except DuoError as exc:  # a ConfigError too: one line per problem
         return report_error(exc)
@@ -115,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted: completed artifacts and paid-for answers are kept; run the same command to resume",
+        print("interrupted: completed artifacts and paid-for answers are kept; "
+              "run the same command to resume",
               file=sys.stderr)
         return 130
 

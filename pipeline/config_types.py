@@ -1,7 +1,7 @@
 """The task config's frozen dataclasses, one per section; ``pipeline.config`` loads and builds them.
 
-A key is added in two places: ``schemas/config.schema.json`` (type, default) and the section's dataclass here; the
-loader builds every section from its field names and types.
+A key is added in two places: ``schemas/config.schema.json`` (type, default) and the
+section's dataclass here; the loader builds every section from its field names and types.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# While a test records (``recording()``), every config key a stage reads is noted under that stage's name: the
-# declared inputs of each artifact (``pipeline.artifacts``) are checked against what the stage really reads.
+# While a test records (``recording()``), every config key a stage reads is noted under that stage's
+# name: the declared inputs of each artifact (``pipeline.artifacts``) are checked against what the
+# stage really reads.
 _reads: dict[str | None, set[str]] | None = None
 _stage: str | None = None
 NOT_KEYS = ("base_dir", "source_path", "raw")  # Config fields that are not keys of the YAML file
@@ -41,12 +42,14 @@ def _named(key: str) -> str:
 
 
 def _is_section(value) -> bool:
-    return isinstance(value, Section) or (isinstance(value, list) and bool(value) and isinstance(value[0], Section))
+    return isinstance(value, Section) or (isinstance(value, list) and bool(value)
+                                          and isinstance(value[0], Section))
 
 
 @contextmanager
 def recording() -> Iterator[dict[str | None, set[str]]]:
-    """Note every config key read, by the stage reading it (``in_stage``): ``{stage: {"synthesize.samples", ...}}``."""
+    """Note every config key read, by the stage reading it (``in_stage``):
+    ``{stage: {"synthesize.samples", ...}}``."""
     global _reads
     _reads, before = {}, _reads
     try:
@@ -113,7 +116,8 @@ class StudentConfig(Section):
 
 @dataclass(frozen=True)
 class LaunchConfig(Section):
-    """``finetune.launch`` / ``infer.launch``: how many processes run the stage (``pipeline.model.launch``)."""
+    """``finetune.launch`` / ``infer.launch``: how many processes run the stage
+    (``pipeline.model.launch``)."""
 
     num_processes: int = 1
     mixed_precision: str = "no"
@@ -123,7 +127,8 @@ class LaunchConfig(Section):
 
 @dataclass(frozen=True)
 class FinetuneConfig(Section):
-    lora: dict  # peft LoraConfig kwargs, schema defaults filled in; pipeline.model.sft_recipe checks and builds them
+    # peft LoraConfig kwargs, schema defaults filled in; pipeline.model.sft_recipe checks and builds them
+    lora: dict
     sft: dict  # TRL SFTConfig kwargs, likewise
     quantization: dict
     max_train_samples: int | None
@@ -171,14 +176,17 @@ class ServiceConfig(Section):
     judges: list[ServiceLLMConfig]
 
     def roles(self) -> list[tuple[str, ServiceLLMConfig]]:
-        """(role, service) of every configured service LLM: ``synthesize``, ``judge`` (``judge[i]`` in a panel)."""
+        """(role, service) of every configured service LLM:
+        ``synthesize``, ``judge`` (``judge[i]`` in a panel)."""
         out = [("synthesize", self.synthesize)] if self.synthesize is not None else []
-        return out + [("judge" if len(self.judges) == 1 else f"judge[{i}]", j) for i, j in enumerate(self.judges)]
+        return out + [("judge" if len(self.judges) == 1 else f"judge[{i}]", j)
+                      for i, j in enumerate(self.judges)]
 
 
 @dataclass(frozen=True)
 class LengthFilterConfig(Section):
-    """Synthetic responses outside [q(low_q) / slack, q(high_q) x slack] of the seeds' lengths are dropped."""
+    """Synthetic responses outside [q(low_q) / slack, q(high_q) x slack]
+    of the seeds' lengths are dropped."""
 
     enabled: bool = True
     low_q: float = 0.05
@@ -188,7 +196,8 @@ class LengthFilterConfig(Section):
 
 @dataclass(frozen=True)
 class DecontaminateConfig(Section):
-    """Semantic decontamination: instruction embeddings within ``threshold`` cosine of a test prompt are dropped."""
+    """Semantic decontamination: instruction embeddings within
+    ``threshold`` cosine of a test prompt are dropped."""
 
     semantic: bool = True
     threshold: float = 0.7

@@ -1,4 +1,5 @@
-"""GitHub Actions plumbing: step outputs and the job summary, written only when Actions provides the files."""
+"""GitHub Actions plumbing: step outputs and the job summary,
+written only when Actions provides the files."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""``python -m pipeline.task_id CONFIG``: print the task name a config resolves to, and write ``task=<name>`` to
-``$GITHUB_OUTPUT``.
+"""``python -m pipeline.task_id CONFIG``: print the task name a config resolves to,
+and write ``task=<name>`` to ``$GITHUB_OUTPUT``.
 
-round.yml's first job runs it so every later job's concurrency group names the task, not the config path as
-typed (``duo.yaml`` and ``./duo.yaml`` are one task). The config is loaded and checked as every stage loads it,
-so a broken config stops the workflow here, before anything is paid for.
+round.yml's first job runs it so every later job's concurrency group names the task, not the config
+path as typed (``duo.yaml`` and ``./duo.yaml`` are one task). The config is loaded and checked as
+every stage loads it, so a broken config stops the workflow here, before anything is paid for.
 """
 
 from __future__ import annotations

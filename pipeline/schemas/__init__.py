@@ -47,9 +47,9 @@ def _expected(schema: dict) -> str:
 
 
 def _closest_option(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
-    """The most telling error of a failed ``oneOf``: options whose type the value does not even have (``null``
-    for a mapping) are passed over, so ``judge: {provider: claude}`` is reported at ``provider``, not as "expected
-    null"."""
+    """The most telling error of a failed ``oneOf``: options whose type the value does not even have
+    (``null`` for a mapping) are passed over, so ``judge: {provider: claude}`` is reported at
+    ``provider``, not as "expected null"."""
     wrong_type = {e.relative_schema_path[0] for e in error.context
                   if e.validator == "type" and not e.relative_path and len(e.relative_schema_path) <= 2}
     near = [e for e in error.context if e.relative_schema_path[0] not in wrong_type]
@@ -73,8 +73,10 @@ def _one(error: jsonschema.ValidationError) -> list[str]:
     if len(found) > 60:
         found = found[:57] + "..."
     if v in ("type", "enum"):
-        return [f"{_json_path(path)}: found {found} ({_type_name(error.instance)}); expected {_expected(error.schema)}"]
-    return [f"{_json_path(path)}: found {found}; expected {error.message.replace(found, '').strip() or v}"]
+        return [(f"{_json_path(path)}: found {found} ({_type_name(error.instance)}); "
+                 f"expected {_expected(error.schema)}")]
+    return [(f"{_json_path(path)}: found {found}; "
+             f"expected {error.message.replace(found, '').strip() or v}")]
 
 
 def schema_problems(instance: Any, schema: dict) -> list[str]:
@@ -82,7 +84,8 @@ def schema_problems(instance: Any, schema: dict) -> list[str]:
     validator = jsonschema.Draft202012Validator(schema)
     lines: list[str] = []
     for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))):
-        lines.extend(line for line in _one(error) if line not in lines)  # one ``required`` error per missing key
+        # one ``required`` error per missing key
+        lines.extend(line for line in _one(error) if line not in lines)
     return lines
 
 
