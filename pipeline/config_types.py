@@ -127,7 +127,8 @@ class LaunchConfig(Section):
 
 @dataclass(frozen=True)
 class FinetuneConfig(Section):
-    # peft LoraConfig kwargs, schema defaults filled in; pipeline.model.sft_recipe checks and builds them
+    # peft LoraConfig kwargs, schema defaults filled in;
+    # pipeline.model.sft_recipe checks and builds them
     lora: dict
     sft: dict  # TRL SFTConfig kwargs, likewise
     quantization: dict

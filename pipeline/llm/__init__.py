@@ -22,6 +22,6 @@ from .base import (
 from .engine import Engine
 from .providers import PROVIDERS, create_provider, register_provider
 
-__all__ = ["PROVIDERS", "BatchProvider", "Completion", "Engine", "FatalError", "Provider", "Request",
-           "RequestError", "Result", "RetryableError", "ServiceError", "create_provider",
-           "register_provider"]
+__all__ = ["PROVIDERS", "BatchProvider", "Completion", "Engine", "FatalError", "Provider",
+           "Request", "RequestError", "Result", "RetryableError", "ServiceError",
+           "create_provider", "register_provider"]

@@ -49,7 +49,8 @@ class Engine:
 
     def __init__(self, service_cfg, journal: Path | str | None = None, provider=None, *,
                  period: float = 60.0, backoff_base: float = 1.0, backoff_cap: float = 60.0,
-                 progress: bool = True, batch: bool = False, batch_poll_s: float = 30.0, spend=None):
+                 progress: bool = True, batch: bool = False, batch_poll_s: float = 30.0,
+                 spend=None):
         self.cfg = service_cfg
         self.journal = Journal(journal) if journal is not None else None
         self._provider = provider

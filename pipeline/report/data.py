@@ -57,7 +57,8 @@ def cost_summary(cfg: Config, store: Store, round_no: int) -> dict:
         if n in own:
             continue
         row = (_usage(store.manifest(n)) if store.exists(n)
-               else {"name": n, "requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0})
+               else {"name": n, "requests": 0, "input_tokens": 0, "output_tokens": 0,
+                     "cost_usd": 0.0})
         # the journal saw every attempt of every run
         if n in ledger and ledger[n].cost_usd >= row["cost_usd"]:
             row.update(requests=ledger[n].requests, input_tokens=ledger[n].input_tokens,
@@ -168,7 +169,8 @@ def service_gap(ev: dict) -> dict | None:
     if mean is None:
         return None
     sides = (("self", SERVICE_SELF), ("scale", SCALE_TOP), ("parity", PARITY))
-    kind, ref = next(((kind, table[metric]) for kind, table in sides if metric in table), (None, None))
+    kind, ref = next(((kind, table[metric]) for kind, table in sides if metric in table),
+                     (None, None))
     return {"metric": metric, "student": mean, "base": (ev["baseline"].get(metric) or {}).get("mean"),
             "kind": kind, "reference": ref}
 
@@ -258,7 +260,8 @@ def gather(cfg: Config, store: Store, round_no: int) -> dict:
         "rows": rows,
         "base_rows": base_rows or [],
         "compare_base": not is_base and bool(ev["baseline"] or ev["vs_baseline"]),
-        "prev_label": f"round {prev}" if prev not in (None, BASELINE_ROUND) and not is_base else None,
+        "prev_label": (f"round {prev}" if prev not in (None, BASELINE_ROUND) and not is_base
+                       else None),
         "gap": service_gap(ev),
         "worst_metric": metric,
         "worst": worst,

@@ -154,7 +154,8 @@ def table(report: dict) -> str:
              "| metric | mean | CI | baseline | vs baseline (CI) | n |", "|---|---|---|---|---|---|"]
     for metric, s in report["metrics"].items():
         d = vs_base.get(metric) or {}
-        change = (f"{num(d.get('diff'))} ({num(d.get('ci_low'))}–{num(d.get('ci_high'))}) {d['change']}"
+        change = (f"{num(d.get('diff'))} "
+                  f"({num(d.get('ci_low'))}–{num(d.get('ci_high'))}) {d['change']}"
                   if d else "–")
         lines.append(f"| {metric} | {num(s['mean'])} | {num(s['ci_low'])}–{num(s['ci_high'])} | "
                      f"{num((base.get(metric) or {}).get('mean'))} | {change} | {s['n']} |")
@@ -215,7 +216,8 @@ def plan(cfg: Config, store: Store, round_no: int, *, force: bool = False) -> tu
                                      f"{len(rows)} answers x {ev.judge_repeats} repeats",
                                      svc,
                                      requests,
-                                     Engine(svc, journal=path, progress=False).in_journal(requests)))
+                                     Engine(svc, journal=path,
+                                            progress=False).in_journal(requests)))
     if ev.pairwise or "win_rate" in ev.metrics:
         schema = load_reply_schema(cfg, ev.pairwise_schema)
         requests = [p[0] for p in plan_pairwise(cfg, rows, template=ev.pairwise_prompt, schema=schema)]
@@ -224,7 +226,8 @@ def plan(cfg: Config, store: Store, round_no: int, *, force: bool = False) -> tu
                                  f"{len(rows)} answers x 2 orders",
                                  services[0],
                                  requests,
-                                 Engine(services[0], journal=path, progress=False).in_journal(requests)))
+                                 Engine(services[0], journal=path,
+                                        progress=False).in_journal(requests)))
     return parts, [note] if note else []
 
 

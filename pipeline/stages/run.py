@@ -35,8 +35,8 @@ FLAGS = COMMON + (Flag("--rounds",
                        metavar="N"),
                   Flag("--plan",
                        "Print what the next round's synthesize and evaluate would send "
-                       "(requests, tokens and dollars at most, the first request of each) and exit: "
-                       "nothing is sent or written.",
+                       "(requests, tokens and dollars at most, the first request of each) "
+                       "and exit: nothing is sent or written.",
                        kind="switch"))
 
 
@@ -59,8 +59,8 @@ def check_service(cfg: Config) -> list[str]:
         if not os.environ.get(svc.api_key_env):
             raise DuoError(f"service.{role} ({svc.provider}:{svc.model}) needs its API key "
                            f"in the environment variable {svc.api_key_env}, which is not set; "
-                           f"set it, or remove service.{role} from {cfg.source_path or 'the config'} "
-                           "to run offline")
+                           f"set it, or remove service.{role} "
+                           f"from {cfg.source_path or 'the config'} to run offline")
     check_prices(cfg)  # a paid model with no known price refuses before round 1 starts
     notes = []
     if cfg.service.synthesize is None:

@@ -260,7 +260,8 @@ def plan_text(title: str, parts: list[PlanPart], cfg: Config, spent: float,
     sends = sum(p.requests - p.answered for p in parts)
     left = cfg.budget.max_spend_usd - spent
     lines.append(f"total: {sends} requests to send, at most ${cost:.4f}; "
-                 f"spent so far ${spent:.4f} of budget.max_spend_usd=${cfg.budget.max_spend_usd:.2f} "
+                 f"spent so far ${spent:.4f} "
+                 f"of budget.max_spend_usd=${cfg.budget.max_spend_usd:.2f} "
                  f"(${max(0.0, left):.4f} left)"
                  + ("; the cap would stop it short" if cost > left else ""))
     return "\n".join(lines)

@@ -78,7 +78,8 @@ def mean_cost_per_request(store: Store, stage: str, round_no: int) -> float | No
             continue
         usage = store.manifest(name).usage or {}
         n = int(usage.get("requests") or 0) - int(usage.get("cached") or 0)
-        # this run's new spend: a carried cost belongs to requests counted in the manifest it replaced
+        # this run's new spend: a carried cost belongs to requests counted in the manifest
+        # it replaced
         if n > 0:
             paid += n
             cost += float(usage.get("new_cost_usd", usage.get("cost_usd")) or 0.0)
