@@ -1,5 +1,5 @@
-"""One source row as a record, or the reason it is not valid: what ``prepare`` keeps and ``validate`` checks on
-the data file's first rows."""
+"""One source row as a record, or the reason it is not valid: what ``prepare`` keeps and
+``validate`` checks on the data file's first rows."""
 
 from __future__ import annotations
 
