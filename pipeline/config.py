@@ -34,6 +34,7 @@ from .config_types import (
     SynthesizeConfig,
     TaskConfig,
     TestSplitConfig,
+    built_at,
 )
 from .errors import ConfigError
 from .schemas import load_schema, schema_problems
@@ -162,7 +163,7 @@ def _build(cls: type, doc: dict, path: str = "", **given: Any) -> Any:
     values = {f.name: _value(hints[f.name], doc.get(f.name), f"{path}.{f.name}" if path else f.name)
               for f in dataclasses.fields(cls) if f.name not in given}
     built = cls(**values, **given)
-    object.__setattr__(built, "_path", path)  # for config_types.recording
+    built_at(built, path)
     return built
 
 

@@ -6,6 +6,7 @@ section's dataclass here; the loader builds every section from its field names a
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from pathlib import Path
 # stage really reads.
 _reads: dict[str | None, set[str]] | None = None
 _stage: str | None = None
+_born = itertools.count()  # each built section's serial: a recording notes only sections built after it began
+_since = 0
 NOT_KEYS = ("base_dir", "source_path", "raw")  # Config fields that are not keys of the YAML file
 ALIASES = {"service.judges": "service.judge"}  # derived fields, named by the key they come from
 
@@ -27,11 +30,18 @@ class Section:
     def __getattribute__(self, name: str):
         value = object.__getattribute__(self, name)
         if _reads is not None and name[0] != "_":
-            path = object.__getattribute__(self, "__dict__").get("_path")
+            own = object.__getattribute__(self, "__dict__")
+            path = own.get("_path") if own.get("_born", -1) >= _since else None  # not another config's
             fields = object.__getattribute__(self, "__dataclass_fields__")
             if path is not None and name in fields and name not in NOT_KEYS and not _is_section(value):
                 _reads.setdefault(_stage, set()).add(_named(f"{path}.{name}" if path else name))
         return value
+
+
+def built_at(section: Section, path: str) -> None:
+    """Tell a section just built its dotted path and when it was built (for ``recording``)."""
+    object.__setattr__(section, "_path", path)
+    object.__setattr__(section, "_born", next(_born))
 
 
 def _named(key: str) -> str:
@@ -50,8 +60,8 @@ def _is_section(value) -> bool:
 def recording() -> Iterator[dict[str | None, set[str]]]:
     """Note every config key read, by the stage reading it (``in_stage``):
     ``{stage: {"synthesize.samples", ...}}``."""
-    global _reads
-    _reads, before = {}, _reads
+    global _reads, _since
+    (_reads, before), _since = ({}, _reads), next(_born)
     try:
         yield _reads
     finally:

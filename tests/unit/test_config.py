@@ -120,3 +120,17 @@ def test_config_types_are_built_nested_and_re_exported():
     assert [type(r) for r in cfg.evaluate.offline_pass_rule] == [config_types.RuleCondition]
     assert cfg.store.path == str(Path(".duo") / "t") and cfg.store.model_repo == "t-duo-adapter"
     assert cfg.raw["store"]["path"] is None  # derived values stay out of the hashed document
+
+
+def test_recording_notes_only_configs_built_after_it_began(tmp_path):
+    """A config another thread still reads (a test's leftover worker) must not count as the stage's reads."""
+    import yaml
+
+    from pipeline.config_types import in_stage, recording
+
+    old = build_config(yaml.safe_load(GOOD))
+    with recording() as reads, in_stage("synthesize"):
+        old.synthesize.samples  # noqa: B018 - a read is the point
+        new = build_config(yaml.safe_load(GOOD))
+        new.synthesize.growth  # noqa: B018
+    assert reads == {"synthesize": {"synthesize.growth"}}
