@@ -7,6 +7,7 @@ from pathlib import Path
 from ._http import connection
 from .base import Backoff, Completion, FatalError, Job
 from .gemini_wire import ALIASES, as_contents, completion_from, map_error
+from .usage import with_reply_limit
 
 
 class GeminiProvider:
@@ -32,7 +33,10 @@ class GeminiProvider:
         self.aio = self.client.aio
 
     def _config(self, system: str | None, schema: dict | None, params: dict | None):
-        fields = {ALIASES.get(k, k): v for k, v in (params or {}).items()}
+        """The ``GenerateContentConfig`` of one request, sync or batch: ``params`` in Gemini's
+        names, with the token limit the spend cap reserved for when they set none."""
+        sent = with_reply_limit(params, "max_output_tokens")
+        fields = {ALIASES.get(k, k): v for k, v in sent.items()}
         if isinstance(fields.get("stop_sequences"), str):
             fields["stop_sequences"] = [fields["stop_sequences"]]
         if system:

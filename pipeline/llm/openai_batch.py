@@ -41,8 +41,8 @@ def batch_input(provider, jobs: list[Job]) -> bytes:
         if job.key in seen:
             continue
         seen.add(job.key)
-        body = dump_request(provider.model, job.request.messages, job.request.schema, job.params,
-                            provider.structured_output)
+        body = dump_request(provider.model, job.request.messages, job.request.schema,
+                            provider.sent_params(job.params), provider.structured_output)
         lines.append(json.dumps({"custom_id": job.key, "method": "POST", "url": "/v1/chat/completions",
                                  "body": body}))
     return ("\n".join(lines) + "\n").encode()

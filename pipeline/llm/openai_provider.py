@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ._http import connection
 from .base import Backoff, Completion, Job
-from .openai_wire import completion_from, map_error, response_format
+from .openai_wire import completion_from, limit_name, map_error, response_format
+from .usage import with_reply_limit
 
 
 class OpenAIProvider:
@@ -26,15 +27,20 @@ class OpenAIProvider:
         key, base_url = connection(cfg, "openai", "OPENAI_BASE_URL")
         # the engine does the retrying, with limits shared across requests
         self.client = AsyncOpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=cfg.timeout_s)
+        self.limit_name = limit_name(base_url)
         self._known = (set(inspect.signature(AsyncCompletions.create).parameters)
                        - {"self", "messages", "model"})
+
+    def sent_params(self, params: dict | None) -> dict:
+        """``params`` as sent: with the token limit the spend cap reserved for when they set none."""
+        return with_reply_limit(params, self.limit_name)
 
     async def complete(self, messages: list, *, schema: dict | None = None, params: dict | None = None
                        ) -> Completion:
         import openai
 
         kwargs, extra = {}, {}
-        for k, v in (params or {}).items():
+        for k, v in self.sent_params(params).items():
             (kwargs if k in self._known else extra)[k] = v  # unknown keys reach compatible servers as-is
         if schema is not None and self.structured_output:
             kwargs["response_format"] = response_format(schema)

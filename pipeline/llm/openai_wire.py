@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import urlparse
 
 from ._http import retry_after
 from .base import Completion, FatalError, RequestError, RetryableError
+
+OPENAI_HOST = "api.openai.com"
 
 
 def _strict_ok(schema) -> bool:
@@ -22,6 +25,15 @@ def _strict_ok(schema) -> bool:
     if isinstance(schema, list):
         return all(_strict_ok(v) for v in schema)
     return True
+
+
+def limit_name(base_url: str | None) -> str:
+    """The parameter a reply's token limit is sent in when params set none: OpenAI's own API takes
+    ``max_completion_tokens`` from every model (its o-series and gpt-5 refuse ``max_tokens``);
+    a compatible server at ``base_url`` (vLLM, Ollama, llama.cpp) may know only ``max_tokens``."""
+    if base_url is None or urlparse(base_url).hostname == OPENAI_HOST:
+        return "max_completion_tokens"
+    return "max_tokens"
 
 
 def response_format(schema: dict) -> dict:
@@ -71,7 +83,8 @@ def completion_from(reply, where: str) -> Completion:
 
 def dump_request(model: str, messages: list, schema: dict | None, params: dict | None,
                  structured: bool) -> dict:
-    """The body of one chat completion, as the Batch API wants it (params are sent as given)."""
+    """The body of one chat completion, as the Batch API wants it
+    (``params`` as sent: the provider's ``sent_params``)."""
     body = {"model": model, "messages": messages, **(params or {})}
     if schema is not None and structured:
         body["response_format"] = response_format(schema)

@@ -10,8 +10,10 @@ from .base import Completion
 
 # fewer characters a token than English's ~4: a prompt's estimate errs on the dear side
 CHARS_PER_TOKEN = 3
-# LlamaDuo's max_tokens for synthesis; the worst case of a reply with no limit set
+# LlamaDuo's max_tokens for synthesis: the limit sent with a request whose params set none
 DEFAULT_MAX_OUTPUT_TOKENS = 2048
+# the names a reply's token limit goes by in params (OpenAI's two, Gemini's)
+LIMIT_NAMES = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 # the rate limiter's guess of a reply with no token limit before any reply came back
 DEFAULT_OUTPUT_ESTIMATE = 512
 
@@ -21,6 +23,24 @@ def output_limit(params: dict) -> int | None:
     limit = (params.get("max_tokens") or params.get("max_completion_tokens")
              or params.get("max_output_tokens"))
     return int(limit) if limit else None
+
+
+def reply_limit(params: dict) -> int:
+    """The token limit a request is sent with: its params' own, else ``DEFAULT_MAX_OUTPUT_TOKENS``."""
+    return output_limit(params) or DEFAULT_MAX_OUTPUT_TOKENS
+
+
+def with_reply_limit(params: dict | None, name: str) -> dict:
+    """``params`` as sent: when they set no token limit, ``DEFAULT_MAX_OUTPUT_TOKENS`` under
+    ``name`` (the provider's word for it), so a reply never costs more than its reservation
+    assumed (``worst_case_tokens``). Providers add it at send time: the journal key is made from
+    the params before it (``journal.keyed``), so answers journaled without it are still found."""
+    sent = dict(params or {})
+    if output_limit(sent) is None:
+        for key in LIMIT_NAMES:  # a null or 0 limit is no limit: it makes way for the default
+            sent.pop(key, None)
+        sent[name] = DEFAULT_MAX_OUTPUT_TOKENS
+    return sent
 
 
 def prompt_tokens(messages: list, schema: dict | None) -> int:
@@ -58,9 +78,9 @@ def estimate_tokens(messages: list, schema: dict | None, params: dict,
 
 
 def worst_case_tokens(messages: list, schema: dict | None, params: dict) -> tuple[int, int]:
-    """(input, output) tokens one send may use: ``prompt_tokens`` plus the reply's token limit
-    (``DEFAULT_MAX_OUTPUT_TOKENS`` when none is set: then the bound is a guess, not a limit)."""
-    return prompt_tokens(messages, schema), output_limit(params) or DEFAULT_MAX_OUTPUT_TOKENS
+    """(input, output) tokens one send may use: ``prompt_tokens`` plus the token limit it is sent
+    with (``reply_limit``: ``DEFAULT_MAX_OUTPUT_TOKENS`` when params set none)."""
+    return prompt_tokens(messages, schema), reply_limit(params)
 
 
 def zero_usage() -> dict:

@@ -191,6 +191,42 @@ def price_problems(cfg: Config) -> list[str]:
     return out
 
 
+def reply_limit_problems(cfg: Config) -> list[str]:
+    """A token limit in a service's params that is not a whole number of tokens
+    (the spend cap reserves each request's reply at it)."""
+    from ..llm.usage import LIMIT_NAMES
+
+    out = []
+    for role, svc in cfg.service.roles():
+        for key in LIMIT_NAMES:
+            value = (svc.params or {}).get(key)
+            if value is not None and (type(value) is not int or value < 1):
+                out.append(f"service.{role}.params.{key}: found {value!r}; "
+                           "expected a whole number of tokens, 1 or more")
+    return out
+
+
+def reply_limit_notes(cfg: Config) -> list[str]:
+    """Each service whose params set no max_tokens: the limit its requests are sent with instead
+    and what a reply may cost then (the spend cap reserves that much for every request). Read
+    once ``reply_limit_problems`` found nothing."""
+    from ..llm.usage import DEFAULT_MAX_OUTPUT_TOKENS, output_limit
+    from ..prices import price_of
+
+    out = []
+    for role, svc in cfg.service.roles():
+        if output_limit(svc.params or {}) is not None:
+            continue
+        try:
+            dearest = DEFAULT_MAX_OUTPUT_TOKENS * price_of(svc, role)[1] / 1e6
+        except DuoError:
+            continue  # unpriced: price_problems says so
+        out.append(f"service.{role}: {svc.provider}:{svc.model} sets no params.max_tokens; "
+                   f"each request is sent with a limit of {DEFAULT_MAX_OUTPUT_TOKENS} output tokens, "
+                   f"so its reply costs at most ${dearest:.4f} (plus its prompt)")
+    return out
+
+
 def _pairs(values: dict) -> str:
     return ", ".join(f"{key}={value}" for key, value in values.items())
 
@@ -201,7 +237,8 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
         lora, sft, note = recipe(cfg)
     except DuoError as exc:
         errors.append(str(exc))
-    for check in (data_problems, file_problems, metric_problems, store_problems, price_problems):
+    for check in (data_problems, file_problems, metric_problems, store_problems, price_problems,
+                  reply_limit_problems):
         errors.extend(check(cfg))
     missing_keys = key_problems(cfg)
     if getattr(args, "strict", False):
@@ -219,6 +256,8 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     for role in ("synthesize", "judge"):
         s = getattr(svc, role)
         print(f"  service.{role}: " + (f"{s.provider}:{s.model}" if s else "none (offline)"))
+    for line in reply_limit_notes(cfg):
+        print(f"  note: {line}")
     print(f"  finetune.lora: {_pairs(lora)}{note}")
     print(f"  finetune.sft: {_pairs(sft)}{note}")
     return 0

@@ -59,7 +59,8 @@ class Spend:
     """Tracks the cost of one stage's answers and keeps the stage's spend under ``budget.max_spend_usd``.
 
     Two guards. The hard one: the engine (``Engine(..., spend=spend)``) ``reserve``s each send's
-    worst-case cost (prompt tokens + the reply's token limit) before sending and ``settle``s it with
+    worst-case cost (prompt tokens + the reply's token limit, which every request carries:
+    ``usage.reply_limit``) before sending and ``settle``s it with
     the real cost when the reply arrives, so requests in flight together can never take the spend
     past the cap; a send that does not fit is not made (its Result has ``error="budget"``, see
     ``not_sent``) and ``stopped`` is set. A send whose reply never came (a timeout) keeps its
@@ -235,7 +236,7 @@ class PlanPart:
 
         limit = output_limit(self.svc.params or {})
         reply = (f"max_tokens {limit}" if limit
-                 else f"no max_tokens set: {DEFAULT_MAX_OUTPUT_TOKENS} guessed")
+                 else f"no max_tokens set: {DEFAULT_MAX_OUTPUT_TOKENS}, the limit sent")
         out = [(f"{self.label}: {self.requests} requests to {self.svc.provider}:{self.svc.model}, "
                 f"{self.answered} already answered in the journal (free), "
                 f"{self.requests - self.answered} to send"),

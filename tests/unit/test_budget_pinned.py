@@ -118,7 +118,7 @@ def test_plan_part_counts_the_worst_case_of_the_requests_still_to_send(tmp_path)
         "    [user] hi\n      there"]
     empty = PlanPart.of("judge", make_cfg(tmp_path).service.synthesize, [], [])
     assert empty.first is None and len(empty.lines()) == 3
-    assert "each reply at no max_tokens set: 2048 guessed" in empty.lines()[1]
+    assert "each reply at no max_tokens set: 2048, the limit sent" in empty.lines()[1]
 
 
 def test_plan_text_totals_against_what_is_left_of_the_budget(tmp_path):
