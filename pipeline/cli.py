@@ -30,6 +30,8 @@ VERBS = {
     "promote": ("Record a report PR's review: "
                 "merged promotes the round's adapter (production tag), closed rejects it."),
     "export": "Export a round's adapter: a merged safetensors model, or the vLLM command that serves it.",
+    "unlock": ("Name who holds the task's lock and since when; "
+               "remove it once its holder is gone (--force: even a live one)."),
 }
 
 # Verbs that write to the store (and may pay): each holds the task's lock in the store while it runs.
@@ -83,6 +85,11 @@ def check_train_extra(verb: str, args: argparse.Namespace) -> None:
         raise DuoError(f"duo {verb} needs the 'train' extra (missing: {', '.join(missing)}): {TRAIN_HINT}")
 
 
+def say(line: str) -> None:
+    """A progress line on stderr (stdout keeps a stage's result)."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     verb = next((a for a in argv if not a.startswith("-")), None)
@@ -111,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         from .store import open_store
         from .store.lock import task_lock
 
-        # one writer per task
-        with task_lock(open_store(cfg), cfg.task.name, args.verb), in_stage(args.verb):
+        # one writer per task; a lock whose holder may be gone is waited for, with one line
+        with task_lock(open_store(cfg), cfg.task.name, args.verb, say=say), in_stage(args.verb):
             return int(module.command(cfg, args) or 0)
     except DuoError as exc:  # a ConfigError too: one line per problem
         return report_error(exc)

@@ -1,284 +1,133 @@
 """One writer per task: a lock in the store that a stage holds while it runs.
 
-- ``local`` store: ``<store>/.locks/<task>.json``, created with ``O_EXCL`` and holding the owner
-  (pid, host, user, the GitHub run when there is one), when it was taken and when it expires. It is
-  stale, and taken over, when its pid is dead on this host or its expiry has passed.
-- ``hub`` store: ``locks/<task>.json`` in the dataset repo, written by a commit whose parent is the
-  head the writer read (the Hub refuses it when another commit came in between, so two runners
-  cannot both take it). It is stale once its expiry has passed; a runner killed without releasing it
-  blocks the task until then.
+The lock lives in the store (:mod:`.lock_files`: ``<store>/.locks/<task>.json`` locally,
+``locks/<task>.json`` in the Hub dataset repo) and names its holder (:mod:`.lock_record`).
 
-While held, a daemon thread moves the expiry forward every third of its lifetime, so a long
-fine-tune keeps its lock and a dead holder's lock lapses soon. Within one process the lock is
-re-entrant (``duo run`` chains stages in-process, and a test may call the CLI from several threads).
+- **Heartbeat.** While held, a daemon thread renews the lock every ``heartbeat_s`` seconds (30 s
+  locally, 60 s on the Hub, where each renewal is a commit), setting its expiry ``ttl_s`` ahead
+  (2 and 3 minutes). A holder killed outright (kill -9, a lost runner) leaves a lock that lapses
+  within ``ttl_s`` on any machine; on its own host a dead pid frees it at once.
+- **Signals.** SIGTERM and SIGINT release the lock before the process ends: the first lock taken
+  installs a handler that releases every held lock, then does what the signal did before (the
+  journal flusher installs its own handler later, in front of this one, so the journal is flushed
+  to the store before the lock is released).
+- **Waiting.** A process that finds the lock held by another host's process, or by one it cannot
+  see, prints one line (who holds it, since when, when it expires) and waits: once the lock
+  expires it takes it; if the holder renews it meanwhile, the holder is alive and it fails with
+  LockHeld ("... is being worked on by ..."). A live holder on this host, or a lock that will not
+  expire within one of our own expiries, fails at once.
+- ``duo unlock``: :func:`inspect` and :func:`remove`.
+
+Within one process the lock is re-entrant (``duo run`` chains stages in-process, and a test may
+call the CLI from several threads).
 """
 
 from __future__ import annotations
 
-import getpass
-import json
 import os
-import socket
+import signal
 import threading
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-from ..errors import DuoError
+from .lock_files import (
+    HEARTBEAT_ENV,
+    HUB_HEARTBEAT_S,
+    HUB_TTL_S,
+    LOCAL_HEARTBEAT_S,
+    LOCAL_TTL_S,
+    TTL_ENV,
+    HubLock,
+    LocalLock,
+    backend_for,
+)
+from .lock_record import (
+    LockHeld,
+    changed,
+    held_message,
+    is_stale,
+    iso,
+    now,
+    seconds_left,
+    surely_live,
+    waiting_line,
+)
 
-# a local holder's expiry (refreshed while it runs); a dead pid on this host frees it at once
-LOCAL_TTL_S = 600.0
-# a hub holder's expiry: each refresh is a commit, so less often than locally
-HUB_TTL_S = 1200.0
-# hub: how many times to re-read and retry when another commit lands between read and write
-COMMIT_TRIES = 5
+__all__ = ["HEARTBEAT_ENV", "HUB_HEARTBEAT_S", "HUB_TTL_S", "LOCAL_HEARTBEAT_S", "LOCAL_TTL_S", "TTL_ENV",
+           "HubLock", "LocalLock", "LockHeld", "backend_for", "held_message", "inspect", "is_stale", "iso",
+           "now", "remove", "task_lock"]
+
+# a waiting process gives a lock this long past its expiry (clocks of two machines differ a little)
+WAIT_MARGIN_S = 15.0
+# how often a waiting process looks at the lock again (at most; a third of the heartbeat when shorter)
+POLL_S = 5.0
+# on SIGTERM/SIGINT, how long the release may take before the process goes on dying without it
+RELEASE_WAIT_S = 5.0
 
 _registry_lock = threading.Lock()
 _held: dict[str, list] = {}  # lock location -> [count, backend, stop event]
+_before: dict[int, object] = {}  # signal -> the handler it had before ours
 
 
-class LockHeld(DuoError):
-    """Another live process holds the task's lock."""
+# --------------------------------------------------------------------------- taking and holding
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
+def _wait_bound(backend, record: dict) -> float | None:
+    """How long to wait for the lock ``record`` to lapse; None when not worth waiting."""
+    left = seconds_left(record)
+    if surely_live(record) or left is None or left > backend.ttl_s + WAIT_MARGIN_S:
+        return None  # alive here, or an expiry further off than any heartbeat of ours would set
+    return max(left, 0.0) + WAIT_MARGIN_S
 
 
-def iso(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def owner_record(task: str, verb: str, ttl_s: float) -> dict:
-    """Who takes the lock: this process, and on GitHub Actions the run and job."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    host = socket.gethostname()
-    owner = f"duo {verb} (pid {os.getpid()} on {host}, user {user})"
-    if os.environ.get("GITHUB_RUN_ID"):
-        owner = (f"duo {verb} in GitHub run {os.environ['GITHUB_RUN_ID']} "
-                 f"job {os.environ.get('GITHUB_JOB', '?')} (pid {os.getpid()} on {host})")
-    t = now()
-    return {
-        "task": task,
-        "owner": owner,
-        "verb": verb,
-        "pid": os.getpid(),
-        "host": host,
-        "token": uuid.uuid4().hex,
-        "since": iso(t),
-        "expires": iso(t + timedelta(seconds=ttl_s)),
-    }
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by another user
-    except (OSError, ValueError, OverflowError):
-        return False
-    return True
-
-
-def is_stale(record: dict, here: str | None = None) -> bool:
-    """True when the holder is gone: its pid is dead on this host, or its expiry has passed."""
-    expires = parse_time(record.get("expires", ""))
-    if expires is None or expires <= now():
-        return True
-    if record.get("host") == (here or socket.gethostname()):
+def _take(backend, verb: str, say: Callable[[str], None] | None) -> None:
+    """Take the lock, waiting (with one line through ``say``) for one whose holder may be gone."""
+    seen: dict | None = None
+    deadline = 0.0
+    while True:
         try:
-            return not pid_alive(int(record.get("pid")))
-        except (TypeError, ValueError):
-            return True
-    return False
-
-
-def held_message(task: str, record: dict, where: str) -> str:
-    return (f"task {task} is being worked on by {record.get('owner', 'an unknown process')} "
-            f"since {record.get('since', '?')} "
-            f"(lock {where}, expires {record.get('expires', '?')}); "
-            "wait for it or remove the lock if that process is gone")
-
-
-class LocalLock:
-    """The lock file of a local store."""
-
-    ttl_s = LOCAL_TTL_S
-
-    def __init__(self, root: Path, task: str):
-        self.task = task
-        self.path = Path(root) / ".locks" / f"{task}.json"
-        self.where = str(self.path)
-        self.record: dict | None = None
-
-    def _read(self) -> dict | None:
-        try:
-            return json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            return {}  # half-written or garbled: judged by its age below
-
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        """Serialise the check-and-take-over of a stale lock between processes on this machine."""
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: the O_EXCL create alone decides
-            yield
+            backend.acquire(verb)
             return
-        with open(self.path.parent / f".{self.task}.guard", "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def acquire(self, verb: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        record = owner_record(self.task, verb, self.ttl_s)
-        with self._guard():
-            for _ in range(3):
-                try:
-                    fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-                except FileExistsError:
-                    current = self._read()
-                    if current is None:
-                        continue  # released meanwhile
-                    if current == {} and time.time() - self._mtime() < 5:
-                        time.sleep(0.2)  # being written right now
-                        continue
-                    if current and not is_stale(current):
-                        raise LockHeld(held_message(self.task, current, self.where)) from None
-                    self.path.unlink(missing_ok=True)  # stale: the holder is gone
-                    continue
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(record, fh)
-                self.record = record
-                return
-        raise DuoError(f"could not take the lock {self.where} for task {self.task}: "
-                       "it keeps changing; try again")
-
-    def _mtime(self) -> float:
-        try:
-            return self.path.stat().st_mtime
-        except OSError:
-            return 0.0
-
-    def refresh(self) -> None:
-        current = self._read()
-        if not self.record or not current or current.get("token") != self.record["token"]:
-            return  # taken over (or removed by hand): not ours to extend
-        self.record["expires"] = iso(now() + timedelta(seconds=self.ttl_s))
-        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}")
-        tmp.write_text(json.dumps(self.record), encoding="utf-8")
-        os.replace(tmp, self.path)
-
-    def release(self) -> None:
-        current = self._read()
-        if self.record and current and current.get("token") == self.record["token"]:
-            self.path.unlink(missing_ok=True)
-        self.record = None
-
-
-class HubLock:
-    """The lock object of a hub store: ``locks/<task>.json`` in the dataset repo."""
-
-    ttl_s = HUB_TTL_S
-
-    def __init__(self, hub, repo_id: str, task: str):
-        self.hub = hub
-        self.repo_id = repo_id
-        self.task = task
-        self.path = f"locks/{task}.json"
-        self.where = f"{hub.url(repo_id, 'dataset')}/blob/main/{self.path}"
-        self.record: dict | None = None
-
-    def _write(self, record: dict | None, message: str, check=None) -> bool:
-        """Commit ``record`` (None: delete the lock) on the head just read, after
-        ``check(current)``; retried on a concurrent commit. False when ``check`` says not to
-        write."""
-        for _ in range(COMMIT_TRIES):
-            head, current = self.hub.read_head_file(self.repo_id, "dataset", self.path)
-            if check is not None and not check(current):
-                return False
-            if record is None and current is None:
-                return True
-            uploads = {} if record is None else {self.path: json.dumps(record, indent=1).encode() + b"\n"}
-            deletes = [self.path] if record is None else []
-            if self.hub.commit(self.repo_id, "dataset", uploads, deletes, message, parent=head) is not None:
-                return True
-        raise DuoError(f"could not write the lock {self.where}: the dataset repo kept changing; try again")
-
-    def acquire(self, verb: str) -> None:
-        self.hub.ensure_repo(self.repo_id, "dataset")
-        record = owner_record(self.task, verb, self.ttl_s)
-
-        def free(current: dict | None) -> bool:
-            if current and not current.get("token") == record["token"] and not is_stale(current):
-                raise LockHeld(held_message(self.task, current, self.where))
-            return True
-
-        self._write(record, f"duo: lock task {self.task} ({verb})", free)
-        self.record = record
-
-    def _ours(self, current: dict | None) -> bool:
-        return bool(self.record and current and current.get("token") == self.record["token"])
-
-    def refresh(self) -> None:
-        if self.record:
-            record = {**self.record, "expires": iso(now() + timedelta(seconds=self.ttl_s))}
-            if self._write(record, f"duo: keep the lock of task {self.task}", self._ours):
-                self.record = record
-
-    def release(self) -> None:
-        if self.record:
-            self._write(None, f"duo: unlock task {self.task}", self._ours)
-        self.record = None
-
-
-def backend_for(store, task: str):
-    """The lock of ``task`` in ``store``: a Hub lock object for the hub store, else a lock file."""
-    if getattr(store, "kind", "") == "hub":
-        return HubLock(store.hub, store.dataset_repo, task)
-    return LocalLock(store.root, task)
+        except LockHeld as held:
+            if seen is None:
+                bound = _wait_bound(backend, held.record)
+                if bound is None:
+                    raise
+                seen, deadline = held.record, time.monotonic() + bound
+                if say is not None:
+                    say(waiting_line(backend.task, held.record, bound))
+            elif changed(seen, held.record) or time.monotonic() > deadline:
+                raise  # renewed while we waited: its holder is alive
+        # look again after a poll, or just after the lock's expiry when that comes first
+        to_expiry = max(0.2, (seconds_left(seen) or 0.0) + 0.1)
+        time.sleep(min(POLL_S, backend.heartbeat_s / 3, to_expiry))
 
 
 def _keep_fresh(backend, stop: threading.Event) -> None:
-    while not stop.wait(backend.ttl_s / 3):
-        with suppress(Exception):  # a failed refresh must not kill the stage; the next one may succeed
-            backend.refresh()
+    ours = True
+    while ours and not stop.wait(backend.heartbeat_s):
+        # a failed renewal must not kill the stage; the next one may succeed
+        with suppress(Exception):
+            # False: taken over, or removed by duo unlock; nothing of ours left to renew
+            ours = backend.refresh()
 
 
 @contextmanager
-def task_lock(store, task: str, verb: str) -> Iterator[None]:
-    """Hold ``task``'s lock in ``store`` for the block;
-    LockHeld (one line) when another live process has it."""
+def task_lock(store, task: str, verb: str, *, say: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold ``task``'s lock in ``store`` for the block; LockHeld (one line) when another live
+    process has it. ``say`` gets the one progress line while waiting for a lock that may lapse."""
     backend = backend_for(store, task)
     key = backend.where
     with _registry_lock:  # held while acquiring, so two threads of one process never race each other for it
         entry = _held.get(key)
         if entry is None:
-            backend.acquire(verb)
+            _take(backend, verb, say)
             stop = threading.Event()
             threading.Thread(target=_keep_fresh, args=(backend, stop), daemon=True,
                              name=f"duo-lock-{task}").start()
             entry = _held[key] = [0, backend, stop]
+            _release_on_signals()
         entry[0] += 1
     try:
         yield
@@ -289,3 +138,65 @@ def task_lock(store, task: str, verb: str) -> Iterator[None]:
                 del _held[key]
                 entry[2].set()
                 entry[1].release()
+
+
+# --------------------------------------------------------------------------- releasing on a signal
+
+
+def release_held(timeout_s: float = RELEASE_WAIT_S) -> None:
+    """Stop renewing and release every lock this process holds, waiting at most ``timeout_s``.
+
+    Called from a signal handler: the main thread may be anywhere (holding the registry lock, or
+    an HTTP connection), so the work runs in a thread of its own and the registry is read as is.
+    """
+    entries = list(_held.values())
+    if not entries:
+        return
+
+    def release() -> None:
+        for _, backend, stop in entries:
+            stop.set()
+            with suppress(Exception):  # dying anyway: a lock not released lapses at its expiry
+                backend.release()
+
+    worker = threading.Thread(target=release, name="duo-lock-release", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+
+
+def _on_signal(signum, frame) -> None:
+    """Release the locks, then do what the signal did before."""
+    release_held()
+    previous = _before.get(signum, signal.SIG_DFL)
+    if callable(previous):
+        previous(signum, frame)  # SIGINT's default raises KeyboardInterrupt
+    else:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)  # die of the same signal, as without the handler
+
+
+def _release_on_signals() -> None:
+    """Install :func:`_on_signal` for SIGTERM and SIGINT, once, where a signal ends the process
+    (an ignored signal stays ignored: that process lives on, and so does its lock)."""
+    if _before or threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+        if previous in (signal.SIG_IGN, None):
+            continue
+        signal.signal(signum, _on_signal)
+        _before[signum] = previous
+
+
+# --------------------------------------------------------------------------- duo unlock
+
+
+def inspect(store, task: str) -> tuple[object, dict | None]:
+    """(the lock of ``task`` in ``store``, its record or None when no lock is held)."""
+    backend = backend_for(store, task)
+    return backend, backend.read()
+
+
+def remove(backend, record: dict) -> bool:
+    """Delete the lock ``record`` (read by :func:`inspect`); False when another took its place."""
+    return backend.remove(record)
