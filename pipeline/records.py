@@ -16,14 +16,25 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     n = 0
-    with tmp.open("w", encoding="utf-8") as fh:
+    with tmp.open("wb") as fh:
         for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+            fh.write(_line(row))
             n += 1
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     return n
+
+
+def _line(row: dict) -> bytes:
+    """One row as a UTF-8 JSON line. A string that UTF-8 cannot hold (a lone surrogate, as a JSON
+    ``"\\ud800"`` escape decodes) is written as JSON escapes, which read back the same: a bad
+    row is kept as it came, never lost to a crash."""
+    text = json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n"
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return (json.dumps(row, sort_keys=True) + "\n").encode("ascii")
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:

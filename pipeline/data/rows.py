@@ -1,12 +1,20 @@
-"""One source row as a record, or the reason it is not valid: what ``prepare`` keeps and
-``validate`` checks on the data file's first rows."""
+"""One source row as a record, or the reason it is not valid; the valid, distinct rows of a
+source and whether they are enough for the split: what ``prepare`` keeps and ``validate`` checks
+before anything is made."""
 
 from __future__ import annotations
 
+import json
+import re
+
 from ..config import Config
+from ..errors import DuoError
 from .chat import chat
 from .chat_logs import chat_record, is_chat_row
-from .sources import SourceRow
+from .dedup import normalize
+from .sources import Source, SourceRow
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _columns_record(data: dict, cfg: Config) -> tuple[dict | None, str | None]:
@@ -48,6 +56,38 @@ def _category(data: dict, cfg: Config) -> tuple[str | None, str | None]:
     return (None if value is None or str(value).strip() == "" else str(value).strip()), None
 
 
+def _unencodable(text: str) -> str | None:
+    """Why ``text`` cannot be written as UTF-8 (a lone surrogate, which a JSON ``"\\ud800"`` escape
+    decodes to), or None."""
+    found = _SURROGATE.search(text)
+    if found is None:
+        return None
+    return f"has a lone surrogate (U+{ord(found.group()):04X}) at character {found.start() + 1}"
+
+
+def _bad_text(texts: list[tuple[str, object]]) -> str | None:
+    """The first of ``(where, value)`` whose text UTF-8 cannot hold, as a bad-row reason."""
+    for where, value in texts:
+        if isinstance(value, str) and (why := _unencodable(value)):
+            return f"{where} {why}; expected UTF-8 text"
+    return None
+
+
+def _texts(data: dict, out: dict, category: str | None, cfg: Config,
+           chat_shaped: bool) -> list[tuple[str, object]]:
+    """Every text a record keeps, named as the source names it (a column, or a chat message)."""
+    cols = cfg.data.columns
+    if chat_shaped:
+        found = [(f"message {n} ({m['role']})", m["content"])
+                 for n, m in enumerate(out["messages"], 1)]
+    else:
+        found = [(f"column '{col}'", data.get(col))
+                 for col in (cols.instruction, cols.response, cols.system) if col]
+    if cols.category:
+        found.append((f"column '{cols.category}'", category))
+    return found
+
+
 def check_row(row: SourceRow, cfg: Config) -> tuple[dict | None, str | None]:
     """The record of a valid row (``instruction``, ``response``, ``category``, ``system``,
     ``messages``), or the reason it is not valid. ``data.shape`` says how to read a row:
@@ -57,14 +97,14 @@ def check_row(row: SourceRow, cfg: Config) -> tuple[dict | None, str | None]:
     if not isinstance(row.data, dict):
         return None, f"expected an object with columns, found {type(row.data).__name__}"
     shape = cfg.data.shape
-    if shape == "chat" or (shape == "auto" and is_chat_row(row.data)):
-        out, why = chat_record(row.data)
-    else:
-        out, why = _columns_record(row.data, cfg)
+    chat_shaped = shape == "chat" or (shape == "auto" and is_chat_row(row.data))
+    out, why = chat_record(row.data) if chat_shaped else _columns_record(row.data, cfg)
     if out is None:
         return None, why
     category, why = _category(row.data, cfg)
     if why:
+        return None, why
+    if why := _bad_text(_texts(row.data, out, category, cfg, chat_shaped)):
         return None, why
     size = sum(len(m["content"]) for m in out["messages"]) + len(category or "")
     if size > cfg.data.max_row_chars:
@@ -72,3 +112,70 @@ def check_row(row: SourceRow, cfg: Config) -> tuple[dict | None, str | None]:
                       f"expected at most {cfg.data.max_row_chars} (data.max_row_chars)")
     return {"instruction": out["instruction"], "response": out["response"], "category": category,
             "system": out["system"], "messages": out["messages"]}, None
+
+
+def prompt_key(record: dict) -> str:
+    """What makes two rows the same prompt: the instruction, with the system prompt and earlier
+    turns when any (one question under two system prompts is two tasks)."""
+    asked = record["messages"][:-1]
+    if len(asked) == 1:
+        return normalize(record["instruction"]) or record["instruction"]
+    return "\n".join(f"{m['role']}: {normalize(m['content']) or m['content']}" for m in asked)
+
+
+def _kept(data, cfg: Config):
+    """A bad row as ``bad_rows.jsonl`` keeps it: an oversized one cut to its first
+    ``data.max_row_chars``."""
+    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, default=str)
+    limit = cfg.data.max_row_chars
+    return data if len(text) <= limit else text[:limit] + "... (cut)"
+
+
+def read_rows(cfg: Config, src: Source) -> tuple[list[dict], list[dict]]:
+    """(valid rows, bad-row reports) in source order; raises on the first bad row when
+    ``data.on_bad_row`` is ``fail``.
+
+    A repeated prompt is a ``duplicate`` in either mode (logs repeat prompts; a repeat must not
+    land on both sides of the split): the first is kept, the rest reported.
+    """
+    valid, bad = [], []
+    seen: dict[str, int] = {}
+    for row in src.rows:
+        parsed, reason = check_row(row, cfg)
+        if reason:
+            if cfg.data.on_bad_row == "fail":
+                raise DuoError(f"{src.where(row)}: {reason} (data.on_bad_row is 'fail'; set it to "
+                               "'skip' to report bad rows in bad_rows.jsonl and go on)")
+            bad.append({"line": row.line, "kind": "invalid", "reason": reason,
+                        "row": _kept(row.data, cfg)})
+            continue
+        key = prompt_key(parsed)
+        if key in seen:
+            bad.append({"line": row.line, "kind": "duplicate", "row": row.data,
+                        "reason": f"duplicate instruction (same as {src.unit} {seen[key]})"})
+            continue
+        seen[key] = row.line
+        valid.append({"id": f"cov-{row.number:06d}", **parsed, "source_line": row.line})
+    return valid, bad
+
+
+def holdout_count(n: int, size: float, duplicates: int = 0) -> int:
+    """Rows to hold out of ``n`` valid rows: a fraction (< 1) of ``n`` (at least one) or a
+    count (>= 1); ``duplicates`` (left out of ``n``) only explain an error."""
+    k = max(1, round(n * size)) if size < 1 else int(size)
+    if k >= n:
+        left_out = f" ({duplicates} duplicate rows left out)" if duplicates else ""
+        raise DuoError(f"data.test.size {size}: asks for {k} test rows but there are only {n} "
+                       f"valid rows{left_out}; leave at least one for training")
+    return k
+
+
+def enough_rows(src: Source, valid: list[dict], bad: list[dict]) -> None:
+    """Raise DuoError unless ``valid`` holds the two rows a split needs at the least,
+    naming the first bad row."""
+    if len(valid) >= 2:
+        return
+    first = next((b for b in bad if b["kind"] == "invalid"), None) or (bad[0] if bad else None)
+    why = f"; first bad {src.unit} {first['line']}: {first['reason']}" if first else ""
+    raise DuoError(f"{src.location}: only {len(valid)} valid row(s) out of {len(src.rows)}; "
+                   f"need at least 2{why}")

@@ -62,8 +62,11 @@ def _sha256(path: Path) -> str:
 
 def detect_format(cfg: Config) -> str:
     """The configured format, or one told by the file suffix; a name with no known
-    suffix is a Hub dataset id."""
+    suffix is a Hub dataset id. A local folder is neither: one line names it."""
     fmt = cfg.data.format
+    if fmt != "hub" and (path := cfg.resolve(cfg.data.source)).is_dir():
+        raise DuoError(f"data.source {cfg.data.source}: {path} is a folder; expected a data file "
+                       "(.jsonl, .json, .csv, .parquet) or a Hugging Face Hub dataset id")
     if fmt != "auto":
         return fmt
     suffix = Path(cfg.data.source).suffix.lower()

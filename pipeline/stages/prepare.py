@@ -14,15 +14,14 @@ an ``invalid`` row is skipped or stops the run.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 from collections import Counter, defaultdict
 
 from ..artifacts import ARTIFACTS, StageInputs
 from ..config import Config
-from ..data.dedup import NearDupIndex, normalize
-from ..data.rows import check_row
-from ..data.sources import Source, fingerprint, load_source
+from ..data.dedup import NearDupIndex
+from ..data.rows import enough_rows, holdout_count, read_rows
+from ..data.sources import fingerprint, load_source
 from ..errors import DuoError
 from ..flags import WITHOUT_ROUND
 from ..manifest import Manifest
@@ -36,19 +35,11 @@ NO_CATEGORY = "(none)"  # manifest key for rows without a category
 NEAR_THRESHOLD = 0.8  # word-shingle Jaccard at which a test prompt counts as a near copy of a train prompt
 
 
-def holdout_count(n: int, size: float) -> int:
-    """Rows to hold out: a fraction (< 1) of ``n`` (at least one) or a count (>= 1)."""
-    k = max(1, round(n * size)) if size < 1 else int(size)
-    if k >= n:
-        raise DuoError(f"data.test.size {size}: asks for {k} test rows but there are only {n} valid rows; "
-                       f"leave at least one for training")
-    return k
-
-
-def split(rows: list[dict], size: float, seed: int) -> tuple[list[dict], list[dict]]:
+def split(rows: list[dict], size: float, seed: int,
+          duplicates: int = 0) -> tuple[list[dict], list[dict]]:
     """Deterministic train/test split, stratified by ``category`` (largest-remainder
-    allocation per category)."""
-    k = holdout_count(len(rows), size)
+    allocation per category); ``duplicates`` left out of ``rows`` only explain an error."""
+    k = holdout_count(len(rows), size, duplicates)
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         groups[r["category"] or NO_CATEGORY].append(r)
@@ -72,45 +63,6 @@ def near_train(train: list[dict], test: list[dict], threshold: float = NEAR_THRE
     index = NearDupIndex(threshold)
     index.add_many((r["id"], r["instruction"]) for r in train)
     return [r["id"] for r in test if index.match(r["instruction"]) is not None]
-
-
-def _kept(data, cfg: Config):
-    """A bad row as ``bad_rows.jsonl`` keeps it: an oversized one cut to its first ``data.max_row_chars``."""
-    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, default=str)
-    return data if len(text) <= cfg.data.max_row_chars else text[: cfg.data.max_row_chars] + "... (cut)"
-
-
-def read_rows(cfg: Config, src: Source) -> tuple[list[dict], list[dict]]:
-    """(valid rows, bad-row reports) in source order; raises on the first bad row when
-    ``on_bad_row: fail``."""
-    valid, bad = [], []
-    seen: dict[str, int] = {}
-    for row in src.rows:
-        parsed, reason = check_row(row, cfg)
-        if reason:
-            if cfg.data.on_bad_row == "fail":
-                raise DuoError(f"{src.where(row)}: {reason} (data.on_bad_row is 'fail'; set it to 'skip' to "
-                               f"report bad rows in bad_rows.jsonl and go on)")
-            bad.append({"line": row.line, "kind": "invalid", "reason": reason, "row": _kept(row.data, cfg)})
-            continue
-        key = _prompt_key(parsed)
-        if key in seen:
-            # A repeated prompt could land in both train and test; keep the first, report the rest.
-            bad.append({"line": row.line, "kind": "duplicate", "row": row.data,
-                        "reason": f"duplicate instruction (same as {src.unit} {seen[key]})"})
-            continue
-        seen[key] = row.line
-        valid.append({"id": f"cov-{row.number:06d}", **parsed, "source_line": row.line})
-    return valid, bad
-
-
-def _prompt_key(record: dict) -> str:
-    """What makes two rows the same prompt: the instruction, with the system prompt and earlier
-    turns when any (one question under two system prompts is two tasks)."""
-    asked = record["messages"][:-1]
-    if len(asked) == 1:
-        return normalize(record["instruction"]) or record["instruction"]
-    return "\n".join(f"{m['role']}: {normalize(m['content']) or m['content']}" for m in asked)
 
 
 def _same_split(old: Manifest, cfg: Config, ins: StageInputs) -> bool:
@@ -140,12 +92,9 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
                        "(earlier rounds' results then become incomparable with later ones)")
     src = load_source(cfg)
     rows, bad = read_rows(cfg, src)
-    if len(rows) < 2:
-        first = next((b for b in bad if b["kind"] == "invalid"), None) or (bad[0] if bad else None)
-        why = f"; first bad {src.unit} {first['line']}: {first['reason']}" if first else ""
-        raise DuoError(f"{src.location}: only {len(rows)} valid row(s) out of {len(src.rows)}; "
-                       f"need at least 2{why}")
-    train, test = split(rows, cfg.data.test.size, cfg.data.test.seed)
+    enough_rows(src, rows, bad)
+    duplicates = sum(1 for b in bad if b["kind"] == "duplicate")
+    train, test = split(rows, cfg.data.test.size, cfg.data.test.seed, duplicates)
     manifest = ins.start()
     kinds = Counter(b["kind"] for b in bad)
     manifest.counts = {"rows": len(src.rows), "valid": len(rows), "train": len(train), "test": len(test),

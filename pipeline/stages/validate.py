@@ -57,8 +57,9 @@ def _span(lo: float, hi: float) -> str:
 
 
 def data_problems(cfg: Config) -> list[str]:
-    """The source exists and parses, its first rows fit the column mapping, the test
-    size fits its row count."""
+    """The source exists and parses, its first rows fit the column mapping, and the whole file
+    holds what ``prepare`` needs: enough valid, distinct rows for the test size (and no bad row
+    at all under ``data.on_bad_row: fail``)."""
     from ..data.rows import check_row
     from ..data.sources import detect_format, load_source
 
@@ -70,7 +71,7 @@ def data_problems(cfg: Config) -> list[str]:
     try:
         if detect_format(cfg) == "hub":
             return out  # a Hub dataset is checked by `duo prepare`; validate makes no network call
-        src = load_source(cfg, head=None if size >= 1 else HEAD)
+        src = load_source(cfg)
     except DuoError as exc:
         return [*out, str(exc)]
     bad = [(row, reason) for row in src.rows[:HEAD] for _, reason in [check_row(row, cfg)] if reason]
@@ -80,12 +81,28 @@ def data_problems(cfg: Config) -> list[str]:
             more = f" (and {len(bad) - 1} more of the first {min(HEAD, len(src.rows))} rows)"
         else:
             more = ""
-        out.append(f"{src.where(row)}: {reason}{more}")
+        # the first rows say the mapping is wrong: the rest of the file would only repeat it
+        return [*out, f"{src.where(row)}: {reason}{more}"]
     if size >= 1 and size == int(size) and size >= len(src.rows):
-        out.append(f"data.test.size: found {int(size)} test rows; "
-                   f"expected fewer than the {len(src.rows)} rows of "
-                   f"{cfg.data.source} (or a fraction in (0, 1))")
-    return out
+        return [*out, (f"data.test.size: found {int(size)} test rows; "
+                       f"expected fewer than the {len(src.rows)} rows of "
+                       f"{cfg.data.source} (or a fraction in (0, 1))")]
+    return out if out else _split_problems(cfg, src)
+
+
+def _split_problems(cfg: Config, src) -> list[str]:
+    """What ``prepare`` would refuse after reading every row: a bad row under
+    ``on_bad_row: fail``, fewer than two valid distinct rows, a test size they cannot spare."""
+    from ..data.rows import enough_rows, holdout_count, read_rows
+
+    try:
+        valid, bad = read_rows(cfg, src)
+        enough_rows(src, valid, bad)
+        duplicates = sum(1 for b in bad if b["kind"] == "duplicate")
+        holdout_count(len(valid), cfg.data.test.size, duplicates)
+    except DuoError as exc:
+        return [str(exc)]
+    return []
 
 
 def file_problems(cfg: Config) -> list[str]:
