@@ -55,7 +55,18 @@ def synthetic_by_round(store: Store, round_no: int) -> dict[int, int]:
     return {k: n for k in range(1, int(round_no) + 1) if (n := kept(store, k)) is not None}
 
 
+def refused_all(store: Store, round_no: int) -> bool:
+    """True when round ``round_no``'s synthesis sent nothing because the spend cap refused every
+    request (a budget smaller than one request)."""
+    name = artifact_name("synthesize", round_no)
+    if not store.exists(name):
+        return False
+    m = store.manifest(name)
+    return (m.extra or {}).get("stopped") == "budget" and not (m.counts or {}).get("requests")
+
+
 def no_new_rows(store: Store, round_no: int) -> bool:
-    """True when round ``round_no`` (2 or later) has a synthesize artifact that kept 0 rows:
-    nothing new to train."""
-    return round_no >= 2 and kept(store, round_no) == 0
+    """True when round ``round_no`` has a synthesize artifact that kept 0 rows and so adds nothing
+    to train: from round 2 on, and in round 1 when the spend cap refused every request (a round 1
+    that was answered and kept nothing still trains on the coverage data)."""
+    return kept(store, round_no) == 0 and (round_no >= 2 or refused_all(store, round_no))

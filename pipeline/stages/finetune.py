@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..artifacts import ARTIFACTS, reusable
 from ..artifacts.finetune import adapter_location, cut_counts
-from ..artifacts.synthesize import no_new_rows
+from ..artifacts.synthesize import no_new_rows, refused_all
 from ..config import Config
 from ..data.trainset import length_counts, training_rows
 from ..data.trainset import prompt_completion as to_prompt_completion
@@ -169,6 +169,10 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     if not store.exists("prepare"):
         raise store.missing("prepare", "finetune")
     # The same rows as round N-1: another GPU run would train on nothing new.
+    if no_new_rows(store, round_no) and refused_all(store, round_no):
+        raise DuoError(f"round {round_no}: the spend cap "
+                       f"(budget.max_spend_usd=${cfg.budget.max_spend_usd:.4f}) refused every "
+                       "synthesis request, so there is nothing new to train; raise the budget to go on")
     if no_new_rows(store, round_no):
         raise DuoError(f"round {round_no} adds no training rows over round {round_no - 1} "
                        "(synthesis kept 0): nothing new to train")

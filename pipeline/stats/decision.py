@@ -7,7 +7,8 @@ synthesize more data (another round would re-train on the same rows); ``stop-pla
 ``budget.patience`` rounds each failed to beat the round before them on the decision metric with a
 CI above 0 (more data stopped helping); ``stop-budget`` when a budget limit is reached; else
 ``continue`` with the next round's synthetic target. A round whose synthesis added no rows and that
-was therefore never evaluated stops on the budget too.
+was therefore never evaluated stops on the budget too (round 1 among them when the spend cap
+refused every request: a budget smaller than one request).
 """
 
 from __future__ import annotations
@@ -97,12 +98,14 @@ class NextCost:
 
 @dataclass(frozen=True)
 class EmptySynthesis:
-    """What a synthesis that kept no rows did (from its manifest)."""
+    """What a synthesis that kept no rows did (from its manifest); ``refused_all``: the spend cap
+    refused every request, so none was sent."""
 
     budget_stopped: bool = False
     requests: int = 0
     received: int = 0
     failures: int = 0
+    refused_all: bool = False
 
 
 @dataclass(frozen=True)
@@ -240,12 +243,19 @@ def budget_limits(f: Facts) -> tuple[Limit, ...]:
 
 def _empty_synthesis(f: Facts) -> Limit:
     """The limit of a round that stopped before fine-tuning: its synthesis kept nothing, and why."""
-    e = f.empty_synthesis or EmptySynthesis()
-    why = ("the spend budget (budget.max_spend_usd) ran out" if e.budget_stopped else
-           f"{e.requests} requests, {e.received} pairs received, {e.failures} failures; "
-           "every pair was removed or none came back")
+    e, cap = f.empty_synthesis or EmptySynthesis(), f.budget.max_spend_usd
+    if e.refused_all:
+        why = (f"the spend cap refused every request (none was sent): "
+               f"the ${cap - f.spend_usd:.4f} left of budget.max_spend_usd=${cap:.4f} "
+               "cannot pay for one; raise the budget to go on")
+    elif e.budget_stopped:
+        why = "the spend budget (budget.max_spend_usd) ran out"
+    else:
+        why = (f"{e.requests} requests, {e.received} pairs received, {e.failures} failures; "
+               "every pair was removed or none came back")
+    again = " again" if f.round > 1 else ""  # round 1 trains for the first time
     return Limit("no_new_rows", 0, None,
-                 f"synthesis added no rows (kept 0), so it was not fine-tuned again: {why}")
+                 f"synthesis added no rows (kept 0), so it was not fine-tuned{again}: {why}")
 
 
 def decide(f: Facts) -> Decision:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from ..artifacts.evaluate import read_metrics
-from ..artifacts.synthesize import no_new_rows, synthetic_by_round
+from ..artifacts.synthesize import no_new_rows, refused_all, synthetic_by_round
 from ..config import Config
 from ..store import BASELINE_ROUND, Store, artifact_name
 from .budget import spent_in_store
@@ -108,4 +108,5 @@ def empty_synthesis(store: Store, round_no: int) -> EmptySynthesis:
     return EmptySynthesis((m.extra or {}).get("stopped") == "budget",
                           c.get("requests", 0),
                           c.get("received", 0),
-                          c.get("failures", 0))
+                          c.get("failures", 0),
+                          refused_all(store, round_no))

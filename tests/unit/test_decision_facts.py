@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.artifacts.synthesize import no_new_rows
 from pipeline.stats.decision import Gain, NextCost, RoundGain
 from pipeline.stats.decision_facts import gains_back, round_facts
 from pipeline.store import open_store
@@ -70,3 +71,18 @@ def test_facts_of_a_round_stopped_before_fine_tuning(cfg_store):
     assert (f.verdict, f.no_new_rows, f.rule, f.evidence) == (None, True, (), ())
     assert (f.empty_synthesis.budget_stopped, f.empty_synthesis.requests, f.empty_synthesis.received,
             f.empty_synthesis.failures) == (False, 400, 3, 7)
+
+
+def test_facts_of_a_first_round_whose_every_request_the_cap_refused(cfg_store):
+    """Issue 19: round 1 kept 0 because the cap refused every request: it stops before training, like a later
+    round that kept 0 (a round 1 that sent requests and kept 0 still trains on the coverage data)."""
+    cfg, store = cfg_store
+    build_baseline(store)
+    put(store, "synthesize", 1, {"data.jsonl": []}, counts={"kept": 0, "requests": 0, "received": 0,
+                                                           "failures": 0}, extra={"stopped": "budget"})
+    f = round_facts(cfg, store, 1)
+    assert (f.verdict, f.no_new_rows, f.spend_usd) == (None, True, 0.0)
+    assert (f.empty_synthesis.budget_stopped, f.empty_synthesis.requests, f.empty_synthesis.refused_all) == (
+        True, 0, True)
+    put(store, "synthesize", 1, {"data.jsonl": []}, counts={"kept": 0, "requests": 3}, extra={"stopped": "budget"})
+    assert not no_new_rows(store, 1)  # three were sent: round 1 trains on the coverage data

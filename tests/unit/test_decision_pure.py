@@ -180,6 +180,28 @@ def test_an_unevaluated_round_stops_on_its_empty_synthesis():
     assert reason(stopped).endswith("not fine-tuned again: the spend budget (budget.max_spend_usd) ran out")
 
 
+def test_a_round_whose_every_request_the_cap_refused_stops_before_training():
+    """Issue 19: a budget smaller than one request sent nothing, yet round 1 said ``continue``."""
+    refused = EmptySynthesis(budget_stopped=True, requests=0, refused_all=True)
+    d = decide(facts(verdict=None, no_new_rows=True, empty_synthesis=refused, spend_usd=0.0, rule=(),
+                     evidence=(), budget=replace(BUDGET, max_spend_usd=0.001)))
+    assert (d.code, d.evaluated, d.next_round, d.next_samples) == ("stop-budget", False, None, None)
+    assert [(lim.name, lim.value, lim.limit) for lim in d.limits] == [("no_new_rows", 0, None)]
+    assert reason(d) == ("round 1: synthesis added no rows (kept 0), so it was not fine-tuned: the spend cap "
+                         "refused every request (none was sent): the $0.0010 left of budget.max_spend_usd=$0.0010 "
+                         "cannot pay for one; raise the budget to go on")
+    some_spent = decide(facts(round=2, verdict=None, no_new_rows=True, spend_usd=4.5,
+                              empty_synthesis=EmptySynthesis(True, refused_all=True)))
+    assert reason(some_spent).endswith("not fine-tuned again: the spend cap refused every request (none was sent): "
+                                       "the $0.5000 left of budget.max_spend_usd=$5.0000 cannot pay for one; "
+                                       "raise the budget to go on")
+    one_sent = decide(facts(verdict=None, no_new_rows=True, empty_synthesis=EmptySynthesis(True, requests=1)))
+    assert reason(one_sent).endswith("not fine-tuned: the spend budget (budget.max_spend_usd) ran out")
+    not_the_cap = decide(facts(verdict=None, no_new_rows=True, empty_synthesis=EmptySynthesis(False)))
+    assert reason(not_the_cap).endswith("not fine-tuned: 0 requests, 0 pairs received, 0 failures; every pair was "
+                                        "removed or none came back")
+
+
 # --------------------------------------------------------------------------- the words
 
 
