@@ -82,8 +82,10 @@ def _dispatch_records(store: Store, name: str, found: dict) -> dict:
     return {k: old[k] for k in ("dispatching", "dispatched") if k in old}
 
 
-def comment_body(cfg: Config, found: dict, dispatched: bool, waiting: str | None = None) -> str:
-    """The decision as a PR comment (watermarked so a rerun edits it instead of posting another)."""
+def comment_body(cfg: Config, found: dict, dispatched: bool, waiting: str | None = None,
+                 where: str | None = None) -> str:
+    """The decision as a PR comment (watermarked so a rerun edits it instead of posting another);
+    ``where`` says where the dispatch went (see ``dispatch_where``)."""
     mark = COMMENT_MARK.format(task=cfg.task.name, round=found["round"])
     head = HEADLINES[found["decision"]]
     lines = [mark, f"### duo decision after round {found['round']}: `{found['decision']}`", "", head, "",
@@ -93,8 +95,9 @@ def comment_body(cfg: Config, found: dict, dispatched: bool, waiting: str | None
         lines.append(f"Round {found['next_round']} ({found['next_samples']} synthetic samples) "
                      f"is not dispatched yet: {waiting}.")
     elif found["decision"] == "continue":
+        sent = f"dispatched ({where})." if where else "dispatched."
         lines.append(f"Round {found['next_round']} ({found['next_samples']} synthetic samples) was "
-                     + ("dispatched." if dispatched else "not dispatched (run `duo decide --dispatch`)."))
+                     + (sent if dispatched else "not dispatched (run `duo decide --dispatch`)."))
     elif found["decision"] == "pass":
         lines.append("No further rounds: merge this PR and use the round's adapter.")
     elif found["decision"] == "stop-budget":
@@ -102,6 +105,14 @@ def comment_body(cfg: Config, found: dict, dispatched: bool, waiting: str | None
     else:
         lines.append("No further rounds will be started.")
     return "\n".join(lines) + "\n"
+
+
+def dispatch_where(sent: dict) -> str:
+    """Where a dispatch went, for messages: its run (number and link) once GitHub listed it, else
+    the workflow and branch."""
+    if not sent.get("run"):
+        return f"{sent['workflow']} on {sent['ref']}"
+    return f"run {sent['run_number']}: {sent['run']}" if sent.get("run_number") else sent["run"]
 
 
 def dispatch_ref(repo) -> str:
@@ -144,7 +155,25 @@ def _found_run(cfg: Config, repo, inputs: dict, since: datetime) -> dict | None:
     run = github.find_run(repo, cfg.report.workflow, github.run_title(inputs), since - DISPATCH_MARGIN)
     if run is None:
         return None
-    return {"ref": run.head_branch, "inputs": inputs, "workflow": cfg.report.workflow, "run": run.html_url}
+    return {"ref": run.head_branch, "inputs": inputs, "workflow": cfg.report.workflow,
+            "run": run.html_url, "run_number": run.run_number}
+
+
+def _with_run(cfg: Config, store: Store, m: Manifest, sent: dict, repo) -> tuple[Manifest, dict]:
+    """A stored dispatch with its run, looked up once when the record lacks it (GitHub lists a run
+    a few seconds after the dispatch), so a rerun can name it; as it was when GitHub cannot say."""
+    at = ((m.extra or {}).get("dispatching") or {}).get("at")
+    if sent.get("run_number") or not at or not sent.get("inputs"):
+        return m, sent
+    try:
+        since = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        run = _found_run(cfg, repo, sent["inputs"], since)
+    except DuoError:
+        return m, sent  # naming the run is a courtesy: the dispatch stands either way
+    if run is None:
+        return m, sent
+    sent = {**sent, "run": run["run"], "run_number": run["run_number"]}
+    return mark_dispatched(store, m, sent), sent
 
 
 def dispatch_next(cfg: Config, store: Store, m: Manifest, found: dict, repo, *,
@@ -163,7 +192,8 @@ def dispatch_next(cfg: Config, store: Store, m: Manifest, found: dict, repo, *,
         m = store.manifest(m.artifact)  # fresh: another decide may have dispatched meanwhile
         extra = m.extra or {}
         if extra.get("dispatched") and not force:
-            return m, extra["dispatched"], True
+            m, sent = _with_run(cfg, store, m, extra["dispatched"], repo)
+            return m, sent, True
         inputs = next_inputs(cfg, found)
         marker = extra.get("dispatching") if not force else None
         if marker and marker.get("round") == found["next_round"]:
@@ -187,14 +217,14 @@ def dispatch_next(cfg: Config, store: Store, m: Manifest, found: dict, repo, *,
 
 
 def comment_decision(cfg: Config, repo, found: dict, dispatched: bool,
-                     waiting: str | None = None) -> str | None:
+                     waiting: str | None = None, where: str | None = None) -> str | None:
     """Comment the decision on the round's PR (edited on a rerun); the PR's url, or None without one."""
     from .. import github
 
     try:
         pr = github.find_pr(repo, f"duo/{cfg.task.name}/round-{found['round']}")
         if pr is not None:
-            github.upsert_comment(pr, comment_body(cfg, found, dispatched, waiting),
+            github.upsert_comment(pr, comment_body(cfg, found, dispatched, waiting, where),
                                   COMMENT_MARK.format(task=cfg.task.name, round=found["round"]))
     except DuoError as exc:
         # The decision stands and the dispatch went out; a job without pull-requests: write only
@@ -240,12 +270,23 @@ def review_gate(cfg: Config, store: Store, repo, round_no: int) -> str | None:
             "(report.require_approval): an approving review starts it, or re-run `duo decide --dispatch`")
 
 
+def _dispatch_line(found: dict, sent: dict | None, already: bool) -> str:
+    """What this decide did about round N+1, for its summary: dispatched it, found it already
+    dispatched (nothing sent now), or nothing to say."""
+    if not sent:
+        return ""
+    if already:
+        return (f"\n\nRound {found['next_round']} was already dispatched ({dispatch_where(sent)}); "
+                "nothing was dispatched now.")
+    return f"\n\nDispatched round {found['next_round']} ({dispatch_where(sent)})."
+
+
 def _command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
     round_no = round_arg(args, store, "evaluate")
     m = run(cfg, store, round_no, force=args.force)
     found = read_decision(store, round_no)
-    sent, pr_url, waiting = None, None, None
+    sent, pr_url, waiting, already = None, None, None, False
     if args.dispatch:
         from .. import github
 
@@ -256,16 +297,16 @@ def _command(cfg: Config, args: argparse.Namespace) -> int:
         if found["decision"] == "continue" and not waiting:
             m, sent, already = dispatch_next(cfg, store, m, found, repo, force=args.force)
             if already:
-                where = sent.get("run") or f"{sent['workflow']} on {sent['ref']}"
-                print(f"  round {found['next_round']} was already dispatched ({where}); "
-                      "use --force to dispatch it again")
+                print(f"  round {found['next_round']} was already dispatched "
+                      f"({dispatch_where(sent)}); use --force to dispatch it again")
             else:
                 print(f"  dispatched {cfg.report.workflow}: round {found['next_round']}, "
                       f"{found['next_samples']} samples")
-        if pr_url := comment_decision(cfg, repo, found, sent is not None, waiting):
+        where = dispatch_where(sent) if sent else None
+        if pr_url := comment_decision(cfg, repo, found, sent is not None, waiting, where):
             print(f"  commented on {pr_url}")
     publish(store, m.artifact, f"decide round {round_no}: {found['decision']}: {found['reason']}"
-            + (f"\n\nDispatched round {found['next_round']}." if sent else "")
+            + _dispatch_line(found, sent, already)
             + (f"\n\nNot dispatched: {waiting}." if waiting else ""), title=f"duo decide, round {round_no}",
             decision=found["decision"], next_round=found["next_round"] or "",
             next_samples=found["next_samples"] or "", dispatched="true" if sent else "false")

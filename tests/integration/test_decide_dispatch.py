@@ -92,6 +92,32 @@ def test_force_dispatches_again(task, fake_github, tmp_path, capsys):
     assert len(fake_github.dispatches) == 2
 
 
+def test_a_rerun_after_a_dispatch_says_already_dispatched_with_its_run(task, fake_github, tmp_path, capsys,
+                                                                       monkeypatch):
+    """Regression (issue 19): a decide rerun printed "Dispatched round 2." though it dispatched nothing."""
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    cfg = task()
+    assert main(["report", str(cfg.source_path), "--open-pr"]) == 0
+    assert main(["decide", str(cfg.source_path), "--dispatch"]) == 0
+    out = capsys.readouterr().out
+    assert "dispatched round.yml: round 2, 2000 samples" in out and "Dispatched round 2 (round.yml on main)." in out
+    summary.write_text("")
+    assert main(["decide", str(cfg.source_path), "--dispatch"]) == 0
+    assert len(fake_github.dispatches) == 1
+    [run] = fake_github.runs
+    url = f"{fake_github.url}/acme/duo-demo/actions/runs/{run['id']}"
+    out = capsys.readouterr().out
+    assert "Dispatched round 2" not in out + summary.read_text()
+    assert f"round 2 was already dispatched (run {run['number']}: {url}); use --force to dispatch it again" in out
+    assert (f"Round 2 was already dispatched (run {run['number']}: {url}); nothing was dispatched now."
+            in summary.read_text())
+    assert outputs(tmp_path)["dispatched"] == "true"  # round 2 is dispatched: by the first decide
+    [comment] = fake_github.comments
+    assert f"Round 2 (2000 synthetic samples) was dispatched (run {run['number']}: {url})." in comment["body"]
+    assert dispatch_extra(cfg)["dispatched"]["run_number"] == run["number"]  # found once, then kept
+
+
 def test_dispatch_runs_on_the_current_branch_in_actions(task, fake_github, monkeypatch):
     cfg = task()
     fake_github.branches["feature/x"] = fake_github.branches["main"]
@@ -173,7 +199,7 @@ def test_kill_after_dispatch_then_rerun_dispatches_nothing_more(task, fake_githu
     assert len(fake_github.dispatches) == 1
     print(f"kill after dispatch, rerun: {len(fake_github.dispatches) - 1} more dispatches")
     out = capsys.readouterr().out
-    assert "round 2 was already dispatched (http" in out and "/actions/runs/" in out
+    assert "round 2 was already dispatched (run 1: http" in out and "/actions/runs/" in out
     assert dispatch_extra(cfg)["dispatched"]["run"].endswith(f"/actions/runs/{fake_github.runs[0]['id']}")
 
 
