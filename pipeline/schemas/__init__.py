@@ -46,6 +46,29 @@ def _expected(schema: dict) -> str:
     return "a valid value"
 
 
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}" + ("" if n == 1 else "s")
+
+
+# What a value must be, by the keyword it breaks, with the keyword's bound.
+BOUNDS = {
+    "minimum": lambda b: f"at least {json.dumps(b)}",
+    "exclusiveMinimum": lambda b: f"more than {json.dumps(b)}",
+    "maximum": lambda b: f"at most {json.dumps(b)}",
+    "exclusiveMaximum": lambda b: f"less than {json.dumps(b)}",
+    "multipleOf": lambda b: f"a multiple of {json.dumps(b)}",
+    "minLength": lambda b: f"at least {_count(b, 'character')}",
+    "maxLength": lambda b: f"at most {_count(b, 'character')}",
+    "minItems": lambda b: f"at least {_count(b, 'item')}",
+    "maxItems": lambda b: f"at most {_count(b, 'item')}",
+    "minProperties": lambda b: f"at least {_count(b, 'key')}",
+    "maxProperties": lambda b: f"at most {_count(b, 'key')}",
+    "uniqueItems": lambda b: "no repeated items",
+    "pattern": lambda b: f"text matching {b}",
+    "const": lambda b: json.dumps(b),
+}
+
+
 def _closest_option(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
     """The most telling error of a failed ``oneOf``: options whose type the value does not even have
     (``null`` for a mapping) are passed over, so ``judge: {provider: claude}`` is reported at
@@ -75,8 +98,11 @@ def _one(error: jsonschema.ValidationError) -> list[str]:
     if v in ("type", "enum"):
         return [(f"{_json_path(path)}: found {found} ({_type_name(error.instance)}); "
                  f"expected {_expected(error.schema)}")]
-    return [(f"{_json_path(path)}: found {found}; "
-             f"expected {error.message.replace(found, '').strip() or v}")]
+    if v in BOUNDS:
+        return [f"{_json_path(path)}: found {found}; expected {BOUNDS[v](error.validator_value)}"]
+    # jsonschema's own words, less the value it starts with
+    said = error.message.removeprefix(repr(error.instance)).strip()
+    return [f"{_json_path(path)}: found {found}; {said or v}"]
 
 
 def schema_problems(instance: Any, schema: dict) -> list[str]:
