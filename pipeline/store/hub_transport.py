@@ -29,11 +29,31 @@ except ImportError:  # huggingface_hub before 2.x talks through other HTTP clien
 
 TRANSIENT = {408, 429, 500, 502, 503, 504}
 NOT_FOUND = (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError)
+# Seconds the reachability probe waits to connect, and again for an answer: an unreachable Hub
+# fails within ~10 s instead of after the client's retries and ours, each of them logged.
+PROBE_TIMEOUT_S = 5.0
+_reached: set[str] = set()  # endpoints this process has had an answer from
 
 
 def _first_line(err: Exception) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return " ".join(lines[:2])[:300] if lines else type(err).__name__
+
+
+def unreachable(endpoint: str) -> str | None:
+    """Why ``endpoint`` cannot be reached (a refused connection, an unknown host, no answer within
+    ``PROBE_TIMEOUT_S``), or None when it answers at all: any HTTP status, a 5xx included (those
+    are retried)."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    if constants.is_offline_mode():
+        return None  # HF_HUB_OFFLINE: the calls themselves read the local cache or say so
+    try:  # the client's own session: the same proxies and certificates as every Hub call
+        get_session().head(f"{endpoint}/", timeout=PROBE_TIMEOUT_S, follow_redirects=False)
+    except (TransportError, OSError) as err:
+        return _first_line(err)
+    return None
 
 
 class HubTransport:
@@ -57,8 +77,11 @@ class HubTransport:
         """Run ``fn`` with retries on transient errors (429, 5xx, network);
         other errors become one-line DuoErrors.
 
-        Not-found errors pass through for the caller to handle.
+        Not-found errors pass through for the caller to handle. A Hub that cannot be reached at all
+        (first call, or a network error later) is one line at once, not a round of retries.
         """
+        if self.endpoint not in _reached:
+            self._reachable(what)
         for attempt in range(len(self.retry_delays) + 1):
             last = attempt == len(self.retry_delays)
             try:
@@ -75,12 +98,21 @@ class HubTransport:
                     raise DuoError(f"Hugging Face Hub: could not {what} ({status}): "
                                    f"{_first_line(err)}") from None
             except (TransportError, LocalEntryNotFoundError) as err:
+                self._reachable(what)
                 if last:
                     raise DuoError(f"Hugging Face Hub at {self.endpoint}: could not {what}: "
                                    f"{_first_line(err)}") from None
             except ValueError as err:  # the client's own checks: invalid card metadata, malformed replies
                 raise DuoError(f"Hugging Face Hub: could not {what}: {_first_line(err)}") from None
             time.sleep(self.retry_delays[attempt])
+
+    def _reachable(self, what: str) -> None:
+        """Raise a one-line DuoError unless the endpoint answers (see ``unreachable``)."""
+        if why := unreachable(self.endpoint):
+            _reached.discard(self.endpoint)
+            raise DuoError(f"Hugging Face Hub at {self.endpoint} is unreachable ({why}), "
+                           f"so duo could not {what}; check HF_ENDPOINT and the network")
+        _reached.add(self.endpoint)
 
     # -- reading
     def tree(self, repo_id: str, repo_type: str, revision: str) -> dict:
