@@ -76,7 +76,10 @@ def in_stage(stage: str) -> Iterator[None]:
     try:
         yield
     finally:
-        _stage = before
+        # Only the innermost block restores: two threads in the same stage at once (concurrent decides)
+        # must not leave the stage set after both have left it.
+        if _stage == stage:
+            _stage = before if before != stage else None
 
 
 @dataclass(frozen=True)

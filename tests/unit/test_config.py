@@ -134,3 +134,31 @@ def test_recording_notes_only_configs_built_after_it_began(tmp_path):
         new = build_config(yaml.safe_load(GOOD))
         new.synthesize.growth  # noqa: B018
     assert reads == {"synthesize": {"synthesize.growth"}}
+
+
+def test_a_stage_entered_by_two_threads_at_once_is_left_when_both_leave():
+    """Regression: concurrent decides in threads restored each other's stage and left ``decide`` set for good."""
+    import threading
+
+    from pipeline import config_types
+
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with config_types.in_stage("decide"):
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    def second():
+        first_in.wait(5)
+        with config_types.in_stage("decide"):
+            second_in.set()
+            first_out.wait(5)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert config_types._stage is None
