@@ -90,6 +90,9 @@ def test_two_processes_on_the_hub_store_commit_the_artifact_once(tmp_path, tiny_
     make_prepare(store, qa_rows(16), qa_rows(2, seed=1, prefix="e"))
     fake_hub.log.clear()
     monkeypatch.setenv("DUO_PROCESSES", "2")
+    # a renewal of the lock on a slow machine would be one more commit: none within this test
+    monkeypatch.setenv("DUO_LOCK_TTL_S", "10800")
+    monkeypatch.setenv("DUO_LOCK_HEARTBEAT_S", "3600")
     assert main(["finetune", str(config), "--round", "1"]) == 0, capfd.readouterr().err[-3000:]
     out = capfd.readouterr().out
     writes = [(e["method"], e["path"]) for e in fake_hub.log if e["method"] in ("POST", "PUT") and e["status"] < 300]
