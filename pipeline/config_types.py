@@ -281,10 +281,11 @@ class EvaluateConfig(Section):
 
 @dataclass(frozen=True)
 class JournalConfig(Section):
-    """How often paid answers are copied to the store (``pipeline.llm.journal.flush``)."""
+    """How often paid answers are copied to the hub store (``pipeline.llm.journal.flush``)."""
 
-    flush_s: float = 30.0
+    flush_s: float = 10.0
     flush_every: int = 50
+    commits_per_hour: int = 60
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import re
 
 from .base import Backoff, Completion, FatalError, Job, RequestError, Result, RetryableError
 from .concurrency import InFlight
-from .journal import recorded_send
+from .journal import recorded_send, unbilled
 from .limiter import RateLimiter
 from .replies import check_reply, reask
 from .usage import OutputMean, UsageMeter, estimate_tokens, zero_usage
@@ -125,7 +125,8 @@ class Asker:
             if held is None:
                 raise OverBudget()
             res.attempts += 1
-            # what the reservation settles at: an HTTP error costs 0, a lost reply is unknown (None)
+            # what the reservation settles at: an HTTP error costs 0; a lost reply (a timeout, a
+            # dropped connection) is unknown (None), as the ledger books it (``unbilled``)
             charged = None
             flight, tokens = self.inflight.started() if self.inflight is not None else None, None
             try:
@@ -137,10 +138,13 @@ class Asker:
                         send.answered(completion)
             except RetryableError as e:
                 err = e
-                charged = 0.0 if e.status else None
+                charged = 0.0 if unbilled(e) else None
             except asyncio.TimeoutError:
                 err = RetryableError(f"no reply within {timeout:.0f} s")
                 charged = None
+            except (RequestError, FatalError) as e:  # not retried: a refusal (0) or an empty reply (unknown)
+                charged = 0.0 if unbilled(e) else None
+                raise
             else:
                 tokens = completion.input_tokens + completion.output_tokens
                 self.limiter.settle(grant, tokens)

@@ -44,9 +44,10 @@ def _usage(m: Manifest) -> dict:
 
 
 def cost_summary(cfg: Config, store: Store, round_no: int) -> dict:
-    """The round's and the task's spend from the ledger (the journal: every attempt of every run),
-    and what the requests whose reply never arrived cost at most (``unknown_at_most_usd``;
-    ``pending`` of them)."""
+    """The round's and the task's spend from the ledger (the journal: every attempt of every run).
+    A row's ``cost_usd`` is what was paid plus what the requests whose reply never arrived (a
+    timeout, a dropped connection, a killed job) cost at most (``unknown_at_most_usd``, ``pending``
+    of them), or its manifest's where that is more."""
     from ..llm.journal.sync import store_ledger
 
     own = {artifact_name(stage, round_no) for stage in LATER}
@@ -59,20 +60,22 @@ def cost_summary(cfg: Config, store: Store, round_no: int) -> dict:
         row = (_usage(store.manifest(n)) if store.exists(n)
                else {"name": n, "requests": 0, "input_tokens": 0, "output_tokens": 0,
                      "cost_usd": 0.0})
+        seen = ledger.get(n)
         # the journal saw every attempt of every run
-        if n in ledger and ledger[n].cost_usd >= row["cost_usd"]:
-            row.update(requests=ledger[n].requests, input_tokens=ledger[n].input_tokens,
-                       output_tokens=ledger[n].output_tokens, cost_usd=round(ledger[n].cost_usd, 8))
-        row.update(pending=ledger[n].pending if n in ledger else 0,
-                   unknown_at_most_usd=round(ledger[n].unknown_at_most_usd, 8) if n in ledger else 0.0)
+        if seen is not None and seen.cost_usd + seen.unknown_at_most_usd >= row["cost_usd"]:
+            row.update(requests=seen.requests, input_tokens=seen.input_tokens,
+                       output_tokens=seen.output_tokens,
+                       cost_usd=round(seen.cost_usd + seen.unknown_at_most_usd, 8))
+        row.update(pending=seen.pending if seen else 0,
+                   unknown_at_most_usd=round(seen.unknown_at_most_usd, 8) if seen else 0.0)
         rows.append(row)
     return {
         "round_artifacts": rows,
         "round_usd": round(sum(r["cost_usd"] for r in rows), 6),
         "total_usd": round(spent_in_store(store, up_to_round=round_no), 6),
         "budget_usd": cfg.budget.max_spend_usd,
-        "unknown_at_most_usd": round(sum(v.unknown_at_most_usd for v in ledger.values()), 6),
-        "pending": sum(v.pending for v in ledger.values()),
+        "unknown_at_most_usd": round(sum(r["unknown_at_most_usd"] for r in rows), 6),
+        "pending": sum(r["pending"] for r in rows),
     }
 
 

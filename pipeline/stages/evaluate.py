@@ -68,6 +68,8 @@ def _score_rows(cfg: Config, rows: list[dict], scores: dict, judged: dict) -> li
 
 def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False) -> Manifest:
     """Evaluate round ``round_no``'s answers (round 0: the untuned baseline); returns the manifest."""
+    from ..llm.journal.sync import artifact_ledger, booked
+
     round_no = 1 if round_no is None else int(round_no)
     ins = ARTIFACT.inputs(cfg, store, round_no)
     if (old := reusable(store, ins, force=force, budget_usd=cfg.budget.max_spend_usd)) is not None:
@@ -123,7 +125,9 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
             "judge_failed_repeats": len(judged["failures"]),
             "judge_requests_not_sent": unsent,
         }
-        manifest.usage = {**zero_usage(), **judged["usage"]}
+        # the ledger of every run (a crashed one's too): paid plus unknown-at-most
+        manifest.usage = booked({**zero_usage(), **judged["usage"]},
+                                artifact_ledger(store, STAGE, round_no))
         manifest.models = {
             "judge": judged["model"],
             "embedding": cfg.evaluate.embedding_model if "embedding" in scores else None,

@@ -183,6 +183,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         samples: int | None = None) -> Manifest:
     """Make (or return the existing) ``round-N/synthesize`` artifact with ``samples`` (default: the config's
     target for the round) new pairs."""
+    from ..llm.journal.sync import artifact_ledger, booked
+
     svc = cfg.service.synthesize
     if svc is None:
         raise DuoError("synthesize needs service.synthesize in the config "
@@ -229,7 +231,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         "seed_mix": dict(sorted(collector.seed_mix.items())),
     }
     manifest.models = {"generator": svc.model, "provider": svc.provider}
-    manifest.usage = spend.usage()
+    # the ledger of every run (a crashed one's too), paid plus unknown-at-most: what `cost-usd` says
+    manifest.usage = booked(spend.usage(), artifact_ledger(store, STAGE, round_no))
     manifest.extra = {
         "stopped": stopped,
         "budget_usd": cfg.budget.max_spend_usd,

@@ -44,7 +44,10 @@ API:
   whose body is not valid JSON (``malformed_reply()`` may be overridden); schema violation just marks the
   request for the handler. ``latency_s`` delays every (matching) reply; ``hang_s`` sleeps that long before
   answering a ``rate_hang`` share of requests (make it longer than the client timeout). ``only_paths`` is a list
-  of regexes searched in the path; faults then hit only matching paths. ``fault_counts`` counts what was injected.
+  of regexes searched in the path; faults then hit only matching paths. ``rate_drop`` is a share of the requests
+  (drawn independently of the others, among those no other fault refused) that the handler answers, as it would
+  bill them, and whose connection then closes before the reply is sent: a dropped connection after the send.
+  ``fault_counts`` counts what was injected.
 - ``add_hook(fn)``: ``fn(req) -> Reply | None`` runs before routing (after faults); a Reply short-circuits.
 - ``windows_exceeded(times, limit, period)``: how far the busiest window of a log's ``t`` values goes over a rate
   limit (<= 0: within it).
@@ -52,11 +55,13 @@ API:
 
 from __future__ import annotations
 
+import contextlib
 import email.parser
 import email.policy
 import hashlib
 import json
 import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -119,6 +124,7 @@ class FakeRequest:
     host_url: str
     params: dict = field(default_factory=dict)
     fault: str | None = None
+    drop_draw: float = 1.0
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -219,14 +225,15 @@ class FakeServer:
     def set_faults(self, rate_429: float = 0.0, rate_500: float = 0.0, rate_malformed: float = 0.0,
                    rate_schema_violation: float = 0.0, latency_s: float = 0.0, hang_s: float = 0.0,
                    rate_hang: float = 1.0, retry_after: float = 1, seed: int = 0,
-                   only_paths: list[str] | None = None) -> None:
+                   only_paths: list[str] | None = None, rate_drop: float = 0.0) -> None:
         rates = rate_429 + rate_500 + rate_malformed + rate_schema_violation
         if rates > 1:
             raise ValueError(f"fault rates add up to {rates} > 1")
         with self.lock:
             self.faults = {"rate_429": rate_429, "rate_500": rate_500, "rate_malformed": rate_malformed,
                            "rate_schema_violation": rate_schema_violation, "latency_s": latency_s, "hang_s": hang_s,
-                           "rate_hang": rate_hang, "retry_after": retry_after, "seed": seed,
+                           "rate_hang": rate_hang, "rate_drop": rate_drop, "retry_after": retry_after,
+                           "seed": seed,
                            "only_paths": [re.compile(p) for p in only_paths] if only_paths else None}
 
     def requests(self, method: str | None = None, path: str | None = None) -> list[dict]:
@@ -251,6 +258,7 @@ class FakeServer:
             nth = self._seen[ident]
             seed = self.faults["seed"]
         digest = hashlib.sha256(f"{seed}:{ident}:{nth}".encode()).digest()
+        req.drop_draw = int.from_bytes(digest[8:16], "big") / 2**64  # a second, independent number
         return int.from_bytes(digest[:8], "big") / 2**64
 
     def _apply_faults(self, req: FakeRequest) -> Reply | None:
@@ -270,6 +278,10 @@ class FakeServer:
             if u < edge:
                 break
         else:
+            if req.drop_draw < f["rate_drop"]:
+                with self.lock:
+                    self.fault_counts["drop"] += 1
+                req.fault = "drop"  # answered (and billed) by the handler, then never sent
             return None
         with self.lock:
             self.fault_counts[kind] += 1
@@ -359,6 +371,11 @@ class _Handler(BaseHTTPRequestHandler):
         with self.fake.lock:
             entry["status"] = reply.status
             entry["fault"] = req.fault
+        if req.fault == "drop":  # the connection drops after the work is done: the client gets no reply
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
         try:
             self.send_response(reply.status)
             for k, v in reply.headers.items():

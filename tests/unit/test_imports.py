@@ -18,7 +18,8 @@ PACKAGE = "pipeline"
 LAYERS = [
     ("core", ["pipeline", "pipeline.errors", "pipeline.gha", "pipeline.formatting", "pipeline.templating",
               "pipeline.records", "pipeline.progress", "pipeline.flags", "pipeline.config_types", "pipeline.config",
-              "pipeline.schemas", "pipeline.manifest", "pipeline.prices", "pipeline.github", "pipeline.prompts"]),
+              "pipeline.schemas", "pipeline.manifest", "pipeline.prices", "pipeline.github", "pipeline.prompts",
+              "pipeline.shutdown"]),
     ("store", ["pipeline.store.*"]),
     ("artifacts", ["pipeline.artifacts.*"]),
     ("llm, data, stats, model", ["pipeline.llm.*", "pipeline.data.*", "pipeline.stats.*", "pipeline.model.*"]),

@@ -9,10 +9,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...shutdown import Stopped, handed_on, in_flight, stopping
+from ..base import FatalError, ServiceError
 from ..usage import worst_case_tokens
 from .answers import Journal
 from .files import NEW_SEGMENT, read_lines
-from .flush import in_flight, stopping
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Ledger:
     pending: int = 0
     unknown_at_most_usd: float = 0.0
     answers: int = 0
+    skipped_lines: int = 0  # malformed lines left out (a skipped paid line leaves its send pending)
     sent: dict = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict:
@@ -38,6 +40,7 @@ class Ledger:
             "pending": self.pending,
             "unknown_at_most_usd": round(self.unknown_at_most_usd, 8),
             "answers": self.answers,
+            "skipped_lines": self.skipped_lines,
         }
 
 
@@ -46,7 +49,8 @@ def read_ledger(files: Iterable[Path]) -> Ledger:
     (written before the journal kept them) counts its answers' own usage instead."""
     ledger, settled = Ledger(), set()
     for path in files:
-        entries, _ = read_lines(Path(path))
+        entries, skipped = read_lines(Path(path))
+        ledger.skipped_lines += skipped
         # a segment of a ledger-keeping journal (not one adopted from the single-file layout:
         # part-0-0-*) has its cost in sent/paid lines, even one that holds only answers (it was
         # started after a flush)
@@ -87,29 +91,48 @@ class Send:
                            + completion.output_tokens * m.price_output_per_1m) / 1e6)
 
 
+def unbilled(err: BaseException) -> bool:
+    """Whether a send that failed with ``err`` surely cost nothing: the service answered with an
+    HTTP error status, or the request was refused before it left (a FatalError without a status:
+    no key, an unknown parameter). Anything else after the send (a timeout, a dropped connection,
+    a reply that does not parse or carries no content) may have been charged: unknown, at most
+    the reservation."""
+    if isinstance(err, ServiceError):
+        return err.status is not None or isinstance(err, FatalError)
+    return False
+
+
+async def _until_free() -> None:
+    """Wait while a signal is handled (the replies in flight land);
+    raise Stopped once it ends the run."""
+    while stopping():
+        if handed_on():
+            raise Stopped("not sent: the run is stopping on a signal")
+        await asyncio.sleep(0.05)
+
+
 @contextlib.asynccontextmanager
 async def recorded_send(journal: Journal | None, model: str | None, messages: list, schema: dict | None,
                         params: dict, meter):
     """Around one send to the service: a ``sent`` line (with its worst-case cost) first, the
     ``paid`` line through the yielded :class:`Send` when the reply arrives, a ``paid`` line of 0
-    with the error when the service answered with one; a send cancelled or timed out stays unknown
-    (it may have been charged). Yields None for a journal that keeps answers only (a single file: no
-    ledger); nothing new goes out while a signal is handled."""
+    with the error when the service surely charged nothing (``unbilled``); any other failure (a
+    timeout, a dropped connection, a cancel) stays unknown, at most the worst case. Yields None for
+    a journal that keeps answers only (a single file: no ledger); nothing new goes out while a
+    signal is handled."""
     if journal is None or journal.flusher is None:
         yield None
         return
     tokens_in, limit = worst_case_tokens(messages, schema, params)
-    if stopping():
-        await asyncio.Event().wait()  # stopping on a signal: nothing new goes out while the replies land
+    await _until_free()
     at_most = (tokens_in * meter.price_input_per_1m + limit * meter.price_output_per_1m) / 1e6
     sid = journal.sent(model, tokens_in, limit, at_most)
     with in_flight():
         try:
             yield Send(journal, sid, meter)
-        except asyncio.TimeoutError:
-            raise  # no reply within the timeout: unknown, as a cancel is
-        except Exception as err:  # an error reply: nothing to pay
-            journal.paid(sid, 0, 0, 0.0, error=f"{type(err).__name__}: {err}")
+        except Exception as err:
+            if unbilled(err):
+                journal.paid(sid, 0, 0, 0.0, error=f"{type(err).__name__}: {err}")
             raise
 
 

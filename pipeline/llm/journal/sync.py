@@ -15,9 +15,9 @@ store calls ``close_journal``, which flushes it a last time.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
-import sys
 from pathlib import Path
 
 from ...config import Config
@@ -28,6 +28,7 @@ from .ledger import Ledger, read_ledger
 
 # journal/round-N-<stage>[...].jsonl, before segments
 LEGACY = re.compile(r"^round-(\d+)-([a-z]+)\b.*\.jsonl$")
+log = logging.getLogger(__name__)
 
 
 def journal_folder(store: Store, stage: str, round_no: int) -> Path:
@@ -46,7 +47,8 @@ def open_journal(store: Store, cfg: Config, stage: str, round_no: int) -> Path:
     if store.kind != "local":
         def push(files: dict[Path, bytes]) -> None:
             store.push_journal({p.relative_to(store.root).as_posix(): data for p, data in files.items()})
-    flusher = Flusher(folder, push, cfg.journal.flush_s, cfg.journal.flush_every)
+    flusher = Flusher(folder, push, cfg.journal.flush_s, cfg.journal.flush_every,
+                      getattr(cfg.journal, "commits_per_hour", 60))
     flusher.seen(folder.glob(SEGMENT_GLOB))  # what the store has: pulled (hub) or the store itself (local)
     segmented(folder, flusher)
     if close_journal not in Store.after_write:
@@ -63,7 +65,7 @@ def close_journal(store: Store, name: str) -> None:
         # not journal_dir: that makes the folder
         release(store.root / "journal" / stage / f"round-{round_no}")
     except Exception as err:  # noqa: BLE001 - the artifact is safe; the action's flush step tries again
-        print(f"warning: journal of {name} not flushed to the store: {err}", file=sys.stderr)
+        log.warning("journal of %s not flushed to the store: %s", name, err)
 
 
 def _adopt_legacy(store: Store, stage: str, round_no: int, folder: Path) -> None:
@@ -80,9 +82,29 @@ def flush(store: Store) -> int:
     pushed = flush_all()
     if store.kind == "local":
         return pushed
-    segments = sorted(store.journal_dir.rglob(SEGMENT_GLOB))
+    segments = sorted(p for p in store.journal_dir.rglob(SEGMENT_GLOB) if p.is_file())
     files = {p.relative_to(store.root).as_posix(): p.read_bytes() for p in segments}
     return pushed + store.push_journal(files)
+
+
+def artifact_ledger(store: Store, stage: str, round_no: int) -> Ledger:
+    """The spend the journal of ``round-N/<stage>`` records, every run and every segment: the
+    segments pulled from the store when the stage opened its journal and those written since."""
+    # not journal_dir: that makes the folder
+    folder = store.root / "journal" / stage / f"round-{int(round_no)}"
+    return read_ledger(sorted(folder.glob(SEGMENT_GLOB)) if folder.is_dir() else [])
+
+
+def booked(usage: dict, ledger: Ledger) -> dict:
+    """A manifest's ``usage`` with its artifact's ledger: ``cost_usd`` is what the journal says was
+    paid plus what the requests whose reply never came cost at most (``ledger_paid_usd``,
+    ``unknown_at_most_usd``), or this run's tally (carried cost included) where that is more (an
+    artifact with no journal)."""
+    total = ledger.cost_usd + ledger.unknown_at_most_usd
+    return {**usage,
+            "cost_usd": round(max(float(usage.get("cost_usd") or 0.0), total), 8),
+            "ledger_paid_usd": round(ledger.cost_usd, 8),
+            "unknown_at_most_usd": round(ledger.unknown_at_most_usd, 8)}
 
 
 def store_ledger(store: Store) -> dict[str, Ledger]:
