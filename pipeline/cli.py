@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from . import __version__
@@ -90,8 +91,33 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Warnings of duo's modules as ``warning: ...`` lines on the stderr of the moment (tests swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("warning: %(message)s"))
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler sets it on creation; the stderr of the moment wins
+        pass
+
+
+def warnings_to_stderr() -> None:
+    """Show the warnings duo's modules log (a skipped journal line, a segment that is a folder) once each."""
+    log = logging.getLogger("pipeline")
+    if not any(isinstance(h, _StderrHandler) for h in log.handlers):
+        log.addHandler(_StderrHandler())
+        log.setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    warnings_to_stderr()
     verb = next((a for a in argv if not a.startswith("-")), None)
     parser = make_parser(verb if verb in VERBS else None)
     try:

@@ -285,7 +285,7 @@ class JournalConfig(Section):
 
     flush_s: float = 10.0
     flush_every: int = 50
-    commits_per_hour: int = 60
+    commits_per_hour: int = 40
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,14 @@ def spent_in_store(store: Store, exclude: str | None = None, up_to_round: int | 
     Per artifact, the spend its journal records (every reply that arrived, every attempt, every run,
     before and after crashes: ``llm.journal.sync.store_ledger``), or its manifest's
     ``usage.cost_usd`` where that is more (an artifact with no journal, or one written before the
-    journal kept the ledger). Requests whose reply never arrived are not in it:
-    ``llm.journal.sync.store_ledger`` counts them as unknown, at most their worst case.
+    journal kept the ledger). A request whose reply never arrived counts at its worst case (unknown,
+    at most: the service may have billed it), as the stage's manifest books it, so the cap never
+    starts from less than may have been spent.
     """
     from ..llm.journal.sync import store_ledger
 
-    spent = {name: ledger.cost_usd for name, ledger in store_ledger(store).items()}
+    spent = {name: ledger.cost_usd + ledger.unknown_at_most_usd
+             for name, ledger in store_ledger(store).items()}
     for name in store.list():
         spent[name] = max(spent.get(name, 0.0),
                           float((store.manifest(name).usage or {}).get("cost_usd") or 0.0))

@@ -29,3 +29,15 @@ def test_plan_and_vllm_export_do_not_need_the_extra(tmp_path, monkeypatch, capsy
     monkeypatch.setitem(sys.modules, "peft", None)
     assert main(["export", str(cfg.source_path), "--to", "vllm"]) == 1  # an empty store, not a missing extra
     assert "train" not in capsys.readouterr().err
+
+
+def test_a_modules_warning_is_one_warning_line_on_stderr(capsys):
+    """The journal logs a skipped line or a folder segment; the CLI shows it as ``warning: ...``."""
+    import logging
+
+    from pipeline.cli import warnings_to_stderr
+
+    warnings_to_stderr()
+    warnings_to_stderr()  # once, however often main() runs in one process
+    logging.getLogger("pipeline.llm.journal.files").warning("journal/x.jsonl:3: skipped (not JSON)")
+    assert capsys.readouterr().err == "warning: journal/x.jsonl:3: skipped (not JSON)\n"

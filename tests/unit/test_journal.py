@@ -160,7 +160,7 @@ def test_writing_a_stages_artifact_releases_its_journal_though_the_store_imports
     from pipeline.store import LocalStore, Store
 
     store = LocalStore(tmp_path / "store")
-    cfg = SimpleNamespace(journal=SimpleNamespace(flush_s=3600, flush_every=10))
+    cfg = SimpleNamespace(journal=SimpleNamespace(flush_s=3600, flush_every=10, commits_per_hour=40))
     path = open_journal(store, cfg, "synthesize", 1)
     assert close_journal in Store.after_write and flusher_of(path.parent) is not None
     Journal(path).put("k1", text="one")

@@ -64,7 +64,7 @@ class Flusher:
     """
 
     def __init__(self, folder: Path, push: Callable[[dict], None] | None, flush_s: float = 10.0,
-                 flush_every: int = 50, commits_per_hour: float = 60.0):
+                 flush_every: int = 50, commits_per_hour: float = 40.0):
         self.folder = Path(folder)
         self.push = push
         self.flush_s = flush_s

@@ -48,7 +48,7 @@ def open_journal(store: Store, cfg: Config, stage: str, round_no: int) -> Path:
         def push(files: dict[Path, bytes]) -> None:
             store.push_journal({p.relative_to(store.root).as_posix(): data for p, data in files.items()})
     flusher = Flusher(folder, push, cfg.journal.flush_s, cfg.journal.flush_every,
-                      getattr(cfg.journal, "commits_per_hour", 60))
+                      cfg.journal.commits_per_hour)
     flusher.seen(folder.glob(SEGMENT_GLOB))  # what the store has: pulled (hub) or the store itself (local)
     segmented(folder, flusher)
     if close_journal not in Store.after_write:
