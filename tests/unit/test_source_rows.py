@@ -10,6 +10,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.records import read_jsonl, write_jsonl
+from tests.unit.test_validate import one_error
 
 BASE = "task: {name: demo}\nstudent: {model: m}\ndata: {source: %s%s}\n"
 SURROGATE_LINE = '{"instruction": "bad \\ud800 text", "response": "fine"}'  # JSON escapes decode to a lone surrogate
@@ -24,16 +25,6 @@ def setup(tmp_path: Path, lines: list[str], extra: str = "", source: str = "data
     path = tmp_path / "duo.yaml"
     path.write_text(BASE % (source, extra))
     return path
-
-
-def one_error(capsys, argv: list[str]) -> str:
-    """Run the CLI: exit 1, exactly one ``error:`` line, no traceback; return the line."""
-    assert main(argv) == 1
-    captured = capsys.readouterr()
-    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, captured.err
-    assert "Traceback" not in captured.err + captured.out
-    return errors[0]
 
 
 # -- a lone surrogate ----------------------------------------------------------------------------------------------
