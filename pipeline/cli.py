@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         from .config import load_config
-        from .config_types import in_stage
+        from .config_reads import in_stage
 
         fill(args, _flags(args.verb))
         check_train_extra(args.verb, args)

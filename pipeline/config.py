@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from .config_reads import built_at
 from .config_types import (
     BudgetConfig,
     ColumnsConfig,
@@ -34,7 +35,6 @@ from .config_types import (
     SynthesizeConfig,
     TaskConfig,
     TestSplitConfig,
-    built_at,
 )
 from .errors import ConfigError
 from .schemas import load_schema, schema_problems

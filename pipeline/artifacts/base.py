@@ -5,7 +5,7 @@ Each artifact declares once what its stage reads (DVC's ``deps``/``params``, Dag
 inputs): the config keys that decide it, the keys that only change how it runs, the templates and
 schemas whose contents shape it and the artifacts it is made from. :func:`Artifact.inputs` derives
 the fingerprint from that declaration; no stage lists its own keys. A test records every key each
-stage reads (``config_types.recording``) and fails on one not declared.
+stage reads (``config_reads.recording``) and fails on one not declared.
 """
 
 from __future__ import annotations

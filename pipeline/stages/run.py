@@ -19,7 +19,7 @@ from ..artifacts.decide import read_decision
 from ..artifacts.finetune import adapter_location
 from ..artifacts.synthesize import no_new_rows
 from ..config import Config
-from ..config_types import in_stage
+from ..config_reads import in_stage
 from ..errors import DuoError
 from ..flags import COMMON, Flag
 from ..gha import set_output, step_summary

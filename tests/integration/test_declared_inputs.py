@@ -1,6 +1,6 @@
 """Each artifact's declared inputs (``pipeline.artifacts``) against what its stage really reads (issue #18).
 
-Two rounds of ``duo run`` on the tiny student with a fake service LLM run while ``config_types.recording`` notes
+Two rounds of ``duo run`` on the tiny student with a fake service LLM run while ``config_reads.recording`` notes
 every config key each stage reads; a key a stage reads but its artifact does not declare fails the test. Then the
 fingerprints derived from the declarations: turning ``privacy.scrub`` off redoes synthesize and evaluate (their
 requests change), and a key no artifact depends on redoes nothing.
@@ -14,7 +14,7 @@ import yaml
 from pipeline.artifacts import ARTIFACTS
 from pipeline.cli import main
 from pipeline.config import load_config
-from pipeline.config_types import recording
+from pipeline.config_reads import recording
 from pipeline.store import LocalStore, round_of
 from tests.conftest import isolate
 from tests.integration.test_run import Service, write_config

@@ -126,7 +126,7 @@ def test_recording_notes_only_configs_built_after_it_began(tmp_path):
     """A config another thread still reads (a test's leftover worker) must not count as the stage's reads."""
     import yaml
 
-    from pipeline.config_types import in_stage, recording
+    from pipeline.config_reads import in_stage, recording
 
     old = build_config(yaml.safe_load(GOOD))
     with recording() as reads, in_stage("synthesize"):
@@ -140,19 +140,19 @@ def test_a_stage_entered_by_two_threads_at_once_is_left_when_both_leave():
     """Regression: concurrent decides in threads restored each other's stage and left ``decide`` set for good."""
     import threading
 
-    from pipeline import config_types
+    from pipeline import config_reads
 
     first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
 
     def first():
-        with config_types.in_stage("decide"):
+        with config_reads.in_stage("decide"):
             first_in.set()
             second_in.wait(5)
         first_out.set()
 
     def second():
         first_in.wait(5)
-        with config_types.in_stage("decide"):
+        with config_reads.in_stage("decide"):
             second_in.set()
             first_out.wait(5)
 
@@ -161,4 +161,4 @@ def test_a_stage_entered_by_two_threads_at_once_is_left_when_both_leave():
         t.start()
     for t in threads:
         t.join(10)
-    assert config_types._stage is None
+    assert config_reads._stage is None

@@ -17,7 +17,8 @@ PACKAGE = "pipeline"
 # lowest first; a module may import its own layer or a lower one. ``x.*`` is the package ``x`` and all under it.
 LAYERS = [
     ("core", ["pipeline", "pipeline.errors", "pipeline.gha", "pipeline.formatting", "pipeline.templating",
-              "pipeline.records", "pipeline.progress", "pipeline.flags", "pipeline.config_types", "pipeline.config",
+              "pipeline.records", "pipeline.progress", "pipeline.flags", "pipeline.config_reads",
+              "pipeline.config_types", "pipeline.config",
               "pipeline.schemas", "pipeline.manifest", "pipeline.prices", "pipeline.github", "pipeline.prompts",
               "pipeline.shutdown"]),
     ("store", ["pipeline.store.*"]),
