@@ -209,7 +209,7 @@ def test_a_remade_decide_artifact_keeps_its_dispatch_record(task, fake_github, m
     cfg = task()
     assert main(["decide", str(cfg.source_path), "--dispatch"]) == 0
     before = dispatch_extra(cfg)["dispatched"]
-    monkeypatch.setattr("pipeline.stages.decide.DISPATCH_MARGIN", __import__("datetime").timedelta(0))
+    monkeypatch.setattr("pipeline.dispatch.DISPATCH_MARGIN", __import__("datetime").timedelta(0))
     fake_github.runs.clear()  # the run is no longer listed: only the stored record can stop a second dispatch
     assert main(["decide", str(cfg.source_path), "--dispatch", "--set", "budget.patience=3"]) == 0
     assert len(fake_github.dispatches) == 1 and dispatch_extra(cfg)["dispatched"] == before
@@ -233,7 +233,7 @@ def test_killed_before_the_dispatch_reached_github_dispatches_on_rerun(task, fak
     assert main(["decide", str(cfg.source_path), "--dispatch"]) == 1  # marker written, dispatch lost
     assert "dispatching" in dispatch_extra(cfg) and fake_github.dispatches == []
     fake_github.hooks.clear()
-    monkeypatch.setattr("pipeline.stages.decide.LIST_LAG_S", 0.0)
+    monkeypatch.setattr("pipeline.dispatch.LIST_LAG_S", 0.0)
     assert main(["decide", str(cfg.source_path), "--dispatch"]) == 0
     assert len(fake_github.dispatches) == 1
 

@@ -24,7 +24,7 @@ LAYERS = [
     ("store", ["pipeline.store.*"]),
     ("artifacts", ["pipeline.artifacts.*"]),
     ("llm, data, stats, model", ["pipeline.llm.*", "pipeline.data.*", "pipeline.stats.*", "pipeline.model.*"]),
-    ("judging, report", ["pipeline.judging.*", "pipeline.report.*"]),
+    ("judging, report, dispatch", ["pipeline.judging.*", "pipeline.report.*", "pipeline.dispatch"]),
     ("stages and entry points", ["pipeline.stages.*", "pipeline.cli", "pipeline.__main__", "pipeline.task_id"]),
 ]
 STAGES = "pipeline.stages"
