@@ -18,6 +18,11 @@ LIMIT_NAMES = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 DEFAULT_OUTPUT_ESTIMATE = 512
 
 
+def sent_params(service_params: dict | None, request_params: dict | None) -> dict:
+    """The params a request is sent with: the service's, overridden by the request's own."""
+    return {**(service_params or {}), **(request_params or {})}
+
+
 def output_limit(params: dict) -> int | None:
     """The reply's token limit in ``params`` (any provider's name for it), or None."""
     limit = (params.get("max_tokens") or params.get("max_completion_tokens")

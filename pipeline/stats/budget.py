@@ -17,7 +17,13 @@ from dataclasses import dataclass
 
 from ..config import Config, ServiceLLMConfig
 from ..llm.concurrency import in_flight_cap
-from ..llm.usage import CHARS_PER_TOKEN, DEFAULT_MAX_OUTPUT_TOKENS, output_limit, worst_case_tokens
+from ..llm.usage import (
+    CHARS_PER_TOKEN,
+    DEFAULT_MAX_OUTPUT_TOKENS,
+    output_limit,
+    sent_params,
+    worst_case_tokens,
+)
 from ..prices import price_of
 from ..store import Store, round_of
 
@@ -94,7 +100,7 @@ class Spend:
     # -- the hard cap (the engine calls these around every send) ----------------------------------
     def worst_case(self, messages: list, schema: dict | None = None, params: dict | None = None) -> float:
         """USD one send of ``messages`` may cost at most (see ``worst_case_tokens``)."""
-        params = {**(self.svc.params or {}), **(params or {})}
+        params = sent_params(self.svc.params, params)
         return request_cost(self.svc, *worst_case_tokens(messages, schema, params))
 
     def left(self) -> float:
@@ -227,8 +233,7 @@ class PlanPart:
         tin = tout = 0
         for req, done in zip(requests, answered):
             if not done:
-                i, o = worst_case_tokens(req.messages, req.schema,
-                                         {**(svc.params or {}), **(req.params or {})})
+                i, o = worst_case_tokens(req.messages, req.schema, sent_params(svc.params, req.params))
                 tin, tout = tin + i, tout + o
         return cls(label, svc, len(requests), sum(answered), tin, tout, request_cost(svc, tin, tout),
                    requests[0] if requests else None)

@@ -16,6 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
+from ..usage import sent_params
 from .files import SEGMENT_GLOB, append_line, read_lines, sync_later
 from .flush import flusher_of
 
@@ -29,7 +30,7 @@ def journal_key(provider: str, model: str, params: dict | None, messages: list, 
 
 def keyed(service_cfg, request) -> tuple[dict, str]:
     """The params ``request`` is sent with (the service's, overridden by its own) and its journal key."""
-    params = {**(service_cfg.params or {}), **(request.params or {})}
+    params = sent_params(service_cfg.params, request.params)
     key = journal_key(service_cfg.provider, service_cfg.model, params, request.messages, request.schema,
                       request.repeat)
     return params, key
