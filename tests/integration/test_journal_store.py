@@ -23,7 +23,7 @@ import yaml
 from pipeline.config import build_config
 from pipeline.llm.journal import read_lines
 from pipeline.llm.journal.sync import store_ledger
-from pipeline.report.data import cost_summary
+from pipeline.report.costs import cost_summary
 from pipeline.stats.budget import spent_in_store
 from pipeline.store import open_store
 
