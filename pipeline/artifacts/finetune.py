@@ -74,3 +74,15 @@ def cut_counts(counts: dict) -> tuple[int, int]:
     made before the rename)."""
     return (int(counts.get("rows_truncated", counts.get("truncated")) or 0),
             int(counts.get("rows_dropped_too_long", counts.get("prompt_too_long")) or 0))
+
+
+def cut_warning(counts: dict) -> str | None:
+    """A one-line warning when finetune.sft.max_length cut more than 10% of the training rows."""
+    given = counts.get("rows_given") or 0
+    truncated, dropped = cut_counts(counts)
+    if given and (truncated + dropped) / given > 0.1:
+        return (f"warning: finetune.sft.max_length ({counts.get('max_length')} tokens) "
+                f"cut {truncated + dropped} of {given} training rows "
+                f"({truncated} answers truncated, {dropped} dropped: the prompt alone is too long); "
+                "raise it or set it to auto")
+    return None

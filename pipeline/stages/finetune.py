@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from ..artifacts import ARTIFACTS, reusable
-from ..artifacts.finetune import adapter_location, cut_counts
+from ..artifacts.finetune import adapter_location, cut_counts, cut_warning
 from ..artifacts.synthesize import no_new_rows, refused_all
 from ..config import Config
 from ..data.trainset import length_counts, training_rows
@@ -255,18 +255,6 @@ def _save(cfg: Config, store: Store, name: str, folder: Path, trainer, tokenizer
                       adapter_revision=revision)
     (folder / "README.md").write_text(card, encoding="utf-8")
     (adapter / "README.md").write_text(card, encoding="utf-8")  # replaces peft's empty stub card
-
-
-def cut_warning(counts: dict) -> str | None:
-    """A one-line warning when finetune.sft.max_length cut more than 10% of the training rows."""
-    given = counts.get("rows_given") or 0
-    truncated, dropped = cut_counts(counts)
-    if given and (truncated + dropped) / given > 0.1:
-        return (f"warning: finetune.sft.max_length ({counts.get('max_length')} tokens) "
-                f"cut {truncated + dropped} of {given} training rows "
-                f"({truncated} answers truncated, {dropped} dropped: the prompt alone is too long); "
-                "raise it or set it to auto")
-    return None
 
 
 def _trains(cfg: Config, store: Store, round_no: int, force: bool) -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..artifacts.decide import read_decision
-from ..artifacts.finetune import adapter_location
+from ..artifacts.finetune import adapter_location, cut_warning
 from ..artifacts.synthesize import no_new_rows
 from ..config import Config
 from ..config_reads import in_stage
@@ -109,7 +109,7 @@ def run_stage(cfg: Config, store: Store, stage: str, round_no: int | None, *, fo
     if skipped:
         record.note = "already complete"
     echo(summary_line(record))
-    if stage == "finetune" and (warning := _stage_module(stage).cut_warning(record.counts)):
+    if stage == "finetune" and (warning := cut_warning(record.counts)):
         echo(warning)
     return manifest, record
 

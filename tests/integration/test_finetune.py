@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.artifacts.finetune import cut_warning
 from pipeline.cli import main
 from pipeline.errors import DuoError
 from pipeline.model.student import load_tokenizer, resolve_base
@@ -213,12 +214,12 @@ def test_rows_cut_by_max_length_are_counted_and_warned_about(tiny_model_dir, tmp
     counts = finetune.length_counts([short, short, long_answer, long_prompt], tokenizer, 40)
     assert (counts["rows_dropped_too_long"], counts["rows_truncated"], counts["rows_used"]) == (1, 1, 3)
     assert finetune.length_counts([short, long_answer], tokenizer, None)["rows_truncated"] == 0  # no limit, no cut
-    warning = finetune.cut_warning({"rows_given": 4, "max_length": 40, "rows_dropped_too_long": 1,
+    warning = cut_warning({"rows_given": 4, "max_length": 40, "rows_dropped_too_long": 1,
                                     "rows_truncated": 1})
     assert warning == ("warning: finetune.sft.max_length (40 tokens) cut 2 of 4 training rows (1 answers truncated, "
                        "1 dropped: the prompt alone is too long); raise it or set it to auto")
-    assert "2 of 4" in finetune.cut_warning({"rows_given": 4, "prompt_too_long": 1, "truncated": 1})  # older manifest
-    assert finetune.cut_warning({"rows_given": 20, "prompt_too_long": 0, "truncated": 2}) is None  # 10%: no warning
+    assert "2 of 4" in cut_warning({"rows_given": 4, "prompt_too_long": 1, "truncated": 1})  # older manifest
+    assert cut_warning({"rows_given": 20, "prompt_too_long": 0, "truncated": 2}) is None  # 10%: no warning
 
 
 def test_max_length_auto_is_the_99th_percentile_of_the_rows_within_bounds(tiny_model_dir, tmp_path):
