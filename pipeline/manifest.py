@@ -21,6 +21,11 @@ def zero_usage() -> dict:
     return {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "cached": 0}
 
 
+def add_usage(a: dict, b: dict) -> dict:
+    """Two usages summed key by key (requests, tokens, costs)."""
+    return {k: (a.get(k) or 0) + (b.get(k) or 0) for k in set(a) | set(b)}
+
+
 def git_sha() -> str | None:
     """The current commit (GITHUB_SHA in Actions), or None outside a git checkout."""
     if os.environ.get("GITHUB_SHA"):

@@ -48,8 +48,10 @@ def _files(cfg: Config) -> list:
 
 ARTIFACT = Artifact(
     "evaluate",
-    reads=("evaluate", "service.judge", "privacy"),
-    unhashed=(*service_run_keys("judge"), *SPEND_CAP),
+    # service.synthesize: round 0 asks it once more for each test prompt (evaluate.ceiling)
+    reads=("evaluate", "service.judge", "service.synthesize", "privacy"),
+    unhashed=(*service_run_keys("judge"), *service_run_keys("synthesize"), *SPEND_CAP),
+    later=("evaluate.ceiling",),
     files=_files,
     parents=_parents,
 )
@@ -77,6 +79,16 @@ def read_scores(store: Store, round_no: int) -> list[dict] | None:
         return None
     path = store.open(name) / "scores.jsonl"
     return read_jsonl(path) if path.is_file() else None
+
+
+def read_ceiling(store: Store) -> list[dict] | None:
+    """The scored second answers of the service to the test prompts (round 0's ``ceiling.jsonl``), or
+    None when round 0 was evaluated without a ceiling (or not at all)."""
+    name = artifact_name("evaluate", BASELINE_ROUND)
+    if not store.exists(name):
+        return None
+    path = store.open(name) / "ceiling.jsonl"
+    return read_jsonl(path) or None if path.is_file() else None
 
 
 def verdict(store: Store, round_no: int, needed_by: str) -> str | None:

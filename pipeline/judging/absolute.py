@@ -169,7 +169,7 @@ def run_absolute(cfg: Config, svc: ServiceLLMConfig, rows: list[dict], *, spend:
 def judge_absolute(cfg: Config, store: Store, svc: ServiceLLMConfig, rows: list[dict], *,
                    journal: Path | str, artifact_name: str, template: str | None = None,
                    schema: str | None = None, repeats: int | None = None,
-                   desc: str = "judge") -> JudgeOutcome:
+                   desc: str = "judge", already: float = 0.0, carry: bool = True) -> JudgeOutcome:
     """Ask judge ``svc`` ``repeats`` times per row to score the student's answer against
     the reference, in budget.
 
@@ -180,9 +180,11 @@ def judge_absolute(cfg: Config, store: Store, svc: ServiceLLMConfig, rows: list[
         artifact_name: the artifact the scores go to: its current cost is carried, its manifest left
             out of the spend so far.
         template, schema, repeats: default ``cfg.evaluate.prompt``, ``.schema``, ``.judge_repeats``.
+        already, carry: as in ``start_spend`` (when an earlier step of this run already spent or carried).
     """
     ev = cfg.evaluate
-    return run_absolute(cfg, svc, rows, spend=start_spend(cfg, store, svc, artifact_name), journal=journal,
+    return run_absolute(cfg, svc, rows, spend=start_spend(cfg, store, svc, artifact_name, already=already, carry=carry),
+                        journal=journal,
                         template=template or ev.prompt, schema_name=schema or ev.schema,
                         repeats=ev.judge_repeats if repeats is None else repeats, desc=desc)
 

@@ -80,11 +80,14 @@ def judge_journal(journal: Path | str, label: str) -> Path:
 def judge_panel(cfg: Config, store: Store, judges: list[ServiceLLMConfig], rows: list[dict], *,
                 journal: Path | str, artifact_name: str, template: str | None = None,
                 schema: str | None = None, repeats: int | None = None, metrics=JUDGE_METRICS,
-                threshold: float = DISAGREE_THRESHOLD, desc: str = "judge") -> PanelOutcome:
+                threshold: float = DISAGREE_THRESHOLD, desc: str = "judge", already: float = 0.0,
+                carry: bool = True) -> PanelOutcome:
     """Score every row with every judge (absolute judge), combine, and measure the judges' agreement.
 
     The judges share one spend budget, asked one after another: a judge's requests count what the ones before
-    it spent. Args as in ``judging.judge_absolute``; ``journal`` is the base name of the per-judge journals.
+    it spent. Args as in ``judging.judge_absolute`` (``already``: what this run spent before the panel;
+    ``carry``: the panel's usage carries the replaced artifact's cost); ``journal`` is the base name of the
+    per-judge journals.
     """
     if not judges:
         raise ValueError("a judge panel needs at least one judge")
@@ -94,7 +97,7 @@ def judge_panel(cfg: Config, store: Store, judges: list[ServiceLLMConfig], rows:
     labels = judge_labels(judges)
     keys = [row["_key"] for row in rows]
     outcomes: dict[str, JudgeOutcome] = {}
-    new_cost = 0.0
+    new_cost = already
     for label, svc in zip(labels, judges):
         # the replaced artifact's cost is counted once, in the panel's usage, not in each judge's
         spend = start_spend(cfg, store, svc, artifact_name, already=new_cost, carry=False)
@@ -106,7 +109,7 @@ def judge_panel(cfg: Config, store: Store, judges: list[ServiceLLMConfig], rows:
     panel = {m: _nanmean_rows(_matrix(per_judge, m)) for m in metrics}
     failures = [{**f, "judge": label} for label, out in outcomes.items() for f in out.failures]
     agreed = agreement(per_judge, metrics, threshold)
-    usage = _panel_usage([o.usage for o in outcomes.values()], carried_cost(store, artifact_name))
+    usage = _panel_usage([o.usage for o in outcomes.values()], carried_cost(store, artifact_name) if carry else 0.0)
     unsent = sum(o.unsent for o in outcomes.values())
     return PanelOutcome(labels, outcomes, per_judge, panel, agreed, failures, usage, unsent)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..artifacts.evaluate import JUDGE_METRICS
 from ..config import Config
-from ..manifest import zero_usage
+from ..manifest import add_usage, zero_usage
 from ..prices import check_prices
 from ..store import Store
 
@@ -36,11 +36,14 @@ def _panel_summary(outcome) -> dict:
     return {"judges": outcome.labels, "per_judge": means, "agreement": outcome.agreement}
 
 
-def score_with_judges(cfg: Config, store: Store, round_no: int, rows: list[dict], name: str) -> dict:
+def score_with_judges(cfg: Config, store: Store, round_no: int, rows: list[dict], name: str, *,
+                      already: float = 0.0, carry: bool = True) -> dict:
     """Judge every answer (when a judge is configured): per-metric scores and what the manifest records.
 
     One judge scores as in LlamaDuo; several make a panel (scores averaged over judges, agreement reported);
-    ``evaluate.pairwise`` adds the pairwise verdicts against the service's answer (metric ``win_rate``)."""
+    ``evaluate.pairwise`` adds the pairwise verdicts against the service's answer (metric ``win_rate``).
+    ``already``/``carry``: what this run spent before the judges, and whether their usage carries the
+    replaced artifact's cost (``judging.start_spend``)."""
     found = {"on": False, "verdicts": {}, "failures": [], "usage": zero_usage(), "unsent": 0, "model": None,
              "scores": {}, "judges": 0}
     services = judges(cfg)
@@ -57,18 +60,18 @@ def score_with_judges(cfg: Config, store: Store, round_no: int, rows: list[dict]
     metrics = [m for m in ev.metrics if m in JUDGE_METRICS]
     if metrics and len(services) == 1:
         o = judge_absolute(cfg, store, services[0], rows, journal=journal, artifact_name=name,
-                           desc=f"judge r{round_no}")
+                           desc=f"judge r{round_no}", already=already, carry=carry)
         found["scores"] = o.scores([r["_key"] for r in rows], metrics)
     elif metrics:
         o = judge_panel(cfg, store, services, rows, journal=journal, artifact_name=name, metrics=metrics,
-                        desc=f"judge r{round_no}")
+                        desc=f"judge r{round_no}", already=already, carry=carry)
         found["scores"] = {m: o.panel[m] for m in metrics}
         found["panel"] = _panel_summary(o)
     if metrics:
         found.update(verdicts=o.verdicts if len(services) == 1 else _merged(o, rows), failures=o.failures,
                      usage=o.usage, unsent=o.unsent)
     if ev.pairwise or "win_rate" in ev.metrics:
-        _pairwise(cfg, store, services[0], rows, name, journal, found)
+        _pairwise(cfg, store, services[0], rows, name, journal, found, already, carry)
     return found
 
 
@@ -79,20 +82,19 @@ def _merged(panel, rows: list[dict]) -> dict:
 
 
 def _pairwise(cfg: Config, store: Store, svc, rows: list[dict], name: str, journal: Path,
-              found: dict) -> None:
+              found: dict, already: float, carry: bool) -> None:
     from .pairwise import judge_pairwise
 
     ev = cfg.evaluate
     before = found["usage"]
     o = judge_pairwise(cfg, store, svc, rows, journal=journal.with_name(journal.stem + "-pairwise.jsonl"),
                        artifact_name=name, template=ev.pairwise_prompt, schema=ev.pairwise_schema,
-                       desc="pairwise judge", already=float(before.get("new_cost_usd") or 0.0),
-                       carry="carried_cost_usd" not in before)
+                       desc="pairwise judge", already=already + float(before.get("new_cost_usd") or 0.0),
+                       carry=carry and "carried_cost_usd" not in before)
     found["pairwise"] = {k: v["pairwise"] for k, v in o.rows.items()}
     found["scores"]["win_rate"] = [o.rows.get(r["_key"], {}).get("win") for r in rows]
     found["failures"] = found["failures"] + o.failures
     found["unsent"] += o.unsent
-    usage = found["usage"]
-    found["usage"] = {k: (usage.get(k) or 0) + (o.usage.get(k) or 0) for k in set(usage) | set(o.usage)}
+    found["usage"] = add_usage(found["usage"], o.usage)
 
 

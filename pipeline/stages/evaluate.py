@@ -19,18 +19,20 @@ import argparse
 import json
 
 from ..artifacts import ARTIFACTS, reusable
-from ..artifacts.evaluate import JUDGE_METRICS, previous_round, read_metrics, read_scores
+from ..artifacts.evaluate import JUDGE_METRICS, previous_round, read_ceiling, read_metrics, read_scores
 from ..artifacts.infer import read_answers
 from ..config import Config
 from ..data import privacy
 from ..flags import COMMON, Flag
 from ..formatting import num, rule_row
+from ..judging.ceiling import ask_ceiling, asks_ceiling
 from ..judging.scores import judges, score_with_judges
-from ..manifest import Manifest, zero_usage
+from ..manifest import Manifest, add_usage, zero_usage
 from ..prices import check_prices
 from ..records import read_jsonl, write_jsonl
 from ..stats import evidence
 from ..stats.metrics import offline_scores
+from ..stats.seeds import seed_spread
 from ..store import BASELINE_ROUND, Store, artifact_name, open_store
 from .common import publish, round_arg
 
@@ -56,6 +58,8 @@ def _score_rows(cfg: Config, rows: list[dict], scores: dict, judged: dict) -> li
     out = []
     for i, r in enumerate(rows):
         row = {k: r.get(k) for k in ("id", "sample", "instruction", "category", "reference", "answer")}
+        if "seed" in r:  # the training seed of the adapter that answered (finetune.seeds)
+            row["seed"] = r["seed"]
         row["scores"] = {m: None if v[i] is None else round(float(v[i]), 6) for m, v in scores.items()}
         row["judge"] = judged["verdicts"].get(r["_key"], [])
         if judged["on"]:
@@ -77,21 +81,32 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     rows = read_answers(store.open(artifact_name("infer", round_no)) / "answers.jsonl")
     manifest = ins.start()
     with privacy.tally() as scrubbed:  # what privacy.scrub took out of the judges' requests, by type
-        judged = score_with_judges(cfg, store, round_no, rows, ins.name)
+        ceiling = _ask_ceiling(cfg, store, round_no, rows, ins.name)
+        asked = rows + (ceiling.rows if ceiling else [])  # the service's second answers are scored alike
+        judged = score_with_judges(cfg, store, round_no, asked, ins.name,
+                                   already=ceiling.cost if ceiling else 0.0, carry=ceiling is None)
     scores = dict(judged["scores"])
     scores.update(offline_scores(cfg.evaluate.metrics,
-                                 [r["answer"] for r in rows],
-                                 [r["reference"] for r in rows],
+                                 [r["answer"] for r in asked],
+                                 [r["reference"] for r in asked],
                                  embedding_model=cfg.evaluate.embedding_model))
     scores = {m: scores[m] for m in cfg.evaluate.metrics if m in scores}  # the configured order
+    n = len(rows)
+    ceiling_rows = ([{**r, "model": ceiling.model}
+                     for r in _score_rows(cfg, ceiling.rows, {m: v[n:] for m, v in scores.items()}, judged)]
+                    if ceiling else read_ceiling(store))
+    scores = {m: v[:n] for m, v in scores.items()}
     score_rows = _score_rows(cfg, rows, scores, judged)
     conditions, rule_kind = _rule(cfg, judged["on"])
     prev = previous_round(store, round_no)
     found = evidence.build(score_rows, scores, ev=cfg.evaluate, conditions=conditions,
                            baseline=(read_scores(store, BASELINE_ROUND)
                                      if round_no > BASELINE_ROUND else None),
-                           previous=read_scores(store, prev) if prev is not None else None)
-    unsent = judged["unsent"]
+                           previous=read_scores(store, prev) if prev is not None else None,
+                           service=ceiling_rows)
+    if ceiling:
+        judged["usage"] = add_usage(ceiling.usage, judged["usage"])
+    unsent = judged["unsent"] + (ceiling.unsent if ceiling else 0)
     if unsent:  # a judge cut short by the spend budget cannot pass a round on the samples it did score
         found["verdict"] = "fail"
     judge_scores = list(judged["scores"].values())
@@ -110,12 +125,17 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         "rule_kind": rule_kind,
         "judge_failures": unjudged,
         **({"panel": judged["panel"]} if judged.get("panel") else {}),
+        **({"seed_spread": spread} if (spread := seed_spread(score_rows, list(scores))) else {}),
+        **_ceiling_summary(ceiling, ceiling_rows),
     }
     if unsent:
         report.update(stopped="budget", judge_requests_not_sent=unsent)
     with store.write(ins.name) as folder:
         write_jsonl(folder / "scores.jsonl", score_rows)
         write_jsonl(folder / "judge_failures.jsonl", judged["failures"])
+        if ceiling:
+            write_jsonl(folder / "ceiling.jsonl", ceiling_rows)
+            write_jsonl(folder / "ceiling_failures.jsonl", ceiling.failures)
         (folder / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         manifest.counts = {
             "samples": len(rows),
@@ -124,6 +144,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
             "judge_failures": unjudged,
             "judge_failed_repeats": len(judged["failures"]),
             "judge_requests_not_sent": unsent,
+            **({"ceiling_answers": len(ceiling.rows), "ceiling_failures": len(ceiling.failures)}
+               if ceiling else {}),
         }
         # the ledger of every run (a crashed one's too): paid plus unknown-at-most
         manifest.usage = booked({**zero_usage(), **judged["usage"]},
@@ -131,6 +153,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         manifest.models = {
             "judge": judged["model"],
             "embedding": cfg.evaluate.embedding_model if "embedding" in scores else None,
+            **({"ceiling": ceiling.model} if ceiling else {}),
         }
         manifest.extra = {
             "verdict": found["verdict"],
@@ -143,6 +166,27 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
                                       if privacy.enabled(cfg) and judged["on"] else None)
         manifest.finish(folder).write(folder)
     return manifest
+
+
+def _ask_ceiling(cfg: Config, store: Store, round_no: int, rows: list[dict], name: str):
+    """Round 0 asks the service once more for each test prompt (``judging.ceiling``); None otherwise."""
+    if not asks_ceiling(cfg, round_no):
+        return None
+    from ..llm.journal.sync import open_journal
+
+    check_prices(cfg)
+    return ask_ceiling(cfg, store, rows, journal=open_journal(store, cfg, STAGE, round_no), artifact_name=name)
+
+
+def _ceiling_summary(ceiling, ceiling_rows: list[dict] | None) -> dict:
+    """What metrics.json says of the ceiling's answers: where they come from and how many."""
+    if not ceiling_rows:
+        return {}
+    asked_here = ceiling is not None
+    return {"ceiling_source": {"round": BASELINE_ROUND,
+                               "model": ceiling.model if asked_here else ceiling_rows[0].get("model"),
+                               "answers": len(ceiling_rows),
+                               "failures": len(ceiling.failures) if asked_here else None}}
 
 
 # --------------------------------------------------------------------------- CLI
@@ -193,6 +237,8 @@ def plan(cfg: Config, store: Store, round_no: int, *, force: bool = False) -> tu
     """What ``run`` would send to the judges, as ``budget.PlanPart``s (answers x repeats per judge, plus both
     orders of the pairwise judge), and notes; sends nothing, writes no artifact."""
     from ..judging.absolute import plan_absolute
+    from ..judging.ceiling import PREFIX, ceiling_service, plan_ceiling, prompts
+    from ..judging.ceiling import journal_of as ceiling_journal
     from ..judging.pairwise import plan_pairwise
     from ..judging.panel import judge_journal, judge_labels
     from ..llm import Engine
@@ -200,8 +246,8 @@ def plan(cfg: Config, store: Store, round_no: int, *, force: bool = False) -> tu
     from ..prompts import load_reply_schema
     from ..stats.budget import PlanPart
 
-    services = judges(cfg)
-    if not services:
+    services, ceiling = judges(cfg), asks_ceiling(cfg, round_no)
+    if not services and not ceiling:
         return [], ["no LLM judge is configured: offline metrics only, nothing to pay"]
     check_prices(cfg)
     if store.exists(artifact_name("infer", round_no)) and reusable(
@@ -210,6 +256,13 @@ def plan(cfg: Config, store: Store, round_no: int, *, force: bool = False) -> tu
     rows, note = plan_rows(store, round_no)
     ev, journal = cfg.evaluate, open_journal(store, cfg, STAGE, round_no)
     parts = []
+    if ceiling:
+        svc, requests = ceiling_service(cfg), [p[0] for p in plan_ceiling(cfg, rows)]
+        parts.append(PlanPart.of(f"evaluate round {round_no}, the service once more (ceiling): "
+                                 f"{len(requests)} test prompts", svc, requests,
+                                 Engine(svc, journal=ceiling_journal(journal), progress=False).in_journal(requests)))
+        # the judges score the second answers too; the references stand in for them here
+        rows = rows + [{**r, "answer": r["reference"], "_key": PREFIX + str(r["id"])} for r in prompts(rows)]
     if any(m in JUDGE_METRICS for m in ev.metrics):
         schema = load_reply_schema(cfg, ev.schema)
         for label, svc in zip(judge_labels(services), services):

@@ -12,10 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from ..config_types import RuleCondition
+from .bootstrap import SAMPLES
 from .paired import _clean, _r, clustered_ci, percentile_ci
 
 STATS = ("mean", "pass_rate", "ci_low", "ci_high")
-DIFF_STATS = ("diff", "ci_low", "ci_high")  # of a paired comparison (vs baseline / previous)
+DIFF_STATS = ("diff", "ci_low", "ci_high")  # of a paired comparison (vs baseline / previous / service)
+OTHER_SIDE = {"baseline": "untuned baseline (round 0)", "previous": "previous round",
+              "service": "service ceiling (round 0's evaluation asks the service once more for each test "
+                         "prompt when evaluate.ceiling is on and service.synthesize is configured)"}
 
 
 def mean(values: Sequence[float | None]) -> float | None:
@@ -31,7 +35,7 @@ def pass_rate(values: Sequence[float | None], threshold: float | None) -> float 
     return sum(v >= threshold for v in vals) / len(vals)
 
 
-def bootstrap_ci(values: Sequence[float | None], *, samples: int = 1000, confidence: float = 0.95,
+def bootstrap_ci(values: Sequence[float | None], *, samples: int = SAMPLES, confidence: float = 0.95,
                  seed: int = 0) -> tuple[float | None, float | None]:
     """Percentile bootstrap CI of the mean: resample with replacement ``samples`` times (seeded).
 
@@ -41,23 +45,23 @@ def bootstrap_ci(values: Sequence[float | None], *, samples: int = 1000, confide
 
 
 def summarize(values: Sequence[float | None], threshold: float | None, *, clusters: Sequence | None = None,
-              samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
-    """``{"mean", "pass_rate", "threshold", "ci_low", "ci_high", "n", "samples"}`` of one metric.
+              samples: int = SAMPLES, confidence: float = 0.95, seed: int = 0) -> dict:
+    """``{"mean", "pass_rate", "threshold", "ci_low", "ci_high", "n", "samples", "mc_error"}`` of one metric.
 
     With ``clusters`` (the prompt id of each value) the mean is of per-prompt means and the CI
     resamples prompts, so several sampled answers or judge repeats of one prompt count as one
     prompt's evidence; ``n`` counts scored prompts and ``samples`` scored values. Without, every
-    value is its own prompt.
+    value is its own prompt. ``mc_error``: the Monte-Carlo error of the CI's bounds (``clustered_ci``).
     """
     clusters = list(range(len(values))) if clusters is None else list(clusters)
     ci = clustered_ci(values, clusters, samples=samples, confidence=confidence, seed=seed)
     return {"mean": ci["mean"], "pass_rate": _r(pass_rate(values, threshold)), "threshold": threshold,
             "ci_low": ci["ci_low"] if ci["n"] != 1 else ci["mean"], "ci_high": ci["ci_high"] if ci["n"] != 1
-            else ci["mean"], "n": ci["n"], "samples": len(_clean(values))}
+            else ci["mean"], "n": ci["n"], "samples": len(_clean(values)), "mc_error": ci["mc_error"]}
 
 
 def summarize_all(scores: Mapping[str, Sequence[float | None]], thresholds: Mapping[str, float], *,
-                  clusters: Sequence | None = None, samples: int = 1000, confidence: float = 0.95,
+                  clusters: Sequence | None = None, samples: int = SAMPLES, confidence: float = 0.95,
                   seed: int = 0) -> dict:
     """metric -> summary, for every metric in ``scores``."""
     return {
@@ -102,8 +106,8 @@ def _why_unchecked(cond: dict, summary: Mapping | None) -> str | None:
         return (f"stat '{stat}' cannot be used{' with vs: ' + vs if vs else ''}; "
                 f"expected one of {', '.join(allowed)}")
     if summary is None:
-        return (f"no {'untuned baseline (round 0)' if vs == 'baseline' else 'previous round'} to compare "
-                f"'{metric}' with" if vs else f"metric '{metric}' was not computed")
+        return (f"no {OTHER_SIDE.get(vs, vs)} to compare '{metric}' with" if vs
+                else f"metric '{metric}' was not computed")
     if summary.get(stat) is None:
         if stat == "pass_rate" and summary.get("n"):
             return f"no threshold for '{metric}' in evaluate.thresholds"

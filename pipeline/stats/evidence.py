@@ -15,19 +15,13 @@ from .aggregate import apply_rule, by_category, summarize_all
 from .paired import (
     can_decide,
     change_word,
-    cluster_means,
     detectable_difference,
     half_width,
     paired_diff,
     prompts_needed,
     prompts_to_halve,
 )
-
-
-def per_prompt(score_rows: Sequence[Mapping], metric: str) -> dict:
-    """prompt id -> mean of ``scores[metric]`` over that prompt's scored rows (``scores.jsonl`` rows)."""
-    values = [(r.get("scores") or {}).get(metric) for r in score_rows]
-    return cluster_means(values, [str(r.get("id")) for r in score_rows])
+from .parity import category_shares, per_prompt, shares
 
 
 def compare(current: Sequence[Mapping], other: Sequence[Mapping] | None, metrics: Sequence[str], *,
@@ -48,14 +42,14 @@ def compare(current: Sequence[Mapping], other: Sequence[Mapping] | None, metrics
 
 def baseline_summary(rows: Sequence[Mapping] | None, metrics: Sequence[str], *, samples: int,
                      confidence: float) -> dict:
-    """metric -> ``{mean, ci_low, ci_high, n}`` of the untuned baseline's scores."""
+    """metric -> ``{mean, ci_low, ci_high, n, mc_error}`` of the untuned baseline's scores."""
     if not rows:
         return {}
     scores = {m: [(r.get("scores") or {}).get(m) for r in rows] for m in metrics}
     scores = {m: v for m, v in scores.items() if any(x is not None for x in v)}
     full = summarize_all(scores, {}, clusters=[str(r.get("id")) for r in rows], samples=samples,
                          confidence=confidence)
-    return {m: {k: s[k] for k in ("mean", "ci_low", "ci_high", "n")} for m, s in full.items()}
+    return {m: {k: s[k] for k in ("mean", "ci_low", "ci_high", "n", "mc_error")} for m, s in full.items()}
 
 
 def power(summary: Mapping | None, diff: Mapping | None, *, threshold: float | None, confidence: float,
@@ -90,7 +84,8 @@ def decision_metric(conditions: Sequence[RuleCondition], configured: str | None,
 
 
 def build(rows: Sequence[Mapping], scores: Mapping[str, Sequence], *, ev, conditions: Sequence,
-          baseline: Sequence[Mapping] | None, previous: Sequence[Mapping] | None) -> dict:
+          baseline: Sequence[Mapping] | None, previous: Sequence[Mapping] | None,
+          service: Sequence[Mapping] | None = None) -> dict:
     """The evidence part of ``metrics.json`` for one round.
 
     Args:
@@ -100,13 +95,17 @@ def build(rows: Sequence[Mapping], scores: Mapping[str, Sequence], *, ev, condit
             bootstrap_samples, confidence, decision_metric, ...).
         conditions: the pass rule in force.
         baseline, previous: ``scores.jsonl`` rows of round 0 and of the previous evaluated round (or None).
+        service: the scored rows of the service's second answers (round 0's ``ceiling.jsonl``), or None:
+            gives ``ceiling`` (their summaries), ``vs_service`` (this round minus them, paired),
+            ``share_of_ceiling`` and ``ceiling_by_category``.
     """
     opts = {"samples": ev.bootstrap_samples, "confidence": ev.confidence}
     ids = [str(r.get("id")) for r in rows]
     summaries = summarize_all(scores, ev.thresholds, clusters=ids, **opts)
     metrics = list(scores)
     comparisons = {"baseline": compare(rows, baseline, metrics, **opts),
-                   "previous": compare(rows, previous, metrics, **opts)}
+                   "previous": compare(rows, previous, metrics, **opts),
+                   "service": compare(rows, service, metrics, **opts)}
     rule_rows, verdict = apply_rule(conditions, summaries, comparisons)
     key = decision_metric(conditions, ev.decision_metric, summaries)
     bound = next((c.get("min") if c.get("min") is not None else c.get("above") for c in rule_rows
@@ -115,7 +114,11 @@ def build(rows: Sequence[Mapping], scores: Mapping[str, Sequence], *, ev, condit
     return {"metrics": summaries, "by_category": by_category([r.get("category") for r in rows], scores,
                                                             ev.thresholds),
             "baseline": baseline_summary(baseline, metrics, **opts), "vs_baseline": comparisons["baseline"],
-            "vs_previous": comparisons["previous"], "decision_metric": key,
+            "vs_previous": comparisons["previous"], "vs_service": comparisons["service"],
+            "ceiling": baseline_summary(service, metrics, **opts),
+            "share_of_ceiling": shares(rows, service, metrics, **opts),
+            "ceiling_by_category": category_shares(rows, service, metrics),
+            "confidence": ev.confidence, "decision_metric": key,
             "power": power(summaries.get(key), diff, threshold=bound, confidence=ev.confidence,
                            delta=ev.detect_difference),
             "rule": rule_rows, "verdict": verdict}
