@@ -191,6 +191,15 @@ class RuleCondition(Section):
 
 
 @dataclass(frozen=True)
+@dataclass(frozen=True)
+class CeilingConfig(Section):
+    """``evaluate.ceiling``: the service's second answer to each test prompt (``pipeline.judging.ceiling``)."""
+
+    enabled: str | bool = "auto"  # auto: when service.synthesize is configured
+    model: str | None = None  # instead of service.synthesize.model
+    params: dict = field(default_factory=dict)  # over service.synthesize.params
+
+
 class EvaluateConfig(Section):
     judge_repeats: int
     prompt: str
@@ -208,6 +217,7 @@ class EvaluateConfig(Section):
     decision_metric: str | None
     detect_difference: float | None
 
+    ceiling: CeilingConfig = field(default_factory=CeilingConfig)
 
 @dataclass(frozen=True)
 class JournalConfig(Section):
