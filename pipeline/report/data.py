@@ -18,6 +18,7 @@ from ..store import BASELINE_ROUND, Store, artifact_name, round_of
 from .costs import cost_summary
 from .lineage import answer_counts, judging, lineage
 from .training import ALL_REASONS, data_summary
+from .parity import category_parity, parity_rows, service_gap
 
 NEEDED_BY = "duo report"
 SUMMARY_KEYS = ("mean", "pass_rate", "threshold", "ci_low", "ci_high", "n")
@@ -25,9 +26,6 @@ BASE_KEYS = ("mean", "ci_low", "ci_high", "n")
 DIFF_KEYS = ("diff", "ci_low", "ci_high", "n", "change")
 # How a metric relates to the service's own answers: what they score against themselves by
 # definition, the top of the judge's scale, or the win rate of a draw.
-SERVICE_SELF = {"rougeL": 1.0, "embedding": 1.0, "bleu": 100.0}
-SCALE_TOP = {"similarity": 100.0, "precision": 100.0}
-PARITY = {"win_rate": 0.5}
 
 
 def adapter_info(cfg: Config, store: Store, round_no: int, pin: dict | None) -> dict | None:
@@ -108,25 +106,12 @@ def normalize(ev: dict) -> dict:
              "ok": bool(r.get("ok")), "why": r.get("why")}
             for r in ev.get("rule") or []]
     diffs = {key: {m: _pick(d, DIFF_KEYS) for m, d in (ev.get(key) or {}).items()}
-             for key in ("vs_baseline", "vs_previous")}
+             for key in ("vs_baseline", "vs_previous", "vs_service")}
     return {**ev, "n": ev.get("n"), "judge": ev.get("judge"), "rule_kind": ev.get("rule_kind") or "pass",
             "metrics": metrics, "rule": rule, "by_category": ev.get("by_category") or {},
             "baseline": {m: _pick(s, BASE_KEYS) for m, s in (ev.get("baseline") or {}).items()}, **diffs,
             "previous_round": ev.get("previous_round"), "power": ev.get("power") or {},
             "decision_metric": ev.get("decision_metric") or next(iter(metrics), None)}
-
-
-def service_gap(ev: dict) -> dict | None:
-    """How far the student is from the service on the decision metric, and what the service's side means."""
-    metric = ev["decision_metric"]
-    mean = (ev["metrics"].get(metric) or {}).get("mean")
-    if mean is None:
-        return None
-    sides = (("self", SERVICE_SELF), ("scale", SCALE_TOP), ("parity", PARITY))
-    kind, ref = next(((kind, table[metric]) for kind, table in sides if metric in table),
-                     (None, None))
-    return {"metric": metric, "student": mean, "base": (ev["baseline"].get(metric) or {}).get("mean"),
-            "kind": kind, "reference": ref}
 
 
 def category_cis(rows: list[dict], metrics: list[str], confidence: float, samples: int) -> dict:
@@ -219,6 +204,8 @@ def gather(cfg: Config, store: Store, round_no: int) -> dict:
         "gap": service_gap(ev),
         "worst_metric": metric,
         "worst": worst,
+        "parity": parity_rows(ev),
+        "category_parity": category_parity(ev),
         "categories": cats,
         "category_metrics": cat_metrics,
         "history": hist,
