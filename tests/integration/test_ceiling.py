@@ -173,3 +173,20 @@ def test_ceiling_required_without_a_service_is_a_one_line_error(tmp_path):
     cfg = build_config(doc, base_dir=tmp_path)
     with pytest.raises(DuoError, match="evaluate.ceiling.enabled is true but no service.synthesize"):
         run(cfg, make_store(tmp_path), 0)
+
+
+def test_the_report_says_where_the_student_stands_against_the_service(tmp_path, fake_openai):
+    from pipeline.stages import report
+
+    fake_openai.set_responder(service_again)
+    rule = [{"metric": "rougeL", "vs": "service", "stat": "ci_low", "min": -0.6}]
+    cfg, store = make_config(tmp_path, rule), make_store(tmp_path)
+    run(cfg, store, 0)
+    run(cfg, store, 1)
+    report.run(cfg, store, 1)
+    text = (store.open("round-1/report") / "report.md").read_text()
+    ev = metrics(store, 1)
+    share = ev["share_of_ceiling"]["rougeL"]["share"]
+    assert f"rougeL {ev['metrics']['rougeL']['mean']:.3f}: {share:.0%} of the service's own consistency" in text
+    assert "## Parity with the service" in text and "(openai:gpt-4o)" in text
+    assert "| howto |" in text and "| facts |" in text  # the decision metric per category
