@@ -151,11 +151,20 @@ def metric_problems(cfg: Config) -> list[str]:
             out.append(f"evaluate.thresholds.{metric}: unknown metric; expected one of {', '.join(RANGES)}")
         elif not RANGES[metric][0] <= value <= RANGES[metric][1]:
             out.append(f"evaluate.thresholds.{metric}: found {value:g}; expected {_span(*RANGES[metric])}")
+    ceiling = ev.ceiling.enabled is not False and cfg.service.synthesize is not None
+    if ev.ceiling.enabled is True and cfg.service.synthesize is None:
+        out.append("evaluate.ceiling.enabled: true, but no service.synthesize is configured; expected a "
+                   "service to ask once more for each test prompt (or enabled: auto)")
     for key in ("pass_rule", "offline_pass_rule"):
         for i, rule in enumerate(getattr(ev, key) or []):
             problem = _rule_problem(f"evaluate.{key}[{i}]", rule)
             if problem:
                 out.append(problem)
+            elif rule.vs == "service" and not ceiling:
+                why = ("evaluate.ceiling.enabled is false" if ev.ceiling.enabled is False
+                       else "no service.synthesize to ask")
+                out.append(f"evaluate.{key}[{i}].vs: service, but no ceiling is measured ({why}); expected "
+                           "a service to ask once more for each test prompt, or the rule can never hold")
     return out
 
 

@@ -260,3 +260,14 @@ def test_scrubbing_without_its_detector_warns_and_stays_valid(tmp_path, capsys, 
     off = setup(tmp_path / "off", "service: {judge: {provider: gemini, model: gemini-2.5-flash}}\n"
                 "privacy: {scrub: false}\n")
     assert main(["validate", str(off)]) == 0 and "presidio" not in capsys.readouterr().err
+
+
+def test_a_parity_rule_without_a_service_to_ask_again(tmp_path, capsys):
+    extra = "evaluate: {offline_pass_rule: [{metric: rougeL, vs: service, stat: ci_low, min: -0.03}]}\n"
+    line = one_error(capsys, ["validate", str(setup(tmp_path, extra))])
+    assert line == ("error: evaluate.offline_pass_rule[0].vs: service, but no ceiling is measured (no "
+                    "service.synthesize to ask); expected a service to ask once more for each test prompt, "
+                    "or the rule can never hold")
+    extra = "evaluate: {ceiling: {enabled: true}}\n"
+    line = one_error(capsys, ["validate", str(setup(tmp_path, extra))])
+    assert line.startswith("error: evaluate.ceiling.enabled: true, but no service.synthesize is configured")
