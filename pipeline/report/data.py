@@ -42,7 +42,8 @@ def adapter_info(cfg: Config, store: Store, round_no: int, pin: dict | None) -> 
 
 
 def worst_samples(ev: dict, rows: list[dict], n: int) -> tuple[str | None, list[dict]]:
-    """The ``n`` lowest-scored rows: by similarity when judged, else by embedding, else the first metric."""
+    """The ``n`` lowest-scored rows by the decision metric (what decides the round), else by similarity
+    when judged, else by embedding, else the first metric scored."""
     names = list(ev.get("metrics") or {})
     order = (["similarity"] if ev.get("judge") == "llm" else []) + ["embedding"] + names
     metric = next((m for m in order if any((r.get("scores") or {}).get(m) is not None for r in rows)), None)

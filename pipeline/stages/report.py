@@ -44,13 +44,16 @@ WATERMARK = "<!-- duo-report task={task} round={round} -->"
 SECRET_VARS = ("GITHUB_TOKEN", "GH_TOKEN", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY",
                "GEMINI_API_KEY", "GOOGLE_API_KEY")
 MAX_TEXT = 1500  # characters of one answer shown in the worst-samples table
+BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------- rendering
 
 
 def _html(text) -> str:
-    text = str(text)
+    """Text from the data as HTML for a table cell: escaped, line breaks kept. A ``<br>`` written in
+    the data (AlpacaEval's instructions have them) is a line break, not text to show escaped."""
+    text = BR.sub("\n", str(text))
     if len(text) > MAX_TEXT:
         text = text[:MAX_TEXT] + " …"
     return html.escape(text).replace("\n", "<br>")

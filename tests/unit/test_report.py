@@ -104,8 +104,8 @@ def test_scores_show_the_baseline_and_paired_differences_in_words(store_cfg):
     assert "| embedding | 0.6 (0.54 – 0.66) | 0.7 (0.63 – 0.77) | +0.1 (+0.03 to +0.17), better | " \
            "0 (-0.07 to +0.07), no detectable change |" in text
     assert "| dolly | 2 | 64.1 (31.5) |" in text  # per category, the base's mean in brackets
-    assert ("**How far from the service:** similarity 71.2 of 100, the judge's score of the student's answers "
-            "against the service's own; the untuned base 50.") in text
+    assert ("**Against the service:** similarity 71.2 against the service's logged answers (the untuned base 50). "
+            "No ceiling was measured") in text
     # the decision names its evidence on the decision metric, once
     decision = json.loads((cfg.resolve("reports") / "demo" / "round-2" / "metrics.json").read_text())["decision"]
     evidence = decision["evidence"]["text"]
@@ -182,14 +182,36 @@ def test_round_zero_renders_without_comparisons(store_cfg, capsys):
     assert not (folder / "round_trend.png").exists()
 
 
-def test_offline_metric_states_the_distance_to_the_service(store_cfg):
+def test_offline_metric_without_a_ceiling_says_what_it_cannot_tell(store_cfg):
     cfg, store = store_cfg
     build_baseline(store, judge=False)
     build_round(store, 1, judge=False)
     report.run(cfg, store, 1)
     text = (cfg.resolve("reports") / "demo" / "round-1" / "report.md").read_text()
-    assert ("**How far from the service:** embedding 0.85 against the service's own answers, which score 1 "
-            "against themselves by definition; the untuned base 0.6.") in text
+    assert ("**Against the service:** embedding 0.85 against the service's logged answers (the untuned base 0.6). "
+            "No ceiling was measured") in text
+    assert "by definition" not in text and "## Parity with the service" not in text
+
+
+def test_worst_samples_follow_the_decision_metric_and_data_line_breaks_are_breaks(store_cfg):
+    from pipeline.report.data import worst_samples
+
+    ev = {"metrics": {"similarity": {}, "rougeL": {}}, "judge": "llm", "decision_metric": "rougeL"}
+    rows = [{"id": "a", "scores": {"similarity": 10, "rougeL": 0.9}},
+            {"id": "b", "scores": {"similarity": 90, "rougeL": 0.1}}]
+    metric, worst = worst_samples(ev, rows, 1)
+    assert metric == "rougeL" and [w["id"] for w in worst] == ["b"]  # not the lowest similarity
+    assert report._html("Email:<br>Thanks<BR />Bye <b>x</b>") == "Email:<br>Thanks<br>Bye &lt;b&gt;x&lt;/b&gt;"
+
+
+def test_the_cost_table_lists_only_stages_that_asked_a_service(store_cfg):
+    cfg, store = store_cfg
+    build_baseline(store, judge=False)
+    build_round(store, 1, judge=False, synth_cost=0.0)
+    report.run(cfg, store, 1)
+    text = (cfg.resolve("reports") / "demo" / "round-1" / "report.md").read_text()
+    section = text.split("## Cost")[1].split("## Data")[0]
+    assert "round-1/finetune" not in section and "round-1/infer" not in section
 
 
 def test_stop_decisions_have_their_own_words(tmp_path):
