@@ -2,8 +2,8 @@
 
 A test set has few prompts (15-60). Several sampled answers or judge repeats of one prompt are not
 independent evidence, so every interval here resamples *prompts* (their per-prompt means), never
-individual samples. A score of ``None`` means "not scored" and is left out everywhere. Pure Python
-and numpy.
+individual samples. A score of ``None`` means "not scored" and is left out everywhere. The bootstrap
+itself (numpy) is in ``bootstrap.py``; scipy gives the p-values, imported only when one is computed.
 """
 
 from __future__ import annotations
@@ -11,6 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from statistics import NormalDist
+
+from .bootstrap import SAMPLES, percentile_ci, percentile_ci_with_error
+
+# percentile_ci is re-exported: callers import it from here
+__all__ = ["MC_MARGIN", "OUTCOMES", "can_decide", "change_word", "cluster_means", "clustered_ci",
+           "detectable_difference", "half_width", "paired_diff", "paired_p_values", "percentile_ci",
+           "prompts_needed", "prompts_to_halve", "win_rate"]
 
 OUTCOMES = {1.0: "wins", 0.5: "ties", 0.0: "losses"}
 
@@ -21,32 +28,6 @@ def _clean(values: Iterable[float | None]) -> list[float]:
 
 def _r(x: float | None, nd: int = 6) -> float | None:
     return None if x is None else round(x, nd)
-
-
-def percentile_ci(values: Sequence[float], *, samples: int = 1000, confidence: float = 0.95,
-                  seed: int = 0) -> tuple[float | None, float | None]:
-    """Percentile bootstrap CI of the mean of ``values`` (no ``None``): resample ``samples`` times, seeded.
-
-    Returns ``(None, None)`` for no values and ``(v, v)`` for a single value.
-    """
-    import numpy as np
-
-    vals = np.asarray(values, dtype=float)
-    if vals.size == 0:
-        return None, None
-    if vals.size == 1:
-        return float(vals[0]), float(vals[0])
-    rng = np.random.default_rng(seed)
-    means = np.empty(samples, dtype=float)
-    # Chunks bound memory at ~1M indices whatever the test-set size.
-    chunk = max(1, 1_000_000 // vals.size)
-    for start in range(0, samples, chunk):
-        stop = min(samples, start + chunk)
-        idx = rng.integers(0, vals.size, size=(stop - start, vals.size))
-        means[start:stop] = vals[idx].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(low), float(high)
 
 
 def _ordered(keys: Iterable[Hashable]) -> list:
@@ -76,12 +57,14 @@ def cluster_means(values: Sequence[float | None], clusters: Sequence[Hashable]) 
 def _mean_ci(per_prompt: Sequence[float], samples: int, confidence: float, seed: int) -> dict:
     n = len(per_prompt)
     centre = sum(per_prompt) / n if n else None
-    low, high = percentile_ci(per_prompt, samples=samples, confidence=confidence, seed=seed) if n >= 2 \
-        else (None, None)
-    return {"mean": _r(centre), "ci_low": _r(low), "ci_high": _r(high), "n": n}
+    low, high, err = (None, None, None)
+    if n >= 2:
+        low, high, err = percentile_ci_with_error(per_prompt, samples=samples, confidence=confidence,
+                                                  seed=seed)
+    return {"mean": _r(centre), "ci_low": _r(low), "ci_high": _r(high), "n": n, "mc_error": _r(err)}
 
 
-def clustered_ci(values: Sequence[float | None], clusters: Sequence[Hashable], *, samples: int = 1000,
+def clustered_ci(values: Sequence[float | None], clusters: Sequence[Hashable], *, samples: int = SAMPLES,
                  confidence: float = 0.95, seed: int = 0) -> dict:
     """Mean and bootstrap CI that resamples prompts, not samples.
 
@@ -90,18 +73,47 @@ def clustered_ci(values: Sequence[float | None], clusters: Sequence[Hashable], *
         clusters: the prompt id of each sample, parallel to ``values``.
 
     Returns:
-        ``{"mean", "ci_low", "ci_high", "n"}``: ``n`` counts prompts with a score,
-            ``mean`` is the mean of the
-        per-prompt means, the CI is the percentile bootstrap
-            of it. With ``n < 2`` the CI is ``None`` (one prompt
-        says nothing about spread); with ``n == 0`` the mean is ``None`` too. Values rounded to 6 places.
+        ``{"mean", "ci_low", "ci_high", "n", "mc_error"}``: ``n`` counts prompts with a score, ``mean``
+        is the mean of the per-prompt means, the CI is the percentile bootstrap of it and ``mc_error``
+        the Monte-Carlo error of its bounds (``bootstrap.mc_error``). With ``n < 2`` the CI and
+        ``mc_error`` are ``None`` (one prompt says nothing about spread); with ``n == 0`` the mean is
+        ``None`` too. Rounded to 6 places.
     """
     means = cluster_means(values, clusters)
     return _mean_ci([means[c] for c in _ordered(means)], samples, confidence, seed)
 
 
+def _p(x: float) -> float | None:
+    # 6 significant digits (not places: a p-value of 1e-9 is not 0); nan (undefined) is None
+    return None if x is None or math.isnan(x) else float(f"{x:.6g}")
+
+
+def paired_p_values(diffs: Sequence[float]) -> tuple[float | None, float | None]:
+    """Two-sided p-values of "the mean per-prompt difference is 0": the paired t-test's and the Wilcoxon
+    signed-rank test's (scipy's defaults: zero differences dropped, exact below 50 prompts without ties).
+
+    A cross-check beside the bootstrap CI, not what ``change_word`` reads. ``None`` under 2 differences,
+    for the t-test when all differences are equal (no spread: t is undefined), for Wilcoxon when all
+    are 0.
+    """
+    if len(diffs) < 2:
+        return None, None
+    import warnings
+
+    from scipy import stats  # lazily: scipy takes a moment to import, and the CLI must start fast
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant data, ties and zeros: the p-value says so (nan or not)
+        t = stats.ttest_1samp(diffs, 0.0).pvalue if len(set(diffs)) > 1 else None
+        try:
+            w = stats.wilcoxon(diffs).pvalue if any(diffs) else None
+        except ValueError:  # older scipy: every difference 0 after dropping zeros
+            w = None
+    return _p(None if t is None else float(t)), _p(None if w is None else float(w))
+
+
 def paired_diff(a: Mapping[Hashable, float | None], b: Mapping[Hashable, float | None], *,
-                samples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
+                samples: int = SAMPLES, confidence: float = 0.95, seed: int = 0) -> dict:
     """Paired difference ``a - b`` over the prompts scored on both sides (e.g. this round vs the baseline).
 
     Args:
@@ -109,12 +121,13 @@ def paired_diff(a: Mapping[Hashable, float | None], b: Mapping[Hashable, float |
         b: the same for the other side.
 
     Returns:
-        ``{"diff", "ci_low", "ci_high", "n", "sd"}``:
-            ``n`` prompts present and non-None in both, ``diff`` the mean
-        per-prompt difference, CI the percentile bootstrap over prompts,
-            ``sd`` the sample standard deviation of
-        the per-prompt differences. ``n == 1``: diff only, CI and sd ``None``; ``n == 0``: all ``None``.
-        Values rounded to 6 places.
+        ``{"diff", "ci_low", "ci_high", "n", "sd", "mc_error", "p_value", "p_wilcoxon"}``: ``n``
+        prompts present and non-None in both, ``diff`` the mean per-prompt difference, CI the
+        percentile bootstrap over prompts, ``sd`` the sample standard deviation of the per-prompt
+        differences, ``mc_error`` the Monte-Carlo error of the CI's bounds (``bootstrap.mc_error``),
+        ``p_value`` and ``p_wilcoxon`` the paired t-test's and the Wilcoxon signed-rank test's
+        two-sided p-values (``paired_p_values``). ``n == 1``: diff only, the rest ``None``;
+        ``n == 0``: all ``None``. Rounded to 6 places (p-values to 6 significant digits).
     """
     common = _ordered(k for k, v in a.items() if v is not None and b.get(k) is not None)
     diffs = [float(a[k]) - float(b[k]) for k in common]
@@ -124,24 +137,40 @@ def paired_diff(a: Mapping[Hashable, float | None], b: Mapping[Hashable, float |
     if n >= 2:
         centre = sum(diffs) / n
         sd = math.sqrt(sum((d - centre) ** 2 for d in diffs) / (n - 1))
-    return {"diff": out["mean"], "ci_low": out["ci_low"], "ci_high": out["ci_high"], "n": n, "sd": _r(sd)}
+    p_value, p_wilcoxon = paired_p_values(diffs)
+    return {"diff": out["mean"], "ci_low": out["ci_low"], "ci_high": out["ci_high"], "n": n, "sd": _r(sd),
+            "mc_error": out["mc_error"], "p_value": p_value, "p_wilcoxon": p_wilcoxon}
+
+
+MC_MARGIN = 3  # a CI bound within this many Monte-Carlo errors of 0 is "borderline"
 
 
 def change_word(d: Mapping) -> str:
-    """Plain word for a paired difference (higher scores are better).
+    """Plain word for a paired difference (higher scores are better), that the bootstrap's seed cannot flip.
+
+    The margin is ``MC_MARGIN * mc_error`` = 3 Monte-Carlo errors of the CI's bounds: another seed
+    moves a bound by more than 3 of its standard errors about 0.3% of the time, so a CI that clears 0
+    by the margin would clear 0 under (almost) every seed, and two seeds can disagree only between
+    neighbouring words (better and borderline, borderline and no detectable change), never between
+    better and no detectable change or worse.
 
     Args:
-        d: a ``paired_diff`` result (only ``ci_low`` and ``ci_high`` are read).
+        d: a ``paired_diff`` result (``ci_low``, ``ci_high`` and ``mc_error`` are read; without
+            ``mc_error``, or with 0, the margin is 0: the CI alone decides, as before ``mc_error``).
 
     Returns:
-        ``"better"`` if the CI lies above 0, ``"worse"`` if below,
-            else (or without a CI) ``"no detectable change"``.
+        ``"better"`` if the CI lies above 0 by more than the margin, ``"worse"`` if below by more;
+        ``"borderline"`` if a bound is within the margin of 0 (either side); else (or without a CI)
+        ``"no detectable change"``.
     """
     low, high = d.get("ci_low"), d.get("ci_high")
-    if low is not None and low > 0:
+    margin = MC_MARGIN * (d.get("mc_error") or 0.0)
+    if low is not None and low > margin:
         return "better"
-    if high is not None and high < 0:
+    if high is not None and high < -margin:
         return "worse"
+    if margin > 0 and any(bound is not None and abs(bound) <= margin for bound in (low, high)):
+        return "borderline"
     return "no detectable change"
 
 
@@ -203,7 +232,7 @@ def can_decide(value_ci_low: float | None, value_ci_high: float | None, threshol
     return value_ci_low >= threshold or value_ci_high < threshold
 
 
-def win_rate(outcomes: Mapping[Hashable, float | None | Sequence[float | None]], *, samples: int = 1000,
+def win_rate(outcomes: Mapping[Hashable, float | None | Sequence[float | None]], *, samples: int = SAMPLES,
              confidence: float = 0.95, seed: int = 0) -> dict:
     """Pairwise-judging win rate with a prompt-clustered CI.
 

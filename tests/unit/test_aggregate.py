@@ -30,7 +30,7 @@ def test_mean_and_pass_rate_skip_unscored_samples():
 
 def test_summary_shape_and_values():
     s = summarize([0.2, 0.4, 0.6, 0.8], 0.5, samples=200, seed=1)
-    assert set(s) == {"mean", "pass_rate", "threshold", "ci_low", "ci_high", "n", "samples"}
+    assert set(s) == {"mean", "pass_rate", "threshold", "ci_low", "ci_high", "n", "samples", "mc_error"}
     assert s["mean"] == pytest.approx(0.5)
     assert s["pass_rate"] == pytest.approx(0.5)
     assert s["threshold"] == 0.5 and s["n"] == 4
@@ -152,15 +152,17 @@ def test_clustered_ci_repeats_of_a_prompt_do_not_shrink_the_ci():
 def test_clustered_ci_mean_is_the_mean_of_prompt_means_and_edge_cases():
     s = clustered_ci([1.0, 1.0, 1.0, 0.0, None], ["a", "a", "a", "b", "b"], samples=200)
     assert s["mean"] == pytest.approx(0.5) and s["n"] == 2  # not 0.75: prompt "a" does not weigh 3x
-    assert clustered_ci([0.7, None], ["a", "b"]) == {"mean": 0.7, "ci_low": None, "ci_high": None, "n": 1}
-    assert clustered_ci([None], ["a"]) == {"mean": None, "ci_low": None, "ci_high": None, "n": 0}
+    assert clustered_ci([0.7, None], ["a", "b"]) == {"mean": 0.7, "ci_low": None, "ci_high": None, "n": 1,
+                                                     "mc_error": None}
+    assert clustered_ci([None], ["a"]) == {"mean": None, "ci_low": None, "ci_high": None, "n": 0,
+                                           "mc_error": None}
 
 
 def test_paired_diff_constant_shift_is_detected_with_a_zero_width_ci():
     a = {f"p{i}": v for i, v in enumerate(_prompt_scores())}
     b = {k: v + 0.1 for k, v in a.items()}
     d = paired_diff(a, b, samples=500)
-    assert set(d) == {"diff", "ci_low", "ci_high", "n", "sd"}
+    assert set(d) == {"diff", "ci_low", "ci_high", "n", "sd", "mc_error", "p_value", "p_wilcoxon"}
     assert d["n"] == 20
     assert d["diff"] == pytest.approx(-0.1) and d["ci_low"] == pytest.approx(-0.1) == d["ci_high"]
     assert d["sd"] == pytest.approx(0.0)
@@ -187,10 +189,11 @@ def test_paired_diff_counts_only_prompts_scored_on_both_sides():
     b = {"x": 0.4, "y": 0.5, "z": 0.1, "only_b": 1.0}
     d = paired_diff(a, b, samples=200)
     assert d["n"] == 2 and d["diff"] == pytest.approx(0.25)
+    none = {"mc_error": None, "p_value": None, "p_wilcoxon": None}
     assert paired_diff({"x": 0.9}, {"x": 0.4}) == {"diff": 0.5, "ci_low": None, "ci_high": None, "n": 1,
-                                                   "sd": None}
+                                                   "sd": None, **none}
     assert paired_diff({"x": 0.9}, {"y": 0.4}) == {"diff": None, "ci_low": None, "ci_high": None, "n": 0,
-                                                   "sd": None}
+                                                   "sd": None, **none}
     assert change_word(paired_diff({"x": 0.9}, {"x": 0.4})) == "no detectable change"  # no CI, no claim
 
 
@@ -240,7 +243,7 @@ def test_win_rate_with_ties_and_several_outcomes_per_prompt():
     assert {k: w[k] for k in ("wins", "ties", "losses")} == {"wins": 3, "ties": 2, "losses": 1}
     assert w["n"] == 4  # "e" was never judged
     assert w["mean"] == pytest.approx((1 + 0.5 + 0.25 + 1) / 4)  # per-prompt means, then their mean
-    assert set(w) == {"mean", "ci_low", "ci_high", "n", "wins", "ties", "losses"}
+    assert set(w) == {"mean", "ci_low", "ci_high", "n", "mc_error", "wins", "ties", "losses"}
     assert 0.25 <= w["ci_low"] <= w["mean"] <= w["ci_high"] <= 1.0
     with pytest.raises(ValueError):
         win_rate({"a": [0.7]})
