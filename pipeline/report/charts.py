@@ -1,109 +1,60 @@
-"""PNG charts for the round report, drawn with matplotlib's Agg backend (imported
-only when a chart is drawn).
+"""PNG charts of one round's scores: the histogram of the per-answer scores and the category means.
+The trend over rounds is in ``trend``, the paired differences in ``forest``; what they share (colours,
+order, zoom, plumbing) in ``figures``.
 
 Each function writes one file and returns its path (with ``path=None`` it returns the unsaved
-matplotlib figure instead), or returns None when there is nothing to draw. One map, ``METRICS``,
-gives every metric its colour and its place: the panels of every chart come in that order, in that
-colour, on the metric's full range (a panel is never zoomed to its data, so a small change looks
-small). The untuned base (round 0) is always grey. A line is drawn for the pass rule only where
-the rule names the metric.
+matplotlib figure instead), or returns None when there is nothing to draw. Every panel is zoomed to
+its data (a bar still starts at 0), so a change of a few hundredths is visible; the panels come in
+``METRICS``' order, in the metric's colour, and the untuned base (round 0) is always grey. A line is
+drawn for the pass rule only where the rule names the metric.
 """
 
 from __future__ import annotations
 
-import zlib
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-# metric -> colour; the order of the keys is the order of the panels in every chart.
-METRICS = {"similarity": "#4c72b0", "precision": "#dd8452", "win_rate": "#937860", "rougeL": "#55a868",
-           "bleu": "#c44e52", "embedding": "#8172b3"}
+from . import figures
+from .figures import BASE_COLOR, MEAN_COLOR, METRICS, RULE_COLOR, SCALES, SINGLE, color, ordered, scale
+from .trend import round_trend
+
 COLORS = METRICS  # the name earlier code and tests use
-OTHER_COLORS = ("#da8bc3", "#ccb974", "#64b5cd", "#4d4d4d")
-BASE_COLOR = "#9a9a9a"
-RULE_COLOR = "black"
-MEAN_COLOR = "#222222"
-SCALES = {"similarity": (0.0, 100.0), "precision": (0.0, 100.0), "bleu": (0.0, 100.0), "rougeL": (0.0, 1.0),
-          "embedding": (0.0, 1.0), "win_rate": (0.0, 1.0)}
-BINS = 20
+BINS = 20  # bars of a histogram, about
+TAIL = 0.95  # a histogram's axis ends at this quantile of the scores when a thin tail stretches it
+PANEL_PT = 215  # the width of one panel of ``panels`` in points, about
 MIN_N = 5  # categories with fewer test prompts are drawn pale: their mean says little
 
-
-def color(metric: str) -> str:
-    """The metric's colour, the same in every chart (a metric without a fixed one gets a stable pick)."""
-    return METRICS.get(metric) or OTHER_COLORS[zlib.crc32(metric.encode()) % len(OTHER_COLORS)]
+__all__ = ["BASE_COLOR", "BINS", "COLORS", "MEAN_COLOR", "METRICS", "MIN_N", "RULE_COLOR", "SCALES",
+           "category_means", "color", "histogram_bins", "ordered", "round_trend", "scale", "score_histogram"]
 
 
-def ordered(metrics) -> list[str]:
-    """``metrics`` in the one order every chart uses: ``METRICS``' order, then any other by name."""
-    known = list(METRICS)
-    return sorted(dict.fromkeys(metrics), key=lambda m: (known.index(m) if m in known else len(known), m))
+def histogram_bins(metric: str, values: Sequence[float], marks: Sequence[float] = ()) -> list[float]:
+    """Bin edges of equal, round width (1, 2 or 5 times a power of ten, so whole-number judge scores
+    never fall between bars) over the scores and the lines drawn on them (``marks``). When a few
+    scores stretch the axis (the top ``1 - TAIL`` of them reach past twice the span of the rest),
+    the axis ends at that quantile and the last bar counts them too (``score_histogram`` hatches it).
+    A line on an edge gets one more bar's width, so it is not lost on the frame."""
+    import numpy as np
 
-
-def scale(metric: str, values: Sequence[float | None] = ()) -> tuple[float, float]:
-    """The metric's full range (0-1 or 0-100), widened only when a value falls outside it."""
-    seen = [float(v) for v in values if v is not None]
-    if metric in SCALES:
-        lo, hi = SCALES[metric]
-    else:  # an unknown metric: 0-1 when its values fit, else 0-100, else up to its largest value
-        top = max(seen, default=1.0)
-        lo, hi = 0.0, 1.0 if top <= 1 else 100.0 if top <= 100 else float(top)
-    return min([lo, *seen]), max([hi, *seen])
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)  # no display on runners; must precede pyplot
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _panels(count: int, height: float = 3.2):
-    fig, axes = _plt().subplots(1, count, figsize=(3.6 * count + 0.6, height), squeeze=False)
-    return fig, axes[0]
-
-
-def _legend(fig, handles: Mapping) -> None:
-    """One legend for the whole figure, above the panels, so it never covers a bar or a point."""
-    if handles:
-        fig.legend(handles=list(handles.values()), loc="upper center", ncol=min(len(handles), 4), fontsize=8,
-                   frameon=False)
-
-
-def _line(label: str, color: str = RULE_COLOR, style: str = "--", marker: str | None = None):
-    from matplotlib.lines import Line2D
-
-    return Line2D([], [], color=color, linestyle=style, linewidth=1.2, marker=marker, label=label)
-
-
-def _patch(label: str, **kwargs):
-    from matplotlib.patches import Patch
-
-    return Patch(label=label, **kwargs)
-
-
-def _save(fig, path: Path | None, bottom: float = 0.18):
-    """Write ``fig`` to ``path`` as PNG and close it; with ``path`` None, return the
-    figure itself (to inspect)."""
-    # Fixed margins: tight or constrained layout draws the figure an extra time and doubles the
-    # cost of a chart.
-    width = fig.get_figwidth()  # margins in inches, so one narrow panel still fits its tick labels
-    fig.subplots_adjust(left=0.6 / width, right=1 - 0.25 / width, top=0.78, bottom=bottom, wspace=0.3)
-    if path is None:
-        return fig
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # No timestamp metadata: a rerun of the same round writes the same bytes, so its PR gets no
-    # empty changes.
-    fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
-    _plt().close(fig)
-    return path
-
-
-def _clean(values: Sequence[float | None] | None) -> list[float]:
-    return [float(v) for v in values or () if v is not None]
+    lo, hi = min([*values, *marks]), max([*values, *marks])
+    if values:
+        cap = max([float(np.quantile(values, TAIL)), *marks])
+        if hi - lo > 2 * (cap - lo) > 0:
+            hi = cap
+    if hi == lo:  # all equal: a span of SINGLE of the metric's range, inside the range
+        full_lo, full_hi = scale(metric, [lo])
+        half = SINGLE * (full_hi - full_lo) / 2
+        lo, hi = max(full_lo, lo - half), min(full_hi, hi + half)
+    step = figures.nice_step((hi - lo) / BINS)
+    start = math.floor(lo / step + 1e-9) * step
+    count = max(1, math.ceil((hi - start) / step - 1e-9))
+    edges = [round(start + step * i, 10) for i in range(count + 1)]
+    if marks and max(marks) >= edges[-1]:
+        edges.append(round(edges[-1] + step, 10))
+    if marks and min(marks) <= edges[0]:
+        edges.insert(0, round(edges[0] - step, 10))
+    return edges
 
 
 def _rule_lines(ax, metric: str, rule: Mapping, thresholds: Mapping, handles: dict) -> None:
@@ -113,74 +64,92 @@ def _rule_lines(ax, metric: str, rule: Mapping, thresholds: Mapping, handles: di
     said = rule.get(metric) or {}
     if said.get("mean") is not None:
         ax.axvline(said["mean"], color=RULE_COLOR, linestyle="--", linewidth=1.2)
-        handles["rule"] = _line("pass rule's bound on the mean")
+        handles["rule"] = figures.line("pass rule's bound on the mean")
     if said.get("pass_rate") and thresholds.get(metric) is not None:
         ax.axvline(thresholds[metric], color=RULE_COLOR, linestyle=":", linewidth=1.2)
-        handles["threshold"] = _line("per-answer threshold (pass-rate rule)", style=":")
+        handles["threshold"] = figures.line("per-answer threshold (pass-rate rule)", style=":")
 
 
-def _mean_mark(ax, x: float, tint: str, word: str, row: int, span: tuple[float, float]) -> None:
-    """A solid line at the mean, labelled with its value near the top (row 0 or 1, so two labels
-    never meet), to the right of the line unless the line is in the right quarter of the panel."""
+def _rule_marks(metric: str, rule: Mapping, thresholds: Mapping) -> list[float]:
+    said = rule.get(metric) or {}
+    marks = [said.get("mean")]
+    if said.get("pass_rate"):
+        marks.append(thresholds.get(metric))
+    return figures.clean(marks)
+
+
+def _mean_mark(ax, x: float, tint: str, word: str, row: int, right: bool, span: tuple[float, float]) -> None:
+    """A solid line at the mean, labelled with its value near the top: ``row`` 0 or 1 (so two labels
+    never meet), on the line's ``right`` or left (the two means' labels face away from each other), on a
+    white ground so no other line runs through them; flipped when the side has no room."""
     from ..formatting import num
 
-    right = x < span[0] + 0.75 * (span[1] - span[0])
+    text = f"{word} {num(x)}"
+    place = (x - span[0]) / ((span[1] - span[0]) or 1.0)
+    room = (len(text) * 4.2 + 4) / PANEL_PT  # the label's width, in panel widths
+    if right and place > 1 - room or not right and place < room:
+        right = not right
     ax.axvline(x, color=tint, linewidth=1.5)
-    ax.annotate(f"{word} {num(x)}", (x, 1),
-                xycoords=("data", "axes fraction"),
-                xytext=(3 if right else -3, -10 - 10 * row),
-                textcoords="offset points",
-                ha="left" if right else "right",
-                fontsize=7,
-                color=tint)
+    ax.annotate(text, (x, 1), xycoords=("data", "axes fraction"),
+                xytext=(3 if right else -3, -10 - 11 * row), textcoords="offset points",
+                ha="left" if right else "right", fontsize=7, color=tint,
+                bbox=figures.LABEL_BOX)
 
 
 def score_histogram(scores: Mapping[str, Sequence[float | None]], path: Path, *,
                     base: Mapping[str, Sequence[float | None]] | None = None, rule: Mapping | None = None,
                     thresholds: Mapping[str, float] | None = None, means: Mapping[str, float] | None = None,
                     base_means: Mapping[str, float] | None = None) -> Path | None:
-    """One histogram per metric of the per-answer scores over the metric's full range (fixed-width
-    bins, so equal scores still make a bar; whole-number counts), the mean as a solid line, the
-    untuned base's scores as a grey outline with its mean, and the pass rule's lines where ``rule``
-    (``pipeline.report.data.rule_targets``) names the metric. ``means``/``base_means`` are the means
-    the report states (per prompt); else the answers' mean is drawn.
+    """One histogram per metric of the per-answer scores, zoomed to the scores (``histogram_bins``;
+    whole-number counts), the mean as a solid line, the untuned base's scores as a grey outline with
+    its mean, and the pass rule's lines where ``rule`` (``pipeline.report.data.rule_targets``) names
+    the metric. ``means``/``base_means`` are the means the report states (per prompt); else the
+    answers' mean is drawn.
     """
     import numpy as np
     from matplotlib.ticker import MaxNLocator
 
-    series = {m: _clean(scores[m]) for m in ordered(scores)}
+    series = {m: figures.clean(scores[m]) for m in ordered(scores)}
     series = {m: v for m, v in series.items() if v}
     if not series:
         return None
-    fig, axes = _panels(len(series))
+    fig, axes = figures.panels(len(series))
     handles: dict = {}
     for ax, (metric, values) in zip(axes, series.items()):
-        before = _clean((base or {}).get(metric))
-        lo, hi = scale(metric, values + before)
-        bins = np.linspace(lo, hi, BINS + 1)
-        counts, _, _ = ax.hist(values, bins=bins, color=color(metric), edgecolor="white", linewidth=0.5)
-        top = max(counts)
-        handles["mean"] = _line("mean", color=MEAN_COLOR, style="-")
-        if before:
-            base_counts, _, _ = ax.hist(before, bins=bins, histtype="step", color=BASE_COLOR, linewidth=1.5)
-            top = max(top, max(base_counts))
-            handles["base"] = _patch("untuned base (round 0)",
-                                     facecolor="none", edgecolor=BASE_COLOR, linewidth=1.5)
-        ax.set_ylim(0, max(1, top) * 1.3)  # headroom for the means' labels
+        before = figures.clean((base or {}).get(metric))
         stated = (means or {}).get(metric)
-        _mean_mark(ax, float(np.mean(values) if stated is None else stated), MEAN_COLOR, "mean", 0, (lo, hi))
+        mean = float(np.mean(values) if stated is None else stated)
+        stated = (base_means or {}).get(metric)
+        base_mean = None if not before else float(np.mean(before) if stated is None else stated)
+        marks = _rule_marks(metric, rule or {}, thresholds or {})
+        bins = histogram_bins(metric, values + before, marks + figures.clean([mean, base_mean]))
+        lo, hi = bins[0], bins[-1]
+        counts, _, bars = ax.hist(np.clip(values, lo, hi), bins=bins, color=color(metric), edgecolor="white",
+                                  linewidth=0.5)
+        top = max(counts)
+        handles["mean"] = figures.line("mean", color=MEAN_COLOR, style="-")
         if before:
-            stated = (base_means or {}).get(metric)
-            base_mean = float(np.mean(before) if stated is None else stated)
-            _mean_mark(ax, base_mean, BASE_COLOR, "base", 1, (lo, hi))
+            base_counts, _, _ = ax.hist(np.clip(before, lo, hi), bins=bins, histtype="step",
+                                        color=BASE_COLOR, linewidth=1.5)
+            top = max(top, max(base_counts))
+            handles["base"] = figures.patch("untuned base (round 0), its mean grey",
+                                    facecolor="none", edgecolor=BASE_COLOR, linewidth=1.5)
+        ax.set_ylim(0, max(1, top) * 1.35)  # headroom for the means' labels
+        up = base_mean is None or mean >= base_mean
+        _mean_mark(ax, mean, MEAN_COLOR, "mean", 0, up, (lo, hi))
+        if base_mean is not None:
+            _mean_mark(ax, base_mean, BASE_COLOR, "base", 1, not up, (lo, hi))
         _rule_lines(ax, metric, rule or {}, thresholds or {}, handles)
         ax.set_xlim(lo, hi)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_title(f"{metric}: {len(values)} answers", fontsize=10)
-        ax.set_xlabel("score")
-    axes[0].set_ylabel("answers")
-    _legend(fig, handles)
-    return _save(fig, path)
+        folded = sum(v > hi for v in values + before)
+        if folded:  # the last bar counts the tail too: hatched, and the axis label says so
+            bars[-1].set_hatch("///")
+        ax.set_xlabel(f"score (last bar: {folded} above {hi:g})" if folded else "score", fontsize=9)
+        ax.set_ylabel("answers")
+    figures.legend(fig, handles)
+    return figures.save(fig, path)
 
 
 def _category_bars(ax, x: float, width: float, stats: Sequence[Mapping | None], tint: str,
@@ -199,17 +168,18 @@ def _category_bars(ax, x: float, width: float, stats: Sequence[Mapping | None], 
 
 def category_means(by_category: Mapping[str, Mapping[str, Mapping]], metrics: Sequence[str],
                    path: Path, base: Mapping[str, Mapping[str, Mapping]] | None = None, *,
-                   min_n: int = MIN_N) -> Path | None:
+                   min_n: int = MIN_N, confidence: float | None = None) -> Path | None:
     """Per metric, each category's mean this round (metric colour) beside the untuned base's (grey),
-    with CI whiskers where ``{mean, ci_low, ci_high, n}`` give one and ``n`` under each name;
-    categories with fewer than ``min_n`` test prompts are pale."""
+    with ``confidence`` CI whiskers where ``{mean, ci_low, ci_high, n}`` give one and ``n`` under each
+    name, on an axis from 0 to a little above the highest whisker; categories with fewer than
+    ``min_n`` test prompts are pale."""
     cats = sorted(by_category)
     metrics = [m for m in ordered(metrics) if any((by_category[c].get(m) or {}).get("mean") is not None
                                                   for c in cats)]
     if not cats or not metrics:
         return None
     base = base or {}
-    fig, axes = _panels(len(metrics), 3.6)
+    fig, axes = figures.panels(len(metrics), 3.6)
     counts = [max(((s or {}).get("n") or 0) for s in by_category[c].values()) for c in cats]
     pale = [n < min_n for n in counts]
     tilt = len(cats) > 4 or any(len(c) > 8 for c in cats)  # long or many names slant to fit
@@ -221,80 +191,18 @@ def category_means(by_category: Mapping[str, Mapping[str, Mapping]], metrics: Se
         width = 0.4 if paired else 0.7
         if paired:
             _category_bars(ax, -width / 2, width, before, BASE_COLOR, pale)
-            handles["base"] = _patch("untuned base (round 0)", facecolor=BASE_COLOR)
+            handles["base"] = figures.patch("untuned base (round 0)", facecolor=BASE_COLOR)
         _category_bars(ax, width / 2 if paired else 0.0, width, now, color(metric), pale)
         values = [v for s in now + before
                   for v in ((s or {}).get("mean"), (s or {}).get("ci_high"))
                   if v is not None]
-        ax.set_ylim(*scale(metric, values))
+        ax.set_ylim(*figures.zoom(metric, values, zero=True))  # a bar starts at 0: only its top end zooms
         ax.set_xticks(range(len(cats)), [f"{c[:14]}\nn={n}" for c, n in zip(cats, counts)],
                       rotation=35 if tilt else 0, ha="right" if tilt else "center", fontsize=8)
         ax.set_title(f"{metric} mean by category", fontsize=10)
-    handles["ci"] = _line("CI of the mean", color="#333333", style="-")
+        ax.set_ylabel(f"mean {metric}")
+    handles["ci"] = figures.line(f"{figures.ci_label(confidence)} of the mean", color="#333333", style="-")
     if any(pale):
-        handles["pale"] = _patch(f"pale: fewer than {min_n} prompts", facecolor="#cccccc", alpha=0.6)
-    _legend(fig, handles)
-    return _save(fig, path, bottom=0.33 if tilt else 0.2)  # room for the names and their n
-
-
-def _trend_panel(ax, metric: str, points: Sequence[Mapping], target: float | None) -> None:
-    shown = [p for p in points if (p["stats"].get(metric) or {}).get("mean") is not None]
-    xs = [p["x"] for p in shown]
-    stats = [p["stats"][metric] for p in shown]
-    means = [s["mean"] for s in stats]
-    lo, hi = scale(metric, means + [s.get("ci_low") for s in stats] + [s.get("ci_high") for s in stats]
-                   + ([target] if target is not None else []))
-    base = next((p["stats"][metric] for p in shown if p["label"] == "base"), None)
-    if base is not None:  # the baseline across the panel: is a round above the untuned student?
-        ax.axhline(base["mean"], color=BASE_COLOR, linestyle="-", linewidth=1, zorder=1)
-        if base.get("ci_low") is not None and base.get("ci_high") is not None:
-            ax.axhspan(base["ci_low"], base["ci_high"], color=BASE_COLOR, alpha=0.15, linewidth=0, zorder=0)
-    ax.plot(xs, means, color=color(metric), linewidth=1.2, zorder=2)
-    for p, x, s in zip(shown, xs, stats):
-        tint = BASE_COLOR if p["label"] == "base" else color(metric)
-        low = s["ci_low"] if s.get("ci_low") is not None else s["mean"]
-        high = s["ci_high"] if s.get("ci_high") is not None else s["mean"]
-        yerr = [[max(0.0, s["mean"] - low)], [max(0.0, high - s["mean"])]]
-        filled = p.get("verdict") == "pass" or p["label"] == "base"
-        ax.errorbar([x], [s["mean"]], yerr=yerr, fmt="o",
-                    color=tint, ecolor=tint, capsize=4, zorder=3,
-                    markerfacecolor=tint if filled else "white")
-        ax.annotate(p["label"], (x, s["mean"]), textcoords="offset points", xytext=(6, 6), fontsize=8)
-    if target is not None:
-        ax.axhline(target, color=RULE_COLOR, linestyle="--", linewidth=1)
-    ax.set_ylim(lo, hi)
-    span = max(xs) - min(xs)
-    if span:
-        left, right = 0.08 * span, 0.15 * span
-    else:  # one round: centred
-        left = right = max(1.0, abs(xs[0]) / 2)
-    ax.set_xlim(min(xs) - left, max(xs) + right)
-    ax.set_title(f"{metric} mean and CI by round", fontsize=10)
-
-
-def round_trend(points: Sequence[Mapping], metrics: Sequence[str], path: Path, *, x_label: str = "round",
-                targets: Mapping[str, float] | None = None) -> Path | None:
-    """Mean and CI of each metric per round (one panel per metric, on the metric's full range), the
-    untuned base as a grey point and a grey band (its mean and CI) across the panel, a filled point
-    for a round that passed; ``points`` are ``{label, x, verdict, stats: {metric: {mean, ci_low,
-    ci_high}}}``, x is ``x_label``."""
-    from matplotlib.ticker import MaxNLocator
-
-    metrics = [m for m in ordered(metrics)
-               if any((p["stats"].get(m) or {}).get("mean") is not None for p in points)]
-    if not points or not metrics:
-        return None
-    fig, axes = _panels(len(metrics))
-    for ax, metric in zip(axes, metrics):
-        _trend_panel(ax, metric, sorted(points, key=lambda p: p["x"]), (targets or {}).get(metric))
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
-        ax.set_xlabel(x_label)
-    handles: dict = {}
-    if any(p["label"] == "base" for p in points):
-        handles["base"] = _patch("untuned base (round 0): mean and CI band", facecolor=BASE_COLOR, alpha=0.4)
-    handles["pass"] = _line("filled: round passed; hollow: failed",
-                            color="#333333", style="none", marker="o")
-    if any(m in (targets or {}) for m in metrics):
-        handles["rule"] = _line("pass rule's bound on the mean")
-    _legend(fig, handles)
-    return _save(fig, path)
+        handles["pale"] = figures.patch(f"pale: fewer than {min_n} prompts", facecolor="#cccccc", alpha=0.6)
+    figures.legend(fig, handles)
+    return figures.save(fig, path, bottom=0.33 if tilt else 0.2)  # room for the names and their n

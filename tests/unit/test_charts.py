@@ -142,3 +142,76 @@ def test_trend_shows_the_base_band_ci_bars_and_is_reproducible(tmp_path):
                   if len(line.get_ydata()) == 2 and line.get_ydata()[0] == line.get_ydata()[1]}
     assert horizontal == {0.17: "-", 0.3: "--"}  # the base's mean; the pass rule's bound
     close(ax.figure)
+
+
+# Issue 20, part 7: axes zoomed to the data, a label on every y axis, the CI level on every chart with a CI, mean and
+# base labels apart.
+TREND = [{"label": "base", "x": 0, "verdict": "fail",
+          "stats": {"rougeL": {"mean": 0.208, "ci_low": 0.165, "ci_high": 0.259},
+                    "bleu": {"mean": 8.07, "ci_low": 4.6, "ci_high": 12.6}}},
+         {"label": "r1", "x": 130, "verdict": "pass",
+          "stats": {"rougeL": {"mean": 0.265, "ci_low": 0.213, "ci_high": 0.323},
+                    "bleu": {"mean": 10.0, "ci_low": 5.9, "ci_high": 14.9}}}]
+CATEGORIES = {"a": {"bleu": {"mean": 8.5, "ci_low": 4.0, "ci_high": 13.0, "n": 12}},
+              "b": {"bleu": {"mean": 13.0, "ci_low": 7.0, "ci_high": 19.0, "n": 20}}}
+
+
+def test_zoom_fits_the_data_with_a_margin_inside_the_metric_range():
+    assert charts.figures.zoom("rougeL", [0.2, 0.3]) == pytest.approx((0.192, 0.308))
+    assert charts.figures.zoom("rougeL", [0.01, 0.3]) == pytest.approx((0.0, 0.3232))  # not below the range
+    # a bar starts at 0
+    assert charts.figures.zoom("bleu", [4.0, 19.0], zero=True) == pytest.approx((0.0, 20.52))
+    assert charts.figures.zoom("rougeL", [0.25]) == pytest.approx((0.221, 0.279))  # one value: centred
+
+
+def test_histogram_zooms_and_folds_a_thin_tail_into_a_hatched_last_bar():
+    bleu = [1.0, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 12.0, 15.0, 18.0, 20.0, 22.0, 25.0, 3.5,
+            4.5, 98.0]
+    fig = charts.score_histogram({"bleu": bleu}, None)
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    assert lo == 0 and 20 < hi < 40  # not 0-100: the answers below 25 spread over the bars
+    bars = [p for p in ax.patches if p.get_height() > 0]
+    assert len(bars) >= 8 and sum(p.get_height() for p in ax.patches) == len(bleu)  # the 98 is still counted
+    assert ax.patches[-1].get_hatch() == "///" and "last bar: 1 above" in ax.get_xlabel()
+    close(fig)
+    fig = charts.score_histogram({"rougeL": [0.2, 0.22, 0.25, 0.3, 0.31]}, None)
+    assert fig.axes[0].get_xlim()[1] <= 0.35 and "last bar" not in fig.axes[0].get_xlabel()
+    close(fig)
+
+
+def test_trend_and_categories_zoom_but_keep_the_base_band_and_bars_from_zero():
+    ax = charts.round_trend(TREND, ["rougeL"], None, targets={"rougeL": 0.3}).axes[0]
+    lo, hi = ax.get_ylim()
+    assert 0.1 < lo < 0.165 and 0.323 < hi < 0.4  # every CI end, the base's band and the bound, no 0-1
+    close(ax.figure)
+    ax = charts.category_means(CATEGORIES, ["bleu"], None).axes[0]
+    lo, hi = ax.get_ylim()
+    assert lo == 0 and 19 < hi < 25
+    close(ax.figure)
+
+
+def test_every_panel_has_a_y_label_and_every_ci_states_its_level():
+    figs = {"histogram": charts.score_histogram({"rougeL": [0.2, 0.3], "bleu": [5.0, 9.0]}, None),
+            "categories": charts.category_means(CATEGORIES, ["bleu"], None, confidence=0.9),
+            "trend": charts.round_trend(TREND, ["rougeL", "bleu"], None, confidence=0.9)}
+    labels = {name: [ax.get_ylabel() for ax in fig.axes] for name, fig in figs.items()}
+    assert labels == {"histogram": ["answers", "answers"], "categories": ["mean bleu"],
+                      "trend": ["mean rougeL", "mean bleu"]}
+    for name in ("categories", "trend"):
+        legend = [t.get_text() for t in figs[name].legends[0].get_texts()]
+        assert any(t.startswith("90% CI of") for t in legend), name
+    for fig in figs.values():
+        close(fig)
+
+
+@pytest.mark.parametrize("mean, base", [(0.265, 0.208), (0.208, 0.265)])
+def test_mean_and_base_labels_face_away_from_each_other(mean, base):
+    fig = charts.score_histogram({"rougeL": [0.0, 0.1, 0.2, 0.3, 0.5, 0.7]}, None,
+                                 base={"rougeL": [0.0, 0.6]}, means={"rougeL": mean},
+                                 base_means={"rougeL": base})
+    labels = {t.get_text().split()[0]: t for t in fig.axes[0].texts}
+    sides = {word: t.get_horizontalalignment() for word, t in labels.items()}
+    assert sides == ({"mean": "left", "base": "right"} if mean > base else {"mean": "right", "base": "left"})
+    assert labels["mean"].xyann[1] != labels["base"].xyann[1]  # and at two heights
+    close(fig)
