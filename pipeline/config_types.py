@@ -77,6 +77,7 @@ class FinetuneConfig(Section):
     quantization: dict
     max_train_samples: int | None
     launch: LaunchConfig = field(default_factory=LaunchConfig)
+    seeds: list[int] | None = None  # one adapter per training seed (pipeline.model.training)
 
 
 @dataclass(frozen=True)

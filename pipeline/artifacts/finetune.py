@@ -25,6 +25,7 @@ ARTIFACT = Artifact(
     reads=("student", "finetune", "task.name", "task.description"),  # the task's words are in the model card
     # How many threads or processes train changes the speed, not what is trained.
     unhashed=("student.cpu_threads", "finetune.launch"),
+    later=("finetune.seeds",),
     parents=lambda cfg, store, round_no: training_artifacts(store, round_no),
 )
 
@@ -35,6 +36,17 @@ def adapter_location(store: Store, name: str) -> tuple[str, str]:
     if info.get("repo_type") == "model" and info.get("repo_id"):
         return str(info["repo_id"]), str(info.get("revision") or "")
     return str(store.local_path(name) / "adapter"), ""
+
+
+def seed_adapters(store: Store, round_no: int) -> list[tuple[int | None, Path]]:
+    """(training seed, adapter folder) of each adapter round ``round_no`` trained: one, ``(None,
+    adapter/)``, unless it trained several ``finetune.seeds`` (its manifest's ``extra.seeds``)."""
+    name = artifact_name("finetune", round_no)
+    runs = (store.manifest(name).extra or {}).get("seeds") or []
+    folder = store.open(name)
+    if len(runs) < 2:
+        return [(None, folder / "adapter")]
+    return [(int(r["seed"]), folder / r["adapter"]) for r in runs]
 
 
 def adapter_commit(store: Store, round_no: int) -> str | None:

@@ -5,7 +5,10 @@ Input: ``prepare`` and every ``round-k/synthesize`` (k <= N). Output: artifact `
 with ``adapter/`` (peft adapter + tokenizer files), ``README.md`` (model card) and
 ``train_log.jsonl`` (one line per logged step: ``step``, ``loss``, ``learning_rate``, ...). Keys
 under ``finetune.lora`` / ``finetune.sft`` are peft's ``LoraConfig`` and TRL's ``SFTConfig`` own
-names, so an alignment-handbook recipe passes straight through.
+names, so an alignment-handbook recipe passes straight through. With ``finetune.seeds: [s1, s2, ...]``
+the round trains one adapter per seed on the same rows: s1's is ``adapter/``, the others'
+``seeds/<seed>/adapter/`` (with ``seeds/<seed>/train_log.jsonl``), and the manifest's ``extra.seeds``
+lists each run (seed, adapter folder, first and last loss, steps, seconds).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from ..manifest import Manifest
 from ..model.launch import PROCESSES, is_main, rank, relaunch, wanted
 from ..model.sft_recipe import build as build_recipe
 from ..model.sft_recipe import with_max_length
-from ..progress import peak_rss_mb
+from ..model.training import run_summary, seed_folder, seeded, train, train_extra_seed, train_stats
 from ..store import Store, open_store
 from ..templating import render_file
 from .common import publish, round_arg
@@ -45,29 +48,6 @@ def _select(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
         return rows
     keep = sorted(random.Random(seed).sample(range(len(rows)), limit))
     return [rows[i] for i in keep]
-
-
-def _make_log_callback(path: Path):
-    from transformers import TrainerCallback
-
-    class TrainLog(TrainerCallback):
-        """Appends every logged step to ``train_log.jsonl`` as it happens (main process only)."""
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not state.is_world_process_zero or not logs:
-                return
-            row = {"step": state.global_step, "epoch": state.epoch, **logs}
-            with path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(row, default=float) + "\n")
-
-    return TrainLog()
-
-
-def _losses(log_path: Path) -> list[float]:
-    if not log_path.is_file():
-        return []
-    rows = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [float(r["loss"]) for r in rows if "loss" in r]
 
 
 def _name_base(adapter: Path, model_id: str) -> None:
@@ -121,45 +101,6 @@ def _tokenizer(cfg: Config):
     return base, load_tokenizer(cfg, base, for_generation=False)
 
 
-def _train(cfg: Config, recipe, pairs: list[dict], base: str, tokenizer, log_path: Path):
-    """(trainer, model, train result) after training on ``pairs``."""
-    from datasets import Dataset
-    from trl import SFTTrainer
-
-    from ..model.student import load_model
-
-    model = load_model(cfg, base, for_training=True, quantize=True)
-    try:
-        trainer = SFTTrainer(model=model, args=recipe.sft, train_dataset=Dataset.from_list(pairs),
-                             processing_class=tokenizer, peft_config=recipe.lora,
-                             callbacks=[_make_log_callback(log_path)])
-    except (ValueError, TypeError) as exc:
-        raise DuoError(f"finetune.sft: TRL refused the settings: {str(exc).splitlines()[0]}") from None
-    return trainer, model, trainer.train()
-
-
-def _stats(trainer, result, model, log_path: Path, cuda: bool) -> dict:
-    import torch
-
-    losses = _losses(log_path)
-    steps = int(trainer.state.global_step)
-    runtime = float(result.metrics.get("train_runtime", 0.0))
-    quantized = (getattr(model, "is_loaded_in_4bit", False)
-                 or getattr(model, "is_loaded_in_8bit", False))
-    return {
-        "first_loss": round(losses[0], 4) if losses else None,
-        "last_loss": round(losses[-1], 4) if losses else None,
-        "seconds_per_step": round(runtime / steps, 3) if steps else None,
-        "train_runtime_s": round(runtime, 2),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "device": "cuda" if cuda else "cpu",
-        "steps": steps,
-        "quantized": bool(quantized),
-        "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
-        "num_processes": int(trainer.args.world_size),
-    }
-
-
 def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False) -> Manifest:
     """Fine-tune round ``round_no`` (default 1); skip when the artifact matches this
     config and these inputs."""
@@ -194,12 +135,16 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     base, tokenizer = _tokenizer(cfg)
     cuts = length_counts(pairs, tokenizer, recipe.sft_kwargs.get("max_length"))  # resolves max_length: auto
     recipe = with_max_length(recipe, cuts["max_length"])
-    trainer, model, result = _train(cfg, recipe, pairs, base, tokenizer, log_path)
+    first, *others = cfg.finetune.seeds or [None]  # None: finetune.sft.seed, one adapter
+    # The extra seeds first, each saved to the work folder and freed: one model in memory at a time.
+    runs = [train_extra_seed(cfg, recipe, pairs, base, tokenizer, work, s, cuda=cuda) for s in others]
+    recipe = recipe if first is None else seeded(recipe, first)
+    trainer, model, result = train(cfg, recipe, pairs, base, tokenizer, log_path)
     # Under accelerate launch only the main process writes the artifact.
     if not trainer.is_world_process_zero():
         shutil.rmtree(work, ignore_errors=True)
         return manifest
-    stats = _stats(trainer, result, model, log_path, cuda)
+    stats = train_stats(trainer, result, model, log_path, cuda)
     # After TRL drops.
     used = len(trainer.train_dataset) if trainer.train_dataset is not None else cuts["rows_used"]
     # The cut counts come early: `duo run` prints a stage's first four counts.
@@ -216,8 +161,11 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     manifest.models = {"base": cfg.student.model, "base_revision": cfg.student.revision, "base_path": base,
                        "gguf_file": cfg.student.gguf_file}
     manifest.extra = {**stats, "lora": recipe.lora_kwargs, "sft": recipe.sft_kwargs, "lengths": cuts}
+    if runs:
+        manifest.extra["seeds"] = [run_summary(first, "adapter", stats), *runs]
     with store.write(ins.name) as folder:
         _save(cfg, store, ins.name, folder, trainer, tokenizer, log_path, manifest, model, recipe)
+        _save_seeds(cfg, folder, work, tokenizer, runs)
         manifest.finish(folder).write(folder)
     shutil.rmtree(work, ignore_errors=True)
     return manifest
@@ -257,6 +205,16 @@ def _save(cfg: Config, store: Store, name: str, folder: Path, trainer, tokenizer
     (adapter / "README.md").write_text(card, encoding="utf-8")  # replaces peft's empty stub card
 
 
+def _save_seeds(cfg: Config, folder: Path, work: Path, tokenizer, runs: list[dict]) -> None:
+    """Each extra seed's adapter, with the tokenizer (so it loads on its own), and its train log."""
+    for r in runs:
+        dest = folder / seed_folder(r["seed"])
+        shutil.copytree(work / seed_folder(r["seed"]), dest)
+        if cfg.student.gguf_package or cfg.student.gguf_file:
+            _name_base(dest / "adapter", cfg.student.model)
+        tokenizer.save_pretrained(dest / "adapter")
+
+
 def _trains(cfg: Config, store: Store, round_no: int, force: bool) -> bool:
     """Would ``run`` train? (Not when it would stop on an error or reuse the artifact:
     one process says so.)"""
@@ -284,6 +242,9 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
                f"{x.get('seconds_per_step')} s/step; "
                f"max_length {c.get('max_length')}: {truncated} rows truncated, {dropped} dropped; "
                f"adapter: {adapter_repo}")
+    if runs := x.get("seeds"):
+        summary += ("; seeds " + ", ".join(str(r["seed"]) for r in runs) + ": last loss "
+                    + ", ".join(str(r["last_loss"]) for r in runs))
     publish(store, m.artifact, summary, title=f"finetune, round {round_no}",
             adapter_repo=adapter_repo, adapter_revision=adapter_revision)
     return 0
