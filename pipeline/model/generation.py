@@ -146,33 +146,49 @@ def generate_transformers(cfg: Config, base: str, adapter: Path | None, texts: l
     return answers, generated, time.perf_counter() - t0
 
 
-def generate_vllm(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer
-                  ) -> tuple[list[Answer], int, float]:
-    """(answers, generated tokens, generation seconds) from vLLM, serving the LoRA adapter on the
-    base model when there is one (GPU only)."""
+def generate_vllm(cfg: Config, base: str, adapters: list[Path | None], texts: list[str], tokenizer
+                  ) -> list[tuple[list[Answer], int, float]]:
+    """(answers, generated tokens, generation seconds) from vLLM for each of ``adapters`` (None: the base
+    alone), each LoRA adapter served on one engine of the base model (GPU only)."""
     from vllm import LLM, SamplingParams
     from vllm.lora.request import LoRARequest
 
     from .student import torch_dtype
 
+    loras = [a for a in adapters if a is not None]
     lora: dict = {}
-    request = None
-    if adapter is not None:
-        lora = {"enable_lora": True, "max_lora_rank": vllm_max_lora_rank(adapter / "adapter_config.json")}
-        request = LoRARequest("adapter", 1, str(adapter))
-    llm = LLM(model=base, tokenizer=str(adapter or base), dtype=str(torch_dtype(cfg)).removeprefix("torch."),
+    if loras:
+        lora = {"enable_lora": True,
+                "max_lora_rank": max(vllm_max_lora_rank(a / "adapter_config.json") for a in loras)}
+    llm = LLM(model=base, tokenizer=str(loras[0] if loras else base),
+              dtype=str(torch_dtype(cfg)).removeprefix("torch."),
               seed=SEED, tensor_parallel_size=cfg.infer.tensor_parallel_size, **lora)
     sampling = SamplingParams(max_tokens=cfg.infer.max_new_tokens, seed=SEED,
                               temperature=cfg.infer.temperature if cfg.infer.do_sample else 0.0,
                               top_p=cfg.infer.top_p if cfg.infer.do_sample else 1.0)
-    t0 = time.perf_counter()
-    outs = llm.generate(texts, sampling, lora_request=request)
-    answers = [
-        Answer(o.outputs[0].text.strip(),
-               TRUNCATED if o.outputs[0].finish_reason == "length" else STOPPED)
-        for o in outs
-    ]
-    return answers, sum(len(o.outputs[0].token_ids) for o in outs), time.perf_counter() - t0
+    results = []
+    for n, adapter in enumerate(adapters, 1):
+        request = None if adapter is None else LoRARequest(f"adapter-{n}", n, str(adapter))
+        t0 = time.perf_counter()
+        outs = llm.generate(texts, sampling, lora_request=request)
+        answers = [
+            Answer(o.outputs[0].text.strip(),
+                   TRUNCATED if o.outputs[0].finish_reason == "length" else STOPPED)
+            for o in outs
+        ]
+        results.append((answers, sum(len(o.outputs[0].token_ids) for o in outs),
+                        time.perf_counter() - t0))
+    return results
+
+
+def generate_each(cfg: Config, base: str, adapters: list[Path | None], texts: list[str], tokenizer,
+                  backend: str = "transformers") -> list[tuple[list[Answer], int, float]] | None:
+    """``generate`` with each of ``adapters`` in turn (the adapters of several training seeds); under
+    vLLM one engine serves them all. None in a launched process other than the main one."""
+    if backend == "vllm":
+        return generate_vllm(cfg, base, adapters, texts, tokenizer)
+    results = [generate(cfg, base, adapter, texts, tokenizer, backend) for adapter in adapters]
+    return None if any(r is None for r in results) else results
 
 
 def generate(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer,
@@ -184,7 +200,7 @@ def generate(cfg: Config, base: str, adapter: Path | None, texts: list[str], tok
     ``world_size()``-th text and the main process gets them all back in order; the others get None.
     """
     if backend == "vllm":
-        return generate_vllm(cfg, base, adapter, texts, tokenizer)
+        return generate_vllm(cfg, base, [adapter], texts, tokenizer)[0]
     if world_size() > 1:
         def generate_share(mine: list[int]):
             return generate_transformers(cfg, base, adapter, [texts[i] for i in mine], tokenizer)

@@ -7,8 +7,9 @@ compared with it. Output: artifact ``round-N/infer`` with ``answers.jsonl``: ``i
 system turn or null), ``context`` (earlier turns), ``answer``, ``sample`` (0..
 ``infer.samples_per_prompt`` - 1), ``finish_reason`` (``stop``: the student ended its answer;
 ``length``: cut at ``infer.max_new_tokens``), ``model``, ``adapter`` (null for round 0), ``params``.
-The manifest counts ``truncated_answers`` and ``empty_answers``. Generation:
-:mod:`pipeline.model.generation`.
+The manifest counts ``truncated_answers`` and ``empty_answers``. A round trained with several
+``finetune.seeds`` answers with each seed's adapter: its rows carry ``seed`` too (``sample`` counts
+per seed), one seed's rows after the other's. Generation: :mod:`pipeline.model.generation`.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from __future__ import annotations
 import argparse
 
 from ..artifacts import ARTIFACTS, reusable
+from ..artifacts.finetune import seed_adapters
 from ..config import Config
 from ..data.chat import asked_fields, prompt_messages
 from ..errors import DuoError
 from ..flags import COMMON
 from ..manifest import Manifest
-from ..model.generation import TRUNCATED, choose_backend, generate, generation_params
+from ..model.generation import TRUNCATED, choose_backend, generate_each, generation_params
 from ..model.launch import PROCESSES, is_main, relaunch, wanted, world_size
 from ..records import read_jsonl, write_jsonl
 from ..store import BASELINE_ROUND, Store, artifact_name, open_store
@@ -54,6 +56,30 @@ def _samples(cfg: Config) -> int:
     return k
 
 
+def _rows(cfg: Config, rows: list[dict], answers: list, k: int, *, seed: int | None, adapter: str | None,
+          params: dict) -> list[dict]:
+    """``answers.jsonl`` rows of one adapter's ``k`` answers to each test prompt; ``seed`` only when the
+    round trained several."""
+    return [
+        {
+            "id": r["id"],
+            "instruction": r["instruction"],
+            "reference": r.get("response"),
+            "category": r.get("category"),
+            **asked_fields(r),
+            "answer": answers[i * k + j].text,
+            "sample": j,
+            **({} if seed is None else {"seed": seed}),
+            "finish_reason": answers[i * k + j].finish_reason,
+            "model": cfg.student.model,
+            "adapter": adapter,
+            "params": params,
+        }
+        for i, r in enumerate(rows)
+        for j in range(k)
+    ]
+
+
 def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool = False) -> Manifest:
     """Answer the test prompts with round ``round_no``'s adapter (round 0: the base
     model); skip when unchanged."""
@@ -63,7 +89,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         return old
     rows, k = test_rows(cfg, store), _samples(cfg)
     ft_name = artifact_name("finetune", round_no) if round_no > BASELINE_ROUND else None
-    adapter = store.open(ft_name) / "adapter" if ft_name else None
+    adapters = seed_adapters(store, round_no) if ft_name else [(None, None)]
 
     from ..model.student import load_tokenizer, resolve_base
 
@@ -74,28 +100,15 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
              for r in rows]
     params = generation_params(cfg, backend)
     manifest = ins.start()
-    result = generate(cfg, base, adapter, [t for t in texts for _ in range(k)], tokenizer, backend)
-    if result is None:
+    results = generate_each(cfg, base, [a for _, a in adapters], [t for t in texts for _ in range(k)],
+                            tokenizer, backend)
+    if results is None:
         # A launched process other than the main one: its share of answers went to the main one.
         return manifest
-    answers, generated, seconds = result
-    out = [
-        {
-            "id": r["id"],
-            "instruction": r["instruction"],
-            "reference": r.get("response"),
-            "category": r.get("category"),
-            **asked_fields(r),
-            "answer": answers[i * k + j].text,
-            "sample": j,
-            "finish_reason": answers[i * k + j].finish_reason,
-            "model": cfg.student.model,
-            "adapter": ft_name,
-            "params": params,
-        }
-        for i, r in enumerate(rows)
-        for j in range(k)
-    ]
+    out, answers, generated, seconds = [], [], 0, 0.0
+    for (seed, _), (mine, tokens, took) in zip(adapters, results):
+        out += _rows(cfg, rows, mine, k, seed=seed, adapter=ft_name, params=params)
+        answers, generated, seconds = answers + mine, generated + tokens, seconds + took
     with store.write(ins.name) as folder:
         write_jsonl(folder / "answers.jsonl", out)
         manifest.counts = {
@@ -114,6 +127,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
             "tokens_per_s": round(generated / seconds, 2) if seconds else None,
             "num_processes": world_size(),
         }
+        if len(adapters) > 1:
+            manifest.extra["seeds"] = [seed for seed, _ in adapters]
         manifest.finish(folder).write(folder)
     return manifest
 
