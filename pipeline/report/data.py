@@ -14,6 +14,7 @@ from ..config import Config
 from ..errors import DuoError
 from ..stats.decision_facts import decide_round
 from ..stats.decision_text import evidence_text, record, summary
+from ..stats.seeds import beside_change
 from ..store import BASELINE_ROUND, Store, artifact_name, round_of
 from .costs import cost_summary
 from .lineage import answer_counts, judging, lineage
@@ -197,6 +198,7 @@ def gather(cfg: Config, store: Store, round_no: int) -> dict:
         "student": cfg.student.model,
         "ev": ev,
         "conf": f"{cfg.evaluate.confidence:.0%}",
+        "confidence": cfg.evaluate.confidence,
         "rows": rows,
         "base_rows": base_rows or [],
         "compare_base": not is_base and bool(ev["baseline"] or ev["vs_baseline"]),
@@ -226,6 +228,8 @@ def gather(cfg: Config, store: Store, round_no: int) -> dict:
         "relative_left_out": relative_left_out,
         "rule_targets": rule_targets(ev),
         "headline": "baseline" if relative_left_out else ev["verdict"],
+        # finetune.seeds: the spread between seeds beside the round's change (vs the previous round)
+        "seed_rows": beside_change(ev.get("seed_spread") or {}, ev["vs_previous"] or ev["vs_baseline"]),
     }
 
 

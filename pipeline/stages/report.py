@@ -36,6 +36,7 @@ FLAGS = COMMON + (Flag("--open-pr", "Open, or on a rerun update, the round's pul
                        kind="switch"),)
 ARTIFACT = ARTIFACTS[STAGE]
 CHARTS = {
+    "forest": "paired_differences.png",
     "histogram": "score_distribution.png",
     "categories": "category_means.png",
     "trend": "round_trend.png",
@@ -92,7 +93,7 @@ def redact(text: str) -> str:
 
 
 def draw_charts(ctx: dict, folder: Path) -> dict:
-    from ..report import charts
+    from ..report import charts, forest, trend
 
     ev = ctx["ev"]
     metrics = list(ev["metrics"])
@@ -102,15 +103,19 @@ def draw_charts(ctx: dict, folder: Path) -> dict:
     by_cat = {c["name"]: c["stats"] for c in ctx["categories"]}
     base_cats = {c["name"]: c["base_stats"] for c in ctx["categories"]}
     targets = {m: t["mean"] for m, t in ctx["rule_targets"].items() if t.get("mean") is not None}
+    conf = ctx["confidence"]
     made = {
+        "forest": forest.forest_chart(ev, folder / CHARTS["forest"], confidence=conf)
+        if not ctx["is_base"] else None,  # round 0 is the baseline: nothing to compare it with
         "histogram": charts.score_histogram(scores, folder / CHARTS["histogram"], base=base,
                                             rule=ctx["rule_targets"], thresholds=thresholds,
                                             means={m: s["mean"] for m, s in ev["metrics"].items()},
                                             base_means={m: s["mean"] for m, s in ev["baseline"].items()}),
         "categories": charts.category_means(by_cat, metrics, folder / CHARTS["categories"],
-                                            base=base_cats if ctx["compare_base"] else None),
-        "trend": charts.round_trend(ctx["history"], ctx["trend_metrics"], folder / CHARTS["trend"],
-                                    x_label=ctx["x_label"], targets=targets)
+                                            base=base_cats if ctx["compare_base"] else None,
+                                            confidence=conf),
+        "trend": trend.round_trend(ctx["history"], ctx["trend_metrics"], folder / CHARTS["trend"],
+                                   x_label=ctx["x_label"], targets=targets, confidence=conf)
         if not ctx["is_base"] else None,  # round 0 has no rounds to compare
     }
     return {k: p.name if p is not None else None for k, p in made.items()}
