@@ -24,9 +24,7 @@ from .parity import category_parity, parity_rows, service_gap
 NEEDED_BY = "duo report"
 SUMMARY_KEYS = ("mean", "pass_rate", "threshold", "ci_low", "ci_high", "n")
 BASE_KEYS = ("mean", "ci_low", "ci_high", "n")
-DIFF_KEYS = ("diff", "ci_low", "ci_high", "n", "change")
-# How a metric relates to the service's own answers: what they score against themselves by
-# definition, the top of the judge's scale, or the win rate of a draw.
+DIFF_KEYS = ("diff", "ci_low", "ci_high", "n", "change", "mc_error", "p_value")
 
 
 def adapter_info(cfg: Config, store: Store, round_no: int, pin: dict | None) -> dict | None:

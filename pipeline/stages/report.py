@@ -65,6 +65,7 @@ FILTERS = {
     "md": lambda t: re.sub(r"<(?=[A-Za-z/!?])", "&lt;", str(t)),  # no raw HTML tags from data in markdown
     "cell": lambda t: html.escape(str(t), quote=False).replace("|", "\\|").replace("\n", " "),
     "pct": lambda x: "–" if x is None else f"{x:.0%}",
+    "pval": lambda p: "< 0.001" if p < 0.001 else f"= {p:.3f}" if p < 0.1 else f"= {p:.2f}",
     "usd": lambda x: f"${x:,.2f}" if abs(x) >= 1 else f"${x:.4f}",
 }
 
