@@ -86,7 +86,7 @@ def _mean_mark(ax, x: float, tint: str, word: str, row: int, right: bool, span: 
 
     text = f"{word} {num(x)}"
     place = (x - span[0]) / ((span[1] - span[0]) or 1.0)
-    room = (len(text) * 4.2 + 4) / PANEL_PT  # the label's width, in panel widths
+    room = (len(text) * 3.9 + 4) / PANEL_PT  # the label's width (7 pt type), in panel widths
     if right and place > 1 - room or not right and place < room:
         right = not right
     ax.axvline(x, color=tint, linewidth=1.5)
