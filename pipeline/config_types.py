@@ -192,7 +192,6 @@ class RuleCondition(Section):
 
 
 @dataclass(frozen=True)
-@dataclass(frozen=True)
 class CeilingConfig(Section):
     """``evaluate.ceiling``: the service's second answer to each test prompt (``pipeline.judging.ceiling``)."""
 
@@ -201,6 +200,7 @@ class CeilingConfig(Section):
     params: dict = field(default_factory=dict)  # over service.synthesize.params
 
 
+@dataclass(frozen=True)
 class EvaluateConfig(Section):
     judge_repeats: int
     prompt: str
@@ -217,8 +217,8 @@ class EvaluateConfig(Section):
     pairwise_schema: str
     decision_metric: str | None
     detect_difference: float | None
-
     ceiling: CeilingConfig = field(default_factory=CeilingConfig)
+
 
 @dataclass(frozen=True)
 class JournalConfig(Section):
