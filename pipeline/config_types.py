@@ -174,6 +174,7 @@ class SynthesizeConfig(Section):
     length_filter: LengthFilterConfig = field(default_factory=LengthFilterConfig)
     targeting: str = "uniform"
     decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
+    min_yield: float = 0.5  # below this share of the pairs asked for kept: stop-no-data
 
     def target_for_round(self, round_no: int) -> int:
         """Synthetic samples to add in ``round_no`` (1-based)."""
@@ -235,6 +236,7 @@ class BudgetConfig(Section):
     max_synthetic_samples: int
     max_spend_usd: float
     patience: int
+    on_regression: str = "stop"  # stop | continue: a failing round significantly worse than the best one
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,9 @@ from ..errors import DuoError
 from ..store import Store, artifact_name
 from .base import Artifact, service_run_keys
 
+# Keys added after decide artifacts were first made (the decision itself is in the fingerprint too).
+LATER_KEYS = ("budget.on_regression", "synthesize.min_yield", "evaluate.bootstrap_samples")
+
 
 def _parents(cfg: Config, store: Store, round_no: int) -> list[str]:
     """The round's evaluation; a round whose synthesis added no rows stops before
@@ -19,8 +22,10 @@ def _parents(cfg: Config, store: Store, round_no: int) -> list[str]:
 
 ARTIFACT = Artifact(
     "decide",
-    reads=("budget", "synthesize", "service.synthesize", "evaluate.confidence"),
+    # evaluate.confidence and bootstrap_samples: the paired difference with the best round so far
+    reads=("budget", "synthesize", "service.synthesize", "evaluate.confidence", "evaluate.bootstrap_samples"),
     unhashed=service_run_keys("synthesize"),
+    later=LATER_KEYS,
     parents=_parents,
 )
 

@@ -36,8 +36,10 @@ def _files(cfg: Config) -> tuple:
 ARTIFACT = Artifact(
     "synthesize",
     reads=("task.description", "synthesize", "service.synthesize", "privacy"),
-    # budget.max_synthetic_samples decides the round's target, which is in the fingerprint as a value.
-    unhashed=(*service_run_keys("synthesize"), *SPEND_CAP, "budget.max_synthetic_samples"),
+    # budget.max_synthetic_samples decides the round's target, which is in the fingerprint as a value;
+    # synthesize.min_yield only decides what follows (decide).
+    unhashed=(*service_run_keys("synthesize"), *SPEND_CAP, "budget.max_synthetic_samples",
+              "synthesize.min_yield"),
     files=_files,
     parents=_parents,
 )
