@@ -23,11 +23,12 @@ VERBS = {
     "evaluate": ("Score the answers (LLM judge, offline metrics), compare with the baseline; "
                  "apply the pass rule."),
     "report": "Write the round's report (markdown, metrics, charts); optionally open or update its PR.",
-    "decide": ("Pass, stop (plateau, budget, no service LLM) "
+    "decide": ("Pass, stop (regressed, no data, plateau, budget, no service LLM) "
                "or start the next round (dispatching on GitHub)."),
     "run": ("Run rounds end to end on this machine: "
             "prepare, synthesize, finetune, infer, evaluate, report, decide."),
-    "pull": "Load a round's adapter from the store and generate from a prompt.",
+    "pull": ("Load a round's adapter from the store (default: the promoted, else the best, else the "
+             "latest fine-tuned round) and generate from a prompt."),
     "promote": ("Record a report PR's review: "
                 "merged promotes the round's adapter (production tag), closed rejects it."),
     "export": "Export a round's adapter: a merged safetensors model, or the vLLM command that serves it.",

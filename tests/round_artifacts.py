@@ -150,9 +150,11 @@ def score_rows(round_no: int, *, judge: bool = True, factor: float = 1.0) -> lis
 
 def build_round(store: LocalStore, round_no: int, *, sim: float = 71.2, prec: float = 80.0, kept: int = 1000,
                 synth_cost: float = 0.5, judge_cost: float = 0.25, judge: bool = True, synthesize: bool = True,
-                finetune: bool = True, train_rows: int = 100, extra: dict | None = None, cut: int = 0) -> None:
+                finetune: bool = True, train_rows: int = 100, extra: dict | None = None, cut: int = 0,
+                factor: float = 1.0) -> None:
     """Artifacts of one round: synthesize (``kept`` rows), finetune (local adapter, ``train_rows`` rows) and
-    evaluate (compared with the last evaluated round before it; ``extra`` replaces keys of its metrics.json)."""
+    evaluate (compared with the last evaluated round before it; ``extra`` replaces keys of its metrics.json;
+    ``factor`` scales every score in its scores.jsonl)."""
     if synthesize:
         removed = {"empty": 1, "truncated": 0, "duplicate": 3, "near_duplicate": 2, "test_overlap": 1}
         put(store, "synthesize", round_no, {"data.jsonl": [], "removed.jsonl": [], "failures.jsonl": []},
@@ -165,7 +167,7 @@ def build_round(store: LocalStore, round_no: int, *, sim: float = 71.2, prec: fl
     doc = {**metrics(round_no, sim, prec, judge=judge, previous=_previous(store, round_no),
                     baseline=store.exists(artifact_name("evaluate", 0))), **(extra or {})}
     put(store, "evaluate", round_no, {"metrics.json": doc,
-                                      "scores.jsonl": score_rows(round_no, judge=judge),
+                                      "scores.jsonl": score_rows(round_no, judge=judge, factor=factor),
                                       "judge_failures.jsonl": []}, cost=judge_cost if judge else 0.0,
         requests=12 if judge and judge_cost else 0)  # 4 test prompts x 3 repeats
 

@@ -1,5 +1,7 @@
 """``round-N/promote``: a reviewer's verdict on the round's report PR (``promotion.json``), and the
-readers that choose which round's adapter serves."""
+readers that choose which round's adapter serves: the promoted round, else the best round (found
+from the scores by :mod:`pipeline.stats.best`, a layer above, and passed in), else the latest
+fine-tuned round."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ import json
 from ..errors import DuoError
 from ..store import Store, artifact_name, latest_round, round_of
 from .base import Artifact
-from .evaluate import verdict
 
 FILE = "promotion.json"
 
@@ -58,14 +59,18 @@ def latest_finetuned_round(store: Store) -> int:
     return round_no
 
 
-def choose_round(store: Store) -> tuple[int, str | None, str]:
-    """(round, pinned commit or None, why): promoted, else last passing, else latest;
-    rejected rounds skipped."""
+def choose_round(store: Store, best: tuple[int, str] | None = None, *,
+                 up_to: int | None = None) -> tuple[int, str | None, str]:
+    """(round, pinned commit or None, why) among the fine-tuned rounds up to ``up_to`` (default: all):
+    the promoted round, else ``best`` (``(round, why)``: the best round, which
+    :func:`pipeline.stats.best.adapter_round` finds from the scores), else the latest fine-tuned
+    round; rejected rounds skipped."""
     finetuned = sorted(r for r in (round_of(n) for n in store.list("round-") if n.endswith("/finetune"))
-                       if r is not None)
+                       if r is not None and (up_to is None or r <= up_to))
     if not finetuned:
         latest_finetuned_round(store)  # raises the one-line "run duo finetune first"
-    records = promotions(store)
+        raise DuoError(f"no round up to {up_to} has a finetune artifact")
+    records = {r: rec for r, rec in promotions(store).items() if up_to is None or r <= up_to}
     prod = production(records)
     if prod is not None and prod["round"] in finetuned:
         pin = f" ({prod['ref']} at {prod['commit'][:12]})" if prod.get("commit") else ""
@@ -73,9 +78,8 @@ def choose_round(store: Store) -> tuple[int, str | None, str]:
         return prod["round"], prod.get("commit"), why
     rejected = rejected_rounds(records)
     usable = [r for r in finetuned if r not in rejected]
-    passing = [r for r in usable if verdict(store, r, "duo pull") == "pass"]
-    if passing:
-        return passing[-1], None, "the last round that passed its rule (none promoted yet)"
     skipped = f"; rejected in review: {', '.join(map(str, sorted(rejected)))}" if rejected else ""
-    why = f"the latest fine-tuned round (none promoted or passing{skipped})"
+    if best is not None and best[0] in usable:
+        return best[0], None, f"{best[1]} (none promoted{skipped})"
+    why = f"the latest fine-tuned round (none promoted or evaluated{skipped})"
     return (usable or finetuned)[-1], None, why

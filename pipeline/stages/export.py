@@ -6,7 +6,8 @@ then writes a plain transformers model (safetensors) with its tokenizer and ``du
 ``--to vllm`` prints the commands that serve the base model with the adapter in vLLM (the adapter
 downloaded at its commit, since ``--lora-modules`` takes no revision) and the OpenAI-client call
 that swaps the service LLM for it. The round is ``--round N``, ``--promoted`` (the round in
-production) or, by default, the one ``duo pull`` would choose. GGUF is not made here: no maintained
+production) or, by default, the one ``duo pull`` would choose: the promoted round, else the best
+evaluated round, else the latest fine-tuned round. GGUF is not made here: no maintained
 converter installs from PyPI (see docs/actions.md, "Export").
 """
 
@@ -17,11 +18,12 @@ import json
 from pathlib import Path
 
 from ..artifacts.finetune import adapter_commit, adapter_folder
-from ..artifacts.promote import choose_round, production, promotions
+from ..artifacts.promote import production, promotions
 from ..config import Config
 from ..errors import DuoError
 from ..flags import SET, Flag, round_number
 from ..model.generation import vllm_max_lora_rank
+from ..stats.best import adapter_round
 from ..store import Store, open_store
 from ..templating import render_file
 
@@ -38,7 +40,7 @@ FLAGS = (
     SET,
     Flag("--round",
          "Round whose adapter to export "
-         "(default: the promoted round, else the last passing, else the latest).",
+         "(default: the promoted round, else the best evaluated round, else the latest fine-tuned).",
          type=round_number,
          metavar="N"),
     Flag("--promoted",
@@ -51,7 +53,7 @@ FLAGS = (
 )
 
 
-def pick(store: Store, round_no: int | None, promoted: bool) -> tuple[int, str | None, str]:
+def pick(cfg: Config, store: Store, round_no: int | None, promoted: bool) -> tuple[int, str | None, str]:
     """(round, adapter commit or None, why) for the flags given."""
     if promoted:
         prod = production(promotions(store))
@@ -62,7 +64,7 @@ def pick(store: Store, round_no: int | None, promoted: bool) -> tuple[int, str |
         return prod["round"], prod.get("commit"), "promoted to production"
     if round_no is not None:
         return int(round_no), None, "asked for with --round"
-    return choose_round(store)
+    return adapter_round(cfg, store)
 
 
 def merged(cfg: Config, adapter: Path, output: Path, provenance: dict) -> Path:
@@ -103,7 +105,7 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     if args.promoted and args.round is not None:
         raise DuoError("duo export: give --round N or --promoted, not both")
     store = open_store(cfg)
-    round_no, commit, why = pick(store, args.round, bool(args.promoted))
+    round_no, commit, why = pick(cfg, store, args.round, bool(args.promoted))
     if commit is None and store.kind == "hub":
         commit = adapter_commit(store, round_no)  # name the adapter by commit, not by its movable branch
     print(f"round {round_no}: {why}")

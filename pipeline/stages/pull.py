@@ -3,9 +3,11 @@
 The adapter comes from ``round-N/finetune`` in the configured store (a local folder, or the Hub repo
 at revision ``round-N`` via ``store.open``); the base model is the config's student. Without
 ``--round`` the round is, in this order: the one promoted to production (its report PR was merged,
-``duo promote``; in the hub store read at the promoted commit), the last round that passed its rule,
-the latest fine-tuned round; rejected rounds are skipped, and one line says which was chosen and
-why. Each ``--prompt`` is answered through the chat template, greedy unless ``infer.do_sample``;
+``duo promote``; in the hub store read at the promoted commit), the best evaluated round
+(:mod:`pipeline.stats.best`: the highest mean on the decision metric that is not significantly worse
+than the best before it), the latest fine-tuned round; rejected rounds are skipped, and one line
+says which was chosen and why. Each ``--prompt`` is answered through the chat template, greedy
+unless ``infer.do_sample``;
 ``--output`` copies the adapter folder out.
 """
 
@@ -17,13 +19,20 @@ import shutil
 from pathlib import Path
 
 from ..artifacts.finetune import adapter_folder
-from ..artifacts.promote import choose_round
 from ..config import Config
 from ..errors import DuoError
-from ..flags import COMMON, Flag
+from ..flags import FORCE, SET, Flag, round_number
+from ..stats.best import adapter_round
 from ..store import open_store
 
-FLAGS = COMMON + (
+FLAGS = (
+    SET,
+    Flag("--round",
+         "Round whose adapter to pull (default: the promoted round, else the best evaluated round, "
+         "else the latest fine-tuned; rejected rounds skipped).",
+         type=round_number,
+         metavar="N"),
+    FORCE,
     Flag("--prompt", "A prompt to answer with the pulled adapter; repeatable (the variable: one per line).",
          kind="list"),
     Flag("--output", "Also copy the adapter folder here."),
@@ -52,7 +61,7 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
     round_no, commit = args.round, None
     if round_no is None:
-        round_no, commit, why = choose_round(store)
+        round_no, commit, why = adapter_round(cfg, store)
         print(f"round {round_no}: {why}")
     adapter = adapter_folder(store, int(round_no), commit)
     print(f"adapter: round {round_no}, {adapter}")

@@ -1,6 +1,7 @@
 """``duo promote`` (issue 12): a merged report PR promotes its round (a ``production`` tag on the fake Hub at the
 round's adapter commit, a record in the store); a PR closed unmerged marks the round rejected; ``duo pull`` and
-``duo export`` default to the promoted round, then the last passing one, then the latest, skipping rejected ones."""
+``duo export`` default to the promoted round, then the best evaluated one, then the latest, skipping
+rejected ones."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import pytest
 
 from pipeline.artifacts.promote import choose_round, promotions, read_promotion
+from pipeline.stats.best import adapter_round
 from pipeline.cli import main
 from pipeline.stages.export import pick
 from pipeline.store import open_store
@@ -35,16 +37,17 @@ def local_task(tmp_path, *verdicts):
     return cfg, store
 
 
-def test_pull_takes_the_last_passing_round_until_one_is_promoted(tmp_path, outputs, capsys):
+def test_pull_takes_the_best_round_until_one_is_promoted(tmp_path, outputs, capsys):
     cfg, store = local_task(tmp_path, PASS, FAIL, FAIL)
-    assert choose_round(store)[:2] == (1, None)  # round 1 passed; 2 and 3 are later but failed
+    assert adapter_round(cfg, store)[:2] == (1, None)  # round 1 scored highest; 2 and 3 are later but lower
+    assert choose_round(store)[:2] == (3, None)  # without a best round: the latest
     assert main(["promote", str(cfg.source_path), "--merged", "--pr-branch", "duo/demo/round-3",
                  "--pr-url", "https://github.com/acme/duo-demo/pull/3"]) == 0
     assert "promote round 3: promoted to production" in capsys.readouterr().out
     assert (outputs()["status"], outputs()["round"]) == ("promoted", "3")
     record = read_promotion(store, 3)
     assert record["status"] == "promoted" and record["pr_url"].endswith("/pull/3") and record["commit"] is None
-    round_no, _, why = choose_round(store)
+    round_no, _, why = adapter_round(cfg, store)
     assert round_no == 3 and why.startswith("promoted to production")
     assert main(["pull", str(cfg.source_path)]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -52,16 +55,16 @@ def test_pull_takes_the_last_passing_round_until_one_is_promoted(tmp_path, outpu
 
 
 def test_rejected_rounds_are_skipped(tmp_path, outputs, capsys):
-    cfg, store = local_task(tmp_path, FAIL, FAIL)
-    assert choose_round(store)[0] == 2  # nothing passed: the latest
+    cfg, store = local_task(tmp_path, FAIL, {"sim": 60, "prec": 60})
+    assert adapter_round(cfg, store)[0] == 2  # round 2 scored higher and no worse on the same prompts
     assert main(["promote", str(cfg.source_path), "--rejected", "--pr-body",
                  "report\n<!-- duo-report task=demo round=2 -->\n"]) == 0
     assert outputs()["status"] == "rejected"
     assert promotions(store)[2]["status"] == "rejected"
-    round_no, _, why = choose_round(store)
-    assert round_no == 1 and "rejected in review: 2" in why
+    round_no, _, why = adapter_round(cfg, store)
+    assert round_no == 1 and "rejected in review: 2" in why and why.startswith("the best evaluated round")
     with pytest.raises(Exception, match="no round is promoted"):
-        pick(store, None, promoted=True)
+        pick(cfg, store, None, promoted=True)
 
 
 @pytest.mark.parametrize("argv, words", [

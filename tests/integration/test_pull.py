@@ -59,7 +59,7 @@ def test_pull_defaults_to_the_latest_finetuned_round(pulled, capsys):
     _, config, _ = pulled
     assert main(["pull", str(config)]) == 0
     out = capsys.readouterr().out
-    assert "round 1: the latest fine-tuned round (none promoted or passing)" in out and "adapter: round 1" in out
+    assert "round 1: the latest fine-tuned round (none promoted or evaluated)" in out and "adapter: round 1" in out
 
 
 def test_pull_of_a_round_without_adapter_is_one_line(pulled, capsys, tmp_path):
