@@ -59,6 +59,13 @@ def comment_body(cfg: Config, found: dict, dispatched: bool, waiting: str | None
         lines.append("No further rounds: merge this PR and use the round's adapter.")
     elif found["decision"] == "stop-budget":
         lines.append("No further rounds will be started; raise the budget in the config to go on.")
+    elif found["decision"] == "stop-regressed":
+        best = (found.get("best") or {}).get("round")
+        lines.append(f"No further rounds will be started; round {best}'s adapter stays the one to use "
+                     "(set budget.on_regression: continue to go on regardless).")
+    elif found["decision"] == "stop-no-data":
+        lines.append("No further rounds will be started; change what removed the synthesized pairs "
+                     "(named above) or lower synthesize.min_yield to go on.")
     else:
         lines.append("No further rounds will be started.")
     return "\n".join(lines) + "\n"

@@ -1,8 +1,10 @@
 """``duo decide``: after a round's evaluation, store the decision and act on it.
 
 The decision itself is :func:`pipeline.stats.decision.decide` (pure), from the facts
-:func:`pipeline.stats.decision_facts.decide_round` reads: pass, continue, stop-plateau, stop-budget
-or stop-no-service. ``run`` stores it as artifact ``round-N/decide`` (``decision.json``, rendered by
+:func:`pipeline.stats.decision_facts.decide_round` reads: pass, continue, stop-plateau, stop-budget,
+stop-no-service, stop-regressed or stop-no-data (the order of the checks: ``pipeline.stats.decision``).
+A round whose synthesis kept no rows is decided too: it was never evaluated. ``run`` stores it as
+artifact ``round-N/decide`` (``decision.json``, rendered by
 :func:`pipeline.stats.decision_text.record` and read back with
 :func:`pipeline.artifacts.decide.read_decision`); ``command --dispatch`` starts the next round's
 workflow on GitHub and comments on the round's PR.

@@ -2,120 +2,41 @@
 from the store; ``decision_text`` renders the decision (``reason``, the report's summary,
 ``decision.json``).
 
-``pass`` when the round's verdict passes. Otherwise ``stop-no-service`` when no service LLM can
-synthesize more data (another round would re-train on the same rows); ``stop-plateau`` when the last
-``budget.patience`` rounds each failed to beat the round before them on the decision metric with a
-CI above 0 (more data stopped helping); ``stop-budget`` when a budget limit is reached; else
-``continue`` with the next round's synthetic target. A round whose synthesis added no rows and that
-was therefore never evaluated stops on the budget too (round 1 among them when the spend cap
-refused every request: a budget smaller than one request).
+The checks, in order (the first that holds decides):
+
+1. ``pass``: the round's verdict passes.
+2. A round that was not evaluated (its synthesis kept no rows, so it was not fine-tuned):
+   ``stop-budget`` when money is why (the spend cap refused every request, the budget ran out, or
+   ``budget.max_synthetic_samples`` left nothing to ask for), else ``stop-no-data``.
+3. ``stop-no-service``: no service LLM can synthesize more data (another round would re-train on
+   the same rows).
+4. ``stop-regressed``: the round is significantly worse than the best round so far on the decision
+   metric (``pipeline.stats.best``), unless ``budget.on_regression: continue``.
+5. ``stop-no-data``: the round's synthesis kept less than ``synthesize.min_yield`` of the pairs it
+   asked for (or none at all), and money was not why.
+6. ``stop-plateau``: the last ``budget.patience`` rounds each failed to beat the round before them
+   on the decision metric with a CI above 0 (more data stopped helping).
+7. ``stop-budget``: a budget limit is reached (``max_rounds``, ``max_synthetic_samples``,
+   ``max_spend_usd``, the next round's estimated cost).
+8. ``continue`` with the next round's synthetic target.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..formatting import rule_row
+from .decision_parts import Best, Condition, Gain, Limit, NextCost, RoundGain, Synthesis
 
 if TYPE_CHECKING:
     from ..config_types import BudgetConfig
 
-DECISIONS = ("pass", "continue", "stop-plateau", "stop-budget", "stop-no-service")
+__all__ = ["DECISIONS", "Best", "Condition", "Decision", "Facts", "Gain", "Limit", "NextCost", "RoundGain",
+           "Synthesis", "budget_limits", "decide", "is_flat", "plateau_rounds"]
 
-
-@dataclass(frozen=True)
-class Condition:
-    """One checked row of the pass rule (a ``metrics.json`` ``rule`` row)."""
-
-    metric: str
-    stat: str = "mean"
-    vs: str | None = None
-    min: float | None = None
-    above: float | None = None
-    value: float | None = None
-    ok: bool = False
-    why: str | None = None
-
-    @classmethod
-    def from_row(cls, row: Mapping) -> Condition:
-        return cls(row.get("metric"), row.get("stat", "mean"), row.get("vs"), row.get("min"),
-                   row.get("above"), row.get("value"), bool(row.get("ok")), row.get("why"))
-
-    @property
-    def text(self) -> str:
-        """``FAIL: similarity mean = 71.2 (needs >= 90)``."""
-        return rule_row(asdict(self))
-
-
-@dataclass(frozen=True)
-class Gain:
-    """A paired difference on the decision metric: this round minus the baseline or the previous round."""
-
-    metric: str | None
-    against: str  # "baseline" or "previous"
-    diff: float | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    n: int | None = None
-    sd: float | None = None
-    change: str | None = None
-
-    @classmethod
-    def from_diff(cls, metric: str | None, against: str, d: Mapping) -> Gain:
-        return cls(metric, against, d.get("diff"), d.get("ci_low"), d.get("ci_high"), d.get("n"),
-                   d.get("sd"), d.get("change"))
-
-
-@dataclass(frozen=True)
-class RoundGain:
-    """How one round did against the round before it,
-    on the decision metric (``ci_low`` None: not compared)."""
-
-    round: int
-    ci_low: float | None
-    passed: bool = False
-
-
-@dataclass(frozen=True)
-class NextCost:
-    """The estimated cost of the next round's synthesis and judging, at the mean cost per request so far."""
-
-    synth_requests: int = 0
-    synth_each: float = 0.0
-    judge_requests: int = 0
-    judge_each: float = 0.0
-
-    @property
-    def synth_usd(self) -> float:
-        return self.synth_requests * self.synth_each
-
-    @property
-    def judge_usd(self) -> float:
-        return self.judge_requests * self.judge_each
-
-
-@dataclass(frozen=True)
-class EmptySynthesis:
-    """What a synthesis that kept no rows did (from its manifest); ``refused_all``: the spend cap
-    refused every request, so none was sent."""
-
-    budget_stopped: bool = False
-    requests: int = 0
-    received: int = 0
-    failures: int = 0
-    refused_all: bool = False
-
-
-@dataclass(frozen=True)
-class Limit:
-    """A budget limit that stops the rounds: ``value`` reached ``limit`` (None: not a number)."""
-
-    name: str  # max_rounds, max_synthetic_samples, max_spend_usd, next_round_cost or no_new_rows
-    value: float | None
-    limit: float | None
-    text: str
+DECISIONS = ("pass", "continue", "stop-plateau", "stop-budget", "stop-no-service", "stop-regressed",
+             "stop-no-data")
 
 
 @dataclass(frozen=True)
@@ -133,8 +54,12 @@ class Facts:
         spend_usd, synthetic_total: spent and synthetic rows kept so far.
         next_samples, next_cost: the next round's synthetic target and its estimated cost.
         can_synthesize: a service LLM is configured to synthesize more data.
-        no_new_rows, empty_synthesis: this round's synthesis kept no rows, and what it did.
-        budget: ``cfg.budget`` (``max_rounds``, ``max_synthetic_samples``, ``max_spend_usd``, ``patience``).
+        no_new_rows: this round's synthesis kept no rows (nothing new to train).
+        synthesis: what this round's synthesis did (None: none ran).
+        min_yield: ``synthesize.min_yield``.
+        best: the best round so far and this round against the best before it (None: none evaluated).
+        budget: ``cfg.budget`` (``max_rounds``, ``max_synthetic_samples``, ``max_spend_usd``,
+            ``patience``, ``on_regression``).
         confidence: the CI level of the gains.
     """
 
@@ -151,10 +76,12 @@ class Facts:
     spend_usd: float = 0.0
     synthetic_total: int = 0
     next_samples: int = 0
-    next_cost: NextCost = NextCost()
+    next_cost: NextCost = field(default_factory=NextCost)
     can_synthesize: bool = True
     no_new_rows: bool = False
-    empty_synthesis: EmptySynthesis | None = None
+    synthesis: Synthesis | None = None
+    min_yield: float = 0.5
+    best: Best | None = None
     confidence: float = 0.95
 
 
@@ -165,7 +92,9 @@ class Decision:
     ``conditions`` are the pass rule's rows, ``limits`` the budget limits that stopped the rounds,
     ``evidence`` the gains on ``metric``; ``plateau_rounds`` the flat rounds behind
     ``stop-plateau``. ``evaluated`` is False for a round that stopped before fine-tuning (its
-    synthesis added no rows).
+    synthesis added no rows). ``best`` is the best round so far (every decision carries it);
+    ``synthesis`` the round's synthesis (the counts behind ``stop-no-data``); ``on_regression`` and
+    ``min_yield`` the settings the decision applied.
     """
 
     code: str
@@ -185,6 +114,10 @@ class Decision:
     patience: int = 0
     confidence: float = 0.95
     evaluated: bool = True
+    best: Best | None = None
+    synthesis: Synthesis | None = None
+    min_yield: float = 0.5
+    on_regression: str = "stop"
 
     def gain(self, against: str) -> Gain | None:
         """The evidence against ``baseline`` or ``previous``, or None when not compared."""
@@ -241,9 +174,10 @@ def budget_limits(f: Facts) -> tuple[Limit, ...]:
     return tuple(out)
 
 
-def _empty_synthesis(f: Facts) -> Limit:
-    """The limit of a round that stopped before fine-tuning: its synthesis kept nothing, and why."""
-    e, cap = f.empty_synthesis or EmptySynthesis(), f.budget.max_spend_usd
+def _unevaluated(f: Facts) -> Limit:
+    """The limit of a round that stopped before fine-tuning for money: its synthesis kept nothing,
+    and why."""
+    e, cap = f.synthesis or Synthesis(), f.budget.max_spend_usd
     if e.refused_all:
         why = (f"the spend cap refused every request (none was sent): "
                f"the ${cap - f.spend_usd:.4f} left of budget.max_spend_usd=${cap:.4f} "
@@ -251,8 +185,8 @@ def _empty_synthesis(f: Facts) -> Limit:
     elif e.budget_stopped:
         why = "the spend budget (budget.max_spend_usd) ran out"
     else:
-        why = (f"{e.requests} requests, {e.received} pairs received, {e.failures} failures; "
-               "every pair was removed or none came back")
+        why = (f"budget.max_synthetic_samples={f.budget.max_synthetic_samples} left nothing to ask for"
+               if e.capped else "it asked for no pairs")
     again = " again" if f.round > 1 else ""  # round 1 trains for the first time
     return Limit("no_new_rows", 0, None,
                  f"synthesis added no rows (kept 0), so it was not fine-tuned{again}: {why}")
@@ -261,15 +195,22 @@ def _empty_synthesis(f: Facts) -> Limit:
 def decide(f: Facts) -> Decision:
     """The decision after round ``f.round`` (see the module's docstring for the order of the checks)."""
     common = {"round": f.round, "spend_usd": f.spend_usd, "synthetic_total": f.synthetic_total,
-              "patience": f.budget.patience, "confidence": f.confidence}
+              "patience": f.budget.patience, "confidence": f.confidence, "best": f.best,
+              "synthesis": f.synthesis, "min_yield": f.min_yield, "on_regression": f.budget.on_regression}
     if f.verdict is None:
-        return Decision("stop-budget", limits=(_empty_synthesis(f),), evaluated=False, **common)
+        if f.synthesis is not None and not f.synthesis.money:
+            return Decision("stop-no-data", evaluated=False, **common)
+        return Decision("stop-budget", limits=(_unevaluated(f),), evaluated=False, **common)
     common.update(conditions=f.rule, evidence=f.evidence, metric=f.metric, previous_round=f.previous_round,
                   rule_kind=f.rule_kind, judge_stopped=f.judge_stopped)
     if f.verdict == "pass":
         return Decision("pass", **common)
     if not f.can_synthesize:
         return Decision("stop-no-service", **common)
+    if f.best is not None and f.best.regressed and f.budget.on_regression == "stop":
+        return Decision("stop-regressed", **common)
+    if f.synthesis is not None and f.synthesis.short(f.min_yield):
+        return Decision("stop-no-data", **common)
     if flat := plateau_rounds(f.history, f.budget.patience):
         return Decision("stop-plateau", plateau_rounds=flat, **common)
     if limits := budget_limits(f):

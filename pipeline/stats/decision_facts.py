@@ -1,6 +1,7 @@
 """The facts the decision after a round rests on, read from the store: the round's evaluation, the
-gains of the rounds before it, the spend so far, the synthetic rows kept and the next round's
-estimated cost. Reads only; :func:`pipeline.stats.decision.decide` decides from them.
+gains of the rounds before it, the best round so far, the round's synthesis, the spend so far, the
+synthetic rows kept and the next round's estimated cost. Reads only;
+:func:`pipeline.stats.decision.decide` decides from them.
 """
 
 from __future__ import annotations
@@ -11,8 +12,20 @@ from ..artifacts.evaluate import read_metrics
 from ..artifacts.synthesize import no_new_rows, refused_all, synthetic_by_round
 from ..config import Config
 from ..store import BASELINE_ROUND, Store, artifact_name
+from .best import standings
 from .budget import spent_in_store
-from .decision import Condition, Decision, EmptySynthesis, Facts, Gain, NextCost, RoundGain, decide, is_flat
+from .decision import (
+    Best,
+    Condition,
+    Decision,
+    Facts,
+    Gain,
+    NextCost,
+    RoundGain,
+    Synthesis,
+    decide,
+    is_flat,
+)
 
 NEEDED_BY = "duo decide"
 
@@ -37,10 +50,13 @@ def round_facts(cfg: Config, store: Store, round_no: int) -> Facts:
         "next_samples": next_samples,
         "can_synthesize": cfg.service.synthesize is not None,
         "no_new_rows": no_new_rows(store, round_no),
+        "synthesis": synthesis(cfg, store, round_no),
+        "min_yield": cfg.synthesize.min_yield,
+        "best": best_so_far(cfg, store, round_no),
     }
     if common["no_new_rows"] and not store.exists(artifact_name("evaluate", round_no)):
         # the round stopped before fine-tuning (duo run; duo finetune refuses): nothing to evaluate
-        return Facts(verdict=None, empty_synthesis=empty_synthesis(store, round_no), **common)
+        return Facts(verdict=None, **common)
     ev = read_metrics(store, round_no, NEEDED_BY)
     metric = ev.get("decision_metric")
     evidence = tuple(Gain.from_diff(metric, against, d) for against in ("baseline", "previous")
@@ -101,12 +117,34 @@ def next_round_cost(cfg: Config, store: Store, round_no: int, next_samples: int)
     return NextCost(synth_requests, synth_each, judge_requests, judge_each)
 
 
-def empty_synthesis(store: Store, round_no: int) -> EmptySynthesis:
-    """What round ``round_no``'s synthesis did when it kept no rows, from its manifest."""
-    m = store.manifest(artifact_name("synthesize", round_no))
-    c = m.counts or {}
-    return EmptySynthesis((m.extra or {}).get("stopped") == "budget",
-                          c.get("requests", 0),
-                          c.get("received", 0),
-                          c.get("failures", 0),
-                          refused_all(store, round_no))
+def synthesis(cfg: Config, store: Store, round_no: int) -> Synthesis | None:
+    """What round ``round_no``'s synthesis did, from its manifest (None: no synthesis ran); what it
+    asked for is its ``requested`` count, else the config's target for the round."""
+    name = artifact_name("synthesize", round_no)
+    if not store.exists(name):
+        return None
+    m = store.manifest(name)
+    c, x = m.counts or {}, m.extra or {}
+    asked = c.get("requested")
+    removed = c.get("removed") if isinstance(c.get("removed"), dict) else {}
+    by_count = sorted(((str(k), int(v)) for k, v in removed.items() if v), key=lambda kv: (-kv[1], kv[0]))
+    return Synthesis(asked=int(cfg.synthesize.target_for_round(round_no) if asked is None else asked),
+                     kept=int(c.get("kept") or 0), received=int(c.get("received") or 0),
+                     requests=int(c.get("requests") or 0), failures=int(c.get("failures") or 0),
+                     removed=tuple(by_count), budget_stopped=x.get("stopped") == "budget",
+                     refused_all=refused_all(store, round_no),
+                     capped=bool(x.get("capped_by_max_synthetic_samples")))
+
+
+def best_so_far(cfg: Config, store: Store, round_no: int) -> Best | None:
+    """The best round among the evaluated rounds 1..``round_no`` and round ``round_no`` against the
+    best round before it (:mod:`pipeline.stats.best`); None when none was evaluated."""
+    found = standings(cfg, store, round_no)
+    if not found:
+        return None
+    if (s := found.get(round_no)) is None:  # this round was not evaluated: the best of those before
+        last = found[max(found)]
+        return Best(last.best, last.best_mean, last.metric, before=last.best, before_mean=last.best_mean)
+    vs = None if s.vs_before is None else Gain.from_diff(s.metric, "best", s.vs_before)
+    return Best(s.best, s.best_mean, s.metric, this_mean=s.mean, before=s.before, before_mean=s.before_mean,
+                vs_before=vs)

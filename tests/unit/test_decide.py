@@ -45,7 +45,8 @@ def test_continue_doubles_the_samples_when_budget_allows(setup):
     d = decision(cfg, store, 1)
     assert d == {"decision": "continue", "round": 1, "next_round": 2, "next_samples": 2000, "spend_usd": 0.75,
                  "synthetic_total": 1000, "reason": d["reason"], "evidence": d["evidence"],
-                 "conditions": d["conditions"], "limits": []}
+                 "conditions": d["conditions"], "limits": [], "best": d["best"], "synthesis": d["synthesis"]}
+    assert (d["best"]["round"], d["best"]["before"], d["synthesis"]["kept"]) == (1, None, 1000)
     assert "similarity mean = 71.2 (needs >= 90)" in d["reason"] and "precision mean = 80 (needs >= 90)" in d["reason"]
 
 
@@ -99,7 +100,7 @@ def test_run_writes_the_artifact_and_skips_when_unchanged(setup):
     m1 = decide.run(cfg, store, 1)
     doc = json.loads((store.open("round-1/decide") / "decision.json").read_text())
     assert set(doc) == {"decision", "reason", "round", "next_round", "next_samples", "spend_usd", "synthetic_total",
-                        "evidence", "conditions", "limits"}
+                        "evidence", "conditions", "limits", "best", "synthesis"}
     assert doc["decision"] == "continue"
     m2 = decide.run(cfg, store, 1)
     assert m2.timings["finished"] == m1.timings["finished"]

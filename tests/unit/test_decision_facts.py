@@ -51,7 +51,9 @@ def test_facts_of_an_evaluated_round(cfg_store):
     build_round(store, 2, kept=0, extra={"stopped": "budget"})
     f = round_facts(cfg, store, 2)
     assert (f.round, f.verdict, f.rule_kind, f.metric, f.previous_round) == (2, "fail", "judge", "similarity", 1)
-    assert f.judge_stopped and f.no_new_rows and f.can_synthesize and f.empty_synthesis is None
+    assert f.judge_stopped and f.no_new_rows and f.can_synthesize
+    # build_round's synthesis asked for what it kept: 0 of 0, nothing to ask for
+    assert (f.synthesis.asked, f.synthesis.kept, f.synthesis.money) == (0, 0, True)
     assert [c.metric for c in f.rule] == ["similarity", "precision"] and not any(c.ok for c in f.rule)
     assert [g.against for g in f.evidence] == ["baseline", "previous"]
     assert f.evidence[1] == Gain("similarity", "previous", 11.2, 4.08, 18.32, 4, 7.12, "better")
@@ -69,8 +71,9 @@ def test_facts_of_a_round_stopped_before_fine_tuning(cfg_store):
                                                            "failures": 7})
     f = round_facts(cfg, store, 2)
     assert (f.verdict, f.no_new_rows, f.rule, f.evidence) == (None, True, (), ())
-    assert (f.empty_synthesis.budget_stopped, f.empty_synthesis.requests, f.empty_synthesis.received,
-            f.empty_synthesis.failures) == (False, 400, 3, 7)
+    assert (f.synthesis.budget_stopped, f.synthesis.requests, f.synthesis.received,
+            f.synthesis.failures) == (False, 400, 3, 7)
+    assert f.synthesis.asked == 2000  # no ``requested`` count: the config's target for round 2
 
 
 def test_facts_of_a_first_round_whose_every_request_the_cap_refused(cfg_store):
@@ -82,7 +85,7 @@ def test_facts_of_a_first_round_whose_every_request_the_cap_refused(cfg_store):
                                                            "failures": 0}, extra={"stopped": "budget"})
     f = round_facts(cfg, store, 1)
     assert (f.verdict, f.no_new_rows, f.spend_usd) == (None, True, 0.0)
-    assert (f.empty_synthesis.budget_stopped, f.empty_synthesis.requests, f.empty_synthesis.refused_all) == (
+    assert (f.synthesis.budget_stopped, f.synthesis.requests, f.synthesis.refused_all) == (
         True, 0, True)
     put(store, "synthesize", 1, {"data.jsonl": []}, counts={"kept": 0, "requests": 3}, extra={"stopped": "budget"})
     assert not no_new_rows(store, 1)  # three were sent: round 1 trains on the coverage data

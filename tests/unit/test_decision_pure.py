@@ -20,11 +20,11 @@ from pipeline.config_types import BudgetConfig
 from pipeline.stats.decision import (
     DECISIONS,
     Condition,
-    EmptySynthesis,
     Facts,
     Gain,
     NextCost,
     RoundGain,
+    Synthesis,
     decide,
     plateau_rounds,
 )
@@ -61,7 +61,8 @@ def test_import_pulls_in_no_stage_engine_store_or_torch():
                           check=True)
     loaded = set(json.loads(done.stdout))
     ours = {m for m in loaded if m == "pipeline" or m.startswith("pipeline.")}
-    assert ours <= {"pipeline", "pipeline.stats", "pipeline.stats.decision", "pipeline.formatting"}, ours
+    assert ours <= {"pipeline", "pipeline.stats", "pipeline.stats.decision", "pipeline.stats.decision_parts",
+                    "pipeline.formatting"}, ours
     assert not loaded & {"torch", "numpy", "yaml", "jsonschema", "transformers"}
 
 
@@ -154,8 +155,9 @@ def test_next_round_cost_must_fit_in_what_is_left():
                                 "synthesis $4.00 (400 requests x $0.0100) + judging $0.25 (12 requests x $0.0208)")
 
 
-def test_a_round_whose_synthesis_added_no_rows_stops():
-    d = decide(facts(round=2, no_new_rows=True))
+def test_a_round_whose_synthesis_added_no_rows_for_money_stops_on_the_budget():
+    spent = Synthesis(asked=2000, requests=3, budget_stopped=True)
+    d = decide(facts(round=2, no_new_rows=True, synthesis=spent))
     assert d.code == "stop-budget" and d.next_round is None
     assert [(lim.name, lim.value, lim.limit, lim.text) for lim in d.limits] == [
         ("no_new_rows", 0, None, "synthesis added no rows in round 2")]
@@ -168,22 +170,43 @@ def test_every_limit_reached_is_named_in_order():
         ("no_new_rows", 0, None)]
 
 
-def test_an_unevaluated_round_stops_on_its_empty_synthesis():
-    counts = EmptySynthesis(requests=400, received=0, failures=400)
-    d = decide(facts(round=2, verdict=None, no_new_rows=True, empty_synthesis=counts, can_synthesize=False,
-                     rule=(), evidence=()))
-    assert (d.code, d.evaluated, d.next_round, d.conditions) == ("stop-budget", False, None, ())
-    assert reason(d) == ("round 2: synthesis added no rows (kept 0), so it was not fine-tuned again: 400 requests, 0 "
-                         "pairs received, 400 failures; every pair was removed or none came back")
+def test_an_unevaluated_round_whose_replies_were_all_removed_stops_for_want_of_data():
+    """Issue 20: round 3 kept 0 of 400 and said stop-budget, though money was not the cause."""
+    counts = Synthesis(asked=400, kept=0, received=1680, requests=1680, failures=3,
+                       removed=(("length_outlier", 1500), ("near_duplicate", 180)))
+    d = decide(facts(round=3, verdict=None, no_new_rows=True, synthesis=counts, rule=(), evidence=()))
+    assert (d.code, d.evaluated, d.next_round) == ("stop-no-data", False, None)
+    assert (d.conditions, d.limits) == ((), ())
+    assert reason(d) == (
+        "round 3: synthesis added no rows, so it was not fine-tuned again; synthesis is not delivering "
+        "data: kept 0 of 400 asked (0%; synthesize.min_yield=0.5), 1680 pairs received from 1680 "
+        "requests: the length band removed the most, 1500; near-duplicates 180; 3 failed replies (not "
+        "the reply schema, or an error); another round would ask the same source for more: widen "
+        "synthesize.length_filter, or ask the service for answers as long as the seeds', or lower "
+        "synthesize.min_yield")
     assert summary(d) == reason(d) and evidence_text(d) == "not evaluated"
-    stopped = decide(facts(round=2, verdict=None, no_new_rows=True, empty_synthesis=EmptySynthesis(True)))
+    every_failed = decide(facts(round=2, verdict=None, no_new_rows=True, rule=(), evidence=(),
+                                synthesis=Synthesis(asked=400, requests=80, failures=80)))
+    assert every_failed.code == "stop-no-data"
+    assert "0 pairs received from 80 requests: 80 failed replies (not the reply schema, or an error); " \
+           "another round would ask the same source for more: check failures.jsonl" in reason(every_failed)
+
+
+def test_an_unevaluated_round_stops_on_the_budget_when_money_is_why():
+    stopped = decide(facts(round=2, verdict=None, no_new_rows=True,
+                           synthesis=Synthesis(asked=400, requests=5, budget_stopped=True)))
+    assert (stopped.code, stopped.evaluated) == ("stop-budget", False)
     assert reason(stopped).endswith("not fine-tuned again: the spend budget (budget.max_spend_usd) ran out")
+    capped = decide(facts(round=2, verdict=None, no_new_rows=True, synthesis=Synthesis(asked=0, capped=True)))
+    assert capped.code == "stop-budget"
+    assert reason(capped).endswith("not fine-tuned again: budget.max_synthetic_samples=7000 left nothing "
+                                   "to ask for")
 
 
 def test_a_round_whose_every_request_the_cap_refused_stops_before_training():
     """Issue 19: a budget smaller than one request sent nothing, yet round 1 said ``continue``."""
-    refused = EmptySynthesis(budget_stopped=True, requests=0, refused_all=True)
-    d = decide(facts(verdict=None, no_new_rows=True, empty_synthesis=refused, spend_usd=0.0, rule=(),
+    refused = Synthesis(asked=1000, budget_stopped=True, requests=0, refused_all=True)
+    d = decide(facts(verdict=None, no_new_rows=True, synthesis=refused, spend_usd=0.0, rule=(),
                      evidence=(), budget=replace(BUDGET, max_spend_usd=0.001)))
     assert (d.code, d.evaluated, d.next_round, d.next_samples) == ("stop-budget", False, None, None)
     assert [(lim.name, lim.value, lim.limit) for lim in d.limits] == [("no_new_rows", 0, None)]
@@ -191,15 +214,13 @@ def test_a_round_whose_every_request_the_cap_refused_stops_before_training():
                          "refused every request (none was sent): the $0.0010 left of budget.max_spend_usd=$0.0010 "
                          "cannot pay for one; raise the budget to go on")
     some_spent = decide(facts(round=2, verdict=None, no_new_rows=True, spend_usd=4.5,
-                              empty_synthesis=EmptySynthesis(True, refused_all=True)))
+                              synthesis=Synthesis(asked=10, budget_stopped=True, refused_all=True)))
     assert reason(some_spent).endswith("not fine-tuned again: the spend cap refused every request (none was sent): "
                                        "the $0.5000 left of budget.max_spend_usd=$5.0000 cannot pay for one; "
                                        "raise the budget to go on")
-    one_sent = decide(facts(verdict=None, no_new_rows=True, empty_synthesis=EmptySynthesis(True, requests=1)))
+    one_sent = decide(facts(verdict=None, no_new_rows=True,
+                            synthesis=Synthesis(10, budget_stopped=True, requests=1)))
     assert reason(one_sent).endswith("not fine-tuned: the spend budget (budget.max_spend_usd) ran out")
-    not_the_cap = decide(facts(verdict=None, no_new_rows=True, empty_synthesis=EmptySynthesis(False)))
-    assert reason(not_the_cap).endswith("not fine-tuned: 0 requests, 0 pairs received, 0 failures; every pair was "
-                                        "removed or none came back")
 
 
 # --------------------------------------------------------------------------- the words
@@ -245,7 +266,8 @@ def test_record_is_decision_json():
     d = decide(facts(spend_usd=5.0))
     doc = record(d)
     assert list(doc) == ["decision", "reason", "round", "next_round", "next_samples", "spend_usd", "synthetic_total",
-                         "evidence", "conditions", "limits"]
+                         "evidence", "conditions", "limits", "best", "synthesis"]
+    assert (doc["best"], doc["synthesis"]) == (None, None)
     assert doc["evidence"] == {"metric": "similarity", "vs_baseline": {"diff": 21.2, "ci_low": 14.1, "ci_high": 28.3,
                                                                        "n": 4, "sd": 7.12, "change": "better"},
                                "vs_previous": None, "text": evidence_text(d)}
@@ -257,5 +279,6 @@ def test_record_is_decision_json():
 
 
 def test_next_step_for_the_pr_title():
-    assert [next_step(code, 2) for code in DECISIONS] == ["", "next: round 2", "stop: plateau", "stop: budget",
-                                                          "stop: no service"]
+    assert [next_step(code, 2) for code in DECISIONS] == [
+        "", "next: round 2", "stop: plateau", "stop: budget", "stop: no service", "stop: regressed",
+        "stop: no data"]
