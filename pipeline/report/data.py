@@ -9,35 +9,22 @@ as None, so the templates never guess.
 from __future__ import annotations
 
 from ..artifacts.evaluate import read_metrics, read_scores
-from ..artifacts.finetune import adapter_location
 from ..config import Config
 from ..errors import DuoError
 from ..stats.decision_facts import decide_round
 from ..stats.decision_text import evidence_text, record, summary
 from ..stats.seeds import beside_change
 from ..store import BASELINE_ROUND, Store, artifact_name, round_of
+from .adapter import adapter_choice, adapter_info
 from .costs import cost_summary
 from .lineage import answer_counts, judging, lineage
-from .training import ALL_REASONS, data_summary
 from .parity import category_parity, parity_rows, service_gap
+from .training import ALL_REASONS, data_summary
 
 NEEDED_BY = "duo report"
 SUMMARY_KEYS = ("mean", "pass_rate", "threshold", "ci_low", "ci_high", "n")
 BASE_KEYS = ("mean", "ci_low", "ci_high", "n")
 DIFF_KEYS = ("diff", "ci_low", "ci_high", "n", "change", "mc_error", "p_value")
-
-
-def adapter_info(cfg: Config, store: Store, round_no: int, pin: dict | None) -> dict | None:
-    """Where the round's adapter is: ``repo`` and ``revision`` (its branch), and ``commit``/``url``
-    pinned to the upload commit when the store has one (``pin``:
-    :func:`pipeline.report.lineage.pinned`)."""
-    name = artifact_name("finetune", round_no)
-    if not store.exists(name):
-        return None
-    repo, revision = adapter_location(store, name)
-    pin = pin or {}
-    return {"repo": repo, "revision": revision, "base": cfg.student.model, "commit": pin.get("commit"),
-            "url": pin.get("url"), "fingerprint": pin.get("fingerprint")}
 
 
 def worst_samples(ev: dict, rows: list[dict], n: int) -> tuple[str | None, list[dict]]:
@@ -215,7 +202,8 @@ def gather(cfg: Config, store: Store, round_no: int) -> dict:
         "decision": decision_now(cfg, store, round_no),
         "cost": cost_summary(cfg, store, round_no),
         "data": data_summary(store, round_no),
-        "adapter": adapter_info(cfg, store, round_no, pins["adapter"]),
+        "adapter": (own := adapter_info(cfg, store, round_no, pins["adapter"])),
+        "use_adapter": adapter_choice(cfg, store, round_no, own),
         "reasons": ALL_REASONS,
         "charts": {},
         "synthesis_configured": cfg.service.synthesize is not None,

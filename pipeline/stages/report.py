@@ -6,6 +6,9 @@ Reads ``round-N/evaluate`` (required) and whatever else the store holds
 the folder to branch ``duo/<task>/round-<N>`` and opens, or on a rerun updates, the round's PR,
 whose images and links name commits (the report branch's, the Hub uploads'), never a branch. In the
 Hub store it then writes the round's results and the report's link into the adapter's model card.
+A round whose synthesis kept no rows was never evaluated: its report
+(``pipeline.report.unevaluated``) states the synthesis, the decision and the adapter to use, with no
+metrics and no charts.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ..flags import COMMON, Flag
 from ..formatting import condition, num, rule_row, signed
 from ..manifest import MANIFEST, Manifest, zero_usage
 from ..report.data import NEEDED_BY, gather
+from ..report.unevaluated import gather_unevaluated, unevaluated
 from ..stats.decision_text import next_step
 from ..store import Store, artifact_name, latest_round, open_store
 from ..templating import TEMPLATES_DIR, environment
@@ -139,16 +143,24 @@ def _publish(artifact: Path, target: Path) -> None:
             shutil.copyfile(path, target / path.name)
 
 
+def context(cfg: Config, store: Store, round_no: int) -> dict:
+    """What the templates need: an evaluated round's (``gather``), or a round never evaluated."""
+    return (gather_unevaluated if unevaluated(store, round_no) else gather)(cfg, store, round_no)
+
+
 def _write(ctx: dict, manifest: Manifest, folder: Path, target: Path) -> None:
-    ctx["charts"] = draw_charts(ctx, folder)
-    (folder / "report.md").write_text(render("report.md.j2", **ctx), encoding="utf-8")
-    full = {**ctx["ev"], "cost": ctx["cost"], "data": ctx["data"], "decision": ctx["decision"],
-            "adapter": ctx["adapter"]}
+    ev = ctx["ev"]  # None: a round never evaluated, with no charts
+    ctx["charts"] = draw_charts(ctx, folder) if ev is not None else {}
+    template = "report.md.j2" if ev is not None else "report_unevaluated.md.j2"
+    (folder / "report.md").write_text(render(template, **ctx), encoding="utf-8")
+    full = {**(ev or {"evaluated": False}), "cost": ctx["cost"], "data": ctx["data"],
+            "decision": ctx["decision"], "adapter": ctx["adapter"], "use_adapter": ctx["use_adapter"]}
     (folder / "metrics.json").write_text(redact(json.dumps(full, indent=2)) + "\n", encoding="utf-8")
-    manifest.counts = {"samples": ctx["ev"].get("n"), "worst_samples": len(ctx["worst"]),
+    manifest.counts = {"samples": (ev or {}).get("n"), "worst_samples": len(ctx["worst"]),
                        "charts": sum(1 for v in ctx["charts"].values() if v)}
     manifest.usage = zero_usage()
-    manifest.extra = {"verdict": ctx["ev"]["verdict"], "decision": ctx["decision"]["decision"],
+    manifest.extra = {"verdict": None if ev is None else ev["verdict"],
+                      "decision": ctx["decision"]["decision"],
                       "report_md": str(target / "report.md"), "report_dir": str(target)}
     manifest.finish(folder).write(folder)
 
@@ -157,14 +169,15 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     """Write the round's report folder and artifact ``round-N/report``;
     unchanged inputs keep the existing one."""
     round_no = int(latest_round(store, "evaluate") or 1) if round_no is None else int(round_no)
-    read_metrics(store, round_no, NEEDED_BY)  # fail early, with the missing artifact named
+    if not unevaluated(store, round_no):
+        read_metrics(store, round_no, NEEDED_BY)  # fail early, with the missing artifact named
     ins = ARTIFACT.inputs(cfg, store, round_no)
     target = report_dir(cfg, round_no)
     if (old := reusable(store, ins, force=force)) is not None:
         if not (target / "report.md").is_file():
             _publish(store.open(ins.name), target)
         return old
-    ctx = gather(cfg, store, round_no)
+    ctx = context(cfg, store, round_no)
     manifest = ins.start()
     with store.write(ins.name) as folder:
         _write(ctx, manifest, folder, target)
@@ -175,7 +188,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
 def title(ctx: dict) -> str:
     """The PR title: the verdict, and what comes next unless the round passed."""
     d = ctx["decision"]
-    verdict = "baseline" if ctx["headline"] == "baseline" else ctx["ev"]["verdict"].upper()
+    verdict = ("NOT EVALUATED" if ctx["ev"] is None else "baseline" if ctx["headline"] == "baseline"
+               else ctx["ev"]["verdict"].upper())
     nxt = next_step(d["decision"], d.get("next_round"))
     return f"duo: {ctx['task']} round {ctx['round']}: {verdict}" + (f", {nxt}" if nxt else "")
 
@@ -194,12 +208,12 @@ def publish_pr(cfg: Config, store: Store, round_no: int, folder: Path) -> dict:
     base = cfg.report.base_branch or repo.default_branch
     github.ensure_branch(repo, branch, base)
     sha = github.commit_files(repo, branch, files, f"duo: report for {cfg.task.name}, round {round_no}")
-    ctx = gather(cfg, store, round_no)
+    ctx = context(cfg, store, round_no)
     blob = f"{repo.html_url}/blob/{sha}"
     chart_urls = [(name[:-4].replace("_", " "), f"{blob}/{rel}/{name}?raw=true") for name in CHARTS.values()
                   if (folder / name).is_file()]
     report_url = f"{blob}/{rel}/report.md"
-    body = render("pr_body.md.j2", **ctx,
+    body = render("pr_body.md.j2" if ctx["ev"] is not None else "report_unevaluated.md.j2", **ctx,
                   watermark=WATERMARK.format(task=cfg.task.name, round=round_no),
                   chart_urls=chart_urls,
                   report_path=f"{rel}/report.md",
@@ -253,6 +267,9 @@ def update_model_card(cfg: Config, store: Store, round_no: int, pr: dict | None)
 
 
 def summary(m: Manifest, store: Store, round_no: int) -> str:
+    if unevaluated(store, round_no):
+        return (f"report round {round_no}: not evaluated (synthesis added no rows), "
+                f"decision {m.extra.get('decision')}")
     ev = read_metrics(store, round_no, NEEDED_BY)
     rows = ev.get("rule") or []
     # round 0 is what relative rows compare with
