@@ -26,6 +26,7 @@ from ..gha import set_output, step_summary
 from ..manifest import Manifest
 from ..prices import check_prices
 from ..progress import StageMeter, StageRecord, summary_line, summary_table
+from ..stats.best import adapter_round
 from ..store import BASELINE_ROUND, Store, artifact_name, open_store
 
 ROUND_STAGES = ("synthesize", "finetune", "infer", "evaluate", "report", "decide")
@@ -114,14 +115,18 @@ def run_stage(cfg: Config, store: Store, stage: str, round_no: int | None, *, fo
     return manifest, record
 
 
-def _adapter_text(store: Store, round_no: int) -> str | None:
-    """Where the round's adapter is, for the closing lines."""
-    name = artifact_name("finetune", round_no)
-    if not store.exists(name):
+def _adapter_text(cfg: Config, store: Store, round_no: int) -> str | None:
+    """Where the adapter to use after round ``round_no`` is (the promoted round's, else the best
+    round's, else the latest fine-tuned one's, as ``duo pull`` takes it), for the closing lines."""
+    try:
+        chosen, _, why = adapter_round(cfg, store, round_no)
+    except DuoError:  # no round up to this one was fine-tuned
         return None
+    name = artifact_name("finetune", chosen)
     ref, revision = adapter_location(store, name)
     local = store.local_path(name) / "adapter"
-    return f"{ref} at revision {revision}; local copy {local}" if revision else str(local)
+    where = f"{ref} at revision {revision}; local copy {local}" if revision else str(local)
+    return where if chosen == round_no else f"{where} (round {chosen}: {why})"
 
 
 def _report_text(cfg: Config, store: Store, round_no: int) -> str | None:
@@ -145,14 +150,15 @@ def baseline(cfg: Config, store: Store, *, force: bool, echo: Callable[[str], No
 def run_round(cfg: Config, store: Store, round_no: int, samples: int | None, *, force: bool,
               echo: Callable[[str], None]) -> list[StageRecord]:
     """One round's stages, in order; synthesize is marked off when no service LLM can write data, and a round
-    (2 or later) whose synthesis kept no rows goes straight to decide (stop-budget): nothing new to train."""
+    whose synthesis kept no rows skips finetune, infer and evaluate (nothing new to train) but still
+    gets its report and its decision (stop-no-data, or stop-budget when money was why)."""
     records = []
     for stage in ROUND_STAGES:
         if stage == "synthesize" and cfg.service.synthesize is None:
             rec = StageRecord(round=round_no, stage=stage, status="off",
                               note="skipped: no service LLM configured (service.synthesize)")
             echo(summary_line(rec))
-        elif stage in ("finetune", "infer", "evaluate", "report") and no_new_rows(store, round_no):
+        elif stage in ("finetune", "infer", "evaluate") and no_new_rows(store, round_no):
             rec = StageRecord(round=round_no, stage=stage, status="off",
                               note="skipped: synthesis added no rows (kept 0): nothing new to train")
             echo(summary_line(rec))
@@ -165,8 +171,8 @@ def run_round(cfg: Config, store: Store, round_no: int, samples: int | None, *, 
 
 def run_rounds(cfg: Config, store: Store, *, rounds: int | None = None, start_round: int = 1,
                force: bool = False, echo: Callable[[str], None] = print) -> RunResult:
-    """Run rounds from ``start_round`` until the decision is pass or stop-budget,
-    or round ``rounds`` is done.
+    """Run rounds from ``start_round`` until the decision is not ``continue`` (pass or a stop), or
+    round ``rounds`` is done; every round run writes its report and its decision, the last one too.
 
     Args:
         rounds: the last round to run (default ``budget.max_rounds``).
@@ -202,7 +208,7 @@ def run_rounds(cfg: Config, store: Store, *, rounds: int | None = None, start_ro
             break
         samples, round_no = decision.get("next_samples"), int(decision.get("next_round") or round_no + 1)
     result.report = _report_text(cfg, store, result.last_round)
-    result.adapter = _adapter_text(store, result.last_round)
+    result.adapter = _adapter_text(cfg, store, result.last_round)
     return result
 
 

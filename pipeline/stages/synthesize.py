@@ -30,7 +30,7 @@ from collections import Counter
 
 from .. import gha
 from ..artifacts import ARTIFACTS, carried_cost, reusable
-from ..artifacts.synthesize import earlier_rounds
+from ..artifacts.synthesize import earlier_rounds, no_new_rows
 from ..config import Config
 from ..data import decontam_semantic, privacy, seeds
 from ..data.dedup import REASONS, PairFilter
@@ -276,6 +276,7 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
         print(f"synthesize round {round_no}: {note}")
         gha.set_output("samples", 0)
         gha.set_output("cost-usd", "0")
+        gha.set_output("trains", "true")
         gha.step_summary(f"### synthesize (round {round_no})\n{note}")
         return 0
     m = run(cfg, store, round_no, force=args.force, samples=args.samples)
@@ -287,5 +288,7 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
         print(f"  warning: {c['shortfall']} short of the target: {why}")
     publish(store, m.artifact, f"synthesize round {round_no}: kept {c['kept']}/{c['requested']} pairs from "
             f"{c['requests']} requests ({c['received']} pairs received; removed: {removed}; failures "
-            f"{c['failures']}); cost ${cost:.4f}", samples=c["kept"], cost_usd=f"{cost:.6f}")
+            f"{c['failures']}); cost ${cost:.4f}", samples=c["kept"], cost_usd=f"{cost:.6f}",
+            # false: nothing new to train, so the workflow skips finetune, infer and evaluate
+            trains="false" if no_new_rows(store, round_no) else "true")
     return 0

@@ -114,9 +114,11 @@ def test_round_with_no_new_rows_is_not_finetuned_again(tmp_path, capsys):
                                   "new to train")]
     assert not store.exists(artifact_name("finetune", 2))
     d = decision(cfg, store, 2)
-    assert d["decision"] == "stop-budget" and "synthesis added no rows" in d["reason"]
+    # issue 20: every reply failed, money was not why: no data, not the budget
+    assert d["decision"] == "stop-no-data" and "synthesis added no rows" in d["reason"]
+    assert "kept 0 of 2000 asked" in d["reason"] and "400 failed replies" in d["reason"]
     assert main(["decide", str(tmp_path / "duo.yaml"), "--round", "2"]) == 0  # no evaluate: decide still decides
-    assert "stop-budget" in capsys.readouterr().out
+    assert "stop-no-data" in capsys.readouterr().out
 
 
 def test_duo_run_goes_from_an_empty_synthesis_straight_to_decide(tmp_path, monkeypatch):
@@ -134,15 +136,17 @@ def test_duo_run_goes_from_an_empty_synthesis_straight_to_decide(tmp_path, monke
             ran.append(self.name)
             if self.name == "synthesize":
                 return put(store, "synthesize", round_no, {"data.jsonl": []}, counts={"kept": 0})
-            from pipeline.stages import decide
-            return decide.run(cfg, store, round_no)
+            from pipeline.stages import decide, report
+            return {"report": report, "decide": decide}[self.name].run(cfg, store, round_no)
 
     monkeypatch.setattr(run_stage, "_stage_module", Stage)
     records = run_stage.run_round(cfg, store, 2, None, force=False, echo=lambda line: None)
-    assert ran == ["synthesize", "decide"]
-    assert [r.status for r in records] == ["done", "off", "off", "off", "off", "done"]
+    assert ran == ["synthesize", "report", "decide"]  # issue 20: the round is reported, then decided
+    assert [r.status for r in records] == ["done", "off", "off", "off", "done", "done"]
     from pipeline.artifacts.decide import read_decision
-    assert read_decision(store, 2)["decision"] == "stop-budget"
+    assert read_decision(store, 2)["decision"] == "stop-no-data"
+    text = (store.open("round-2/report") / "report.md").read_text()
+    assert "round 2 (not evaluated)" in text and "**Decision: `stop-no-data`**" in text
 
 
 # --------------------------------------------------------------------------- --plan

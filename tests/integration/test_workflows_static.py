@@ -25,7 +25,7 @@ BIN = Path(sys.executable).parent
 # docs/contracts.md, "CLI outputs": what each stage writes to $GITHUB_OUTPUT.
 CLI_OUTPUTS = {
     "prepare": set(),
-    "synthesize": {"samples", "cost-usd"},
+    "synthesize": {"samples", "cost-usd", "trains"},
     "finetune": {"adapter-repo", "adapter-revision"},
     "infer": set(),
     "evaluate": {"verdict"},
@@ -148,6 +148,21 @@ def test_round_workflow_shape():
         assert "self-hosted" in jobs[name]["runs-on"] and "gpu" in jobs[name]["runs-on"]
     labels = load(ROOT / ".github/actionlint.yaml")["self-hosted-runner"]["labels"]
     assert "gpu" in labels
+
+
+def test_a_round_whose_synthesis_added_no_rows_is_still_reported_and_decided():
+    """Issue 20: such a round skips finetune, infer and evaluate (nothing new to train) but gets its
+    report and decision; before, finetune failed and the run ended with no report, so the last report
+    still said continue."""
+    jobs = load(ROOT / ".github/workflows/round.yml")["jobs"]
+    assert jobs["synthesize"]["outputs"]["trains"] == "${{ steps.synthesize.outputs.trains }}"
+    assert jobs["finetune"]["if"] == "${{ needs.synthesize.outputs.trains != 'false' }}"
+    assert "if" not in jobs["infer"] and "if" not in jobs["evaluate"]  # skipped with finetune
+    report_if = " ".join(jobs["report"]["if"].split())
+    assert "synthesize" in jobs["report"]["needs"] and report_if.startswith("${{ !cancelled()")
+    assert "needs.evaluate.result == 'success' || needs.synthesize.outputs.trains == 'false'" in report_if
+    decide_if = "${{ !cancelled() && !inputs.dry-run && needs.report.result == 'success' }}"
+    assert jobs["decide"]["if"] == decide_if
 
 
 def test_secrets_reach_only_the_steps_that_use_them():

@@ -44,23 +44,24 @@ def test_a_budget_smaller_than_one_request_stops_round_one_before_training(fake_
     ran = []
 
     class Stage:
-        """Synthesize and decide for real; any other stage would be a bug (it must not run)."""
+        """Synthesize, report and decide for real; any other stage would be a bug (it must not run)."""
 
         def __init__(self, name):
             self.name = name
 
         def run(self, cfg, store, round_no, force=False, **kw):
             ran.append(self.name)
-            from pipeline.stages import decide
-            return {"synthesize": synthesize, "decide": decide}[self.name].run(cfg, store, round_no, **kw)
+            from pipeline.stages import decide, report
+            stages = {"synthesize": synthesize, "report": report, "decide": decide}
+            return stages[self.name].run(cfg, store, round_no, **kw)
 
     monkeypatch.setattr(run_stage, "_stage_module", Stage)
     records = run_stage.run_round(cfg, store, 1, None, force=False, echo=lambda line: None)
     assert fake_openai.log == []  # the cap refused every request: nothing was sent
     m = store.manifest(artifact_name("synthesize", 1))
     assert (m.counts["kept"], m.counts["requests"], m.extra["stopped"]) == (0, 0, "budget")
-    assert ran == ["synthesize", "decide"]
-    assert [r.status for r in records] == ["done", "off", "off", "off", "off", "done"]
+    assert ran == ["synthesize", "report", "decide"]  # issue 20: the round that stops is reported too
+    assert [r.status for r in records] == ["done", "off", "off", "off", "done", "done"]
     d = read_decision(store, 1)
     assert d["decision"] == "stop-budget" and d["next_round"] is None
     assert ("so it was not fine-tuned: the spend cap refused every request (none was sent): the $0.0010 left of "
