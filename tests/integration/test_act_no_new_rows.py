@@ -1,8 +1,8 @@
-"""Issue 20, part 4, on GitHub: round.yml under act (see test_act_round.py) for a round whose synthesis added no
-rows. The spend cap here is smaller than one request, so it refuses every synthesis request of round 1: the
-synthesize job says ``trains=false``, finetune, infer and evaluate are skipped, and the report job (a report
-without metrics) and the decide job still run, so the round's PR says why the rounds stopped. Before, finetune
-failed and the run ended without a report or a decision.
+"""Issue 20, part 4, on GitHub: round.yml under act (see test_act_round.py) for a round whose synthesis
+added no rows. The spend cap here is smaller than one request, so it refuses every synthesis request of
+round 1: the synthesize job says ``trains=false``, finetune, infer and evaluate are skipped, and the
+report job (a report without metrics) and the decide job still run, so the round's PR says why the rounds
+stopped. Before, finetune failed and the run ended without a report or a decision.
 """
 
 from __future__ import annotations
