@@ -23,6 +23,7 @@ from ..config import Config
 from ..errors import DuoError
 from ..formatting import num
 from ..store import BASELINE_ROUND, Store, round_of
+from .decision_parts import is_regression
 from .paired import change_word, cluster_means, paired_diff
 
 NEEDED_BY = "the best round"
@@ -61,8 +62,11 @@ class Standing:
 
     @property
     def regressed(self) -> bool:
-        """True when this round is significantly worse than the best round before it."""
-        return bool(self.vs_before) and self.vs_before.get("change") == "worse"
+        """True when this round is worse than the best round before it: significantly (``worse``), or
+        with its CI's upper end within Monte-Carlo error of 0 on the worse side (``borderline`` with a
+        negative difference). A borderline regression stops the loop too: another round of more data
+        on top of a round that did no better is what the loop must not buy blindly."""
+        return is_regression(self.vs_before)
 
 
 def walk(rounds: Sequence[Scored], metric: str | None, *, samples: int,

@@ -11,6 +11,16 @@ from dataclasses import asdict, dataclass
 from ..formatting import rule_row
 
 
+def is_regression(d: Mapping | None) -> bool:
+    """True when a paired difference (``paired_diff`` plus its ``change``) says the first side is worse:
+    significantly (``worse``), or ``borderline`` with a negative difference (a CI bound within
+    Monte-Carlo error of 0 on the worse side). The loop stops on either: more data on top of a round
+    that did no better is what it must not buy blindly."""
+    d = d or {}
+    return d.get("change") == "worse" or (d.get("change") == "borderline" and (d.get("diff") or 0) < 0)
+
+
+
 @dataclass(frozen=True)
 class Condition:
     """One checked row of the pass rule (a ``metrics.json`` ``rule`` row)."""
@@ -139,7 +149,9 @@ class Best:
 
     @property
     def regressed(self) -> bool:
-        return self.vs_before is not None and self.vs_before.change == "worse"
+        """This round is worse than the best before it (significantly, or borderline: ``is_regression``)."""
+        g = self.vs_before
+        return g is not None and is_regression({"change": g.change, "diff": g.diff})
 
 
 @dataclass(frozen=True)

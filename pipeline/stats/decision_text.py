@@ -112,7 +112,9 @@ def best_text(d: Decision) -> str | None:
 def _regression(d: Decision) -> str:
     """``rougeL is significantly worse than round 1, the best round so far (0.265): -0.026 (95% CI ...)``."""
     b = d.best
-    return (f"{b.metric} is significantly worse than round {b.round}, the best round so far "
+    how = ("significantly worse" if b.vs_before is not None and b.vs_before.change == "worse"
+           else "worse (borderline: a CI bound within Monte-Carlo error of 0)")
+    return (f"{b.metric} is {how} than round {b.round}, the best round so far "
             f"({num(b.mean)}): {gain_text(b.vs_before, b.metric, f'round {b.round}', d.confidence)}")
 
 

@@ -86,3 +86,34 @@ def test_standings_and_adapter_from_the_store(cfg_store):
     assert standings(cfg, store)[3].best == 3 and adapter_round(cfg, store)[0] == 3
     assert adapter_round(cfg, store, 2)[0] == 1  # the adapter after round 2: later rounds do not count
     assert standings(cfg, store, skip={3})[2].best == 1  # a round rejected in review is left out
+
+
+def test_a_borderline_regression_like_the_issues_round_2_stops_under_every_bootstrap_seed():
+    """Round 2 of the issue: -0.026 [-0.056, -0.001] vs round 1 over 50 prompts. Its upper CI end sits within
+    Monte-Carlo error of 0, so its word is 'borderline' under some seeds and 'worse' under others; the loop
+    must call it a regression under all of them (and not under a borderline gain)."""
+    import numpy as np
+
+    from pipeline.stats.decision_parts import is_regression
+    from pipeline.stats.paired import change_word, paired_diff
+
+    rng = np.random.default_rng(7)
+    noise = rng.normal(0.0, 0.11, 50)
+    noise -= noise.mean()
+    base = {f"q{i}": 0.3 for i in range(50)}
+    d0 = paired_diff({k: 0.3 + noise[i] for i, k in enumerate(base)}, base, samples=10000)
+    shift = -0.001 - d0["ci_high"]  # moves the upper end to -0.001
+    worse = {k: 0.3 + noise[i] + shift for i, k in enumerate(base)}
+    words, regressions = set(), set()
+    for seed in range(20):
+        d = paired_diff(worse, base, samples=10000, seed=seed)
+        d["change"] = change_word(d)
+        words.add(d["change"])
+        regressions.add(is_regression(d))
+    assert words <= {"worse", "borderline"} and regressions == {True}
+    better = {k: 0.6 - v for k, v in worse.items()}  # the mirror image: a borderline gain is no regression
+    assert not any(is_regression({**paired_diff(better, base, samples=10000, seed=s), "change": "borderline"})
+                   for s in range(3))
+    found = walk([Scored(1, 0.3, base), Scored(2, sum(worse.values()) / 50, worse)], "rougeL",
+                 samples=10000, confidence=0.95)
+    assert found[2].regressed and found[2].best == 1

@@ -53,10 +53,20 @@ def test_on_regression_continue_goes_on_and_says_so():
                               "more synthetic samples")
 
 
-@pytest.mark.parametrize("change", ["no detectable change", "borderline", "better"])
+@pytest.mark.parametrize("change", ["no detectable change", "better"])
 def test_a_round_not_significantly_worse_is_no_regression(change):
     best = replace(REGRESSED, vs_before=replace(WORSE, change=change))
     assert decide(round2(best=best, synthesis=FULL_YIELD)).code == "continue"
+
+
+def test_a_borderline_loss_is_a_regression_and_a_borderline_gain_is_not():
+    best = replace(REGRESSED, vs_before=replace(WORSE, change="borderline"))
+    d = decide(round2(best=best, synthesis=FULL_YIELD))
+    assert d.code == "stop-regressed"
+    assert "worse (borderline: a CI bound within Monte-Carlo error of 0) than round 1" in reason(d)
+    gain = replace(REGRESSED, vs_before=replace(WORSE, change="borderline", diff=0.026, ci_low=0.001,
+                                                ci_high=0.056))
+    assert decide(round2(best=gain, synthesis=FULL_YIELD)).code == "continue"
 
 
 def test_a_low_yield_stops_for_want_of_data_and_names_the_filter():
