@@ -31,7 +31,8 @@ def worst_samples(ev: dict, rows: list[dict], n: int) -> tuple[str | None, list[
     """The ``n`` lowest-scored rows by the decision metric (what decides the round), else by similarity
     when judged, else by embedding, else the first metric scored."""
     names = list(ev.get("metrics") or {})
-    order = (["similarity"] if ev.get("judge") == "llm" else []) + ["embedding"] + names
+    order = ([ev["decision_metric"]] if ev.get("decision_metric") else []) + \
+        (["similarity"] if ev.get("judge") == "llm" else []) + ["embedding"] + names
     metric = next((m for m in order if any((r.get("scores") or {}).get(m) is not None for r in rows)), None)
     if metric is None or n <= 0:
         return metric, []
@@ -190,10 +191,10 @@ def gather(cfg: Config, store: Store, round_no: int) -> dict:
         "prev_label": (f"round {prev}" if prev not in (None, BASELINE_ROUND) and not is_base
                        else None),
         "gap": service_gap(ev),
-        "worst_metric": metric,
-        "worst": worst,
         "parity": parity_rows(ev),
         "category_parity": category_parity(ev),
+        "worst_metric": metric,
+        "worst": worst,
         "categories": cats,
         "category_metrics": cat_metrics,
         "history": hist,

@@ -48,8 +48,8 @@ CHARTS = {
 WATERMARK = "<!-- duo-report task={task} round={round} -->"
 SECRET_VARS = ("GITHUB_TOKEN", "GH_TOKEN", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY",
                "GEMINI_API_KEY", "GOOGLE_API_KEY")
-MAX_TEXT = 1500  # characters of one answer shown in the worst-samples table
 BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+MAX_TEXT = 1500  # characters of one answer shown in the worst-samples table
 
 
 # --------------------------------------------------------------------------- rendering
