@@ -62,6 +62,8 @@ class Service:
 
     def __call__(self, body: dict):
         user = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+        if not body.get("response_format"):  # round 0 asks the service again for each test prompt (the ceiling)
+            return f"Here is the service's second answer to: {user}"
         with self.lock:
             if "# Candidate answer" in user:
                 if self.fail_after is not None and self.judged >= self.fail_after:
@@ -151,7 +153,8 @@ def test_rerun_skips_every_complete_artifact(offline_run):
 
 @pytest.mark.slow  # two full rounds (or a run and its resume): ~10 s on 2 idle cores, minutes when shared
 def test_service_run_loops_until_the_judge_passes(tmp_path, tiny_model_dir, fake_openai, capsys):
-    service = Service(low_calls=2 * N_TEST * REPEATS)  # rounds 0 (the untuned base) and 1 judged LOW, round 2 HIGH
+    # round 0 (the untuned base and the service's second answers, the ceiling) and round 1 judged LOW, round 2 HIGH
+    service = Service(low_calls=3 * N_TEST * REPEATS)
     fake_openai.set_responder(service)
     config = write_config(tmp_path, tiny_model_dir, service_url=fake_openai.url + "/v1")
 
@@ -166,7 +169,9 @@ def test_service_run_loops_until_the_judge_passes(tmp_path, tiny_model_dir, fake
     assert r2["train_rows"] > r1["train_rows"]
     assert len(read_jsonl(store.open("round-2/synthesize") / "data.jsonl")) > 0
     judge_calls = [b for b in chat_bodies(fake_openai) if is_judge(b)]
-    assert len(judge_calls) == 3 * N_TEST * REPEATS  # round 0 once, then rounds 1 and 2
+    assert len(judge_calls) == 4 * N_TEST * REPEATS  # round 0 once (with the ceiling), then rounds 1 and 2
+    again = [b for b in chat_bodies(fake_openai) if not b.get("response_format")]
+    assert len(again) == N_TEST  # the ceiling: paid once per test set
     assert "skipped: no service LLM" not in out
     cost = float(re.search(r"service cost \$([0-9.]+)", out).group(1))
     assert cost > 0
@@ -180,7 +185,8 @@ def read_decision(store: LocalStore, round_no: int) -> dict:
 
 @pytest.mark.slow  # two full rounds (or a run and its resume): ~10 s on 2 idle cores, minutes when shared
 def test_interrupted_run_resumes_without_paying_twice(tmp_path, tiny_model_dir, fake_openai, capsys):
-    paid_before = N_TEST * REPEATS + 5  # round 0 (the untuned base) fully judged, then 5 of round 1's verdicts
+    # round 0 (the untuned base and the ceiling's second answers) fully judged, then 5 of round 1's verdicts
+    paid_before = 2 * N_TEST * REPEATS + 5
     service = Service(low_calls=10**6, fail_after=paid_before)  # the key is revoked mid-judging
     fake_openai.set_responder(service)
     config = write_config(tmp_path, tiny_model_dir, service_url=fake_openai.url + "/v1", budget={"max_rounds": 1})
@@ -205,7 +211,7 @@ def test_interrupted_run_resumes_without_paying_twice(tmp_path, tiny_model_dir, 
     second = chat_bodies(fake_openai, status=None)
     # no synthesis request again, and only the verdicts not yet paid for were asked
     assert not [b for b in second if not is_judge(b)]
-    assert len(second) == 2 * N_TEST * REPEATS - paid_before
+    assert len(second) == 3 * N_TEST * REPEATS - paid_before
     assert store.exists("round-1/decide")
 
 
