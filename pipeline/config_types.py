@@ -194,7 +194,8 @@ class RuleCondition(Section):
 
 @dataclass(frozen=True)
 class CeilingConfig(Section):
-    """``evaluate.ceiling``: the service's second answer to each test prompt (``pipeline.judging.ceiling``)."""
+    """``evaluate.ceiling``: the service's second answer to each test prompt
+    (``pipeline.judging.ceiling``)."""
 
     enabled: str | bool = "auto"  # auto: when service.synthesize is configured
     model: str | None = None  # instead of service.synthesize.model

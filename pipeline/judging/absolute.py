@@ -183,8 +183,8 @@ def judge_absolute(cfg: Config, store: Store, svc: ServiceLLMConfig, rows: list[
         already, carry: as in ``start_spend`` (when an earlier step of this run already spent or carried).
     """
     ev = cfg.evaluate
-    return run_absolute(cfg, svc, rows, spend=start_spend(cfg, store, svc, artifact_name, already=already, carry=carry),
-                        journal=journal,
+    spend = start_spend(cfg, store, svc, artifact_name, already=already, carry=carry)
+    return run_absolute(cfg, svc, rows, spend=spend, journal=journal,
                         template=template or ev.prompt, schema_name=schema or ev.schema,
                         repeats=ev.judge_repeats if repeats is None else repeats, desc=desc)
 

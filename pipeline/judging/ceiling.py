@@ -110,7 +110,34 @@ def ask_ceiling(cfg: Config, store: Store, rows: list[dict], *, journal: Path,
             failures.append({"id": row["id"], "error": res.error or "empty answer", "raw": res.raw,
                              "attempts": res.attempts})
             continue
-        out.append({k: row.get(k) for k in ("id", "instruction", "reference", "category", "system", "context")}
+        kept = ("id", "instruction", "reference", "category", "system", "context")
+        out.append({k: row.get(k) for k in kept}
                    | {"answer": text, "sample": 0, "_key": res.key, "finish_reason": res.finish_reason,
                       "model": f"{svc.provider}:{svc.model}"})
     return CeilingOutcome(out, failures, spend.usage(), spend.cost, unsent, f"{svc.provider}:{svc.model}")
+
+
+def ask_for_round(cfg: Config, store: Store, round_no: int, rows: list[dict], name: str,
+                  stage: str) -> CeilingOutcome | None:
+    """Round 0's evaluation asks the service once more for each test prompt; None in other rounds (and
+    when the ceiling is off). ``stage``: the journal's stage (``evaluate``)."""
+    if not asks_ceiling(cfg, round_no):
+        return None
+    from ..llm.journal.sync import open_journal
+    from ..prices import check_prices
+
+    check_prices(cfg)
+    journal = open_journal(store, cfg, stage, round_no)
+    return ask_ceiling(cfg, store, rows, journal=journal, artifact_name=name)
+
+
+def ceiling_summary(ceiling: CeilingOutcome | None, rows: list[dict] | None) -> dict:
+    """What ``metrics.json`` says of the ceiling's answers (``ceiling_source``): the round that asked,
+    the model, how many answers and failures; {} without a ceiling."""
+    if not rows:
+        return {}
+    here = ceiling is not None
+    return {"ceiling_source": {"round": BASELINE_ROUND,
+                               "model": ceiling.model if here else rows[0].get("model"),
+                               "answers": len(rows),
+                               "failures": len(ceiling.failures) if here else None}}

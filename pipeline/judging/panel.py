@@ -109,7 +109,8 @@ def judge_panel(cfg: Config, store: Store, judges: list[ServiceLLMConfig], rows:
     panel = {m: _nanmean_rows(_matrix(per_judge, m)) for m in metrics}
     failures = [{**f, "judge": label} for label, out in outcomes.items() for f in out.failures]
     agreed = agreement(per_judge, metrics, threshold)
-    usage = _panel_usage([o.usage for o in outcomes.values()], carried_cost(store, artifact_name) if carry else 0.0)
+    carried = carried_cost(store, artifact_name) if carry else 0.0
+    usage = _panel_usage([o.usage for o in outcomes.values()], carried)
     unsent = sum(o.unsent for o in outcomes.values())
     return PanelOutcome(labels, outcomes, per_judge, panel, agreed, failures, usage, unsent)
 

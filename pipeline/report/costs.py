@@ -46,7 +46,7 @@ def cost_summary(cfg: Config, store: Store, round_no: int) -> dict:
                        cost_usd=round(seen.cost_usd + seen.unknown_at_most_usd, 8))
         row.update(pending=seen.pending if seen else 0,
                    unknown_at_most_usd=round(seen.unknown_at_most_usd, 8) if seen else 0.0)
-        if row["requests"] or row["cost_usd"] or row["pending"]:  # a stage that asked no service is not a cost
+        if row["requests"] or row["cost_usd"] or row["pending"]:  # a stage that asked no service: no row
             rows.append(row)
     return {
         "round_artifacts": rows,

@@ -25,7 +25,7 @@ from ..config import Config
 from ..data import privacy
 from ..flags import COMMON, Flag
 from ..formatting import num, rule_row
-from ..judging.ceiling import ask_ceiling, asks_ceiling
+from ..judging.ceiling import ask_for_round, asks_ceiling, ceiling_summary
 from ..judging.scores import judges, score_with_judges
 from ..manifest import Manifest, add_usage, zero_usage
 from ..prices import check_prices
@@ -81,7 +81,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     rows = read_answers(store.open(artifact_name("infer", round_no)) / "answers.jsonl")
     manifest = ins.start()
     with privacy.tally() as scrubbed:  # what privacy.scrub took out of the judges' requests, by type
-        ceiling = _ask_ceiling(cfg, store, round_no, rows, ins.name)
+        ceiling = ask_for_round(cfg, store, round_no, rows, ins.name, STAGE)
         asked = rows + (ceiling.rows if ceiling else [])  # the service's second answers are scored alike
         judged = score_with_judges(cfg, store, round_no, asked, ins.name,
                                    already=ceiling.cost if ceiling else 0.0, carry=ceiling is None)
@@ -126,7 +126,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         "judge_failures": unjudged,
         **({"panel": judged["panel"]} if judged.get("panel") else {}),
         **({"seed_spread": spread} if (spread := seed_spread(score_rows, list(scores))) else {}),
-        **_ceiling_summary(ceiling, ceiling_rows),
+        **ceiling_summary(ceiling, ceiling_rows),
     }
     if unsent:
         report.update(stopped="budget", judge_requests_not_sent=unsent)
@@ -166,27 +166,6 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
                                       if privacy.enabled(cfg) and judged["on"] else None)
         manifest.finish(folder).write(folder)
     return manifest
-
-
-def _ask_ceiling(cfg: Config, store: Store, round_no: int, rows: list[dict], name: str):
-    """Round 0 asks the service once more for each test prompt (``judging.ceiling``); None otherwise."""
-    if not asks_ceiling(cfg, round_no):
-        return None
-    from ..llm.journal.sync import open_journal
-
-    check_prices(cfg)
-    return ask_ceiling(cfg, store, rows, journal=open_journal(store, cfg, STAGE, round_no), artifact_name=name)
-
-
-def _ceiling_summary(ceiling, ceiling_rows: list[dict] | None) -> dict:
-    """What metrics.json says of the ceiling's answers: where they come from and how many."""
-    if not ceiling_rows:
-        return {}
-    asked_here = ceiling is not None
-    return {"ceiling_source": {"round": BASELINE_ROUND,
-                               "model": ceiling.model if asked_here else ceiling_rows[0].get("model"),
-                               "answers": len(ceiling_rows),
-                               "failures": len(ceiling.failures) if asked_here else None}}
 
 
 # --------------------------------------------------------------------------- CLI
@@ -258,9 +237,9 @@ def plan(cfg: Config, store: Store, round_no: int, *, force: bool = False) -> tu
     parts = []
     if ceiling:
         svc, requests = ceiling_service(cfg), [p[0] for p in plan_ceiling(cfg, rows)]
+        engine = Engine(svc, journal=ceiling_journal(journal), progress=False)
         parts.append(PlanPart.of(f"evaluate round {round_no}, the service once more (ceiling): "
-                                 f"{len(requests)} test prompts", svc, requests,
-                                 Engine(svc, journal=ceiling_journal(journal), progress=False).in_journal(requests)))
+                                 f"{len(requests)} test prompts", svc, requests, engine.in_journal(requests)))
         # the judges score the second answers too; the references stand in for them here
         rows = rows + [{**r, "answer": r["reference"], "_key": PREFIX + str(r["id"])} for r in prompts(rows)]
     if any(m in JUDGE_METRICS for m in ev.metrics):
