@@ -5,7 +5,8 @@ libraries' own names. Their defaults (the alignment-handbook recipes LlamaDuo us
 ``schemas/config.schema.json`` and the config loader fills them in, so a user's key replaces its
 default only. A key that the installed peft/TRL does not know is a one-line error naming it
 (``finetune.sft.<key>``), raised before any model loads; ``duo validate`` runs the same check
-(``effective``). peft and TRL are imported inside the functions, never at import time.
+(``effective``, with the names cached per installed version: ``option_names``). peft and TRL are imported inside
+the functions, never at import time.
 ``max_length: auto`` builds with no limit; ``finetune`` measures the training rows
 (``trainset.length_counts``) and sets the number with ``with_max_length`` before it trains.
 """
@@ -93,14 +94,12 @@ def sft_kwargs(section: dict, known: set[str]) -> dict:
 
 def effective(cfg: Config) -> tuple[dict, dict]:
     """(LoraConfig kwargs, SFTConfig kwargs) of ``cfg``: schema defaults < the user's keys, checked
-    by the installed peft and TRL (imported here). Raises DuoError naming ``finetune.lora.<key>`` /
-    ``finetune.sft.<key>``."""
-    from peft import LoraConfig
-    from trl import SFTConfig
+    by the installed peft and TRL's option names (``option_names.known_names``: cached per version, imported
+    on a miss). Raises DuoError naming ``finetune.lora.<key>`` / ``finetune.sft.<key>``."""
+    from .option_names import known_names
 
-    lora = lora_kwargs(cfg.finetune.lora, _fields(LoraConfig))
-    sft = sft_kwargs(cfg.finetune.sft, _fields(SFTConfig))
-    return lora, sft
+    lora_names, sft_names = known_names()
+    return lora_kwargs(cfg.finetune.lora, lora_names), sft_kwargs(cfg.finetune.sft, sft_names)
 
 
 def quantization(cfg: Config, *, cuda: bool) -> dict | None:

@@ -2,8 +2,9 @@
 one line per problem.
 
 The CLI already loaded the config and checked it against the schema. Here: the fine-tuning recipe's
-keys by the same code ``duo finetune`` runs (``sft_recipe.effective``; peft and TRL are imported
-only when installed, ~10 s, else a note says the keys went unchecked), the data source and its first
+keys by the same code ``duo finetune`` runs (``sft_recipe.effective``: the installed peft and TRL's option
+names, cached per version so that only the first call imports them, ~6 s; without peft/TRL a note says the
+keys went unchecked), the data source and its first
 rows with the column mapping, the prompt templates and reply schemas, every threshold and rule bound
 against its metric's range, the test size against the row count, the store, and each service's
 API-key variable (a warning, an error with ``--strict``).
