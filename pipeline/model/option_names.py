@@ -1,12 +1,14 @@
-"""The option names of the installed peft ``LoraConfig`` and TRL ``SFTConfig``, without importing them on every call.
+"""The option names of the installed peft ``LoraConfig`` and TRL ``SFTConfig``, without importing them on
+every call.
 
-Importing peft and TRL (and with them torch and transformers) to read two dataclasses' field names took ~6 s and
-~500 MiB of ``duo validate`` (issue 24). The names are cached in a user cache folder (``$DUO_CACHE``, else
-``$XDG_CACHE_HOME/duo``, else ``~/.cache/duo``) under ``option-names/``, one file per set of installed versions of
-peft, trl and transformers (``SFTConfig`` inherits transformers' ``TrainingArguments``), read with
-``importlib.metadata`` (no import). A file is used only when the versions it records are the installed ones; the
-first call after an install or upgrade imports the libraries once and writes the file. A cache that cannot be
-read or written is skipped: the names then come from the import, as before.
+Importing peft and TRL (and with them torch and transformers) to read two dataclasses' field names took
+~6 s and ~500 MiB of ``duo validate`` (issue 24). The names are cached in a user cache folder
+(``$DUO_CACHE``, else ``$XDG_CACHE_HOME/duo``, else ``~/.cache/duo``) under ``option-names/``, one file per
+set of installed versions of peft, trl and transformers (``SFTConfig`` inherits transformers'
+``TrainingArguments``), read with ``importlib.metadata`` (no import). A file is used only when the versions
+it records are the installed ones; the first call after an install or upgrade imports the libraries once
+and writes the file. A cache that cannot be read or written is skipped: the names then come from the
+import, as before.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ FORMAT = 1  # bump when the file's layout changes
 
 
 def cache_dir() -> Path:
-    """Where duo keeps its user cache: ``$DUO_CACHE``, else ``$XDG_CACHE_HOME/duo``, else ``~/.cache/duo``."""
+    """Where duo keeps its user cache: ``$DUO_CACHE``, else ``$XDG_CACHE_HOME/duo``, else
+    ``~/.cache/duo``."""
     if os.environ.get("DUO_CACHE"):
         return Path(os.environ["DUO_CACHE"]).expanduser()
     if os.environ.get("XDG_CACHE_HOME"):
@@ -33,7 +36,8 @@ def cache_dir() -> Path:
 
 
 def installed_versions() -> dict[str, str | None]:
-    """The installed version of each of ``LIBRARIES`` (None when it is not installed), without importing it."""
+    """The installed version of each of ``LIBRARIES`` (None when it is not installed), without importing
+    it."""
     out: dict[str, str | None] = {}
     for name in LIBRARIES:
         try:
@@ -44,17 +48,19 @@ def installed_versions() -> dict[str, str | None]:
 
 
 def cache_file(versions: dict[str, str | None]) -> Path:
-    """The cache file for these versions (its name says them, so two environments never overwrite each other's)."""
+    """The cache file for these versions (its name says them: two environments never overwrite each
+    other's)."""
     tag = "_".join(f"{name}-{versions.get(name)}" for name in LIBRARIES)
     return cache_dir() / "option-names" / (re.sub(r"[^A-Za-z0-9._+-]", "-", tag) + ".json")
 
 
 def imported_names() -> tuple[set[str], set[str]]:
-    """(``LoraConfig`` field names, ``SFTConfig`` field names), from the libraries themselves (the slow way)."""
+    """(``LoraConfig`` field names, ``SFTConfig`` field names), from the libraries themselves (the slow
+    way)."""
     from peft import LoraConfig
     from trl import SFTConfig
 
-    return ({f.name for f in dataclasses.fields(LoraConfig)}, {f.name for f in dataclasses.fields(SFTConfig)})
+    return {f.name for f in dataclasses.fields(LoraConfig)}, {f.name for f in dataclasses.fields(SFTConfig)}
 
 
 def _read(path: Path, versions: dict) -> tuple[set[str], set[str]] | None:
@@ -84,8 +90,9 @@ def _write(path: Path, versions: dict, lora: set[str], sft: set[str]) -> None:
 
 
 def known_names() -> tuple[set[str], set[str]]:
-    """(``LoraConfig`` option names, ``SFTConfig`` option names) of the installed peft and TRL: from the cache
-    when it holds these versions' names, else imported (ImportError when they are not installed) and cached."""
+    """(``LoraConfig`` option names, ``SFTConfig`` option names) of the installed peft and TRL: from the
+    cache when it holds these versions' names, else imported (ImportError when they are not installed) and
+    cached."""
     versions = installed_versions()
     path = cache_file(versions)
     cached = _read(path, versions) if versions["peft"] and versions["trl"] else None

@@ -5,8 +5,8 @@ libraries' own names. Their defaults (the alignment-handbook recipes LlamaDuo us
 ``schemas/config.schema.json`` and the config loader fills them in, so a user's key replaces its
 default only. A key that the installed peft/TRL does not know is a one-line error naming it
 (``finetune.sft.<key>``), raised before any model loads; ``duo validate`` runs the same check
-(``effective``, with the names cached per installed version: ``option_names``). peft and TRL are imported inside
-the functions, never at import time.
+(``effective``, with the names cached per installed version: ``option_names``). peft and TRL are
+imported inside the functions, never at import time.
 ``max_length: auto`` builds with no limit; ``finetune`` measures the training rows
 (``trainset.length_counts``) and sets the number with ``with_max_length`` before it trains.
 """

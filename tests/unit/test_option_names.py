@@ -13,8 +13,9 @@ from pipeline.model.sft_recipe import effective
 
 VERSIONS = {"peft": "0.21.2", "trl": "1.16.0", "transformers": "5.23.0"}
 NAMES = ({"r", "lora_alpha", "lora_dropout", "target_modules", "task_type"},
-         {"learning_rate", "lr_scheduler_type", "warmup_steps", "num_train_epochs", "per_device_train_batch_size",
-          "max_length", "logging_steps", "save_strategy", "report_to", "seed", "output_dir"})
+         {"learning_rate", "lr_scheduler_type", "warmup_steps", "num_train_epochs",
+          "per_device_train_batch_size", "max_length", "logging_steps", "save_strategy", "report_to", "seed",
+          "output_dir"})
 
 
 def config(**finetune):
@@ -70,7 +71,8 @@ def test_a_file_that_records_other_versions_is_not_trusted(imports):
     path = option_names.cache_file(VERSIONS)
     path.parent.mkdir(parents=True)
     # the right file name, but written for another transformers (and with names that would accept a typo)
-    path.write_text(json.dumps({"format": option_names.FORMAT, "versions": {**VERSIONS, "transformers": "4.0"},
+    other = {**VERSIONS, "transformers": "4.0"}
+    path.write_text(json.dumps({"format": option_names.FORMAT, "versions": other,
                                 "lora": sorted(NAMES[0] | {"rank"}), "sft": sorted(NAMES[1])}))
     assert option_names.known_names() == NAMES
     assert len(imports) == 1
