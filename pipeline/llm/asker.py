@@ -13,7 +13,7 @@ from .concurrency import InFlight
 from .journal import recorded_send, unbilled
 from .limiter import RateLimiter
 from .replies import check_reply, reask
-from .usage import OutputMean, UsageMeter, estimate_tokens, zero_usage
+from .usage import OutputMean, PromptGauge, UsageMeter, estimate_tokens, prompt_tokens, zero_usage
 
 # which limit a 429 says was hit: OpenAI's "... on tokens per min (TPM)" / "on requests per min
 # (RPM)", Gemini's quota metric names ("..._input_token_count", "..._requests"); anything else holds
@@ -22,6 +22,11 @@ TOKENS_429 = re.compile(r"tokens per min|\(TPM\)|tokens per day|token_count|\bto
                         re.IGNORECASE)
 REQUESTS_429 = re.compile(r"requests per min|\(RPM\)|requests per day|_requests\b|\brequests\b",
                           re.IGNORECASE)
+# a 429 that says the account is at its limit (OpenAI's "Rate limit reached for <model> in organization
+# ... on requests per min (RPM)", Gemini's "RESOURCE_EXHAUSTED: Quota exceeded for metric ..."); any
+# other 429 (a busy server, a random refusal) is about that one request
+ACCOUNT_429 = re.compile(r"rate limit reached for|\bper (?:min|minute|day)\b|\((?:RPM|TPM|RPD|TPD)\)|"
+                         r"quota exceeded for", re.IGNORECASE)
 
 
 class GaveUp(Exception):
@@ -39,6 +44,11 @@ def bucket_of(error: Exception) -> str | None:
     if TOKENS_429.search(text):
         return "tokens"
     return "requests" if REQUESTS_429.search(text) else None
+
+
+def at_account_limit(error: RetryableError) -> bool:
+    """Whether a 429 says the account is at its limit (its headers or its message), not just busy."""
+    return getattr(error, "exhausted", None) is not None or bool(ACCOUNT_429.search(str(error)))
 
 
 def rejected(res: Result, completion: Completion, problem: str, tries: int) -> None:
@@ -60,8 +70,9 @@ class Asker:
 
     Args:
         cfg: the ``ServiceLLMConfig`` (schema_retries, timeout_s).
-        limiter: shared by every item: a 429 with Retry-After pauses all of them
-            (the bucket it names), for as long as the server asked.
+        limiter: shared by every item: a 429 that says the account is at its limit pauses all of
+            them (the bucket it names) for its Retry-After; any other 429 holds only its own request
+            that long, and slows the pace when they persist (AIMD).
         backoff: retries of a RetryableError and the delay between them.
         meter: where each reply's usage is counted.
         spend: a ``budget.Spend`` that reserves each send's worst-case cost first (None: no cap).
@@ -74,6 +85,7 @@ class Asker:
         self.cfg = cfg
         self.inflight = inflight
         self.outputs = OutputMean()  # a reply's tokens, for the limiter, when no max_tokens bounds them
+        self.gauge = PromptGauge()  # a prompt's tokens, calibrated by the replies
         self.journal = journal
         self.limiter = limiter
         self.backoff = backoff
@@ -114,7 +126,11 @@ class Asker:
                   res: Result) -> Completion:
         """One completion, retried on RetryableError up to ``max_retries`` times;
         counts attempts and usage."""
-        estimate = estimate_tokens(messages, schema, params, self.outputs)
+        # booked when the grant is made, from what the replies so far have taught
+        def estimate() -> int:
+            return estimate_tokens(messages, schema, params, self.outputs, self.gauge)
+
+        counted = prompt_tokens(messages, schema)
         # the SDKs have their own timeout; this one is a backstop against a client that never returns
         timeout = self.cfg.timeout_s * 2 + 5
         for attempt in range(self.backoff.max_retries + 1):
@@ -148,7 +164,9 @@ class Asker:
             else:
                 tokens = completion.input_tokens + completion.output_tokens
                 self.limiter.settle(grant, tokens)
+                self.limiter.succeeded()
                 self.outputs.observe(completion.output_tokens)
+                self.gauge.observe(counted, completion.input_tokens)
                 before = res.usage["cost_usd"]
                 self.meter.account(res.usage, completion)
                 charged = res.usage["cost_usd"] - before
@@ -160,11 +178,17 @@ class Asker:
                     self.inflight.finished(flight, tokens)
             if attempt == self.backoff.max_retries:
                 raise GaveUp(f"gave up after {attempt + 1} attempts: {err}")
-            if err.status == 429 and err.retry_after is not None:
-                # the account is over a limit, not just this request: hold every send of that bucket
-                # for what the server asked, no longer; this one goes back to the limiter, which
-                # lets it out in its turn
-                self.limiter.pause(err.retry_after, bucket_of(err))
-                continue
-            await asyncio.sleep(self.backoff.delay(attempt, err.retry_after))
+            if err.status == 429:
+                self.limiter.throttled()
+                if err.retry_after is not None and at_account_limit(err):
+                    # the account is over a limit, not just this request: hold every send of that
+                    # bucket for what the server asked, no longer; this one goes back to the
+                    # limiter, which lets it out in its turn
+                    self.limiter.pause(err.retry_after, err.exhausted or bucket_of(err))
+                    continue
+                # else only this request waits its Retry-After, then queues again
+            delay = self.backoff.delay(attempt, err.retry_after)
+            if self.inflight is not None:
+                self.inflight.held(delay)
+            await asyncio.sleep(delay)
         raise AssertionError("unreachable")

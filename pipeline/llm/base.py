@@ -121,11 +121,15 @@ class ServiceError(DuoError):
 
 
 class RetryableError(ServiceError):
-    """429, 5xx, timeouts, dropped connections: worth another try after ``retry_after`` seconds if given."""
+    """429, 5xx, timeouts, dropped connections: worth another try after ``retry_after`` seconds if given.
+    ``exhausted``: the account's limit a 429's headers say has no room left (``"requests"`` or
+    ``"tokens"``: OpenAI's ``x-ratelimit-remaining-*`` at 0), else None."""
 
-    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None,
+                 exhausted: str | None = None):
         super().__init__(message, status)
         self.retry_after = retry_after
+        self.exhausted = exhausted
 
 
 class RequestError(ServiceError):

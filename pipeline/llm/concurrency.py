@@ -6,7 +6,8 @@ Little's law: to send ``rate`` requests a second that take ``latency`` seconds e
 headroom covers the items that wait in the rate limiter or after a 429), where ``rate`` is the lower
 of the request limit and the token limit divided by the mean tokens of a request, bounded by
 ``max_concurrency`` and by the token limit itself (the tokens of every item in flight fit in one
-window). The pace is the rate limiter's alone: this only keeps enough work queued in front of it.
+window). The latency counts the time items wait out their own 429's Retry-After, per send. The pace
+is the rate limiter's alone: this only keeps enough work queued in front of it.
 With neither limit there is no rate to follow: ``auto`` keeps ``NO_LIMIT_CONCURRENCY`` (a local
 server queues what it cannot run at once, and a deep queue turns into timeouts). The latency is the
 p90 of the recent sends, or the age of the oldest send in flight when that is longer (a lower bound:
@@ -62,6 +63,7 @@ class InFlight:
         self._order: deque[int] = deque()  # send ids in the order they started (finished ones leave lazily)
         self._next_id = 0
         self._finished = 0
+        self._held = 0.0  # seconds items spent waiting out their own 429's Retry-After, all told
         self.active = 0
         self._waiters: deque[asyncio.Future] = deque()
         self._timer = None
@@ -88,6 +90,12 @@ class InFlight:
         if tokens is not None:
             self._tokens[0] += 1
             self._tokens[1] += tokens
+        self._admit()
+
+    def held(self, seconds: float) -> None:
+        """An item waits ``seconds`` out of its own 429's Retry-After, its slot held: the target counts
+        that time per send beside the latency (Little's law)."""
+        self._held += max(0.0, seconds)
         self._admit()
 
     @property
@@ -126,7 +134,8 @@ class InFlight:
             bound = min(bound, max(1, math.floor(self.tpm / per_request)))
         if not rates:
             return min(bound, NO_LIMIT_CONCURRENCY)
-        return max(1, min(bound, math.ceil(min(rates) * self.latency() * HEADROOM)))
+        held = self._held / self._finished if self._finished else 0.0
+        return max(1, min(bound, math.ceil(min(rates) * (self.latency() + held) * HEADROOM)))
 
     # -- the gate ---------------------------------------------------------------------------------
     def slot(self) -> _Slot:

@@ -1,8 +1,9 @@
 """The engine: asks a service LLM many things at once and gives back one Result per Request, in order.
 
 It adds to a provider: concurrency that follows the limits (``concurrency.py``), request and token
-rate limits, retries with exponential backoff and jitter (a 429's Retry-After pauses every send, no
-longer), schema validation with bounded re-asking (``asker.py``), a journal of answers (a rerun pays
+rate limits, retries with exponential backoff and jitter (a 429 that says the account is at its limit
+pauses every send for its Retry-After, no longer; any other 429 holds only its own request), schema
+validation with bounded re-asking (``asker.py``), a journal of answers (a rerun pays
 nothing for what it already has), usage and cost (``usage.py``), and the provider's batch API when
 it has one. One bad item becomes a failed Result; only a FatalError (bad key, unknown model, missing
 key) stops the run, and everything answered before it is in the journal.

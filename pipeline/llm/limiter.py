@@ -5,9 +5,16 @@ A token bucket of capacity R allows a burst of R and then R more within the same
 some 60 s window. Here every grant is checked against a sliding window of the grants of the last
 period (plus a small margin for the time a request spends on its way to the server), and requests
 are also paced evenly, one every ``period / rpm`` seconds, so a long run stays close to the limit
-without bursts. Tokens are estimated before a request is sent and the estimate is replaced by the
-real count when the reply arrives (``settle``); the token limit holds when estimates are not below
-the real counts (they are upper bounds when ``max_tokens`` is set).
+without bursts. Grants are first come, first served: only the head of the queue may be granted, and
+it waits on a condition (never sleeping with the lock held) that ``settle``, a timer for the wait it
+computed, and every grant wake. A request's tokens are estimated when its grant is made (``acquire``
+takes a callable), and the estimate is replaced by the real count when the reply arrives
+(``settle``); the token limit holds when estimates are not below the real counts (they are upper
+bounds when ``max_tokens`` is set).
+
+The request pace also follows 429s that are not the account's limit (AIMD, ``throttled`` /
+``succeeded``): when they persist, the pace is cut by ``AIMD_DECREASE``; each answer adds
+``AIMD_INCREASE`` of the configured rate back, up to it.
 """
 
 from __future__ import annotations
@@ -16,6 +23,11 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+
+AIMD_DECREASE = 0.7  # the pace is multiplied by this when 429s persist
+AIMD_INCREASE = 0.02  # of the configured rate, given back by each answer
+AIMD_FLOOR = 0.1  # the pace never falls below this share of the configured rate
+PERSISTENT = (6, 20)  # 429s persist when at least 6 of the last 20 outcomes were 429s
 
 
 class Grant:
@@ -48,21 +60,28 @@ class RateLimiter:
         self.tpm = tpm
         self.period = period
         self.window = period + (0.01 * period + 0.1 if margin_s is None else margin_s)
-        self.spacing = period / rpm if rpm else 0.0
+        self.scale = 1.0  # the share of the configured request rate paced at now (AIMD)
+        self._outcomes: deque[bool] = deque(maxlen=PERSISTENT[1])  # True: a 429
         self._clock = clock
         self._sleep = sleep
         self._grants: deque[Grant] = deque()
         self._last: float | None = None
         self._paused_until = {"requests": 0.0, "tokens": 0.0}  # per bucket, from 429s
-        self._lock: asyncio.Lock | None = None
-        self._lock_loop = None
+        self._queue: deque[object] = deque()  # tickets of the waiting acquires, first come first
+        self._cond: asyncio.Condition | None = None
+        self._cond_loop = None
+
+    @property
+    def spacing(self) -> float:
+        """Seconds between two grants: the configured pace, slowed by AIMD."""
+        return self.period / (self.rpm * self.scale) if self.rpm else 0.0
 
     def pause(self, seconds: float, bucket: str | None = None) -> None:
-        """Hold sends for ``seconds`` from now, no longer (a 429 with Retry-After: the account, not
-        just one request, is over a limit). ``bucket``: ``"requests"`` holds every send;
-        ``"tokens"`` holds every send that books tokens; None (the server did not say which) holds
-        both. Sends then resume one ``spacing`` apart, as ever: the pause never adds to the grants
-        the window allows, so nothing bursts when it ends."""
+        """Hold sends for ``seconds`` from now, no longer (a 429 that says the account is over a
+        limit). ``bucket``: ``"requests"`` holds every send; ``"tokens"`` holds every send that
+        books tokens; None (the server did not say which) holds both. Sends then resume one
+        ``spacing`` apart, as ever: the pause never adds to the grants the window allows, so
+        nothing bursts when it ends."""
         until = self._clock() + max(0.0, seconds)
         for name in (bucket,) if bucket in self._paused_until else tuple(self._paused_until):
             self._paused_until[name] = max(self._paused_until[name], until)
@@ -70,6 +89,19 @@ class RateLimiter:
     def paused_until(self, bucket: str) -> float:
         """The clock time until which ``bucket`` (``"requests"`` or ``"tokens"``) is held by a 429."""
         return self._paused_until[bucket]
+
+    def throttled(self) -> None:
+        """A send was refused with a 429: when 429s persist, slow the pace (multiplicative decrease);
+        the outcomes seen so far are forgotten, so one burst of 429s cuts the pace once."""
+        self._outcomes.append(True)
+        if sum(self._outcomes) >= PERSISTENT[0]:
+            self.scale = max(AIMD_FLOOR, self.scale * AIMD_DECREASE)
+            self._outcomes.clear()
+
+    def succeeded(self) -> None:
+        """A send was answered: the pace grows back towards the configured rate (additive increase)."""
+        self._outcomes.append(False)
+        self.scale = min(1.0, self.scale + AIMD_INCREASE)
 
     def _wait_needed(self, now: float, tokens: int) -> float:
         while self._grants and self._grants[0].t <= now - self.window:
@@ -95,27 +127,74 @@ class RateLimiter:
                         break
         return wait
 
-    async def acquire(self, tokens: int = 0) -> Grant:
-        """Wait until one more request of ``tokens`` estimated tokens fits;
-        grants are first come, first served."""
+    def _condition(self) -> asyncio.Condition:
         loop = asyncio.get_running_loop()
-        if self._lock is None or self._lock_loop is not loop:  # an asyncio.Lock belongs to one event loop
-            self._lock, self._lock_loop = asyncio.Lock(), loop
-        async with self._lock:
-            while True:
-                now = self._clock()
-                wait = self._wait_needed(now, tokens)
-                if wait <= 0:
-                    break
-                await self._sleep(wait)
-            grant = Grant(now, tokens)
-            self._grants.append(grant)
-            # pace from the planned slot, not the late wake-up, so sleep overshoot does not add up
-            # over a run; the window check above still bounds every period
-            late = None if self._last is None else now - (self._last + self.spacing)
-            self._last = self._last + self.spacing if late is not None and late < self.spacing else now
-            return grant
+        if self._cond is None or self._cond_loop is not loop:  # a Condition belongs to one event loop
+            self._cond, self._cond_loop, self._queue = asyncio.Condition(), loop, deque()
+        return self._cond
+
+    async def acquire(self, tokens: int | Callable[[], int] = 0) -> Grant:
+        """Wait until one more request fits; grants are first come, first served. ``tokens``: its
+        estimated tokens, or a callable that gives them when the grant is made."""
+        cond, ticket = self._condition(), object()
+        self._queue.append(ticket)
+        try:
+            async with cond:
+                while True:
+                    if self._queue[0] is ticket:
+                        now = self._clock()
+                        booked = tokens() if callable(tokens) else tokens
+                        wait = self._wait_needed(now, booked)
+                        if wait <= 0:
+                            break
+                    else:
+                        wait = None
+                    await self._wait(cond, wait)
+                grant = Grant(now, booked)
+                self._grants.append(grant)
+                # pace from the planned slot, not the late wake-up, so sleep overshoot does not add
+                # up over a run; the window check above still bounds every period
+                late = None if self._last is None else now - (self._last + self.spacing)
+                self._last = self._last + self.spacing if late is not None and late < self.spacing else now
+                return grant
+        finally:
+            self._queue.remove(ticket)
+            self._wake()
+
+    async def _wait(self, cond: asyncio.Condition, seconds: float | None) -> None:
+        """Wait (the lock released) for a notify, or for ``seconds`` when given."""
+        timer = asyncio.ensure_future(self._ring(cond, seconds)) if seconds is not None else None
+        try:
+            await cond.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    async def _ring(self, cond: asyncio.Condition, seconds: float) -> None:
+        await self._sleep(seconds)
+        await self._notify(cond)
+
+    @staticmethod
+    async def _notify(cond: asyncio.Condition) -> None:
+        async with cond:
+            cond.notify_all()
+
+    def _wake(self) -> None:
+        """Have the waiters look again (room was freed, or the head of the queue changed)."""
+        cond = self._cond
+        if cond is None or not self._queue:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if loop is self._cond_loop:
+            loop.create_task(self._notify(cond))
 
     def settle(self, grant: Grant, tokens: int) -> None:
-        """Replace a grant's estimated tokens by the real count from the reply."""
+        """Replace a grant's estimated tokens by the real count from the reply; a waiter that now
+        fits is woken."""
+        freed = grant.tokens > tokens
         grant.tokens = tokens
+        if freed:
+            self._wake()

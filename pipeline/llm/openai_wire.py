@@ -42,6 +42,14 @@ def response_format(schema: dict) -> dict:
             "json_schema": {"name": name, "schema": schema, "strict": _strict_ok(schema)}}
 
 
+def exhausted(headers) -> str | None:
+    """The limit OpenAI's ``x-ratelimit-remaining-requests`` / ``-tokens`` headers say is at 0, else None."""
+    for bucket in ("requests", "tokens"):
+        if headers is not None and headers.get(f"x-ratelimit-remaining-{bucket}") == "0":
+            return bucket
+    return None
+
+
 def map_error(e: Exception, where: str) -> Exception:
     """The duo error for an ``openai`` SDK exception (others are returned unchanged)."""
     import openai
@@ -52,7 +60,7 @@ def map_error(e: Exception, where: str) -> Exception:
             return FatalError(f"{where}: HTTP {status}: {e.message}", status=status)
         if status in (408, 409, 429) or status >= 500:
             return RetryableError(f"{where}: HTTP {status}: {e.message}",
-                                  retry_after(e.response.headers), status)
+                                  retry_after(e.response.headers), status, exhausted(e.response.headers))
         return RequestError(f"{where}: HTTP {status}: {e.message}", status=status)
     if isinstance(e, (openai.APIConnectionError, openai.APIResponseValidationError)):
         return RetryableError(f"{where}: {type(e).__name__}: {e}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import deque
 
 from ..manifest import zero_usage as _stage_usage
 from .base import Completion
@@ -73,13 +74,36 @@ class OutputMean:
         return math.ceil(self.total / self.count) if self.count else self.initial
 
 
+class PromptGauge:
+    """``prompt_tokens`` calibrated by the replies: the real input tokens of a prompt over its
+    ``prompt_tokens`` count (at ``CHARS_PER_TOKEN``), the highest of the last ``KEPT`` replies, so the
+    estimate errs on the dear side while it follows the service's tokenizer (1.0 before any reply)."""
+
+    KEPT = 50
+
+    def __init__(self):
+        self._ratios: deque[float] = deque(maxlen=self.KEPT)
+        self.ratio = 1.0
+
+    def observe(self, counted: int, input_tokens: int) -> None:
+        """One reply: ``counted``, the ``prompt_tokens`` of its prompt;
+        ``input_tokens``, what the service counted."""
+        if counted > 0 and input_tokens > 0:
+            self._ratios.append(input_tokens / counted)
+            self.ratio = max(self._ratios)
+
+    def tokens(self, counted: int) -> int:
+        return math.ceil(counted * self.ratio)
+
+
 def estimate_tokens(messages: list, schema: dict | None, params: dict,
-                    outputs: OutputMean | None = None) -> int:
+                    outputs: OutputMean | None = None, gauge: PromptGauge | None = None) -> int:
     """The tokens the rate limiter books for one request before its reply says how many it used: the
-    prompt, plus the reply's token limit, else the running mean of the replies so far
-    (``outputs``)."""
+    prompt (calibrated by ``gauge``), plus the reply's token limit, else the running mean of the
+    replies so far (``outputs``)."""
     guess = outputs.value() if outputs is not None else DEFAULT_OUTPUT_ESTIMATE
-    return prompt_tokens(messages, schema) + (output_limit(params) or guess)
+    counted = prompt_tokens(messages, schema)
+    return (gauge.tokens(counted) if gauge is not None else counted) + (output_limit(params) or guess)
 
 
 def worst_case_tokens(messages: list, schema: dict | None, params: dict) -> tuple[int, int]:

@@ -42,7 +42,8 @@ class FakeCall:
 
 
 def rate_limited(retry_after: float | None = 1.0) -> RetryableError:
-    """A 429 with Retry-After: the engine pauses every send for ``retry_after`` seconds, then retries."""
+    """A 429 with Retry-After that does not say the account is at its limit: the engine holds this
+    item for ``retry_after`` seconds, then retries it."""
     return RetryableError("fake: HTTP 429: rate limit reached", retry_after=retry_after, status=429)
 
 

@@ -12,12 +12,14 @@ completes when it is polled, each line answered by the responder, faults not app
 - ``api_key``: the bearer token it accepts (401 otherwise). ``reported``: totals of the usage it replied with
   (``requests``, ``prompt_tokens``, ``completion_tokens``), sync and batch.
 - A ``schema_violation`` fault answers ``{"violation": "fake"}`` instead of asking the responder.
-- ``set_rate_limit(rpm=None, period=60.0, fault_bucket=None)``: with ``rpm``, a chat completion beyond ``rpm``
-  accepted in the last ``period`` seconds is refused as OpenAI refuses it: 429, ``type: "requests"``, code
+- ``set_rate_limit(rpm=None, period=60.0, fault_bucket=None, tpm=None)``: with ``rpm``, a chat completion beyond
+  ``rpm`` accepted in the last ``period`` seconds is refused as OpenAI refuses it: 429, ``type: "requests"``, code
   ``rate_limit_exceeded``, the message "... on requests per min (RPM): Limit N, Used N, Requested 1. Please try
   again in Xs.", ``Retry-After``/``retry-after-ms`` = the time until the window has room, and ``x-ratelimit-*``
-  headers (the log's ``fault`` says ``over_limit``). ``fault_bucket`` (``"requests"`` or ``"tokens"``) gives the
-  injected 429 faults (``set_faults(rate_429=...)``) the same shape for that bucket, with the fault's Retry-After.
+  headers (the log's ``fault`` says ``over_limit``). With ``tpm``, one whose prompt does not fit beside the
+  tokens of the last ``period``'s answers is refused the same way for ``tokens``. ``fault_bucket``
+  (``"requests"`` or ``"tokens"``) gives the injected 429 faults (``set_faults(rate_429=...)``) the same shape
+  for that bucket, with the fault's Retry-After.
 """
 
 from __future__ import annotations
@@ -112,10 +114,13 @@ class FakeOpenAI(FakeServer):
         self._ids = itertools.count(1)
         self.set_rate_limit()
 
-    def set_rate_limit(self, rpm: float | None = None, period: float = 60.0, fault_bucket: str | None = None) -> None:
+    def set_rate_limit(self, rpm: float | None = None, period: float = 60.0, fault_bucket: str | None = None,
+                       tpm: float | None = None) -> None:
         with self.lock:
             self.limit_rpm, self.limit_period, self.fault_bucket = rpm, period, fault_bucket
+            self.limit_tpm = tpm
             self._accepted: deque[float] = deque()
+            self._tokens: deque[tuple[float, int]] = deque()  # (time, prompt + completion tokens) of answers
 
     def rate_limited(self, bucket: str, wait_s: float, model: str = "gpt-4o") -> Reply:
         """A 429 as OpenAI sends it for ``bucket`` (``"requests"`` or ``"tokens"``), to retry in ``wait_s``."""
@@ -138,6 +143,10 @@ class FakeOpenAI(FakeServer):
 
     def _over_limit(self, req: FakeRequest) -> Reply | None:
         """The 429 of a chat completion that the request limit does not allow now, else None (it is counted)."""
+        if self.limit_tpm:
+            refused = self._over_tokens(req)
+            if refused is not None:
+                return refused
         if not self.limit_rpm:
             return None
         now = time.monotonic()
@@ -151,6 +160,26 @@ class FakeOpenAI(FakeServer):
             self.fault_counts["over_limit"] += 1
         req.fault = "over_limit"
         return self.rate_limited("requests", wait, (req.body or {}).get("model", "gpt-4o"))
+
+    def _over_tokens(self, req: FakeRequest) -> Reply | None:
+        """The 429 of a chat completion whose prompt does not fit the token limit now (the tokens of the
+        answers of the last ``period`` plus its prompt's), else None."""
+        asked = sum(count_words(message_text(m.get("content"))) for m in (req.body or {}).get("messages", []))
+        now = time.monotonic()
+        with self.lock:
+            while self._tokens and self._tokens[0][0] <= now - self.limit_period:
+                self._tokens.popleft()
+            used = sum(n for _, n in self._tokens)
+            if used + asked <= self.limit_tpm:
+                return None
+            for t, n in self._tokens:
+                used -= n
+                if used + asked <= self.limit_tpm:
+                    break
+            wait = t + self.limit_period - now
+            self.fault_counts["over_limit"] += 1
+        req.fault = "over_limit"
+        return self.rate_limited("tokens", wait, (req.body or {}).get("model", "gpt-4o"))
 
     def set_responder(self, fn) -> None:
         self.responder = fn
@@ -194,6 +223,8 @@ class FakeOpenAI(FakeServer):
             self.reported["requests"] += 1
             self.reported["prompt_tokens"] += prompt_tokens
             self.reported["completion_tokens"] += completion_tokens
+            if self.limit_tpm:
+                self._tokens.append((time.monotonic(), prompt_tokens + completion_tokens))
         return json_reply({
             "id": self._next_id("chatcmpl"), "object": "chat.completion", "created": int(time.time()),
             "model": body["model"], "system_fingerprint": "fp_fake",

@@ -140,19 +140,37 @@ def first_reply_then_slow(fake, first_reply):
     return hook
 
 
-def test_a_429_pauses_every_request_not_only_its_own(fake_openai):
-    # A 429 with Retry-After means the whole account is over its limit: at concurrency 4, the requests that free
-    # their slots after it must wait out the pause too, not fill the slots at once.
-    # the other requests in flight answer well after the 429 has reached the engine
-    fake_openai.add_hook(first_reply_then_slow(fake_openai, lambda: error_reply(429, "slow down",
-                                                                                headers={"Retry-After": "1"})))
-    results = Engine(service_cfg(**fast(concurrency=4)), backoff_base=0.01, progress=False).run(
-        requests(12, schema=None))
+def test_an_account_limit_429_pauses_every_request_not_only_its_own(fake_openai):
+    # A 429 whose headers say the account has no requests left (x-ratelimit-remaining-requests: 0) means the whole
+    # account is over its limit: at concurrency 4, the requests that free their slots after it must wait out the
+    # pause too, not fill the slots at once. The other requests in flight answer well after the 429 reached the engine
+    headers = {"Retry-After": "1", "x-ratelimit-remaining-requests": "0"}
+    fake_openai.add_hook(first_reply_then_slow(fake_openai, lambda: error_reply(429, "slow down", headers=headers)))
+    engine = Engine(service_cfg(**fast(concurrency=4)), backoff_base=0.01, progress=False)
+    results = engine.run(requests(12, schema=None))
     assert all(r.ok for r in results) and sum(r.attempts for r in results) == 13
+    assert engine.limiter.paused_until("requests") > 0 and engine.limiter.paused_until("tokens") == 0.0
     log = sorted(fake_openai.log, key=lambda e: e["t"])
     t429 = next(e["t"] for e in log if e["status"] == 429)
     # the first 4 arrivals were granted before the 429; every later send waited out its Retry-After
     assert [round(e["t"] - t429, 2) for e in log[4:] if e["t"] - t429 < 1.0] == []
+
+
+def test_a_random_429_holds_only_its_own_request(fake_openai):
+    # issue #24: a 429 that does not say the account is at its limit ("slow down", no x-ratelimit-remaining-* at 0)
+    # is about that request: it alone waits its Retry-After, the others go on sending meanwhile
+    fake_openai.add_hook(first_reply_then_slow(fake_openai, lambda: error_reply(429, "slow down",
+                                                                                headers={"Retry-After": "1"})))
+    engine = Engine(service_cfg(**fast(concurrency=4)), backoff_base=0.01, progress=False)
+    results = engine.run(requests(12, schema=None))
+    assert all(r.ok for r in results) and sum(r.attempts for r in results) == 13
+    assert engine.limiter.paused_until("requests") == engine.limiter.paused_until("tokens") == 0.0
+    log = sorted(fake_openai.log, key=lambda e: e["t"])
+    refused = next(e for e in log if e["status"] == 429)
+    t429 = refused["t"]
+    assert len([e for e in log if 0 < e["t"] - t429 < 0.9]) >= 4  # others sent within the Retry-After
+    retried = max(e["t"] for e in log if e["body"]["messages"] == refused["body"]["messages"])
+    assert retried - t429 >= 1.0  # and the refused one waited its own Retry-After
 
 
 @pytest.mark.parametrize("bucket, other", [("requests", "tokens"), ("tokens", "requests")])

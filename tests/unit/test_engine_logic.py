@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline.llm import Engine, FatalError, Request, RetryableError
-from pipeline.llm.asker import bucket_of
-from pipeline.llm.usage import DEFAULT_OUTPUT_ESTIMATE, OutputMean, estimate_tokens, prompt_tokens
+from pipeline.llm.asker import at_account_limit, bucket_of
+from pipeline.llm.usage import DEFAULT_OUTPUT_ESTIMATE, OutputMean, PromptGauge, estimate_tokens, prompt_tokens
 from tests.fakes.fake_llm import FakeLLM, bad_key, rate_limited, refused
 from tests.fakes.openai_fixtures import service_cfg
 
@@ -102,7 +102,10 @@ def test_without_max_tokens_the_limiter_books_the_running_mean_of_replies():
     reqs = requests(3, schema=None)
     engine.run(reqs)
     prompt = prompt_tokens(reqs[0].messages, None)
-    assert booked == [prompt + DEFAULT_OUTPUT_ESTIMATE, prompt + 6, prompt + 4]  # 512, then mean(6), mean(6, 2)
+    # the prompt's count is calibrated by the replies too (#24): the fake counts fewer tokens than 3 chars each
+    calibrated = engine.asker.gauge.tokens(prompt)
+    assert calibrated < prompt
+    assert booked == [prompt + DEFAULT_OUTPUT_ESTIMATE, calibrated + 6, calibrated + 4]  # 512, mean(6), mean(6, 2)
     assert engine.asker.outputs.value() == 3  # ceil(mean(6, 2, 1))
     assert estimate_tokens(reqs[0].messages, None, {"max_tokens": 50}, engine.asker.outputs) == prompt + 50
 
@@ -128,3 +131,24 @@ def test_output_mean_starts_at_the_default_and_follows_replies():
 ])
 def test_a_429_names_the_bucket_it_belongs_to(message, bucket):
     assert bucket_of(RetryableError(message, retry_after=1.0, status=429)) == bucket
+    # each of these says the account is at its limit, except the last (#24): that one holds only its own request
+    assert at_account_limit(RetryableError(message, retry_after=1.0, status=429)) is (bucket is not None)
+
+
+@pytest.mark.parametrize("message, exhausted, account", [
+    ("openai gpt-4o: HTTP 429: Too many requests", "requests", True),  # x-ratelimit-remaining-requests: 0
+    ("openai gpt-4o: HTTP 429: Too many requests", None, False),
+    ("gemini: HTTP 429 RESOURCE_EXHAUSTED: Resource has been exhausted (e.g. check quota).", None, False),
+    ("fake: HTTP 429: Rate limit reached (fake)", None, False),
+])
+def test_only_a_429_that_says_the_account_is_at_its_limit_counts_as_one(message, exhausted, account):
+    error = RetryableError(message, retry_after=1.0, status=429, exhausted=exhausted)
+    assert at_account_limit(error) is account
+
+
+def test_the_prompt_gauge_follows_the_highest_recent_ratio():
+    gauge = PromptGauge()
+    assert gauge.tokens(300) == 300  # no reply yet: prompt_tokens as counted
+    gauge.observe(300, 150)
+    gauge.observe(300, 120)
+    assert gauge.tokens(300) == 150  # the dearest of the recent replies
