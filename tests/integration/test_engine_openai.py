@@ -341,3 +341,18 @@ def test_exhausted_quota_is_fatal_not_retried(fake_openai):
     with pytest.raises(FatalError, match="quota"):
         Engine(service_cfg(**fast(concurrency=1)), progress=False).run(requests(3))
     assert len(fake_openai.log) == 1
+
+
+def test_a_token_limit_holds_at_the_server_with_estimates_calibrated_by_the_replies(fake_openai):
+    # issue #24: the fake holds 600 tokens a 2 s window as OpenAI holds its TPM; prompts of 60 words echoed back
+    # (~120 tokens a request) and no max_tokens: the first guesses (3 chars a token, 512 output tokens) are dear,
+    # the replies calibrate them, and the server never refuses one for tokens
+    fake_openai.set_rate_limit(tpm=600, period=2.0)
+    engine = Engine(service_cfg(**fast(tpm=600)), period=2.0, progress=False)
+    reqs = [Request(key=str(i), messages=[{"role": "user", "content": " ".join([f"q{i}"] + ["word"] * 59)}])
+            for i in range(16)]
+    results = engine.run(reqs)
+    assert all(r.ok for r in results) and fake_openai.fault_counts["over_limit"] == 0
+    assert engine.asker.gauge.ratio < 1.0  # the replies taught it that a word is more than 3 characters
+    ok = sorted(e["t"] for e in fake_openai.log if e["status"] == 200)
+    assert windows_exceeded(ok, 600 // 120, 2.0) <= 0
