@@ -28,6 +28,15 @@ def pairs_of(result) -> list | None:
     return None
 
 
+def _instructions(result) -> list[str] | None:
+    """The instruction of each pair of a reply ("" where it is not a string), or None for a failed reply."""
+    pairs = pairs_of(result) if result.ok else None
+    if pairs is None:
+        return None
+    return [p.get("instruction") if isinstance(p, dict) and isinstance(p.get("instruction"), str) else ""
+            for p in pairs]
+
+
 class Collector:
     """Cleans each reply's pairs in request order and keeps up to ``target`` of them."""
 
@@ -51,17 +60,28 @@ class Collector:
             return "length_outlier", {"length": length, "allowed": self.allowed}
         return None, {}
 
-    def add(self, result, seed_row: dict) -> None:
+    def add_all(self, replies: list[tuple]) -> None:
+        """``add`` each (result, seed row) in order, with the semantic check of all their instructions
+        made in one batched call (the same verdicts as one call per reply: each instruction's embedding is
+        its own)."""
+        texts = [_instructions(r) for r, _ in replies]
+        close = iter(self.semantic.check([t for ts in texts if ts for t in ts]) if self.semantic else ())
+        for (result, seed_row), ts in zip(replies, texts):
+            mine = [next(close) for _ in ts] if ts is not None and self.semantic else None
+            self.add(result, seed_row, close=mine)
+
+    def add(self, result, seed_row: dict, *, close: list | None = None) -> None:
+        """Clean one reply's pairs; ``close``: the semantic check of its instructions when made already."""
         self.seed_mix[str(seed_row.get("category"))] += 1
-        pairs = pairs_of(result) if result.ok else None
-        if pairs is None:
+        texts = _instructions(result)
+        if texts is None:
             error = result.error or "reply has no 'contents' list of pairs"
             self.failures.append({"key": result.key, "error": error, "raw": result.raw})
             return
         cut = getattr(result, "finish_reason", None) == "length"
-        pairs = [p if isinstance(p, dict) else {} for p in pairs]
-        texts = [p.get("instruction") if isinstance(p.get("instruction"), str) else "" for p in pairs]
-        close = self.semantic.check(texts) if self.semantic else [None] * len(pairs)
+        pairs = [p if isinstance(p, dict) else {} for p in pairs_of(result)]
+        if close is None:
+            close = self.semantic.check(texts) if self.semantic else [None] * len(pairs)
         system = seeds.system_of(seed_row)
         for j, pair in enumerate(pairs):
             self.received += 1
@@ -100,3 +120,47 @@ class Collector:
         seen = self.received
         rate = max(MIN_YIELD, len(self.kept) / seen) if seen else 1.0
         return math.ceil(need / (pairs_per_request * rate))
+
+
+class Cleaner:
+    """A ``Collector`` fed on a worker thread: a chunk's replies are cleaned (their instructions embedded
+    in one batched call, torch freeing the GIL) while the next chunk is in flight (issue 24).
+
+    Chunks are cleaned one at a time, in order, so the rows, their order and their reasons are those of
+    cleaning each chunk as it arrives. The next chunk goes out before the last one is cleaned only when
+    that cleaning cannot reach the target (kept so far plus the pairs it holds stay below it): no request
+    is sent that a serial loop would not send.
+    """
+
+    def __init__(self, collector: Collector):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.collector = collector
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duo-clean")
+        self._pending = None
+        self._bound = 0  # the most rows the collector can hold once the pending cleaning is done
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._pool.shutdown(wait=True)
+
+    def wait(self) -> None:
+        """Until every chunk handed over is cleaned (re-raising what the cleaning raised)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def reached(self) -> bool:
+        """Whether the collector holds its target; waits for the pending cleaning only when it might."""
+        if self._pending is not None and self._bound >= self.collector.target:
+            self.wait()
+        return self._pending is None and len(self.collector.kept) >= self.collector.target
+
+    def submit(self, replies: list[tuple]) -> None:
+        """Clean ``replies`` ((result, seed row) in request order) after the chunks before them."""
+        self.wait()
+        received = sum(len(pairs_of(result) or []) for result, _ in replies if result.ok)
+        self._bound = len(self.collector.kept) + received
+        self._pending = self._pool.submit(self.collector.add_all, replies)

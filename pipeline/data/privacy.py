@@ -27,6 +27,8 @@ from ..errors import DuoError
 LABELS = {"EMAIL_ADDRESS": "EMAIL", "PHONE_NUMBER": "PHONE", "CREDIT_CARD": "CARD", "IBAN_CODE": "IBAN",
           "IP_ADDRESS": "IP", "SECRET": "KEY", "PERSON": "NAME"}
 TYPES = ("EMAIL", "PHONE", "CARD", "IBAN", "IP", "KEY", "NAME")
+# Requests whose scrubbed texts are remembered (a synthesis round repeats its seeds' prompts).
+SCRUB_CACHE = 4096
 MIN_SCORE = 0.3  # Presidio gives a phone number found by phonenumbers 0.4; below this is noise
 NER_MODELS = ("en_core_web_lg", "en_core_web_md", "en_core_web_sm", "en_core_web_trf")
 # API keys and secrets by their shapes (case-sensitive); the last one is a long token right after a word that
@@ -76,12 +78,20 @@ def scrub_messages(cfg, messages: list[dict]) -> list[dict]:
     if not enabled(cfg):
         return messages
     privacy = getattr(cfg, "privacy", None)
-    texts = [m.get("content") if isinstance(m.get("content"), str) else None for m in messages]
-    scrubbed, names = _scrub(_analyzer(_ner_model(getattr(privacy, "ner_model", "auto"))), texts)
+    texts = tuple(m.get("content") if isinstance(m.get("content"), str) else None for m in messages)
+    scrubbed, labels = _scrub_request(_ner_model(getattr(privacy, "ner_model", "auto")), texts)
     counts = _TALLY.get()
     if counts is not None:
-        counts.update(label for label, _ in names)
+        counts.update(labels)  # every request counts, a repeated one too
     return [m if t is None else {**m, "content": t} for m, t in zip(messages, scrubbed)]
+
+
+@lru_cache(maxsize=SCRUB_CACHE)
+def _scrub_request(ner_model: str | None, texts: tuple[str | None, ...]) -> tuple[tuple, tuple[str, ...]]:
+    """(scrubbed texts, the type of each value found) of one request's texts, remembered: synthesis sends
+    each seed's prompt many times, and Presidio is the slow part (issue 24)."""
+    scrubbed, names = _scrub(_analyzer(ner_model), list(texts))
+    return tuple(scrubbed), tuple(label for label, _ in names)
 
 
 def scrub_text(text: str, ner_model: str | None = None) -> tuple[str, dict[str, str]]:

@@ -19,7 +19,8 @@ pair whose response falls outside the seeds' range (``synthesize.length_filter``
 ``length_outlier``, and one whose instruction means the same as a test prompt
 (``synthesize.decontaminate``, ``decontam_semantic``) as ``semantic_contaminated``. Seeds are drawn
 by ``pipeline.data.seeds`` (``synthesize.targeting``). Every request is scrubbed of personal data
-first (``privacy.scrub``); the counts per type are the manifest's ``scrubbed``.
+first (``privacy.scrub``, each distinct prompt once); the counts per type are the manifest's ``scrubbed``.
+A chunk's replies are cleaned on a worker thread while the next chunk is sent (``pairs.Cleaner``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from ..artifacts.synthesize import earlier_rounds, no_new_rows
 from ..config import Config
 from ..data import decontam_semantic, privacy, seeds
 from ..data.dedup import REASONS, PairFilter
-from ..data.pairs import EXTRA_REASONS, Collector
+from ..data.pairs import EXTRA_REASONS, Cleaner, Collector
 from ..errors import DuoError
 from ..flags import COMMON, Flag
 from ..manifest import Manifest
@@ -118,23 +119,26 @@ def ask_until_kept(cfg: Config, store: Store, round_no: int, drawer: seeds.Seeds
     engine = Engine(svc, journal=open_journal(store, cfg, STAGE, round_no), batch=cfg.synthesize.batch_api,
                     spend=spend)
     attempts = 0
-    for attempt in range(1, cfg.synthesize.max_attempts + 1):
-        count = collector.requests_needed(cfg.synthesize.pairs_per_request)
-        if count == 0:
-            break
-        attempts = attempt
-        planned = build_requests(cfg, drawer, schema, round_no, attempt, count, band)
-        for chunk in spend.chunks(planned):
-            results = engine.run([req for req, _ in chunk], desc=f"synthesize r{round_no} attempt {attempt}")
-            for (_, seed_row), result in zip(chunk, results):
-                if not_sent(result):
-                    continue  # the spend cap kept it back: neither paid for nor a failure of the service
-                spend.add(result)
-                collector.add(result, seed_row)
-            if len(collector.kept) >= collector.target:
-                break  # the yield beat the plan: don't pay for the rest of this attempt
-        if spend.stopped:
-            return attempts, "budget"
+    with Cleaner(collector) as cleaner:  # cleans a chunk's replies while the next chunk is sent
+        for attempt in range(1, cfg.synthesize.max_attempts + 1):
+            count = collector.requests_needed(cfg.synthesize.pairs_per_request)
+            if count == 0:
+                break
+            attempts = attempt
+            chunks = spend.chunks(build_requests(cfg, drawer, schema, round_no, attempt, count, band))
+            # the yield beat the plan: don't pay for the rest of this attempt
+            while not cleaner.reached() and (chunk := next(chunks, None)) is not None:
+                results = engine.run([req for req, _ in chunk],
+                                     desc=f"synthesize r{round_no} attempt {attempt}")
+                # not sent: the spend cap kept it back, neither paid for nor a failure of the service
+                replies = [(result, seed_row) for (_, seed_row), result in zip(chunk, results)
+                           if not not_sent(result)]
+                for result, _ in replies:
+                    spend.add(result)
+                cleaner.submit(replies)
+            cleaner.wait()
+            if spend.stopped:
+                return attempts, "budget"
     return attempts, None
 
 
