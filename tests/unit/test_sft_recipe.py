@@ -7,7 +7,7 @@ import yaml
 
 from pipeline.config import build_config, load_config
 from pipeline.errors import ConfigError, DuoError
-from pipeline.model.sft_recipe import build, effective, quantization
+from pipeline.model.sft_recipe import build, cpu_micro_batches, effective, quantization
 
 LORA_DEFAULTS = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "target_modules": "all-linear",
                  "task_type": "CAUSAL_LM"}
@@ -92,3 +92,20 @@ def test_max_length_auto_is_accepted_and_resolved_by_with_max_length(tmp_path):
     assert fitted.sft.max_length == 312 and fitted.sft_kwargs == {**SFT_DEFAULTS, "max_length": 312}
     with pytest.raises(ConfigError, match="max_length"):
         config(sft={"max_length": "long"})
+
+
+@pytest.mark.parametrize("sft, micro, accumulate", [({}, 1, 4), ({"per_device_train_batch_size": 1}, 1, 1),
+                                                    ({"gradient_accumulation_steps": 2}, 1, 8)])
+def test_cpu_trains_a_batch_as_micro_batches_of_one_row(tmp_path, sft, micro, accumulate):
+    """Issue #24 part 6: the same effective batch in a third of the memory (cpu_micro_batches); the manifest
+    records the recipe as written."""
+    recipe = build(config(sft=sft), tmp_path, cuda=False)
+    trained = recipe.sft
+    assert (trained.per_device_train_batch_size, trained.gradient_accumulation_steps) == (micro, accumulate)
+    assert recipe.sft_kwargs == {**SFT_DEFAULTS, **sft}
+
+
+def test_micro_batches_leave_a_batch_of_one_alone():
+    assert cpu_micro_batches({"per_device_train_batch_size": 1, "gradient_accumulation_steps": 3}) == {}
+    assert cpu_micro_batches({"per_device_train_batch_size": 2}) == {"per_device_train_batch_size": 1,
+                                                                     "gradient_accumulation_steps": 2}
