@@ -57,21 +57,31 @@ def prompt_tokens(messages: list, schema: dict | None) -> int:
 
 
 class OutputMean:
-    """The running mean of the output tokens of the replies so far: what the rate limiter books for
-    a reply with no token limit (``DEFAULT_OUTPUT_ESTIMATE`` until the first reply; each grant is
-    corrected on its reply)."""
+    """The output tokens of the replies so far: their running mean, and the longest recent one
+    (``high``), what the rate limiter books for a reply with no token limit
+    (``DEFAULT_OUTPUT_ESTIMATE`` until the first reply; each grant is corrected on its reply)."""
+
+    KEPT = 50  # the replies ``high`` looks at
 
     def __init__(self, initial: int = DEFAULT_OUTPUT_ESTIMATE):
         self.initial = initial
         self.count = 0
         self.total = 0
+        self._recent: deque[int] = deque(maxlen=self.KEPT)
 
     def observe(self, output_tokens: int) -> None:
         self.count += 1
         self.total += max(0, int(output_tokens))
+        self._recent.append(max(0, int(output_tokens)))
 
     def value(self) -> int:
         return math.ceil(self.total / self.count) if self.count else self.initial
+
+    def high(self) -> int:
+        """The longest of the last ``KEPT`` replies (``initial`` before any): what the rate limiter books,
+        so a window is not overrun by replies longer than the mean; ``settle`` gives back the rest as
+        soon as the reply comes."""
+        return max(self._recent) if self._recent else self.initial
 
 
 class PromptGauge:
@@ -99,9 +109,9 @@ class PromptGauge:
 def estimate_tokens(messages: list, schema: dict | None, params: dict,
                     outputs: OutputMean | None = None, gauge: PromptGauge | None = None) -> int:
     """The tokens the rate limiter books for one request before its reply says how many it used: the
-    prompt (calibrated by ``gauge``), plus the reply's token limit, else the running mean of the
-    replies so far (``outputs``)."""
-    guess = outputs.value() if outputs is not None else DEFAULT_OUTPUT_ESTIMATE
+    prompt (calibrated by ``gauge``), plus the reply's token limit, else the longest of the recent
+    replies (``outputs.high``)."""
+    guess = outputs.high() if outputs is not None else DEFAULT_OUTPUT_ESTIMATE
     counted = prompt_tokens(messages, schema)
     return (gauge.tokens(counted) if gauge is not None else counted) + (output_limit(params) or guess)
 
