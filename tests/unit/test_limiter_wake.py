@@ -8,6 +8,7 @@ import heapq
 import itertools
 import random
 
+from pipeline.llm.concurrency import InFlight
 from pipeline.llm.limiter import AIMD_DECREASE, PERSISTENT, RateLimiter
 
 
@@ -139,3 +140,15 @@ def test_one_429_in_ten_at_random_barely_slows_the_pace():
         limiter.throttled() if rng.random() < 0.1 else limiter.succeeded()
         scales.append(limiter.scale)
     assert sum(scales) / len(scales) >= 0.97
+
+
+def test_auto_concurrency_counts_the_time_items_wait_out_their_own_429s():
+    # Little's law: an item waiting out its own Retry-After holds its slot, so the target counts that time per send
+    now = [0.0]
+    gate = InFlight("auto", rpm=600, period=60, clock=lambda: now[0])
+    send = gate.started()
+    now[0] = 0.5
+    gate.finished(send)
+    assert gate.target() == 8  # 10/s x 0.5 s x 1.5
+    gate.held(1.0)  # one send in one waited 1 s for its own 429
+    assert gate.target() == 23  # 10/s x (0.5 + 1.0) s x 1.5
