@@ -113,9 +113,9 @@ def cpu_micro_batches(kwargs: dict) -> dict:
     """On CPU a batch of B rows trains as B micro-batches of one row: ``per_device_train_batch_size: 1``
     and ``gradient_accumulation_steps`` times B. Each optimizer step sees the same rows and the same loss
     (TRL divides by the tokens of the whole accumulated batch), but no padding is computed and one row's
-    activations are held at a time: the example's fine-tune (batch 4, max_length 384) peaks at 2.4 GiB
-    instead of 6.6 and runs ~1.4x faster. Gradient checkpointing saves as much but costs ~30% time, so it
-    stays off (README.md, Benchmarks)."""
+    activations are held at a time: the example's fine-tune (batch 4, max_length 384) peaks at 2.6 GiB
+    instead of 6.5, no slower. Gradient checkpointing saves as much but costs ~30% time, so it stays off
+    (README.md, Benchmarks)."""
     batch = int(kwargs.get("per_device_train_batch_size") or 1)
     if batch <= 1:
         return {}
