@@ -126,13 +126,9 @@ class LlamaServer:
             return "(no log)"
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        from pipeline.model.llamacpp import stop_process
+
+        stop_process(self.proc)
 
 
 def server_parts() -> tuple[Path, Path]:

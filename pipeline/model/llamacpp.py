@@ -88,6 +88,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen | None, grace_s: float = 20.0) -> None:
+    """Stop a child process still running: SIGTERM, then SIGKILL after ``grace_s`` seconds."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Server:
     """One ``llama-server`` on a free port of 127.0.0.1, its log in ``log``; a context manager that stops
     it."""
@@ -122,13 +133,7 @@ class Server:
         raise DuoError(f"llama-server not ready within {START_TIMEOUT_S} s: {self._tail()}")
 
     def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def _tail(self) -> str:
         return self.log.read_text(errors="replace")[-1000:] if self.log.is_file() else "(no log)"

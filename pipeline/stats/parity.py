@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 
+from .bootstrap import resample_means
 from .paired import _r, cluster_means
 
 
@@ -37,14 +38,10 @@ def share(student: Mapping[Hashable, float | None], service: Mapping[Hashable, f
     out["share"] = _r(float(a.mean() / b.mean()))
     if n < 2:
         return out
-    rng = np.random.default_rng(seed)
-    ratios = np.empty(samples)
-    chunk = max(1, 1_000_000 // n)  # bounds memory at ~1M indices whatever the test-set size
-    for start in range(0, samples, chunk):
-        stop = min(samples, start + chunk)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        den = b[idx].mean(axis=1)
-        ratios[start:stop] = np.where(den > 0, a[idx].mean(axis=1) / np.where(den > 0, den, 1.0), np.nan)
+    # the same seed and size draw the same resamples on both sides: a paired bootstrap of the ratio
+    den = resample_means(b, samples=samples, seed=seed)
+    num = resample_means(a, samples=samples, seed=seed)
+    ratios = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
     alpha = (1.0 - confidence) / 2.0
     low, high = np.nanquantile(ratios, [alpha, 1.0 - alpha])
     out.update(ci_low=_r(float(low)), ci_high=_r(float(high)))
