@@ -21,14 +21,14 @@ def _leading_system(messages: list[dict]) -> str | None:
 
 
 def prompt_messages(row: dict) -> list[dict]:
-    """The chat turns a row asks: its ``messages`` without the reference answer, else the
-    instruction (after the row's ``system`` prompt when it has one). A ``system`` field the
-    turns lack is put first."""
+    """The chat turns a row asks: its ``messages`` without the reference answer, else its earlier
+    turns (``context``, as ``infer``'s answers record them) and the instruction (after the row's
+    ``system`` prompt when it has one). A ``system`` field the turns lack is put first."""
     messages = row.get("messages")
     if isinstance(messages, list) and len(messages) >= 2 and messages[-1].get("role") == "assistant":
         turns = list(messages[:-1])
     else:
-        turns = [{"role": "user", "content": row["instruction"]}]
+        turns = [*(row.get("context") or []), {"role": "user", "content": row["instruction"]}]
     system = row.get("system")
     if system and _leading_system(turns) is None:
         turns.insert(0, {"role": "system", "content": system})

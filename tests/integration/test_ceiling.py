@@ -38,6 +38,9 @@ PROMPTS = [
      "Oceans are big.", "The Pacific is the largest ocean."),
 ]
 SECOND = {f"Question {p[0]}?": p[2] for p in PROMPTS}
+ASKED = {"c6": {"system": "Answer briefly.",  # a multi-turn prompt: what infer records beside its answers
+                "context": [{"role": "user", "content": "Hi, a geography question."},
+                            {"role": "assistant", "content": "Sure, ask away."}]}}
 
 
 def service_again(body: dict):
@@ -71,7 +74,8 @@ def make_store(tmp_path) -> LocalStore:
         with store.write(f"round-{round_no}/infer") as folder:
             write_jsonl(folder / "answers.jsonl", [
                 {"id": p[0], "instruction": f"Question {p[0]}?", "reference": p[1],
-                 "category": "howto" if i < 3 else "facts", "system": None, "context": [], "answer": p[col],
+                 "category": "howto" if i < 3 else "facts", **ASKED.get(p[0], {"system": None, "context": []}),
+                 "answer": p[col],
                  "sample": 0, "model": "tiny", "params": {}} for i, p in enumerate(PROMPTS)])
             Manifest.start("infer", f"round-{round_no}/infer", f"h-infer-{round_no}", round_no,
                            parents=[prepare]).finish(folder).write(folder)
@@ -96,6 +100,10 @@ def test_round_0_asks_the_service_once_more_and_every_round_compares_with_it(tmp
     sent = chats(fake_openai)
     assert len(sent) == len(PROMPTS)  # one second answer per test prompt, nothing else (no judge)
     assert {r["body"]["messages"][-1]["content"] for r in sent} == set(SECOND)
+    # asked as the student was: c6's system prompt and earlier turn come first
+    c6 = next(r["body"]["messages"] for r in sent if r["body"]["messages"][-1]["content"] == "Question c6?")
+    assert [m["role"] for m in c6] == ["system", "user", "assistant", "user"]
+    assert c6[0]["content"] == "Answer briefly." and c6[1]["content"] == "Hi, a geography question."
     assert all(r["body"]["temperature"] == 0.7 and r["body"]["model"] == "gpt-4o" for r in sent)
     assert m0.counts["ceiling_answers"] == len(PROMPTS) and m0.usage["requests"] == len(PROMPTS)
     assert m0.usage["cost_usd"] > 0 and m0.models["ceiling"] == "openai:gpt-4o"
