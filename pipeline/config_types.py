@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config_ops import RolloutConfig, TrackingConfig
 from .config_reads import Section
 
 
@@ -276,6 +277,8 @@ class Config(Section):
     report: ReportConfig
     journal: JournalConfig
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     base_dir: Path = field(default=Path("."), compare=False)
     source_path: Path | None = field(default=None, compare=False)
     raw: dict = field(default_factory=dict, compare=False, repr=False)

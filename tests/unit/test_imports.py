@@ -18,13 +18,15 @@ PACKAGE = "pipeline"
 LAYERS = [
     ("core", ["pipeline", "pipeline.errors", "pipeline.gha", "pipeline.formatting", "pipeline.templating",
               "pipeline.records", "pipeline.progress", "pipeline.flags", "pipeline.config_reads",
-              "pipeline.config_types", "pipeline.config",
+              "pipeline.config_types", "pipeline.config_ops", "pipeline.config",
               "pipeline.schemas", "pipeline.manifest", "pipeline.prices", "pipeline.github", "pipeline.prompts",
               "pipeline.shutdown"]),
     ("store", ["pipeline.store.*"]),
     ("artifacts", ["pipeline.artifacts.*"]),
     ("llm, data, stats, model", ["pipeline.llm.*", "pipeline.data.*", "pipeline.stats.*", "pipeline.model.*"]),
-    ("judging, report, dispatch", ["pipeline.judging.*", "pipeline.report.*", "pipeline.dispatch"]),
+    ("judging, report, dispatch, around the loop",
+     ["pipeline.judging.*", "pipeline.report.*", "pipeline.dispatch",
+      "pipeline.rollout.*", "pipeline.tracking.*", "pipeline.feedback.*"]),
     ("stages and entry points", ["pipeline.stages.*", "pipeline.cli", "pipeline.__main__", "pipeline.task_id"]),
 ]
 STAGES = "pipeline.stages"
