@@ -17,6 +17,9 @@ from .config_reads import Section
 class TaskConfig(Section):
     name: str
     description: str
+    kind: str = "auto"  # auto | text | json | label | tool_call (pipeline.data.structured)
+    labels: list[str] | None = None  # a label task's label set; None: the distinct train targets
+    schema: str | None = None  # JSON Schema file of a json task; None: the logged response_format's
 
 
 @dataclass(frozen=True)
