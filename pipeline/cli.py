@@ -32,6 +32,8 @@ VERBS = {
     "promote": ("Record a report PR's review: "
                 "merged promotes the round's adapter (production tag), closed rejects it."),
     "export": "Export a round's adapter: a merged safetensors model, or the vLLM command that serves it.",
+    "rollout": ("Write the gateway's config (LiteLLM proxy or Portkey) for a canary of the student "
+                "against the service, with fallback and shadow capture; print how to start it."),
     "unlock": ("Name who holds the task's lock and since when; "
                "remove it once its holder is gone (--force: even a live one)."),
 }

@@ -21,6 +21,7 @@ from ..config import Config
 from ..errors import ConfigError, DuoError
 from ..flags import WITHOUT_ROUND, Flag
 from ..model.sft_recipe import effective
+from ..rollout.checks import rollout_problems
 
 STRICT = Flag("--strict",
               "Also fail when a service's API-key variable is not set (the workflow's first job).",
@@ -265,7 +266,7 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     except DuoError as exc:
         errors.append(str(exc))
     for check in (data_problems, file_problems, metric_problems, store_problems, price_problems,
-                  reply_limit_problems):
+                  reply_limit_problems, rollout_problems):
         errors.extend(check(cfg))
     missing_keys = key_problems(cfg)
     if getattr(args, "strict", False):
