@@ -11,14 +11,20 @@ Accepted row shapes (one JSON object per row):
 The target is the last assistant turn (the reply's message when the row has one); every earlier turn
 is context, kept. ``developer`` turns (OpenAI's newer name) count as ``system``. A content given as
 parts keeps its text parts.
+
+Tool use: an assistant turn with ``tool_calls`` keeps them as its text, the JSON ``[{"name", "arguments"}]``
+(``structured.tool_calls_text``; a final one is a tool-call target); a ``tool`` (or legacy ``function``) turn
+is the result of the tool calls before it. The request's ``tools`` and ``response_format`` go with the record.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-ROLES = ("system", "user", "assistant")
-ROLE_ALIASES = {"developer": "system"}
+from .structured import tool_calls_text
+
+ROLES = ("system", "user", "assistant", "tool")
+ROLE_ALIASES = {"developer": "system", "function": "tool"}
 
 
 def is_chat_row(data: Any) -> bool:
@@ -88,9 +94,12 @@ def _message(turn: Any, n: int) -> tuple[dict | None, str | None]:
     role = ROLE_ALIASES.get(turn.get("role"), turn.get("role"))
     if role not in ROLES:
         return None, (f"message {n} has role {turn.get('role')!r}; "
-                      "expected system, developer, user or assistant "
-                      f"(tool and function turns are not supported)")
+                      "expected system, developer, user, assistant or tool")
     content = turn.get("content")
+    calls = turn.get("tool_calls") or ([turn["function_call"]] if turn.get("function_call") else None)
+    if role == "assistant" and calls:
+        text, why = tool_calls_text(calls if isinstance(calls, list) else [calls])
+        return (None, f"message {n} (assistant) {why}") if why else ({"role": role, "content": text}, None)
     text, why = _text(turn.get("content_parts") if content is None else content, n, role)
     return (None, why) if why else ({"role": role, "content": text}, None)
 
@@ -107,9 +116,34 @@ def _order_problem(messages: list[dict]) -> str | None:
     if messages[-1]["role"] != "assistant":
         return (f"the conversation ends with a {messages[-1]['role']} turn; "
                 "expected the assistant's answer last (the target to learn)")
-    if messages[-2:-1] == [] or messages[-2]["role"] != "user":
-        return "no user turn right before the assistant's final answer"
+    if messages[-2:-1] == [] or messages[-2]["role"] not in ("user", "tool"):
+        return "no user turn (or tool result) right before the assistant's final answer"
+    for n, m in enumerate(messages, 1):
+        if m["role"] == "tool" and messages[n - 2]["role"] not in ("assistant", "tool"):
+            return f"message {n} is a tool result with no assistant tool call before it"
+    if not any(m["role"] == "user" for m in messages):
+        return "the conversation has no user turn"
     return None
+
+
+def _request_extras(data: dict) -> tuple[dict, str | None]:
+    """``tools`` and ``response_format`` of the logged request (or the row), when present, or the reason
+    they are not usable."""
+    request = data.get("request") if isinstance(data.get("request"), dict) else data
+    out: dict = {}
+    tools = request.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+            return {}, f"'tools' is {type(tools).__name__}; expected a list of tool definitions"
+        if tools:
+            out["tools"] = tools
+    fmt = request.get("response_format")
+    if fmt is not None:
+        if not isinstance(fmt, dict) or not isinstance(fmt.get("type"), str):
+            return {}, "'response_format' is not an object with a 'type'"
+        if fmt["type"] != "text":
+            out["response_format"] = fmt
+    return out, None
 
 
 def chat_record(data: Any) -> tuple[dict | None, str | None]:
@@ -118,7 +152,7 @@ def chat_record(data: Any) -> tuple[dict | None, str | None]:
 
     ``messages`` is the whole conversation (system first when there is one; the last turn
     is the target), ``instruction`` the last user turn, ``response`` the target, ``system``
-    the system prompt or None.
+    the system prompt or None; ``tools`` and ``response_format`` when the request carried them.
     """
     if not isinstance(data, dict):
         return None, f"expected an object with 'messages', found {type(data).__name__}"
@@ -133,6 +167,10 @@ def chat_record(data: Any) -> tuple[dict | None, str | None]:
         messages.append(message)
     if why := _order_problem(messages):
         return None, why
+    extras, why = _request_extras(data)
+    if why:
+        return None, why
     system = messages[0]["content"] if messages[0]["role"] == "system" else None
-    return {"system": system, "messages": messages, "instruction": messages[-2]["content"],
-            "response": messages[-1]["content"]}, None
+    instruction = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+    return {"system": system, "messages": messages, "instruction": instruction,
+            "response": messages[-1]["content"], **extras}, None

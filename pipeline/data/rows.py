@@ -110,8 +110,9 @@ def check_row(row: SourceRow, cfg: Config) -> tuple[dict | None, str | None]:
     if size > cfg.data.max_row_chars:
         return None, (f"row has {size} characters; "
                       f"expected at most {cfg.data.max_row_chars} (data.max_row_chars)")
+    extras = {k: out[k] for k in ("tools", "response_format") if k in out}  # structured rows (chat logs)
     return {"instruction": out["instruction"], "response": out["response"], "category": category,
-            "system": out["system"], "messages": out["messages"]}, None
+            "system": out["system"], "messages": out["messages"], **extras}, None
 
 
 def prompt_key(record: dict) -> str:

@@ -123,6 +123,15 @@ def tool_calls_text(tool_calls: list) -> tuple[str | None, str | None]:
     return json.dumps([{"name": c["name"], "arguments": c["arguments"]} for c in calls], ensure_ascii=False), None
 
 
+def template_kwargs(row: dict) -> dict:
+    """What a row adds to ``apply_chat_template``: its logged ``tools`` (the template's tool support renders
+    them, as a server does for a request with tools), else nothing."""
+    tools = row.get("tools")
+    if isinstance(tools, str):  # a training pair keeps them as JSON text (one Arrow type for every row)
+        tools = json.loads(tools)
+    return {"tools": tools} if tools else {}
+
+
 # ------------------------------------------------------------------------------------------------ labels
 
 
@@ -178,7 +187,7 @@ def row_schema(row: dict, fallback: dict | None) -> dict | None:
 
 def task_labels(cfg, rows: list[dict]) -> list[str]:
     """``task.labels``, else the distinct (normalised) targets of ``rows`` in order of first appearance."""
-    labels = getattr(cfg.task, "labels", None)
+    labels = getattr(cfg.task, "labels", None) if cfg is not None else None
     if labels:
         return list(labels)
     seen: dict[str, None] = {}

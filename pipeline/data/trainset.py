@@ -9,6 +9,7 @@ with the system prompt in the prompt.
 
 from __future__ import annotations
 
+import json
 import math
 
 from ..artifacts.finetune import training_artifacts
@@ -16,6 +17,7 @@ from ..errors import DuoError
 from ..records import read_jsonl
 from ..store import Store
 from .chat import prompt_messages
+from .structured import template_kwargs
 
 
 def training_rows(store: Store, round_no: int) -> list[dict]:
@@ -65,7 +67,18 @@ def prompt_completion(row: dict, where: str) -> dict:
                 or not response.strip():
             raise DuoError(f"{where}: needs non-empty 'instruction' and 'response' (or 'messages')")
         completion = {"role": "assistant", "content": response}
-    return {"prompt": [_turn(m) for m in prompt_messages(row)], "completion": [_turn(completion)]}
+    pair = {"prompt": [_turn(m) for m in prompt_messages(row)], "completion": [_turn(completion)]}
+    if row.get("tools"):  # TRL renders a ``tools`` column with the chat template's tool support
+        pair["tools"] = json.dumps(row["tools"], ensure_ascii=False)
+    return pair
+
+
+def same_columns(pairs: list[dict]) -> list[dict]:
+    """``pairs`` with a ``tools`` entry on every one (None where a row had none) when any has tools: a
+    dataset takes its columns from its first row."""
+    if not any("tools" in p for p in pairs):
+        return pairs
+    return [{**p, "tools": p.get("tools")} for p in pairs]
 
 
 def _ids(encoded) -> list:
@@ -77,8 +90,9 @@ def token_lengths(pairs: list[dict], tokenizer) -> list[tuple[int, int]]:
     does (the chat template)."""
     lengths = []
     for pair in pairs:
-        prompt = tokenizer.apply_chat_template(pair["prompt"], tokenize=True, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template(pair["prompt"] + pair["completion"], tokenize=True)
+        extra = template_kwargs(pair)
+        prompt = tokenizer.apply_chat_template(pair["prompt"], tokenize=True, add_generation_prompt=True, **extra)
+        full = tokenizer.apply_chat_template(pair["prompt"] + pair["completion"], tokenize=True, **extra)
         lengths.append((len(_ids(prompt)), len(_ids(full))))
     return lengths
 

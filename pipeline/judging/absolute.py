@@ -100,8 +100,15 @@ def ask(svc: ServiceLLMConfig, planned: list[tuple], *, journal: Path | str, spe
 def asked(row: dict) -> dict:
     """What a judge template is told of the question: ``instruction`` (the last user turn),
     ``system`` (the system prompt the student was given, or None), ``context`` (earlier turns,
-    ``[{role, content}]``) and ``category``."""
-    return {"instruction": row["instruction"], **asked_fields(row), "category": row.get("category")}
+    ``[{role, content}]``), ``category``, and ``tools`` / ``response_format`` (JSON text of the request's
+    tool definitions and answer schema, or None)."""
+    from ..data.structured import logged_schema
+
+    fmt = row.get("response_format")
+    shown = logged_schema(row) or fmt  # the schema itself when there is one (json_object: the format)
+    return {"instruction": row["instruction"], **asked_fields(row), "category": row.get("category"),
+            "tools": json.dumps(row["tools"], ensure_ascii=False) if row.get("tools") else None,
+            "response_format": json.dumps(shown, ensure_ascii=False) if fmt else None}
 
 
 def raw_text(res) -> str | None:

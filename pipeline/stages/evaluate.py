@@ -33,6 +33,7 @@ from ..records import read_jsonl, write_jsonl
 from ..stats import evidence
 from ..stats.metrics import offline_scores
 from ..stats.seeds import seed_spread
+from ..stats.task_kind import kind_report, kind_scores, round_kind, rule_for, with_thresholds
 from ..store import BASELINE_ROUND, Store, artifact_name, open_store
 from .common import publish, round_arg
 
@@ -48,10 +49,11 @@ ARTIFACT = ARTIFACTS[STAGE]
 # --------------------------------------------------------------------------- stage
 
 
-def _rule(cfg: Config, judged: bool) -> tuple[list, str]:
+def _rule(cfg: Config, judged: bool, kind: str = "text") -> tuple[list, str]:
+    """The rule in force; a structured kind's own rule when the configured one is left at its default."""
     if judged or cfg.evaluate.offline_pass_rule is None:
-        return cfg.evaluate.pass_rule, "judge" if judged else "offline"
-    return cfg.evaluate.offline_pass_rule, "offline"
+        return rule_for(cfg, kind, cfg.evaluate.pass_rule, "pass_rule"), "judge" if judged else "offline"
+    return rule_for(cfg, kind, cfg.evaluate.offline_pass_rule, "offline_pass_rule"), "offline"
 
 
 def _score_rows(cfg: Config, rows: list[dict], scores: dict, judged: dict) -> list[dict]:
@@ -85,21 +87,24 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         asked = rows + (ceiling.rows if ceiling else [])  # the service's second answers are scored alike
         judged = score_with_judges(cfg, store, round_no, asked, ins.name,
                                    already=ceiling.cost if ceiling else 0.0, carry=ceiling is None)
-    scores = dict(judged["scores"])
+    kind, kind_why = round_kind(cfg, store)
+    scores = kind_scores(cfg, store, kind, asked)  # the kind's own metrics first (task.kind)
+    scores.update(judged["scores"])
     scores.update(offline_scores(cfg.evaluate.metrics,
                                  [r["answer"] for r in asked],
                                  [r["reference"] for r in asked],
                                  embedding_model=cfg.evaluate.embedding_model))
-    scores = {m: scores[m] for m in cfg.evaluate.metrics if m in scores}  # the configured order
+    scores = {m: scores[m] for m in [*kind_scores_order(scores, cfg), *cfg.evaluate.metrics]
+              if m in scores}  # the kind's metrics, then the configured order
     n = len(rows)
     ceiling_rows = ([{**r, "model": ceiling.model}
                      for r in _score_rows(cfg, ceiling.rows, {m: v[n:] for m, v in scores.items()}, judged)]
                     if ceiling else read_ceiling(store))
     scores = {m: v[:n] for m, v in scores.items()}
     score_rows = _score_rows(cfg, rows, scores, judged)
-    conditions, rule_kind = _rule(cfg, judged["on"])
+    conditions, rule_kind = _rule(cfg, judged["on"], kind)
     prev = previous_round(store, round_no)
-    found = evidence.build(score_rows, scores, ev=cfg.evaluate, conditions=conditions,
+    found = evidence.build(score_rows, scores, ev=with_thresholds(cfg.evaluate), conditions=conditions,
                            baseline=(read_scores(store, BASELINE_ROUND)
                                      if round_no > BASELINE_ROUND else None),
                            previous=read_scores(store, prev) if prev is not None else None,
@@ -122,6 +127,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         "judge_model": judged["model"],
         "judge_repeats": cfg.evaluate.judge_repeats if judged["on"] else 0,
         **found,
+        **kind_report(cfg, store, kind, kind_why, rows),
         "rule_kind": rule_kind,
         "judge_failures": unjudged,
         **({"panel": judged["panel"]} if judged.get("panel") else {}),
@@ -166,6 +172,13 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
                                       if privacy.enabled(cfg) and judged["on"] else None)
         manifest.finish(folder).write(folder)
     return manifest
+
+
+def kind_scores_order(scores: dict, cfg: Config) -> list[str]:
+    """The kind's metrics (those not named in ``evaluate.metrics``), in the order they were computed."""
+    from ..stats.structured_metrics import STRUCTURED
+
+    return [m for m in scores if m in STRUCTURED and m not in cfg.evaluate.metrics]
 
 
 # --------------------------------------------------------------------------- CLI

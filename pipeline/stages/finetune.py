@@ -25,6 +25,7 @@ from ..artifacts.synthesize import no_new_rows, refused_all
 from ..config import Config
 from ..data.trainset import length_counts, training_rows
 from ..data.trainset import prompt_completion as to_prompt_completion
+from ..data.trainset import same_columns
 from ..errors import DuoError
 from ..flags import COMMON
 from ..manifest import Manifest
@@ -85,8 +86,8 @@ def training_pairs(cfg: Config, store: Store, round_no: int, seed: int) -> tuple
     rows = training_rows(store, round_no)
     synthetic = sum(1 for r in rows if "generator" in r or "seed_id" in r)
     chosen = _select(rows, cfg.finetune.max_train_samples, seed)
-    pairs = [to_prompt_completion(r, f"training row {r.get('id', i)} (round {round_no})")
-             for i, r in enumerate(chosen)]
+    pairs = same_columns([to_prompt_completion(r, f"training row {r.get('id', i)} (round {round_no})")
+                          for i, r in enumerate(chosen)])
     if not pairs:
         raise DuoError(f"finetune round {round_no}: the training set is empty "
                        "(prepare/train.jsonl has no rows)")

@@ -20,6 +20,7 @@ from ..artifacts import ARTIFACTS, reusable
 from ..artifacts.finetune import seed_adapters
 from ..config import Config
 from ..data.chat import asked_fields, prompt_messages
+from ..data.structured import template_kwargs
 from ..errors import DuoError
 from ..flags import COMMON
 from ..manifest import Manifest
@@ -67,6 +68,7 @@ def _rows(cfg: Config, rows: list[dict], answers: list, k: int, *, seed: int | N
             "reference": r.get("response"),
             "category": r.get("category"),
             **asked_fields(r),
+            **{key: r[key] for key in ("tools", "response_format") if r.get(key)},  # structured rows
             "answer": answers[i * k + j].text,
             "sample": j,
             **({} if seed is None else {"seed": seed}),
@@ -96,7 +98,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     backend = choose_backend(cfg)
     base = resolve_base(cfg)
     tokenizer = load_tokenizer(cfg, base, for_generation=True)
-    texts = [tokenizer.apply_chat_template(prompt_messages(r), tokenize=False, add_generation_prompt=True)
+    texts = [tokenizer.apply_chat_template(prompt_messages(r), tokenize=False, add_generation_prompt=True,
+                                           **template_kwargs(r))
              for r in rows]
     params = generation_params(cfg, backend)
     manifest = ins.start()

@@ -26,6 +26,7 @@ from ..errors import DuoError
 from ..flags import WITHOUT_ROUND
 from ..manifest import Manifest
 from ..records import write_jsonl
+from ..stats.task_kind import prepare_kind
 from ..store import Store, open_store
 from .common import publish
 
@@ -118,6 +119,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         "test_near_train_ids": near[:50],
         "near_threshold": NEAR_THRESHOLD,
     }
+    manifest.extra.update(prepare_kind(rows, train))  # the task kind the targets show (docs/structured.md)
     with store.write(ARTIFACT) as folder:
         write_jsonl(folder / "train.jsonl", train)
         write_jsonl(folder / "test.jsonl", test)
@@ -135,6 +137,8 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     if c.get("with_system") or c.get("multi_turn"):
         print(f"  {c.get('with_system', 0)} rows with a system prompt, {c.get('multi_turn', 0)} multi-turn "
               f"(earlier turns kept as context)")
+    if m.extra.get("kind") not in (None, "text"):
+        print(f"  task kind: {m.extra['kind']} ({m.extra.get('kind_reason')})")
     for cat, n in c.get("by_category", {}).items():
         print(f"  {cat}: {n['train']} train / {n['test']} test")
     if m.extra.get("test_near_train"):

@@ -22,6 +22,8 @@ from ..errors import ConfigError, DuoError
 from ..flags import WITHOUT_ROUND, Flag
 from ..model.sft_recipe import effective
 from ..rollout.checks import rollout_problems
+from ..stats.structured_metrics import STRUCTURED
+from ..stats.task_kind import kind_problems
 
 STRICT = Flag("--strict",
               "Also fail when a service's API-key variable is not set (the workflow's first job).",
@@ -37,6 +39,7 @@ RANGES = {
     "rougeL": (0, 1),
     "bleu": (0, 100),
     "embedding": (-1, 1),
+    **{m: (0, 1) for m in STRUCTURED},  # json, label and tool-call metrics (docs/structured.md)
 }
 
 
@@ -266,7 +269,7 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     except DuoError as exc:
         errors.append(str(exc))
     for check in (data_problems, file_problems, metric_problems, store_problems, price_problems,
-                  reply_limit_problems, rollout_problems):
+                  reply_limit_problems, rollout_problems, kind_problems):
         errors.extend(check(cfg))
     missing_keys = key_problems(cfg)
     if getattr(args, "strict", False):

@@ -251,8 +251,7 @@ def test_openai_chat_logs_keep_system_prompts_and_context_turns(tmp_path):
     assert rows["cov-000013"]["response"] == "Yes, it works in every country. Anything else?"  # stored completion
     assert {b["line"]: b["reason"] for b in bad} == {
         14: "the conversation ends with a user turn; expected the assistant's answer last (the target to learn)",
-        15: "message 2 has role 'tool'; expected system, developer, user or assistant (tool and function turns are "
-            "not supported)",
+        15: "message 2 is a tool result with no assistant tool call before it",
         16: "message 2 (user) is empty"}
 
 
@@ -273,10 +272,10 @@ def test_chat_row_problems_each_get_one_line(tmp_path):
     _, train, test, bad = prepared(chat_config(tmp_path, source=src, test={"size": 1}))
     assert len(train) + len(test) == 2
     assert {b["line"]: b["reason"] for b in bad} == {
-        1: "no user turn right before the assistant's final answer",
+        1: "no user turn (or tool result) right before the assistant's final answer",
         2: "message 2 is a system turn after the conversation started; put the system prompt first",
         3: "message 1 (user) has a 'image_url' content part; only text parts are supported",
-        4: "message 2 (assistant) has no text content (a tool call?); duo trains on text turns only",
+        4: "message 2 (assistant) tool_calls: a tool call without a function name",
         5: "'messages' is str; expected a list of turns",
         6: "the conversation ends with a user turn; expected the assistant's answer last (the target to learn)"}
 
