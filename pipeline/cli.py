@@ -31,7 +31,10 @@ VERBS = {
              "latest fine-tuned round) and generate from a prompt."),
     "promote": ("Record a report PR's review: "
                 "merged promotes the round's adapter (production tag), closed rejects it."),
-    "export": "Export a round's adapter: a merged safetensors model, or the vLLM command that serves it.",
+    "export": ("Export a round's adapter: a merged safetensors model, a GGUF file (llama.cpp, Ollama), "
+               "or the vLLM command that serves it."),
+    "serve": ("Serve a round's student as an OpenAI-compatible endpoint: llama-server on its GGUF (CPU) "
+              "or vLLM with its LoRA (CUDA); prints the base_url, stops the engine on Ctrl-C/SIGTERM."),
     "rollout": ("Write the gateway's config (LiteLLM proxy or Portkey) for a canary of the student "
                 "against the service, with fallback and shadow capture; print how to start it."),
     "unlock": ("Name who holds the task's lock and since when; "

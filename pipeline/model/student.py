@@ -114,6 +114,14 @@ def convert_gguf(cfg: Config) -> Path:
     return target
 
 
+def shipped_gguf(cfg: Config) -> Path | None:
+    """The GGUF file the student ships as (``student.gguf_package``/``gguf_file``), else None."""
+    if not (cfg.student.gguf_package or cfg.student.gguf_file):
+        return None
+    folder, _ = _gguf_folder(cfg)
+    return folder / _find_gguf(cfg, folder)
+
+
 def resolve_base(cfg: Config) -> str:
     """The base model to load: a local folder (a converted GGUF model included) or a Hub id."""
     if cfg.student.gguf_package or cfg.student.gguf_file:

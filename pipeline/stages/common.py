@@ -1,9 +1,14 @@
 """What every verb shares: the one place a stage's summary reaches the terminal,
-``$GITHUB_OUTPUT`` and the job summary, and the ``--round`` default."""
+``$GITHUB_OUTPUT`` and the job summary, the ``--round`` default, and which round's adapter a verb that
+serves or exports one takes (:func:`pick`)."""
 
 from __future__ import annotations
 
 from .. import gha
+from ..artifacts.promote import production, promotions
+from ..config import Config
+from ..errors import DuoError
+from ..stats.best import adapter_round
 from ..store import Store, latest_round
 
 
@@ -25,3 +30,18 @@ def round_arg(args, store: Store, stage: str | None = None) -> int:
     if given is not None:
         return int(given)
     return latest_round(store, stage) or 1
+
+
+def pick(cfg: Config, store: Store, round_no: int | None, promoted: bool) -> tuple[int, str | None, str]:
+    """(round, adapter commit or None, why) for ``--round N`` / ``--promoted`` / neither (``duo export``,
+    ``duo serve``): the promoted round, else the best evaluated round, else the latest fine-tuned round."""
+    if promoted:
+        prod = production(promotions(store))
+        if prod is None:
+            raise DuoError("--promoted: no round is promoted "
+                           f"in the {store.kind} store at {store.root} "
+                           "(merge a round's report PR, or run `duo promote --merged --round N`)")
+        return prod["round"], prod.get("commit"), "promoted to production"
+    if round_no is not None:
+        return int(round_no), None, "asked for with --round"
+    return adapter_round(cfg, store)

@@ -5,10 +5,12 @@ then writes a plain transformers model (safetensors) with its tokenizer and ``du
 (round, adapter commit, base) to ``--output``: any server that loads a Hugging Face model serves it.
 ``--to vllm`` prints the commands that serve the base model with the adapter in vLLM (the adapter
 downloaded at its commit, since ``--lora-modules`` takes no revision) and the OpenAI-client call
-that swaps the service LLM for it. The round is ``--round N``, ``--promoted`` (the round in
-production) or, by default, the one ``duo pull`` would choose: the promoted round, else the best
-evaluated round, else the latest fine-tuned round. GGUF is not made here: no maintained
-converter installs from PyPI (see docs/actions.md, "Export").
+that swaps the service LLM for it. ``--to gguf`` writes the merged model as one GGUF file with
+llama.cpp's converter (``--quant``: f16 by default; see :mod:`pipeline.model.gguf`), its record
+``duo_export.json`` and an Ollama ``Modelfile``; an unchanged adapter reuses the file already
+exported; round 0 (``--base``) of a student shipped as GGUF is that file as shipped. The round is
+``--round N``, ``--promoted`` (the round in production) or, by default, the one ``duo pull`` would
+choose: the promoted round, else the best evaluated round, else the latest fine-tuned round.
 """
 
 from __future__ import annotations
@@ -18,16 +20,15 @@ import json
 from pathlib import Path
 
 from ..artifacts.finetune import adapter_commit, adapter_folder
-from ..artifacts.promote import production, promotions
 from ..config import Config
 from ..errors import DuoError
 from ..flags import SET, Flag, round_number
 from ..model.generation import vllm_max_lora_rank
-from ..stats.best import adapter_round
 from ..store import Store, open_store
 from ..templating import render_file
+from .common import pick
 
-TARGETS = ("merged", "vllm")
+TARGETS = ("merged", "vllm", "gguf")
 
 
 def target(text: str) -> str:
@@ -46,25 +47,18 @@ FLAGS = (
     Flag("--promoted",
          "Export the round promoted to production (its report PR was merged).",
          kind="switch"),
-    Flag("--to", "merged (a merged safetensors model) or vllm (print the vLLM command); default merged.",
-         type=target, metavar="merged|vllm"),
-    Flag("--output", "Folder for --to merged (default: exports/<task>-round-<N>-merged beside the config)."),
+    Flag("--base",
+         "Export the base model, round 0 (with --to gguf: the GGUF the student ships as, unless --quant).",
+         kind="switch"),
+    Flag("--to", "merged (a merged safetensors model), vllm (print the vLLM command) or gguf (a GGUF "
+         "file for llama.cpp/Ollama, with a Modelfile); default merged.",
+         type=target, metavar="merged|vllm|gguf"),
+    Flag("--quant", "GGUF type for --to gguf: f16 (default), bf16, f32, q8_0 (llama.cpp's converter), or "
+         "q4_k_m, q5_k_m, q6_k, q4_0, ... (llama-quantize).", metavar="TYPE"),
+    Flag("--output", "Folder for --to merged or gguf "
+         "(default: exports/<task>-round-<N>-merged or -<quant> beside the config)."),
     Flag("--name", "Model name the server answers to with --to vllm (default: <task>-round-<N>)."),
 )
-
-
-def pick(cfg: Config, store: Store, round_no: int | None, promoted: bool) -> tuple[int, str | None, str]:
-    """(round, adapter commit or None, why) for the flags given."""
-    if promoted:
-        prod = production(promotions(store))
-        if prod is None:
-            raise DuoError("--promoted: no round is promoted "
-                           f"in the {store.kind} store at {store.root} "
-                           "(merge a round's report PR, or run `duo promote --merged --round N`)")
-        return prod["round"], prod.get("commit"), "promoted to production"
-    if round_no is not None:
-        return int(round_no), None, "asked for with --round"
-    return adapter_round(cfg, store)
 
 
 def merged(cfg: Config, adapter: Path, output: Path, provenance: dict) -> Path:
@@ -102,14 +96,20 @@ def vllm_text(cfg: Config, store: Store, round_no: int, commit: str | None, name
 
 
 def command(cfg: Config, args: argparse.Namespace) -> int:
-    if args.promoted and args.round is not None:
-        raise DuoError("duo export: give --round N or --promoted, not both")
+    if sum((args.promoted, args.round is not None, args.base)) > 1:
+        raise DuoError("duo export: give one of --round N, --promoted or --base")
     store = open_store(cfg)
-    round_no, commit, why = pick(cfg, store, args.round, bool(args.promoted))
-    if commit is None and store.kind == "hub":
+    round_no, commit, why = (0, None, "the base (--base)") if args.base else pick(cfg, store, args.round,
+                                                                                   bool(args.promoted))
+    if commit is None and store.kind == "hub" and round_no > 0:
         commit = adapter_commit(store, round_no)  # name the adapter by commit, not by its movable branch
     print(f"round {round_no}: {why}")
     name = args.name or f"{cfg.task.name}-round-{round_no}"
+    if args.to == "gguf":
+        return gguf(cfg, store, args, round_no, commit, why)
+    if round_no == 0:
+        raise DuoError(f"duo export --to {args.to or 'merged'}: round 0 has no adapter; "
+                       "serve the base model itself, or use --to gguf")
     if (args.to or "merged") == "vllm":
         print(vllm_text(cfg, store, round_no, commit, name))
         return 0
@@ -120,4 +120,19 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     provenance = {"round": round_no, "adapter": str(adapter), "adapter_commit": commit, "why": why}
     merged(cfg, adapter, output, provenance)
     print(f"merged model (base {cfg.student.model} + round {round_no}'s adapter) written to {output}")
+    return 0
+
+
+def gguf(cfg: Config, store: Store, args: argparse.Namespace, round_no: int, commit: str | None,
+         why: str) -> int:
+    from ..model.gguf import round_gguf
+
+    output = Path(args.output).expanduser() if args.output else None
+    path, record, reused = round_gguf(cfg, store, round_no, commit, why, quant=args.quant, folder=output)
+    what = "the base as shipped" if record.get("shipped") else (
+        "the base" if round_no == 0 else f"base {cfg.student.model} + round {round_no}'s adapter, merged")
+    how = "reused: the adapter is unchanged" if reused else f"exported in {record['export_seconds']:.1f} s"
+    print(f"gguf ({record['quant']}, {record['size_bytes'] / 2**20:.1f} MiB, sha256 {record['sha256'][:12]}) "
+          f"of {what}: {path} ({how})")
+    print(f"ollama: ollama create {cfg.rollout.student.model or cfg.task.name} -f {path.parent / 'Modelfile'}")
     return 0
