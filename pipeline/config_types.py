@@ -96,6 +96,7 @@ class InferConfig(Section):
     samples_per_prompt: int
     tensor_parallel_size: int = 1
     launch: LaunchConfig = field(default_factory=LaunchConfig)
+    constrain: bool | str = "auto"  # a json task's answers decoded under its schema (model/constrain.py)
 
 
 @dataclass(frozen=True)

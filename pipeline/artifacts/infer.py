@@ -23,9 +23,11 @@ def _parents(cfg: Config, store: Store, round_no: int) -> list[str]:
 
 ARTIFACT = Artifact(
     "infer",
-    reads=("student", "infer"),
+    # the task's kind and schema: a json task's answers may be constrained to its schema (infer.constrain)
+    reads=("student", "infer", "task.kind", "task.labels", "task.schema"),
     # How many threads, processes or GPUs answer changes the speed, not the answers.
     unhashed=("student.cpu_threads", "infer.launch", "infer.tensor_parallel_size"),
+    files=lambda cfg: (cfg.resolve(cfg.task.schema),) if cfg.task.schema else (),
     parents=_parents,
 )
 

@@ -117,10 +117,11 @@ def _decoding(cfg: Config, model, tokenizer) -> tuple[dict, set]:
     return kwargs, stop
 
 
-def generate_transformers(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer
-                          ) -> tuple[list[Answer], int, float]:
+def generate_transformers(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer,
+                          schemas: list[dict] | None = None) -> tuple[list[Answer], int, float]:
     """(answers in the order of ``texts``, generated tokens, generation seconds);
-    ``adapter`` None = base alone."""
+    ``adapter`` None = base alone; ``schemas``: the JSON Schema each answer is constrained to
+    (:mod:`.constrain`), or None."""
     import torch
     from tqdm import tqdm
 
@@ -137,6 +138,11 @@ def generate_transformers(cfg: Config, base: str, adapter: Path | None, texts: l
                                   padding=True,
                                   return_tensors="pt")
             batch = {k: v.to(model.device) for k, v in batch.items()}
+            if schemas is not None:
+                from .constrain import logits_processor
+
+                kwargs["logits_processor"] = logits_processor(tokenizer, model, [schemas[i] for i in idx],
+                                                              kwargs["eos_token_id"])
             out = model.generate(**batch, **kwargs)
             for row, i in zip(out[:, batch["input_ids"].shape[1]:].tolist(), idx):
                 cut = next((n for n, tok in enumerate(row) if tok in stop), None)
@@ -184,19 +190,22 @@ def generate_vllm(cfg: Config, base: str, adapters: list[Path | None], texts: li
 
 
 def generate_each(cfg: Config, base: str, adapters: list[Path | None], texts: list[str], tokenizer,
-                  backend: str = "transformers") -> list[tuple[list[Answer], int, float]] | None:
+                  backend: str = "transformers", schemas: list[dict] | None = None
+                  ) -> list[tuple[list[Answer], int, float]] | None:
     """``generate`` with each of ``adapters`` in turn (the adapters of several training seeds); under
     vLLM one engine serves them all. None in a launched process other than the main one."""
     if backend == "vllm":
         return generate_vllm(cfg, base, adapters, texts, tokenizer)
-    results = [generate(cfg, base, adapter, texts, tokenizer, backend) for adapter in adapters]
+    results = [generate(cfg, base, adapter, texts, tokenizer, backend, schemas) for adapter in adapters]
     return None if any(r is None for r in results) else results
 
 
 def generate(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer,
-             backend: str = "transformers") -> tuple[list[Answer], int, float] | None:
+             backend: str = "transformers", schemas: list[dict] | None = None
+             ) -> tuple[list[Answer], int, float] | None:
     """Answers to ``texts`` with the chosen backend: (answers, generated tokens,
-    generation seconds).
+    generation seconds); ``schemas``: the JSON Schema each answer is constrained to, or None
+    (not under vLLM: :mod:`.constrain`).
 
     Under a launch of several processes (transformers only) each process answers every
     ``world_size()``-th text and the main process gets them all back in order; the others get None.
@@ -206,10 +215,11 @@ def generate(cfg: Config, base: str, adapter: Path | None, texts: list[str], tok
     if backend == "llamacpp":
         from .llamacpp import generate_llamacpp
 
-        return generate_llamacpp(cfg, base, adapter, texts, tokenizer)
+        return generate_llamacpp(cfg, base, adapter, texts, tokenizer, schemas)
     if world_size() > 1:
         def generate_share(mine: list[int]):
-            return generate_transformers(cfg, base, adapter, [texts[i] for i in mine], tokenizer)
+            return generate_transformers(cfg, base, adapter, [texts[i] for i in mine], tokenizer,
+                                         None if schemas is None else [schemas[i] for i in mine])
 
         return shard_and_gather(len(texts), generate_share)
-    return generate_transformers(cfg, base, adapter, texts, tokenizer)
+    return generate_transformers(cfg, base, adapter, texts, tokenizer, schemas)

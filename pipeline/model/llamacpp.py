@@ -106,22 +106,28 @@ class Server:
         return self.log.read_text(errors="replace")[-1000:] if self.log.is_file() else "(no log)"
 
 
-def _ask(client, cfg: Config, ids: list[int], n: int) -> tuple[Answer, int]:
+def _ask(client, cfg: Config, ids: list[int], n: int, schema: dict | None = None) -> tuple[Answer, int]:
+    extra: dict = {}
     if cfg.infer.do_sample:
-        decoding = {"temperature": cfg.infer.temperature, "top_p": cfg.infer.top_p, "seed": SEED + n,
-                    "extra_body": {"top_k": TOP_K, "min_p": 0.0}}
+        decoding = {"temperature": cfg.infer.temperature, "top_p": cfg.infer.top_p, "seed": SEED + n}
+        extra = {"top_k": TOP_K, "min_p": 0.0}
     else:
         decoding = {"temperature": 0.0}
+    if schema is not None:
+        # llama-server's own structured output: /v1/completions takes the schema as "json_schema" (it ignores
+        # response_format there, which only its chat endpoint reads) and decodes through a grammar made of it
+        extra["json_schema"] = schema
     reply = client.completions.create(model=ALIAS, prompt=ids, max_tokens=cfg.infer.max_new_tokens,
-                                      **decoding)
+                                      **decoding, **({"extra_body": extra} if extra else {}))
     choice = reply.choices[0]
     reason = TRUNCATED if choice.finish_reason == "length" else STOPPED
     return Answer(choice.text.strip(), reason), reply.usage.completion_tokens if reply.usage else 0
 
 
-def generate_llamacpp(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer
-                      ) -> tuple[list[Answer], int, float]:
-    """(answers in the order of ``texts``, generated tokens, generation seconds) from ``llama-server``."""
+def generate_llamacpp(cfg: Config, base: str, adapter: Path | None, texts: list[str], tokenizer,
+                      schemas: list[dict] | None = None) -> tuple[list[Answer], int, float]:
+    """(answers in the order of ``texts``, generated tokens, generation seconds) from ``llama-server``;
+    ``schemas``: the JSON Schema each answer is constrained to, or None."""
     from openai import APIError, OpenAI
     from tqdm import tqdm
 
@@ -143,7 +149,8 @@ def generate_llamacpp(cfg: Config, base: str, adapter: Path | None, texts: list[
             generated, t0 = 0, time.perf_counter()
             bar = tqdm(total=len(texts), desc="infer", unit="prompt")
             with ThreadPoolExecutor(parallel) as pool, bar:
-                futures = {i: pool.submit(_ask, client, cfg, encoded[i], i) for i in order}
+                futures = {i: pool.submit(_ask, client, cfg, encoded[i], i, schemas[i] if schemas else None)
+                           for i in order}
                 for i, future in futures.items():
                     try:
                         answers[i], tokens = future.result()

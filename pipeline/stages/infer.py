@@ -24,9 +24,11 @@ from ..data.structured import template_kwargs
 from ..errors import DuoError
 from ..flags import COMMON
 from ..manifest import Manifest
+from ..model import constrain
 from ..model.generation import TRUNCATED, choose_backend, generate_each, generation_params
 from ..model.launch import PROCESSES, is_main, relaunch, wanted, world_size
 from ..records import read_jsonl, write_jsonl
+from ..stats.task_kind import round_kind
 from ..store import BASELINE_ROUND, Store, artifact_name, open_store
 from .common import publish, round_arg
 
@@ -102,9 +104,13 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
                                            **template_kwargs(r))
              for r in rows]
     params = generation_params(cfg, backend)
+    schemas, constrained = constrain.plan(cfg, round_kind(cfg, store)[0], rows, backend)  # infer.constrain
+    if schemas is not None:
+        params["constrained"] = "json_schema"
     manifest = ins.start()
+    asked = None if schemas is None else [s for s in schemas for _ in range(k)]
     results = generate_each(cfg, base, [a for _, a in adapters], [t for t in texts for _ in range(k)],
-                            tokenizer, backend)
+                            tokenizer, backend, asked)
     if results is None:
         # A launched process other than the main one: its share of answers went to the main one.
         return manifest
@@ -129,6 +135,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
             "baseline": ft_name is None,
             "tokens_per_s": round(generated / seconds, 2) if seconds else None,
             "num_processes": world_size(),
+            "constrained": constrained,
         }
         if backend == "llamacpp":
             from ..model.llamacpp import gguf_type
