@@ -37,12 +37,15 @@ VERBS = {
               "or vLLM with its LoRA (CUDA); prints the base_url, stops the engine on Ctrl-C/SIGTERM."),
     "rollout": ("Write the gateway's config (LiteLLM proxy or Portkey) for a canary of the student "
                 "against the service, with fallback and shadow capture; print how to start it."),
+    "feedback": ("Store reviewers' labels of a round's answers: the report PR's ticked boxes and "
+                 "'/duo label ID good|bad' comments, or a CSV (--import)."),
     "unlock": ("Name who holds the task's lock and since when; "
                "remove it once its holder is gone (--force: even a live one)."),
 }
 
 # Verbs that write to the store (and may pay): each holds the task's lock in the store while it runs.
-WRITERS = ("prepare", "synthesize", "finetune", "infer", "evaluate", "report", "decide", "run", "promote")
+WRITERS = ("prepare", "synthesize", "finetune", "infer", "evaluate", "report", "decide", "run", "promote",
+           "feedback")
 # Verbs that load the student with torch/transformers/peft: without the ``train`` extra they stop
 # with one line.
 NEEDS_TRAIN = ("finetune", "infer", "export", "run")

@@ -264,6 +264,8 @@ class ReportConfig(Section):
     workflow: str
     promote_ref: str = "production"
     require_approval: bool = False
+    review_worst: int = 10
+    review_random: int = 10
 
 
 @dataclass(frozen=True)

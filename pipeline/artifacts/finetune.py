@@ -8,6 +8,7 @@ from pathlib import Path
 from ..errors import DuoError
 from ..store import Store, artifact_name
 from .base import Artifact
+from .feedback import feedback_artifacts
 
 
 def training_artifacts(store: Store, round_no: int) -> list[str]:
@@ -26,7 +27,9 @@ ARTIFACT = Artifact(
     # How many threads or processes train changes the speed, not what is trained.
     unhashed=("student.cpu_threads", "finetune.launch"),
     later=("finetune.seeds",),
-    parents=lambda cfg, store, round_no: training_artifacts(store, round_no),
+    # people's labels of earlier rounds drop synthetic rows (data.reviewed)
+    parents=lambda cfg, store, round_no: [*training_artifacts(store, round_no),
+                                          *feedback_artifacts(store, round_no)],
 )
 
 

@@ -7,7 +7,8 @@ from ..store import Store, round_of
 from ..templating import TEMPLATES_DIR
 from .base import Artifact, service_run_keys
 
-TEMPLATES = ("report.md.j2", "report_sections.md.j2", "pr_body.md.j2", "report_unevaluated.md.j2")
+TEMPLATES = ("report.md.j2", "report_sections.md.j2", "pr_body.md.j2", "report_unevaluated.md.j2",
+             "feedback_sections.md.j2")
 # Stages that run after the report's inputs (promote records the review of the report's PR): not in its cost
 # table nor its parents.
 LATER = ("report", "decide", "promote")
@@ -25,7 +26,7 @@ ARTIFACT = Artifact(
     "report",
     reads=("task", "report", "evaluate", "budget", "synthesize", "student", "service.synthesize"),
     unhashed=("report.dir", "student.cpu_threads", *service_run_keys("synthesize")),
-    later=("budget.on_regression", "synthesize.min_yield"),
+    later=("budget.on_regression", "synthesize.min_yield", "report.review_worst", "report.review_random"),
     files=lambda cfg: [TEMPLATES_DIR / t for t in TEMPLATES],
     parents=_parents,
 )

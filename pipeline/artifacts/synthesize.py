@@ -7,6 +7,7 @@ from ..config import Config
 from ..store import Store, artifact_name
 from .base import SPEND_CAP, Artifact, service_run_keys
 from .evaluate import previous_round
+from .feedback import feedback_artifacts
 
 
 def earlier_rounds(store: Store, round_no: int) -> list[str]:
@@ -24,7 +25,8 @@ def scores_round(cfg: Config, store: Store, round_no: int) -> int | None:
 def _parents(cfg: Config, store: Store, round_no: int) -> list[str]:
     scored = scores_round(cfg, store, round_no)
     scores = [artifact_name("evaluate", scored)] if scored is not None else []
-    return ["prepare", *earlier_rounds(store, round_no)] + scores
+    # people's labels of earlier rounds steer the seeds (data.seeds_feedback)
+    return ["prepare", *earlier_rounds(store, round_no)] + scores + feedback_artifacts(store, round_no)
 
 
 def _files(cfg: Config) -> tuple:

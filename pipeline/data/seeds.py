@@ -21,6 +21,7 @@ import numpy as np
 from ..artifacts.evaluate import read_metrics, read_scores
 from ..artifacts.synthesize import scores_round
 from ..store import Store
+from . import seeds_feedback
 
 UNIFORM_SHARE = 0.2  # of the draws under ``weakest`` spread like the train split itself
 
@@ -104,7 +105,13 @@ class Seeds:
 
 def for_round(cfg, store: Store, round_no: int, train: list[dict]) -> tuple[Seeds, dict]:
     """This round's seed drawer and what the manifest records of it (``targeting``, ``scores_round``,
-    ``category_means``, ``weights``)."""
+    ``category_means``, ``weights``; ``feedback`` where people's labels steer it, ``seeds_feedback``)."""
+    drawer, info = targeted(cfg, store, round_no, train)
+    return seeds_feedback.prefer_bad(store, round_no, train, drawer, info, cfg.synthesize.seed)
+
+
+def targeted(cfg, store: Store, round_no: int, train: list[dict]) -> tuple[Seeds, dict]:
+    """The drawer ``synthesize.targeting`` asks for, and what the manifest records of it."""
     info: dict = {"targeting": cfg.synthesize.targeting}
     if cfg.synthesize.targeting != "weakest":
         return Seeds(train, cfg.synthesize.seed), info

@@ -19,6 +19,7 @@ from .adapter import adapter_choice, adapter_info
 from .costs import cost_summary
 from .lineage import answer_counts, judging, lineage
 from .parity import category_parity, parity_rows, service_gap
+from .reviewers import agreement_for, review_for
 from .training import ALL_REASONS, data_summary
 
 NEEDED_BY = "duo report"
@@ -217,6 +218,9 @@ def gather(cfg: Config, store: Store, round_no: int) -> dict:
         "headline": "baseline" if relative_left_out else ev["verdict"],
         # finetune.seeds: the spread between seeds beside the round's change (vs the previous round)
         "seed_rows": beside_change(ev.get("seed_spread") or {}, ev["vs_previous"] or ev["vs_baseline"]),
+        # people's labels (duo feedback): the PR's review block and their agreement with the judge
+        "review": review_for(cfg, store, round_no, rows, metric),
+        "agreement": agreement_for(cfg, store, round_no, ev, rows),
     }
 
 

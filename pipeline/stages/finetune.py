@@ -23,6 +23,7 @@ from ..artifacts import ARTIFACTS, reusable
 from ..artifacts.finetune import adapter_location, cut_counts, cut_warning
 from ..artifacts.synthesize import no_new_rows, refused_all
 from ..config import Config
+from ..data.reviewed import drop_reviewed
 from ..data.trainset import length_counts, training_rows
 from ..data.trainset import prompt_completion as to_prompt_completion
 from ..data.trainset import same_columns
@@ -81,9 +82,10 @@ def model_card(cfg: Config, **values) -> str:
                        base_revision=cfg.student.revision, gguf=gguf, **values)
 
 
-def training_pairs(cfg: Config, store: Store, round_no: int, seed: int) -> tuple[list[dict], int, int]:
-    """(prompt/completion pairs to train on, all training rows, synthetic rows among them)."""
-    rows = training_rows(store, round_no)
+def training_pairs(cfg: Config, store: Store, round_no: int, seed: int) -> tuple[list[dict], int, int, dict]:
+    """(prompt/completion pairs to train on, all training rows, synthetic rows among them, rows people's
+    labels dropped: ``data.reviewed``)."""
+    rows, reviewed = drop_reviewed(store, round_no, training_rows(store, round_no))  # people's bad labels
     synthetic = sum(1 for r in rows if "generator" in r or "seed_id" in r)
     chosen = _select(rows, cfg.finetune.max_train_samples, seed)
     pairs = same_columns([to_prompt_completion(r, f"training row {r.get('id', i)} (round {round_no})")
@@ -91,7 +93,7 @@ def training_pairs(cfg: Config, store: Store, round_no: int, seed: int) -> tuple
     if not pairs:
         raise DuoError(f"finetune round {round_no}: the training set is empty "
                        "(prepare/train.jsonl has no rows)")
-    return pairs, len(rows), synthetic
+    return pairs, len(rows), synthetic, reviewed
 
 
 def _tokenizer(cfg: Config):
@@ -128,7 +130,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     per_rank = "" if is_main() else f"-rank{rank()}"
     work = store.root / (f".work-round-{round_no}-finetune" + per_rank)
     recipe = build_recipe(cfg, work / "trainer", cuda=cuda)
-    pairs, n_rows, synthetic = training_pairs(cfg, store, round_no, int(recipe.sft.seed))
+    pairs, n_rows, synthetic, reviewed = training_pairs(cfg, store, round_no, int(recipe.sft.seed))
     manifest = ins.start()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -158,6 +160,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         "prepare_rows": n_rows - synthetic,
         "synthetic_rows": synthetic,
         "steps": stats["steps"],
+        "reviewed_bad_dropped": reviewed["bad"],  # synthetic rows people marked bad (data.reviewed)
+        "reviewed_near_duplicates_dropped": reviewed["near_duplicate"],
     }
     manifest.models = {"base": cfg.student.model, "base_revision": cfg.student.revision, "base_path": base,
                        "gguf_file": cfg.student.gguf_file}

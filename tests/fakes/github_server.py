@@ -84,6 +84,7 @@ class FakeGitHub(FakeServer):
         self.route("GET", rf"{r}/pulls/(?P<number>\d+)", self.get_pull)
         self.route("PATCH", rf"{r}/pulls/(?P<number>\d+)", self.update_pull)
         self.route("GET", rf"{r}/pulls/(?P<number>\d+)/reviews", self.list_reviews)
+        self.route("GET", rf"{r}/pulls/(?P<number>\d+)/comments", self.list_review_comments)
         self.route("GET", rf"{r}/labels/(?P<name>[^/]+)", self.get_label)
         self.route("POST", rf"{r}/labels", self.create_label)
         self.route("POST", rf"{r}/issues/(?P<number>\d+)/labels", self.add_labels)
@@ -103,7 +104,8 @@ class FakeGitHub(FakeServer):
         self.pulls: list[dict] = []
         self.labels: dict[str, dict] = {}
         self.comments: list[dict] = []
-        self.reviews: list[dict] = []  # {"pr", "user", "state"}: add with add_review()
+        self.reviews: list[dict] = []  # {"pr", "user", "state", "body"}: add with add_review()
+        self.review_comments: list[dict] = []  # comments on the diff: add with add_review_comment()
         self.dispatches: list[dict] = []
         self.runs: list[dict] = []
         self.workflows = {"round.yml": round_workflow()}
@@ -118,9 +120,24 @@ class FakeGitHub(FakeServer):
         tree = self.commits[self.branches[branch]]["tree"]
         return self.blobs[tree[path]] if path in tree else None
 
-    def add_review(self, number: int, user: str, state: str) -> None:
+    def add_review(self, number: int, user: str, state: str, body: str = "", when: str = NOW) -> None:
         """A review of PR ``number`` by ``user`` (``APPROVED``, ``CHANGES_REQUESTED``, ``COMMENTED``)."""
-        self.reviews.append({"pr": int(number), "user": user, "state": state})
+        self.reviews.append({"pr": int(number), "user": user, "state": state, "body": body, "when": when})
+
+    def add_comment(self, number: int, user: str, body: str, when: str = NOW, association: str = "MEMBER") -> dict:
+        """An issue comment on PR ``number`` written by ``user`` (a person, not the token's bot), whose relation to
+        the repository is ``association`` (GitHub's ``author_association``: OWNER, MEMBER, COLLABORATOR, NONE...)."""
+        c = {"id": next(self._ids), "issue": int(number), "body": body, "user": user, "when": when,
+             "association": association}
+        self.comments.append(c)
+        return c
+
+    def add_review_comment(self, number: int, user: str, body: str, path: str = "README.md",
+                           when: str = NOW) -> dict:
+        """A review comment (on a line of the diff) of PR ``number`` by ``user``."""
+        c = {"id": next(self._ids), "pr": int(number), "body": body, "user": user, "when": when, "path": path}
+        self.review_comments.append(c)
+        return c
 
     def close_pull(self, number: int, merged: bool) -> dict:
         """Close PR ``number`` as GitHub does when it is merged (``merged=True``) or closed unmerged."""
@@ -329,9 +346,23 @@ class FakeGitHub(FakeServer):
         if self._pull(str(n)) is None:
             return gh_error(404, "Not Found")
         return [{"id": 7000 + i, "user": {"login": r["user"], "id": 100 + i, "type": "User"}, "state": r["state"],
-                 "body": "", "submitted_at": NOW, "commit_id": "0" * 40,
+                 "body": r.get("body", ""), "submitted_at": r.get("when", NOW), "commit_id": "0" * 40,
+                 "author_association": r.get("association", "MEMBER"),
                  "html_url": f"{req.host_url}/{OWNER}/{NAME}/pull/{n}#pullrequestreview-{7000 + i}"}
                 for i, r in enumerate(self.reviews) if r["pr"] == n]
+
+    def list_review_comments(self, req: FakeRequest):
+        n = int(req.params["number"])
+        if self._pull(str(n)) is None:
+            return gh_error(404, "Not Found")
+        return [{"id": c["id"], "body": c["body"], "path": c["path"], "line": 1, "side": "RIGHT",
+                 "user": {"login": c["user"], "id": 300, "type": "User"}, "created_at": c["when"],
+                 "updated_at": c["when"], "commit_id": "0" * 40, "pull_request_review_id": None,
+                 "author_association": c.get("association", "MEMBER"),
+                 "url": f"{self._base(req)}/pulls/comments/{c['id']}",
+                 "html_url": f"{req.host_url}/{OWNER}/{NAME}/pull/{n}#discussion_r{c['id']}",
+                 "pull_request_url": f"{self._base(req)}/pulls/{n}"}
+                for c in self.review_comments if c["pr"] == n]
 
     # -- labels and comments ---------------------------------------------------------------------------------
     def get_label(self, req: FakeRequest):
@@ -363,7 +394,10 @@ class FakeGitHub(FakeServer):
         return [self.labels[n] for n in pr["labels"]]
 
     def _comment_json(self, req: FakeRequest, c: dict) -> dict:
-        return {"id": c["id"], "body": c["body"], "user": self._user(), "created_at": NOW, "updated_at": NOW,
+        user = {"login": c["user"], "id": 200, "type": "User"} if c.get("user") else self._user()
+        when = c.get("when", NOW)
+        return {"id": c["id"], "body": c["body"], "user": user, "created_at": when, "updated_at": when,
+                "author_association": c.get("association", "NONE" if not c.get("user") else "MEMBER"),
                 "url": f"{self._base(req)}/issues/comments/{c['id']}",
                 "html_url": f"{req.host_url}/{OWNER}/{NAME}/pull/{c['issue']}#issuecomment-{c['id']}",
                 "issue_url": f"{self._base(req)}/issues/{c['issue']}"}
