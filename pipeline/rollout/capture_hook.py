@@ -75,7 +75,7 @@ class DuoCapture(CustomLogger):
         self.settings = settings if settings is not None else _settings()
         self.folder = Path(os.environ.get("DUO_TRAFFIC") or self.settings.get("traffic") or "traffic")
         self.gateway = self.settings.get("gateway", "litellm")
-        self.fallback_group = self.settings.get("fallback_group")
+        self.student_ids = set(self.settings.get("student_ids") or [])
         self.lock = threading.Lock()
         self.name = f"{self.gateway}-{socket.gethostname()}-{os.getpid()}.jsonl"
 
@@ -123,11 +123,15 @@ class DuoCapture(CustomLogger):
                         "ts": start.isoformat().replace("+00:00", "Z"),
                         "latency_s": round(latency, 4),
                         "error": None if error is None else _one_line(error),
-                        "fallback": bool(not shadow and deployment == "service"
-                                         and meta.get("model_group") == self.fallback_group),
+                        "fallback": not shadow and deployment == "service" and self.after_student(meta),
                         "usage": None if not isinstance(usage, dict) else {
                             "prompt_tokens": usage.get("prompt_tokens"),
                             "completion_tokens": usage.get("completion_tokens")}}}
+
+    def after_student(self, meta: dict) -> bool:
+        """True when an earlier attempt of this request went to the student (LiteLLM's retry breadcrumbs)."""
+        earlier = meta.get("previous_models") or []
+        return any(isinstance(p, dict) and p.get("deployment_id") in self.student_ids for p in earlier)
 
     def write(self, kwargs, response, start_time, end_time, error) -> None:
         try:

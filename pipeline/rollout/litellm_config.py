@@ -24,6 +24,14 @@ def names(cfg: Config) -> dict[str, str]:
     return {"model": name, "fallback": f"{name}-service", "shadow": f"{name}-shadow"}
 
 
+def deployment_ids(cfg: Config) -> dict[str, str]:
+    """``model_info.id`` of each deployment (LiteLLM's retry breadcrumbs name the deployment by it)."""
+    name = names(cfg)["model"]
+    return {"student": f"{name}-student", "service_mirrored": f"{name}-service-mirrored",
+            "service": f"{name}-service-direct", "fallback": f"{name}-service-fallback",
+            "shadow": f"{name}-student-shadow"}
+
+
 def student_model(cfg: Config) -> str:
     return cfg.rollout.student.model or cfg.task.name
 
@@ -58,22 +66,22 @@ def proxy_config(cfg: Config, weight: float) -> dict:
     service_info = {"duo_deployment": "service", "duo_model": svc.model if svc else None}
     student_info = {"duo_deployment": "student", "duo_model": student_model(cfg)}
     rest = 1.0 - weight
-    served = [(student, student_info, weight, None),
-              (service, service_info, rest * ro.shadow, n["shadow"]),
-              (service, service_info, rest * (1.0 - ro.shadow), None)]
+    ids = deployment_ids(cfg)
+    served = [(student, student_info, weight, None, ids["student"]),
+              (service, service_info, rest * ro.shadow, n["shadow"], ids["service_mirrored"]),
+              (service, service_info, rest * (1.0 - ro.shadow), None, ids["service"])]
     models = []
-    for i, (params, info, share, silent) in enumerate(served):
+    for params, info, share, silent, uid in served:
         if share <= 0:
             continue
         lp = {**params, "weight": round(share, 6)}
         if silent:
             lp["silent_model"] = silent
-        models.append({"model_name": n["model"], "litellm_params": lp,
-                       "model_info": {**info, "id": f"{n['model']}-{i}"}})
+        models.append({"model_name": n["model"], "litellm_params": lp, "model_info": {**info, "id": uid}})
     models.append({"model_name": n["fallback"], "litellm_params": dict(service),
-                   "model_info": {**service_info, "id": n["fallback"]}})
+                   "model_info": {**service_info, "id": ids["fallback"]}})
     models.append({"model_name": n["shadow"], "litellm_params": dict(student),
-                   "model_info": {**student_info, "id": n["shadow"]}})
+                   "model_info": {**student_info, "id": ids["shadow"]}})
     return {
         "model_list": models,
         "router_settings": {
@@ -91,4 +99,6 @@ def proxy_config(cfg: Config, weight: float) -> dict:
 
 def hook_settings(cfg: Config, traffic: str) -> dict:
     """``duo_capture.json``: what the hook needs (it imports nothing of duo)."""
-    return {"traffic": traffic, "gateway": "litellm", **{f"{k}_group": v for k, v in names(cfg).items()}}
+    ids = deployment_ids(cfg)
+    return {"traffic": traffic, "gateway": "litellm", **{f"{k}_group": v for k, v in names(cfg).items()},
+            "student_ids": [ids["student"], ids["shadow"]]}

@@ -20,7 +20,7 @@ from openai import OpenAI
 from pipeline.cli import main
 from tests.gateway_fixtures import MASTER_KEY, Stack, binomial_bounds, start_litellm
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.real_server]
 
 WEIGHT, SHADOW, N = 0.25, 0.2, 200
 ASK = {"max_tokens": 4, "temperature": 0}
