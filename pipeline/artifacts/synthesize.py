@@ -29,15 +29,37 @@ def _parents(cfg: Config, store: Store, round_no: int) -> list[str]:
     return ["prepare", *earlier_rounds(store, round_no)] + scores + feedback_artifacts(store, round_no)
 
 
+STRUCTURED_PROMPT = "synthesize_structured.j2"  # the synthesis prompt of a json, label or tool_call task
+
+
+def reply_schema_name(kind: str) -> str:
+    """The reply schema of a structured task's synthesis."""
+    return f"synthesized_{kind}_pairs.schema.json"
+
+
+def _structured_files(cfg: Config) -> tuple:
+    """A structured task's prompt and reply schemas (each kind's under task.kind auto) and ``task.schema``."""
+    from ..prompts import find_schema, find_template
+
+    if cfg.task.kind == "text":
+        return ()
+    kinds = ("json", "label", "tool_call") if cfg.task.kind == "auto" else (cfg.task.kind,)
+    return (find_template(cfg, STRUCTURED_PROMPT), *(find_schema(cfg, reply_schema_name(k)) for k in kinds),
+            *((cfg.resolve(cfg.task.schema),) if cfg.task.schema else ()))
+
+
 def _files(cfg: Config) -> tuple:
     from ..prompts import find_schema, find_template
 
-    return find_template(cfg, cfg.synthesize.prompt), find_schema(cfg, cfg.synthesize.schema)
+    return (find_template(cfg, cfg.synthesize.prompt), find_schema(cfg, cfg.synthesize.schema),
+            *_structured_files(cfg))
 
 
 ARTIFACT = Artifact(
     "synthesize",
-    reads=("task.description", "synthesize", "service.synthesize", "privacy"),
+    # task.kind, labels and schema: a structured task's pairs are asked for and checked as its kind
+    reads=("task.description", "task.kind", "task.labels", "task.schema", "synthesize", "service.synthesize",
+           "privacy"),
     # budget.max_synthetic_samples decides the round's target, which is in the fingerprint as a value;
     # synthesize.min_yield only decides what follows (decide).
     unhashed=(*service_run_keys("synthesize"), *SPEND_CAP, "budget.max_synthetic_samples",

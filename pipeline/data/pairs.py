@@ -41,9 +41,13 @@ class Collector:
     """Cleans each reply's pairs in request order and keeps up to ``target`` of them."""
 
     def __init__(self, round_no: int, target: int, pair_filter: PairFilter, generator: str, *,
-                 semantic: decontam_semantic.SemanticFilter | None = None, band: dict | None = None):
+                 semantic: decontam_semantic.SemanticFilter | None = None, band: dict | None = None,
+                 rules=None):
         self.round_no, self.target, self.filter, self.generator = round_no, target, pair_filter, generator
+        self.rules = rules  # a structured task's rules (structured_pairs.PairRules): what a response must be
         self.semantic, self.allowed = semantic, band["allowed"] if band and band["filter"] else None
+        if rules is not None and not rules.length_filtered:
+            self.allowed = None
         self.kept: list[dict] = []
         self.removed: list[dict] = []
         self.failures: list[dict] = []
@@ -86,9 +90,15 @@ class Collector:
         for j, pair in enumerate(pairs):
             self.received += 1
             instruction, response = pair.get("instruction"), pair.get("response")
+            # a structured task's response as its target text, or as given with why it is invalid
+            response, invalid, why = (self.rules.target(response, seed_row) if self.rules
+                                      else (response, None, {}))
+            pairs[j] = {**pair, "response": response}
             base = {"instruction": instruction, "response": response, "category": seed_row.get("category"),
                     "seed_id": seed_row["id"], "round": self.round_no, "request": f"{result.key}/{j}"}
             reason, info = self.filter.check(instruction, response, cut=cut)
+            if reason is None and invalid:
+                reason, info = invalid, why
             if reason is None:
                 reason, info = self._shape(pairs, j, close)
             if reason is None and len(self.kept) >= self.target:
@@ -109,6 +119,7 @@ class Collector:
                 "seed_id": seed_row["id"],
                 "generator": self.generator,
                 "round": self.round_no,
+                **(self.rules.carried(seed_row) if self.rules else {}),  # the seed's tools, response_format
             })
             self.filter.keep(row_id, instruction)
 

@@ -25,22 +25,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..artifacts.synthesize import STRUCTURED_PROMPT, reply_schema_name
 from ..store import Store
 from . import structured
 
-STRUCTURED_PROMPT = "synthesize_structured.j2"
 DROP_REASONS = ("invalid_json", "schema_mismatch", "unknown_label", "invalid_tool_call", "unknown_tool",
                 "invalid_arguments")
 CARRIED = ("tools", "response_format")  # what a synthetic row keeps of its seed's request
 
 
-def reply_schema_name(kind: str) -> str:
-    return f"synthesized_{kind}_pairs.schema.json"
-
-
-def carried(seed_row: dict) -> dict:
-    """The seed's ``tools`` and ``response_format``, for the synthetic row made from it."""
-    return {k: seed_row[k] for k in CARRIED if seed_row.get(k)}
+def tools_of(row: dict) -> list:
+    """A row's logged tool definitions (kept as JSON text in a training pair), [] when none."""
+    tools = row.get("tools")
+    if isinstance(tools, str):
+        tools, _ = structured.parse_json(tools)
+    return tools if isinstance(tools, list) else []
 
 
 def tool_parameters(tools: Any) -> dict[str, dict | None]:
@@ -76,31 +75,58 @@ class PairRules:
     def structured(self) -> bool:
         return self.kind != "text"
 
+    def prompt_name(self, cfg) -> str:
+        """The synthesis prompt: ``synthesize_structured.j2`` for a structured task, else
+        ``synthesize.prompt``."""
+        return STRUCTURED_PROMPT if self.structured else cfg.synthesize.prompt
+
+    def schema_name(self, cfg) -> str:
+        """The reply schema: the kind's own for a structured task, else ``synthesize.schema``."""
+        return reply_schema_name(self.kind) if self.structured else cfg.synthesize.schema
+
+    def min_response_chars(self, s) -> int:
+        """``synthesize.min_response_chars``, but none for a label: it is as short as it is ("yes")."""
+        return 0 if self.kind == "label" else s.min_response_chars
+
+    def prompt_vars(self, seed_row: dict) -> dict:
+        """The structured prompt's variables (none for a text task): ``kind``, ``labels``, ``schema`` and
+        ``tools`` (JSON text)."""
+        if not self.structured:
+            return {}
+        schema = structured.row_schema(seed_row, self.schema) if self.kind == "json" else None
+        tools = tools_of(seed_row) if self.kind == "tool_call" else None
+        return {"kind": self.kind, "labels": self.labels,
+                "schema": json.dumps(schema, indent=1, ensure_ascii=False) if schema is not None else None,
+                "tools": json.dumps(tools, indent=1, ensure_ascii=False) if tools else None}
+
+    @staticmethod
+    def carried(seed_row: dict) -> dict:
+        """The seed's ``tools`` and ``response_format``, for the synthetic row made from it."""
+        return {k: seed_row[k] for k in CARRIED if seed_row.get(k)}
+
     @property
     def length_filtered(self) -> bool:
         """Whether the seeds' length band applies: not to a label or a tool call (its length says nothing)."""
         return self.kind in ("text", "json")
 
-    def prompt_vars(self, seed_row: dict) -> dict:
-        """The structured prompt's variables: ``kind``, ``labels``, ``schema`` and ``tools`` (JSON text)."""
-        schema = structured.row_schema(seed_row, self.schema) if self.kind == "json" else None
-        tools = seed_row.get("tools") if self.kind == "tool_call" else None
-        return {"kind": self.kind, "labels": self.labels,
-                "schema": json.dumps(schema, indent=1, ensure_ascii=False) if schema is not None else None,
-                "tools": json.dumps(tools, indent=1, ensure_ascii=False) if tools else None}
-
     def target(self, response: Any, seed_row: dict) -> tuple[Any, str | None, dict]:
-        """(the target text, None, {}) of a valid ``response``, else (None, drop reason, details)."""
+        """(the target text, None, {}) of a valid ``response``; else (its text as given, the drop reason,
+        details). A text task's response comes back as it is."""
         if self.kind == "json":
-            return self._json(response, structured.row_schema(seed_row, self.schema))
-        if self.kind == "label":
+            text, why, info = self._json(response, structured.row_schema(seed_row, self.schema))
+        elif self.kind == "label":
             label = structured.normalize_label(response, self.labels) if isinstance(response, str) else None
-            if label is None or label not in (self.labels or []):
-                return None, "unknown_label", {"labels": self.labels}
-            return label, None, {}
-        if self.kind == "tool_call":
-            return self._calls(response, tool_parameters(seed_row.get("tools")))
-        return response, None, {}
+            ok = label is not None and label in (self.labels or [])
+            text, why, info = (label, None, {}) if ok else (None, "unknown_label", {"labels": self.labels})
+        elif self.kind == "tool_call":
+            text, why, info = self._calls(response, tool_parameters(tools_of(seed_row)))
+        else:
+            return response, None, {}
+        if why is None:
+            return text, None, {}
+        if isinstance(response, str) or response is None:
+            return response, why, info
+        return json.dumps(response, ensure_ascii=False), why, info
 
     @staticmethod
     def _json(response: Any, schema: dict | None) -> tuple[Any, str | None, dict]:

@@ -36,6 +36,7 @@ from ..config import Config
 from ..data import decontam_semantic, privacy, seeds
 from ..data.dedup import REASONS, PairFilter
 from ..data.pairs import EXTRA_REASONS, Cleaner, Collector
+from ..data.structured_pairs import DROP_REASONS, PairRules
 from ..errors import DuoError
 from ..flags import COMMON, Flag
 from ..manifest import Manifest
@@ -64,16 +65,17 @@ ARTIFACT = ARTIFACTS[STAGE]
 
 
 def build_requests(cfg: Config, drawer: seeds.Seeds, schema: dict, round_no: int, attempt: int, count: int,
-                   band: dict | None) -> list:
+                   band: dict | None, rules: PairRules | None = None) -> list:
     """``count`` requests of one attempt, each scrubbed of personal data. Seed choice and key depend only on
-    (seed, round, attempt, index)."""
+    (seed, round, attempt, index). A structured task (``rules``) asks for pairs of its kind."""
     from ..llm import Request
 
     low, high = band["typical"] if band else (None, None)
     requests = []
     for i in range(count):
         seed_row = drawer.draw(round_no, attempt, i)
-        messages = render(cfg, cfg.synthesize.prompt,
+        messages = render(cfg, rules.prompt_name(cfg) if rules else cfg.synthesize.prompt,
+                          **(rules.prompt_vars(seed_row) if rules else {}),
                           topic=cfg.task.description,
                           system_prompt=seeds.system_of(seed_row),
                           instruction=seed_row["instruction"],
@@ -95,11 +97,11 @@ def build_requests(cfg: Config, drawer: seeds.Seeds, schema: dict, round_no: int
 
 
 def _load_filter(cfg: Config, store: Store, round_no: int, train: list[dict],
-                 test: list[dict]) -> PairFilter:
+                 test: list[dict], rules: PairRules | None = None) -> PairFilter:
     s = cfg.synthesize
     f = PairFilter(near_duplicate_threshold=s.near_duplicate_threshold,
                    decontamination_threshold=s.decontamination_threshold,
-                   min_response_chars=s.min_response_chars)
+                   min_response_chars=rules.min_response_chars(s) if rules else s.min_response_chars)
     f.add_test((r["id"], r["instruction"]) for r in test)
     f.add_known((r["id"], r["instruction"]) for r in train)
     for name in earlier_rounds(store, round_no):
@@ -115,7 +117,7 @@ def ask_until_kept(cfg: Config, store: Store, round_no: int, drawer: seeds.Seeds
     from ..llm import Engine
     from ..llm.journal.sync import open_journal
 
-    svc, schema = cfg.service.synthesize, load_reply_schema(cfg, cfg.synthesize.schema)
+    svc, schema = cfg.service.synthesize, load_reply_schema(cfg, collector.rules.schema_name(cfg))
     engine = Engine(svc, journal=open_journal(store, cfg, STAGE, round_no), batch=cfg.synthesize.batch_api,
                     spend=spend)
     attempts = 0
@@ -125,7 +127,8 @@ def ask_until_kept(cfg: Config, store: Store, round_no: int, drawer: seeds.Seeds
             if count == 0:
                 break
             attempts = attempt
-            chunks = spend.chunks(build_requests(cfg, drawer, schema, round_no, attempt, count, band))
+            chunks = spend.chunks(build_requests(cfg, drawer, schema, round_no, attempt, count, band,
+                                                 collector.rules))
             # the yield beat the plan: don't pay for the rest of this attempt
             while not cleaner.reached() and (chunk := next(chunks, None)) is not None:
                 results = engine.run([req for req, _ in chunk],
@@ -175,8 +178,9 @@ def plan(cfg: Config, store: Store, round_no: int, samples: int | None = None, *
     s = cfg.synthesize
     count = math.ceil(target / s.pairs_per_request) if train else 0
     drawer, band = seeds.for_round(cfg, store, round_no, train)[0], seeds.length_band(train, s.length_filter)
-    schema = load_reply_schema(cfg, s.schema)
-    requests = [req for req, _ in build_requests(cfg, drawer, schema, round_no, 1, count, band)]
+    rules = PairRules.for_task(cfg, store, train)
+    schema = load_reply_schema(cfg, rules.schema_name(cfg))
+    requests = [req for req, _ in build_requests(cfg, drawer, schema, round_no, 1, count, band, rules)]
     engine = Engine(svc, journal=open_journal(store, cfg, STAGE, round_no), progress=False)
     label = (f"synthesize round {round_no}: {target} pairs at {s.pairs_per_request} a request, "
              f"attempt 1 of at most {s.max_attempts}")
@@ -207,8 +211,9 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     train, test = read_jsonl(prep / "train.jsonl"), read_jsonl(prep / "test.jsonl")
     drawer, seeding = seeds.for_round(cfg, store, round_no, train)
     band = seeds.length_band(train, cfg.synthesize.length_filter)
-    collector = Collector(round_no, target, _load_filter(cfg, store, round_no, train, test), svc.model,
-                          semantic=decontam_semantic.load(cfg, test), band=band)
+    rules = PairRules.for_task(cfg, store, train)  # a structured task's pairs are of its kind
+    collector = Collector(round_no, target, _load_filter(cfg, store, round_no, train, test, rules), svc.model,
+                          semantic=decontam_semantic.load(cfg, test), band=band, rules=rules)
     manifest = ins.start()
     carried = carried_cost(store, name)
     # OpenAI's or Gemini's Batch API (the engine refuses a provider without one)
@@ -226,7 +231,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         "received": collector.received,
         "requests": spend.requests,
         "attempts": attempts,
-        "removed": {r: by_reason.get(r, 0) for r in REASONS + EXTRA_REASONS},
+        "removed": {r: by_reason.get(r, 0) for r in REASONS + EXTRA_REASONS + DROP_REASONS},
         "surplus": by_reason.get("surplus", 0),
         "failures": len(collector.failures),
         "shortfall": max(0, target - len(kept)),
@@ -245,6 +250,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         "spent_before_usd": round(spend.before, 6),
         "train_seeds": len(train),
         "seeds": seeding,
+        "kind": rules.kind,
         "length_band": band,
         "semantic_threshold": (cfg.synthesize.decontaminate.threshold
                                if cfg.synthesize.decontaminate.semantic else None),
