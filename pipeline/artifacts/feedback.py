@@ -19,7 +19,8 @@ SKIPPED = "skipped.jsonl"
 VALUES = ("good", "bad")
 
 # ``duo feedback`` reads GitHub (or a CSV file) each time it runs: the artifact is rewritten, never
-# reused, so only the task names it.
+# reused, so only the task names it. Not in ``ARTIFACTS`` (whose every stage the declared-inputs test
+# runs): its declaration is used by the stage itself.
 ARTIFACT = Artifact("feedback", reads=("task.name",))
 
 
