@@ -94,6 +94,8 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
         labels, skipped, extra = read_labels(store, round_no) + new, [], {"imported": str(csv_path)}
         where = f"{len(new)} imported from {csv_path}"
     else:
+        if round_no is None and args.pr is None:
+            round_no = latest_round(store, "evaluate") or 1
         round_no, labels, skipped, extra = from_pr(cfg, store, round_no, args.pr, args.actor)
         where = f"from pull request #{extra['pr']}"
     m = store_labels(store, round_no, ARTIFACT.inputs(cfg, store, round_no), labels, skipped, extra)

@@ -96,8 +96,8 @@ def test_labels_from_the_pr_then_agreement_in_the_report(task, fake_github, caps
     assert (counts["labels"], counts["good"], counts["bad"], counts["skipped"]) == (5, 3, 2, 3)
     assert "feedback round 1: 5 labels (3 good, 2 bad) from pull request #1; 3 skipped" in out
 
-    # rerun without the actor: ticks already stored keep who ticked them
-    assert main(["feedback", str(cfg.source_path), "--pr", "1"]) == 0
+    # rerun without the actor (nor a round: the latest evaluated): ticks already stored keep who ticked them
+    assert main(["feedback", str(cfg.source_path)]) == 0
     again = read_jsonl(store.open("round-1/feedback") / "labels.jsonl")
     assert sorted(map(json.dumps, again)) == sorted(map(json.dumps, labels))
 
@@ -119,7 +119,7 @@ def test_labels_from_the_pr_then_agreement_in_the_report(task, fake_github, caps
 def test_next_round_seeds_and_training_set_use_the_labels(task, fake_github):
     cfg, store = task
     reviewed(fake_github, cfg)
-    assert main(["feedback", str(cfg.source_path), "--round", "1"]) == 0
+    assert main(["feedback", str(cfg.source_path), "--pr", "1"]) == 0
     train = read_jsonl(store.open("prepare") / "train.jsonl")
     drawer, info = seeds.for_round(cfg, store, 2, train)
     assert info["feedback"] == {"bad_prompts": 1, "preferred_seeds": 1, "share": 0.5, "seed_ids": ["c1"]}
