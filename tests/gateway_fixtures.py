@@ -1,5 +1,5 @@
-"""The gateways ``duo rollout`` writes configs for, started on 127.0.0.1 for the gateway tests: LiteLLM's proxy
-(``litellm --config``, from ``.venv-gateway``: litellm pins openai<3, duo needs openai>=3) and Portkey's
+"""The gateways ``duo rollout`` writes configs for, started on 127.0.0.1 for the gateway tests: LiteLLM's
+proxy (``litellm --config``, from ``.venv-gateway``: litellm pins openai<3, duo needs openai>=3) and Portkey's
 open-source gateway (node, from ``.gateway/portkey``). ``scripts/install test`` makes both; without them the
 tests skip and say why. The student is a llama-server of its own per test module (the tests kill it), the
 service the fake OpenAI server.
@@ -26,7 +26,7 @@ from tests.llama_server import LlamaServer, free_port, server_parts
 
 ROOT = Path(__file__).resolve().parents[1]
 LITELLM = ROOT / ".venv-gateway" / "bin" / "litellm"
-PORTKEY = ROOT / ".gateway" / "portkey" / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
+PORTKEY = ROOT / ".gateway/portkey/node_modules/@portkey-ai/gateway/build/start-server.js"
 MASTER_KEY = "sk-" + "d0" * 32  # the proxy refuses to start without a master key
 STUDENT_KEY_ENV, SERVICE_KEY_ENV = "DUO_TEST_STUDENT_KEY", "DUO_TEST_SERVICE_KEY"
 START_TIMEOUT_S = 180
@@ -113,14 +113,16 @@ class Stack:
         doc = {"task": {"name": "demo"}, "data": {"source": "rows.jsonl"}, "student": {"model": "m"},
                "store": {"kind": "local", "path": str(base / "store")},
                "service": {"synthesize": {"provider": "openai", "model": "gpt-4o",
-                                          "base_url": self.service.url + "/v1", "api_key_env": SERVICE_KEY_ENV,
+                                          "base_url": self.service.url + "/v1",
+                                          "api_key_env": SERVICE_KEY_ENV,
                                           "price_input_per_1m": 1, "price_output_per_1m": 1}},
                "rollout": {"student": {"base_url": self.student.base_url, "model": self.student.model,
                                        "api_key_env": STUDENT_KEY_ENV}, **rollout}}
         self.config = base / "duo.yaml"
         self.config.write_text(yaml.safe_dump(doc))
         self.cfg = load_config(self.config)
-        self.env = {**os.environ, SERVICE_KEY_ENV: self.service.api_key, STUDENT_KEY_ENV: self.student.api_key,
+        self.env = {**os.environ, SERVICE_KEY_ENV: self.service.api_key,
+                    STUDENT_KEY_ENV: self.student.api_key,
                     "LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
                     "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
 

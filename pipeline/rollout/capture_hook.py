@@ -50,7 +50,7 @@ def _plain(obj):
             try:
                 out = fn()
                 return json.loads(out) if isinstance(out, str) else out
-            except Exception:  # noqa: BLE001 - try the next way of dumping it
+            except Exception:  # noqa: BLE001, S112 - try the next way of dumping it
                 continue
     return str(obj)
 

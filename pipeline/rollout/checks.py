@@ -4,6 +4,7 @@ timeout leaves the service time to answer a fallback."""
 
 from __future__ import annotations
 
+from itertools import pairwise
 from urllib.parse import urlparse
 
 from ..config import Config
@@ -21,7 +22,7 @@ def _url_problem(where: str, url: str | None) -> str | None:
 def rollout_problems(cfg: Config) -> list[str]:
     ro, out = cfg.rollout, []
     steps = [float(s) for s in ro.steps]
-    if any(b <= a for a, b in zip(steps, steps[1:])):
+    if any(b <= a for a, b in pairwise(steps)):
         out.append(f"rollout.steps: found {steps}; expected weights increasing within (0, 1], "
                    "e.g. [0.05, 0.25, 1.0]")
     if steps and not any(abs(ro.canary - s) < 1e-9 for s in steps):
@@ -34,6 +35,7 @@ def rollout_problems(cfg: Config) -> list[str]:
             out.append(problem)
     svc = cfg.service.synthesize
     if svc is not None and svc.timeout_s and ro.timeout_s >= svc.timeout_s:
-        out.append(f"rollout.timeout_s: found {ro.timeout_s:g} s; expected less than service.synthesize.timeout_s "
-                   f"({svc.timeout_s:g} s), so that a student too slow still leaves the fallback time to answer")
+        out.append(f"rollout.timeout_s: found {ro.timeout_s:g} s; expected less than "
+                   f"service.synthesize.timeout_s ({svc.timeout_s:g} s), so that a student too slow "
+                   "still leaves the fallback time to answer")
     return out

@@ -32,7 +32,8 @@ def config_folder(cfg: Config) -> Path:
 
 
 def _header(weight: float, cfg: Config) -> str:
-    return (f"# Written by duo rollout for task {cfg.task.name}: the student takes {weight:.0%} of the traffic.\n"
+    return (f"# Written by duo rollout for task {cfg.task.name}: "
+            f"the student takes {weight:.0%} of the traffic.\n"
             "# Regenerate it with duo rollout / duo canary rather than editing it by hand.\n")
 
 
@@ -43,8 +44,8 @@ def write_litellm(cfg: Config, weight: float, out: Path) -> list[Path]:
     hook = out / f"{litellm_config.HOOK_MODULE}.py"
     shutil.copyfile(HOOK_SOURCE, hook)
     settings = out / f"{litellm_config.HOOK_MODULE}.json"
-    settings.write_text(json.dumps(litellm_config.hook_settings(cfg, str(traffic_folder(cfg))), indent=2) + "\n",
-                        encoding="utf-8")
+    doc = litellm_config.hook_settings(cfg, str(traffic_folder(cfg)))
+    settings.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return [config, hook, settings]
 
 
@@ -74,15 +75,17 @@ def start_commands(cfg: Config, paths: list[Path], gateway: str | None = None) -
     gateway = gateway or cfg.rollout.gateway
     name = litellm_config.names(cfg)["model"]
     if gateway == "litellm":
-        return [f"export {litellm_config.MASTER_KEY_ENV}=sk-$(openssl rand -hex 32)  # once; clients send it as their key",
+        key = litellm_config.MASTER_KEY_ENV
+        return [f"export {key}=sk-$(openssl rand -hex 32)  # the proxy wants one; clients send it as their key",
                 f"litellm --config {paths[0]} --port 4000",
-                "# clients: OpenAI(base_url='http://127.0.0.1:4000/v1', api_key=os.environ['LITELLM_MASTER_KEY'])"
-                f".chat.completions.create(model='{name}', ...)",
+                ("# clients: OpenAI(base_url='http://127.0.0.1:4000/v1', "
+                 "api_key=os.environ['LITELLM_MASTER_KEY'])"
+                 f".chat.completions.create(model='{name}', ...)"),
                 f"# traffic: {traffic_folder(cfg)} (DUO_TRAFFIC overrides it)"]
     return ["npx @portkey-ai/gateway@" + PORTKEY_VERSION + " --port=8787 --headless",
             f"export PORTKEY_CONFIG=\"$(envsubst < {paths[0]})\"",
-            "# clients: OpenAI(base_url='http://127.0.0.1:8787/v1', api_key='unused', "
-            "default_headers={'x-portkey-config': os.environ['PORTKEY_CONFIG']})"]
+            ("# clients: OpenAI(base_url='http://127.0.0.1:8787/v1', api_key='unused', "
+             "default_headers={'x-portkey-config': os.environ['PORTKEY_CONFIG']})")]
 
 
 PORTKEY_VERSION = "1.15.2"  # the version scripts/install pins and the tests run

@@ -36,7 +36,7 @@ def student_target(cfg: Config) -> dict:
     st = cfg.rollout.student
     return {"provider": "openai", "custom_host": st.base_url.rstrip("/"), "api_key": _key(st.api_key_env),
             "override_params": {"model": st.model or cfg.task.name},
-            "request_timeout": int(round(cfg.rollout.timeout_s * 1000))}
+            "request_timeout": round(cfg.rollout.timeout_s * 1000)}
 
 
 def gateway_config(cfg: Config, weight: float) -> dict:

@@ -1,10 +1,11 @@
-"""``duo rollout``'s LiteLLM config in the real proxy (``.venv-gateway``), its capture hook writing the traffic:
-the fake OpenAI server is the service, a llama-server of SmolLM2 the student, traffic sent with the openai SDK.
+"""``duo rollout``'s LiteLLM config in the real proxy (``.venv-gateway``), its capture hook writing the
+traffic: the fake OpenAI server is the service, a llama-server of SmolLM2 the student, traffic sent with the
+openai SDK.
 
 One proxy for the module (it takes ~10-30 s to start): 200 requests at a 25% canary with 20% of the service's
 answers mirrored; the split and the shadow pairs are counted from the capture and from both servers' own logs.
-Last, the student's server is killed mid-traffic: every client request still gets an answer (the fallback), and
-the capture shows the student's errors and the service's fallback answers.
+Last, the student's server is killed mid-traffic: every client request still gets an answer (the fallback),
+and the capture shows the student's errors and the service's fallback answers.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def settled(stack: Stack, tag: str, served: int, timeout: float = 60.0) -> list[
 
 @pytest.fixture(scope="module")
 def canary_traffic(gateway):
-    stack, proxy, client = gateway
+    stack, _, client = gateway
     with ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(lambda i: ask(client, f"split {i}: say one word"), range(N)))
     assert all(isinstance(a, str) for a in answers)
@@ -75,7 +76,7 @@ def test_canary_split_within_binomial_bounds(gateway, canary_traffic):
     print(f"\nlitellm split: student {by['student']}/{N} (bounds {low}-{high}), service {by['service']}; "
           f"proxy started in {proxy.start_s:.1f} s")
     assert low <= by["student"] <= high
-    # the servers' own counts agree: the service answered what it served, the student its share and the shadows
+    # the servers' own counts agree: the service answered what it served, the student its share + the shadows
     shadows = sum(1 for r in canary_traffic if r["duo"]["role"] == "shadow")
     assert stack.service_requests() == by["service"]
     assert stack.student_requests() == by["student"] + shadows
@@ -105,7 +106,7 @@ def test_every_mirrored_prompt_has_both_answers_in_one_group(canary_traffic):
 def test_proxy_overhead(gateway):
     """What the proxy adds to a request: the client's time less the upstream call's time in the capture (the
     service alone, through its fallback model name)."""
-    stack, proxy, client = gateway
+    stack, _, client = gateway
     took = {}
     for i in range(20):
         t0 = time.perf_counter()
@@ -114,15 +115,17 @@ def test_proxy_overhead(gateway):
     time.sleep(0.5)
     rows = {r["request"]["messages"][-1]["content"]: r["duo"] for r in stack.traffic()
             if r["request"]["messages"][-1]["content"] in took}
-    assert len(rows) == 20 and all(d["deployment"] == "service" and d["role"] == "served" for d in rows.values())
+    assert len(rows) == 20
+    assert all(d["deployment"] == "service" and d["role"] == "served" for d in rows.values())
     added = sorted(took[k] - d["latency_s"] for k, d in rows.items())
-    print(f"\nlitellm overhead: median {1000 * statistics.median(added):.1f} ms, max {1000 * added[-1]:.1f} ms "
-          f"a request (upstream median {1000 * statistics.median(d['latency_s'] for d in rows.values()):.1f} ms)")
+    upstream = statistics.median(d["latency_s"] for d in rows.values())
+    print(f"\nlitellm overhead: median {1000 * statistics.median(added):.1f} ms, "
+          f"max {1000 * added[-1]:.1f} ms a request (upstream median {1000 * upstream:.1f} ms)")
     assert 0 < statistics.median(added) < 1.0
 
 
 def test_student_killed_mid_traffic_falls_back(gateway):
-    stack, proxy, client = gateway
+    stack, _, client = gateway
     done = []
 
     def one(i):

@@ -1,8 +1,8 @@
-"""``duo rollout``'s Portkey config in Portkey's real open-source gateway (node, ``.gateway/portkey``): the fake
-OpenAI server is the service, a llama-server of SmolLM2 the student, traffic sent with the openai SDK and the
-config in the ``x-portkey-config`` header (its ``${VAR}`` keys filled from the environment, as ``envsubst``
-does). Portkey has no Python hook: the split is counted from both servers' own logs, the fallbacks from the
-gateway's ``x-portkey-last-used-option-index`` header (which target answered).
+"""``duo rollout``'s Portkey config in Portkey's real open-source gateway (node, ``.gateway/portkey``): the
+fake OpenAI server is the service, a llama-server of SmolLM2 the student, traffic sent with the openai SDK and
+the config in the ``x-portkey-config`` header (its ``${VAR}`` keys filled from the environment, as
+``envsubst`` does). Portkey has no Python hook: the split is counted from both servers' own logs, the
+fallbacks from the gateway's ``x-portkey-last-used-option-index`` header (which target answered).
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ def test_canary_split_within_binomial_bounds(gateway):
         used = Counter(pool.map(lambda i: ask(client, f"split {i}: say one word"), range(N)))
     student, service = stack.student_requests(), stack.service_requests()
     low, high = binomial_bounds(N, WEIGHT)
-    print(f"\nportkey split: student {student}/{N} (bounds {low}-{high}), service {service}; targets {dict(used)}; "
+    print(f"\nportkey split: student {student}/{N} (bounds {low}-{high}), service {service}; "
+          f"targets {dict(used)}; "
           f"gateway started in {proxy.start_s:.1f} s")
     assert student + service == N
     assert low <= student <= high
@@ -65,7 +66,7 @@ def test_canary_split_within_binomial_bounds(gateway):
 
 
 def test_student_killed_falls_back_to_the_service(gateway):
-    stack, proxy, client = gateway
+    stack, _, client = gateway
     before_student, before_service = stack.student_requests(), stack.service_requests()
     done = []
 
