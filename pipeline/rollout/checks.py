@@ -1,6 +1,7 @@
 """What ``duo validate`` says about the ``rollout:`` keys (the schema already bounds each number):
 the ramp's steps increase, the canary is one of them, the URLs are http(s) URLs, the student's
-timeout leaves the service time to answer a fallback."""
+timeout leaves the service time to answer a fallback. A canary of 0 is a shadow-only start: the
+service answers everything and mirrors ``rollout.shadow`` of it to the student."""
 
 from __future__ import annotations
 
@@ -25,9 +26,10 @@ def rollout_problems(cfg: Config) -> list[str]:
     if any(b <= a for a, b in pairwise(steps)):
         out.append(f"rollout.steps: found {steps}; expected weights increasing within (0, 1], "
                    "e.g. [0.05, 0.25, 1.0]")
-    if steps and not any(abs(ro.canary - s) < 1e-9 for s in steps):
+    if ro.canary > 0 and steps and not any(abs(ro.canary - s) < 1e-9 for s in steps):
         out.append(f"rollout.canary: found {ro.canary:g}; expected one of rollout.steps "
-                   f"({', '.join(f'{s:g}' for s in steps)}): the ramp goes on from it")
+                   f"({', '.join(f'{s:g}' for s in steps)}), the ramp goes on from it "
+                   "(or 0: shadow only)")
     for where, url in (("rollout.student.base_url", ro.student.base_url),
                        ("service.synthesize.base_url", getattr(cfg.service.synthesize, "base_url", None))):
         problem = _url_problem(where, url)

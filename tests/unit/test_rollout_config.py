@@ -73,3 +73,13 @@ def test_checks_name_the_key(tmp_path, capsys, rollout, expected):
 
 def test_defaults_pass(tmp_path):
     assert rollout_problems(load_config(config(tmp_path))) == []
+
+
+def test_shadow_only_start(tmp_path):
+    """canary 0: no student deployment in the draw, every service answer mirrored to it."""
+    cfg = load_config(config(tmp_path, canary=0))
+    assert rollout_problems(cfg) == []
+    doc = yaml.safe_load(write_gateway_configs(cfg, 0)[0].read_text())
+    served = [m for m in doc["model_list"] if m["model_name"] == "demo"]
+    assert [(m["model_info"]["duo_deployment"], m["litellm_params"].get("silent_model")) for m in served] == [
+        ("service", "demo-shadow")]
