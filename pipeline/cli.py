@@ -41,6 +41,10 @@ VERBS = {
                  "'/duo label ID good|bad' comments, or a CSV (--import)."),
     "unlock": ("Name who holds the task's lock and since when; "
                "remove it once its holder is gone (--force: even a live one)."),
+    "canary": ("Compare the student with the service on captured traffic (shadowed prompts, errors, "
+               "latency, cost) and decide ramp, hold or rollback; write the next gateway config."),
+    "monitor": ("On recent captured traffic, dispatch a new round when the promoted student falls "
+                "significantly behind the service (drift)."),
 }
 
 # Verbs that write to the store (and may pay): each holds the task's lock in the store while it runs.

@@ -36,6 +36,8 @@ class RolloutConfig(Section):
     window_hours: float = 24.0
     min_prompts: int = 50
     student_cost_per_hour_usd: float = 0.0  # the GPU/CPU price of serving the student
+    max_loss: float = 0.05  # ramp: the CI of the paired difference stays above -max_loss (duo canary)
+    max_error_rate: float = 0.05  # rollback: the student's error rate above this (duo canary)
 
 
 @dataclass(frozen=True)

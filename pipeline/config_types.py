@@ -47,6 +47,7 @@ class DataConfig(Section):
     test: TestSplitConfig
     max_row_chars: int = 20000
     shape: str = "auto"  # auto | columns | chat: how a row holds its example
+    metadata: dict = field(default_factory=dict)  # stored completions' metadata filter (data.source openai:...)
 
 
 @dataclass(frozen=True)

@@ -10,5 +10,6 @@ from .base import Artifact
 ARTIFACT = Artifact(
     "prepare",
     reads=("data.source", "data.format", "data.split", "data.columns", "data.limit", "data.test"),
-    later=("data.columns.system", "data.shape", "data.on_bad_row", "data.max_row_chars"),
+    later=("data.columns.system", "data.shape", "data.on_bad_row", "data.max_row_chars",
+           "data.metadata"),
 )

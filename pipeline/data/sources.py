@@ -21,6 +21,7 @@ from typing import Any
 from ..config import Config
 from ..errors import DuoError
 
+STORED = "openai:stored-completions"  # data.source naming OpenAI's stored chat completions
 FILE_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -64,6 +65,10 @@ def detect_format(cfg: Config) -> str:
     """The configured format, or one told by the file suffix; a name with no known
     suffix is a Hub dataset id. A local folder is neither: one line names it."""
     fmt = cfg.data.format
+    if fmt == "stored_completions" or (fmt == "auto" and cfg.data.source == STORED):
+        return "stored_completions"
+    if fmt in ("auto", "traffic") and cfg.resolve(cfg.data.source).is_dir():
+        return "traffic"  # a folder of captured gateway traffic (pipeline.data.traffic)
     if fmt != "hub" and (path := cfg.resolve(cfg.data.source)).is_dir():
         raise DuoError(f"data.source {cfg.data.source}: {path} is a folder; expected a data file "
                        "(.jsonl, .json, .csv, .parquet) or a Hugging Face Hub dataset id")
@@ -171,11 +176,38 @@ def _hub(cfg: Config) -> Iterator[SourceRow]:
         yield SourceRow(i, i, record)
 
 
+def _live_digest(cfg: Config, fmt: str) -> str:
+    """The content hash of live traffic: the capture folder's files, or the stored completions listed."""
+    from .stored_completions import rows_digest, stored_rows
+    from .traffic import folder_digest
+
+    if fmt == "traffic":
+        return folder_digest(cfg.resolve(cfg.data.source))
+    return rows_digest(stored_rows(cfg))
+
+
+def _live(cfg: Config, fmt: str) -> tuple[Source, Iterator[SourceRow]]:
+    """Live traffic as rows: the service's answers of a capture folder, or OpenAI's stored completions."""
+    from .stored_completions import rows_digest, stored_rows
+    from .traffic import folder_digest, teacher_rows
+
+    if fmt == "traffic":
+        folder = cfg.resolve(cfg.data.source)
+        src = Source(str(folder), "traffic", "row", folder_digest(folder))
+        return src, (SourceRow(n, n, data, error) for n, data, error in teacher_rows(folder))
+    listed = stored_rows(cfg, again=False)
+    src = Source(STORED, "stored_completions", "row", rows_digest(listed))
+    return src, (SourceRow(i, i, row) for i, row in enumerate(listed, 1))
+
+
 def fingerprint(cfg: Config) -> str | None:
     """sha256 of the source file (None for a Hub dataset): tells whether the data changed
     under the same config."""
-    if detect_format(cfg) == "hub":
+    fmt = detect_format(cfg)
+    if fmt == "hub":
         return None
+    if fmt in ("traffic", "stored_completions"):
+        return _live_digest(cfg, fmt)
     path = cfg.resolve(cfg.data.source)
     if not path.is_file():
         raise DuoError(f"data.source: file not found: {path}")
@@ -190,6 +222,8 @@ def load_source(cfg: Config, head: int | None = None) -> Source:
     if fmt == "hub":
         src = Source(cfg.data.source, "hub", "row", None)
         rows = _hub(cfg)
+    elif fmt in ("traffic", "stored_completions"):
+        src, rows = _live(cfg, fmt)
     else:
         path = cfg.resolve(cfg.data.source)
         if not path.is_file():

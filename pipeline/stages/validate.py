@@ -74,8 +74,8 @@ def data_problems(cfg: Config) -> list[str]:
         out.append(f"data.test.size: found {size:g}; "
                    "expected a fraction in (0, 1) or a whole count of test rows")
     try:
-        if detect_format(cfg) == "hub":
-            return out  # a Hub dataset is checked by `duo prepare`; validate makes no network call
+        if detect_format(cfg) in ("hub", "stored_completions"):
+            return out  # checked by `duo prepare`: validate makes no network call
         src = load_source(cfg)
     except DuoError as exc:
         return [*out, str(exc)]
