@@ -105,7 +105,7 @@ class DuoCapture(CustomLogger):
             return None  # not one of duo's deployments (a health check, another model)
         body = (params.get("proxy_server_request") or {}).get("body")
         request = dict(body) if isinstance(body, dict) else {"messages": kwargs.get("messages")}
-        for key in [k for k in request if k.startswith("litellm_") or k == "metadata"]:
+        for key in [k for k in request if k.lstrip("_").startswith("litellm_") or k == "metadata"]:
             request.pop(key)  # the proxy's own additions (its metadata holds the request's headers)
         shadow = bool(meta.get("is_silent_experiment"))
         group = meta.get(GROUP_KEY) or kwargs.get("litellm_call_id") or uuid.uuid4().hex
