@@ -51,7 +51,7 @@ ARTIFACT = Artifact(
     # service.synthesize: round 0 asks it once more for each test prompt (evaluate.ceiling)
     reads=("evaluate", "service.judge", "service.synthesize", "privacy"),
     unhashed=(*service_run_keys("judge"), *service_run_keys("synthesize"), *SPEND_CAP),
-    later=("evaluate.ceiling",),
+    later=("evaluate.ceiling", "task.kind", "task.labels", "task.schema"),  # task.*: structured tasks
     files=_files,
     parents=_parents,
 )

@@ -12,13 +12,18 @@ from pathlib import Path
 
 # metric -> colour; the order of the keys is the order of the panels in every chart.
 METRICS = {"similarity": "#4c72b0", "precision": "#dd8452", "win_rate": "#937860", "rougeL": "#55a868",
-           "bleu": "#c44e52", "embedding": "#8172b3"}
+           "bleu": "#c44e52", "embedding": "#8172b3",
+           # structured tasks (docs/structured.md)
+           "json_valid": "#2a9d8f", "schema_valid": "#b08a1e", "field_match": "#264653", "exact_match": "#e76f51",
+           "tool_name": "#6a4c93", "tool_args": "#1982c4", "tool_args_valid": "#5c8a1e"}
 OTHER_COLORS = ("#da8bc3", "#ccb974", "#64b5cd", "#4d4d4d")
 BASE_COLOR = "#9a9a9a"
 RULE_COLOR = "black"
 MEAN_COLOR = "#222222"
 SCALES = {"similarity": (0.0, 100.0), "precision": (0.0, 100.0), "bleu": (0.0, 100.0), "rougeL": (0.0, 1.0),
-          "embedding": (0.0, 1.0), "win_rate": (0.0, 1.0)}
+          "embedding": (0.0, 1.0), "win_rate": (0.0, 1.0),
+          **{m: (0.0, 1.0) for m in ("json_valid", "schema_valid", "field_match", "exact_match", "tool_name",
+                                     "tool_args", "tool_args_valid")}}
 PAD = 0.08  # of the data's span, left free at each end of a zoomed axis
 LABEL_BOX = {"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
 SINGLE = 0.05  # of the metric's range: the span an axis gets when all its values are equal

@@ -44,6 +44,7 @@ CHARTS = {
     "histogram": "score_distribution.png",
     "categories": "category_means.png",
     "trend": "round_trend.png",
+    "confusion": "confusion_matrix.png",
 }
 WATERMARK = "<!-- duo-report task={task} round={round} -->"
 SECRET_VARS = ("GITHUB_TOKEN", "GH_TOKEN", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY",
@@ -99,6 +100,7 @@ def redact(text: str) -> str:
 
 def draw_charts(ctx: dict, folder: Path) -> dict:
     from ..report import charts, forest, trend
+    from ..report.confusion import confusion_chart
 
     ev = ctx["ev"]
     metrics = list(ev["metrics"])
@@ -122,6 +124,8 @@ def draw_charts(ctx: dict, folder: Path) -> dict:
         "trend": trend.round_trend(ctx["history"], ctx["trend_metrics"], folder / CHARTS["trend"],
                                    x_label=ctx["x_label"], targets=targets, confidence=conf)
         if not ctx["is_base"] else None,  # round 0 has no rounds to compare
+        "confusion": confusion_chart(ev["labels"]["confusion"], folder / CHARTS["confusion"])
+        if ev.get("labels") else None,  # a label task (docs/structured.md)
     }
     return {k: p.name if p is not None else None for k, p in made.items()}
 
