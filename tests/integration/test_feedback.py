@@ -155,3 +155,42 @@ def test_csv_import_adds_labels_and_bad_rows_are_one_line(task, tmp_path, capsys
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "bad.csv: " in err[0] and expected in err[0], err
     assert read_jsonl(store.open("round-1/feedback") / "labels.jsonl") == labels  # nothing stored is lost
+
+
+def test_the_next_synthesis_asks_with_seeds_near_the_prompts_people_marked_bad(tmp_path, fake_openai):
+    """End to end through ``synthesize``: a test prompt marked bad in round 1 (CSV import) steers round 2's seeds
+    to its nearest train rows; no test prompt is ever sent."""
+    from pipeline.config import load_config
+    from pipeline.data.seeds_feedback import preferred_rows
+    from pipeline.stages import prepare, synthesize
+    from tests.integration.test_synthesize import ANSWER, fresh, seed_of
+    from tests.integration.test_synthesize import make_config as synth_config
+
+    path = synth_config(tmp_path, decontaminate={"semantic": False})
+    cfg = load_config(path, ["privacy.scrub=false"])  # neither the embedding model nor presidio is needed here
+    store = open_store(cfg)
+    prepare.run(cfg, store)
+    train = read_jsonl(store.open("prepare") / "train.jsonl")
+    test = read_jsonl(store.open("prepare") / "test.jsonl")
+    bad = test[0]
+    scores = [{"id": r["id"], "instruction": r["instruction"], "scores": {"rougeL": 0.5}} for r in test]
+    put(store, "evaluate", 1, {"scores.jsonl": scores, "metrics.json": {"verdict": "fail", "decision_metric": "rougeL"}})
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"id,label,reason\n{bad['id']},bad,misses the point\n", encoding="utf-8")
+    assert main(["feedback", str(path), "--round", "1", "--import", str(labels)]) == 0
+    near = {r["instruction"] for r in preferred_rows(train, [bad])}
+    assert near
+    asked = []
+
+    def respond(body):
+        asked.append(seed_of(body))
+        return {"contents": [{"instruction": fresh(hash(seed_of(body)) + len(asked), k), "response": ANSWER}
+                             for k in range(6)]}
+
+    fake_openai.set_responder(respond)
+    m = synthesize.run(cfg, store, 2, samples=30)
+    assert m.extra["seeds"]["feedback"]["bad_prompts"] == 1
+    assert m.extra["seeds"]["feedback"]["preferred_seeds"] == len(near)
+    share = sum(a in near for a in asked) / len(asked)
+    assert share > 0.35, (share, len(asked))  # half the draws, less chance: a uniform draw would hit ~3/len(train)
+    assert not set(asked) & {r["instruction"] for r in test}
