@@ -11,6 +11,9 @@ completes when it is polled, each line answered by the responder, faults not app
   ``max_tokens``/``max_completion_tokens`` cut the content to that many words with ``finish_reason: "length"``.
 - ``api_key``: the bearer token it accepts (401 otherwise). ``reported``: totals of the usage it replied with
   (``requests``, ``prompt_tokens``, ``completion_tokens``), sync and batch.
+- Stored completions: a chat completion sent with ``store: true`` is kept with its ``metadata`` and input turns;
+  ``GET /v1/chat/completions`` lists them (``metadata[key]=value`` and ``model`` filters, cursor pages of ``limit``
+  (20) after ``after``, ``order`` asc) and ``GET /v1/chat/completions/{id}/messages`` lists one's turns, paged alike.
 - A ``schema_violation`` fault answers ``{"violation": "fake"}`` instead of asking the responder.
 - ``set_rate_limit(rpm=None, period=60.0, fault_bucket=None, tpm=None)``: with ``rpm``, a chat completion beyond
   ``rpm`` accepted in the last ``period`` seconds is refused as OpenAI refuses it: 429, ``type: "requests"``, code
@@ -104,6 +107,8 @@ class FakeOpenAI(FakeServer):
         self.route("GET", r"/v1/files/(?P<file_id>[^/]+)/content", self.file_content)
         self.route("POST", r"/v1/batches", self.create_batch)
         self.route("GET", r"/v1/batches/(?P<batch_id>[^/]+)", self.get_batch)
+        self.route("GET", r"/v1/chat/completions", self.list_stored)
+        self.route("GET", r"/v1/chat/completions/(?P<completion_id>[^/]+)/messages", self.stored_messages)
 
     def reset_state(self) -> None:
         self.api_key = FAKE_OPENAI_KEY
@@ -111,6 +116,7 @@ class FakeOpenAI(FakeServer):
         self.reported: Counter = Counter()
         self.files: dict[str, dict] = {}
         self.batches: dict[str, dict] = {}
+        self.stored: list[dict] = []  # chat completions created with store: true, with their input messages
         self._ids = itertools.count(1)
         self.set_rate_limit()
 
@@ -235,7 +241,50 @@ class FakeOpenAI(FakeServer):
         })
 
     def chat_completions(self, req: FakeRequest) -> Reply:
-        return self._authorized(req) or self._over_limit(req) or self.complete(req.body, req.fault)
+        reply = self._authorized(req) or self._over_limit(req) or self.complete(req.body, req.fault)
+        if reply.status == 200 and isinstance(req.body, dict) and req.body.get("store"):
+            with self.lock:  # stored as OpenAI stores it: the completion, its metadata and its input turns
+                self.stored.append({"completion": {**json.loads(reply.body), "metadata": req.body.get("metadata") or {},
+                                                   "request_id": f"req_{len(self.stored)}"},
+                                    "messages": list(req.body["messages"])})
+        return reply
+
+    # -- stored completions ------------------------------------------------------------------------------------
+    @staticmethod
+    def _page(items: list[dict], req: FakeRequest) -> dict:
+        """A cursor page as OpenAI lists one: ``order`` (asc by default), ``after`` (an id), ``limit`` (20)."""
+        if req.query.get("order", "asc") == "desc":
+            items = items[::-1]
+        if (after := req.query.get("after")) is not None:
+            ids = [item["id"] for item in items]
+            items = items[ids.index(after) + 1:] if after in ids else []
+        limit = int(req.query.get("limit") or 20)
+        page = items[:limit]
+        return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit}
+
+    def list_stored(self, req: FakeRequest) -> Reply:
+        """``GET /v1/chat/completions``: stored completions, filtered by ``model`` and ``metadata[key]=value``."""
+        if (denied := self._authorized(req)) is not None:
+            return denied
+        wanted = {k[len("metadata["):-1]: v for k, v in req.query.items() if k.startswith("metadata[")}
+        with self.lock:
+            items = [s["completion"] for s in self.stored
+                     if all(s["completion"]["metadata"].get(k) == v for k, v in wanted.items())
+                     and req.query.get("model") in (None, s["completion"]["model"])]
+        return json_reply(self._page(items, req))
+
+    def stored_messages(self, req: FakeRequest) -> Reply:
+        """``GET /v1/chat/completions/{id}/messages``: a stored completion's input turns."""
+        if (denied := self._authorized(req)) is not None:
+            return denied
+        cid = req.params["completion_id"]
+        found = next((s for s in self.stored if s["completion"]["id"] == cid), None)
+        if found is None:
+            return error_reply(404, f"No chat completion found with id '{cid}'.")
+        turns = [{"id": f"{cid}-{i}", "role": m.get("role"), "content": m.get("content"), "name": m.get("name"),
+                  "content_parts": None} for i, m in enumerate(found["messages"])]
+        return json_reply(self._page(turns, req))
 
     def models(self, req: FakeRequest) -> Reply:
         return self._authorized(req) or json_reply({"object": "list", "data": [
