@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config_data import HygieneConfig
 from .config_ops import RolloutConfig, TrackingConfig
 from .config_reads import Section
 
@@ -34,6 +35,7 @@ class ColumnsConfig(Section):
     response: str
     category: str | None
     system: str | None = None  # column holding the system prompt (optional)
+    session: str | None = None  # column holding a conversation id (None: metadata.session_id, if any)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class DataConfig(Section):
     test: TestSplitConfig
     max_row_chars: int = 20000
     shape: str = "auto"  # auto | columns | chat: how a row holds its example
+    hygiene: HygieneConfig = field(default_factory=HygieneConfig)
     metadata: dict = field(default_factory=dict)  # stored completions' metadata filter (data.source openai:...)
 
 

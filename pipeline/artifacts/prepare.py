@@ -11,5 +11,8 @@ ARTIFACT = Artifact(
     "prepare",
     reads=("data.source", "data.format", "data.split", "data.columns", "data.limit", "data.test"),
     later=("data.columns.system", "data.shape", "data.on_bad_row", "data.max_row_chars",
-           "data.metadata"),
+           "data.metadata", "data.columns.session", "data.hygiene"),
+    # an own refusal-pattern list decides which rows are dropped: its content counts, not only its name
+    files=lambda cfg: ((cfg.resolve(cfg.data.hygiene.refusal_patterns),)
+                       if cfg.data.hygiene.refusal_patterns else ()),
 )

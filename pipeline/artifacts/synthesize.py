@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..config import Config
 from ..store import Store, artifact_name
 from .base import SPEND_CAP, Artifact, service_run_keys
+from .canary import latest as latest_canary
 from .evaluate import previous_round
 from .feedback import feedback_artifacts
 
@@ -25,8 +26,10 @@ def scores_round(cfg: Config, store: Store, round_no: int) -> int | None:
 def _parents(cfg: Config, store: Store, round_no: int) -> list[str]:
     scored = scores_round(cfg, store, round_no)
     scores = [artifact_name("evaluate", scored)] if scored is not None else []
+    # synthesize.targeting canary_losses: the latest canary's losses are seeds
+    canary = [n for n in [latest_canary(store)] if n and cfg.synthesize.targeting == "canary_losses"]
     # people's labels of earlier rounds steer the seeds (data.seeds_feedback)
-    return ["prepare", *earlier_rounds(store, round_no)] + scores + feedback_artifacts(store, round_no)
+    return ["prepare", *earlier_rounds(store, round_no)] + scores + feedback_artifacts(store, round_no) + canary
 
 
 STRUCTURED_PROMPT = "synthesize_structured.j2"  # the synthesis prompt of a json, label or tool_call task
@@ -51,8 +54,9 @@ def _structured_files(cfg: Config) -> tuple:
 def _files(cfg: Config) -> tuple:
     from ..prompts import find_schema, find_template
 
+    own = cfg.data.hygiene.refusal_patterns  # an own refusal list decides which pairs are dropped
     return (find_template(cfg, cfg.synthesize.prompt), find_schema(cfg, cfg.synthesize.schema),
-            *_structured_files(cfg))
+            *((cfg.resolve(own),) if own else ()), *_structured_files(cfg))
 
 
 ARTIFACT = Artifact(
@@ -64,6 +68,7 @@ ARTIFACT = Artifact(
     # synthesize.min_yield only decides what follows (decide).
     unhashed=(*service_run_keys("synthesize"), *SPEND_CAP, "budget.max_synthetic_samples",
               "synthesize.min_yield"),
+    later=("data.hygiene",),  # which pairs are dropped as refusals or cut
     files=_files,
     parents=_parents,
 )

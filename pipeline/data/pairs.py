@@ -1,11 +1,12 @@
 """Cleaning a synthesis round's replies: each reply's pairs, in request order, are kept (up to the
 target) or removed with a reason, and a reply without pairs is a failure that keeps its raw text.
 
-Removal reasons: ``dedup.PairFilter``'s (empty, truncated, test_overlap, duplicate, near_duplicate),
-then ``semantic_contaminated`` (``decontam_semantic``: the instruction means what a test prompt
-means) and ``length_outlier`` (the response is outside the seeds' length range,
-``seeds.length_band``), then ``surplus`` (a good pair beyond the target). A kept row carries its
-seed's system prompt as ``system`` and in ``messages``.
+Removal reasons: ``refusal`` (the response is a refusal, ``hygiene.refusal``; not checked in a reply
+cut at the token limit, whose pairs are ``truncated``), then ``dedup.PairFilter``'s (empty, truncated,
+test_overlap, duplicate, near_duplicate), then ``semantic_contaminated`` (``decontam_semantic``: the
+instruction means what a test prompt means) and ``length_outlier`` (the response is outside the
+seeds' length range, ``seeds.length_band``), then ``surplus`` (a good pair beyond the target). A kept
+row carries its seed's system prompt as ``system`` and in ``messages``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from . import decontam_semantic, seeds
 from .dedup import PairFilter
 
 MIN_YIELD = 0.2  # never plan on fewer than 1 kept pair in 5 received when sizing a re-ask
-EXTRA_REASONS = (decontam_semantic.REASON, "length_outlier")
+EXTRA_REASONS = (decontam_semantic.REASON, "length_outlier", "refusal")
+CUT = "cut at the max-tokens limit"  # how a failure says its reply was cut (``replies.check_reply``)
 
 
 def pairs_of(result) -> list | None:
@@ -42,9 +44,11 @@ class Collector:
 
     def __init__(self, round_no: int, target: int, pair_filter: PairFilter, generator: str, *,
                  semantic: decontam_semantic.SemanticFilter | None = None, band: dict | None = None,
-                 rules=None):
+                 refusal=None, drop_cut: bool = True, rules=None):
         self.round_no, self.target, self.filter, self.generator = round_no, target, pair_filter, generator
         self.rules = rules  # a structured task's rules (structured_pairs.PairRules): what a response must be
+        # data.hygiene: refusal(text) -> the refusal phrase or None; drop_cut: drop replies cut by max tokens
+        self.refusal, self.drop_cut = refusal, drop_cut
         self.semantic, self.allowed = semantic, band["allowed"] if band and band["filter"] else None
         if rules is not None and not rules.length_filtered:
             self.allowed = None
@@ -82,7 +86,7 @@ class Collector:
             error = result.error or "reply has no 'contents' list of pairs"
             self.failures.append({"key": result.key, "error": error, "raw": result.raw})
             return
-        cut = getattr(result, "finish_reason", None) == "length"
+        cut = self.drop_cut and getattr(result, "finish_reason", None) == "length"
         pairs = [p if isinstance(p, dict) else {} for p in pairs_of(result)]
         if close is None:
             close = self.semantic.check(texts) if self.semantic else [None] * len(pairs)
@@ -96,7 +100,9 @@ class Collector:
             pairs[j] = {**pair, "response": response}
             base = {"instruction": instruction, "response": response, "category": seed_row.get("category"),
                     "seed_id": seed_row["id"], "round": self.round_no, "request": f"{result.key}/{j}"}
-            reason, info = self.filter.check(instruction, response, cut=cut)
+            said = self.refusal(response) if self.refusal and not cut else None  # a cut reply is truncated
+            reason, info = ("refusal", {"refusal": said}) if said else \
+                self.filter.check(instruction, response, cut=cut)
             if reason is None and invalid:
                 reason, info = invalid, why
             if reason is None:
@@ -122,6 +128,16 @@ class Collector:
                 **(self.rules.carried(seed_row) if self.rules else {}),  # the seed's tools, response_format
             })
             self.filter.keep(row_id, instruction)
+
+    def hygiene(self) -> dict[str, int]:
+        """Pairs and replies dropped as ``data.hygiene`` counts them: refusals, replies cut at the token
+        limit (their pairs removed, or the reply unreadable), empty responses, failed replies."""
+        removed = Counter(r["reason"] for r in self.removed)
+        cut_pairs = sum(1 for r in self.removed if r.get("cut_by_token_limit"))
+        cut, refused = (sum(1 for f in self.failures if word in str(f.get("error")))
+                        for word in (CUT, "refusal:"))
+        return {"refusal": removed["refusal"] + refused, "truncated": cut_pairs + cut,
+                "empty": removed["empty"], "error": len(self.failures) - cut - refused}
 
     def requests_needed(self, pairs_per_request: int) -> int:
         """How many requests the next attempt sends, sized by the yield seen so far."""

@@ -23,6 +23,9 @@ from functools import lru_cache
 
 from ..errors import DuoError
 
+# The one command that installs the detector (scripts/install installs it by default), as cli.TRAIN_HINT
+HINT = "pip install 'duo[privacy]' (or pip install -e '.[privacy]' in a checkout)"
+
 # Presidio's entity name -> our placeholder's name (and the manifest's count key).
 LABELS = {"EMAIL_ADDRESS": "EMAIL", "PHONE_NUMBER": "PHONE", "CREDIT_CARD": "CARD", "IBAN_CODE": "IBAN",
           "IP_ADDRESS": "IP", "SECRET": "KEY", "PERSON": "NAME"}
@@ -152,9 +155,8 @@ def _analyzer(ner_model: str | None):
         import presidio_analyzer.predefined_recognizers as known
         from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
     except ImportError:
-        raise DuoError("privacy.scrub is on (the default) but presidio-analyzer is not installed: "
-                       "pip install -e '.[privacy]', "
-                       "or set privacy.scrub: false to send data unscrubbed") from None
+        raise DuoError("privacy.scrub is on (the default) but presidio-analyzer (the 'privacy' extra) is not "
+                       f"installed: {HINT}, or set privacy.scrub: false to send data unscrubbed") from None
     import regex
     import tldextract
 

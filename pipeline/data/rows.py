@@ -12,6 +12,8 @@ from ..errors import DuoError
 from .chat import chat
 from .chat_logs import chat_record, is_chat_row
 from .dedup import normalize
+from .hygiene import dropped, refusal, screen
+from .sessions import session_of
 from .sources import Source, SourceRow
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -115,6 +117,14 @@ def check_row(row: SourceRow, cfg: Config) -> tuple[dict | None, str | None]:
             "system": out["system"], "messages": out["messages"], **extras}, None
 
 
+def invalid_reason(row: SourceRow, cfg: Config) -> str | None:
+    """Why ``row`` is a bad row (what ``duo validate`` shows), or None: valid, or dropped by
+    ``data.hygiene`` (a refusal, cut, empty or failed answer is the service's, not the mapping's)."""
+    if not row.error and screen(row.data, cfg):
+        return None
+    return check_row(row, cfg)[1]
+
+
 def prompt_key(record: dict) -> str:
     """What makes two rows the same prompt: the instruction, with the system prompt and earlier
     turns when any (one question under two system prompts is two tasks)."""
@@ -137,11 +147,16 @@ def read_rows(cfg: Config, src: Source) -> tuple[list[dict], list[dict]]:
     ``data.on_bad_row`` is ``fail``.
 
     A repeated prompt is a ``duplicate`` in either mode (logs repeat prompts; a repeat must not
-    land on both sides of the split): the first is kept, the rest reported.
+    land on both sides of the split): the first is kept, the rest reported. A row whose service
+    answer ``data.hygiene`` drops (a refusal, cut, empty or an error) is reported ``dropped`` in
+    either mode; a row's ``session`` is kept when the source has one (``sessions``).
     """
     valid, bad = [], []
     seen: dict[str, int] = {}
     for row in src.rows:
+        if not row.error and (found := screen(row.data, cfg)):
+            bad.append(dropped(row.line, *found, _kept(row.data, cfg)))
+            continue
         parsed, reason = check_row(row, cfg)
         if reason:
             if cfg.data.on_bad_row == "fail":
@@ -150,13 +165,19 @@ def read_rows(cfg: Config, src: Source) -> tuple[list[dict], list[dict]]:
             bad.append({"line": row.line, "kind": "invalid", "reason": reason,
                         "row": _kept(row.data, cfg)})
             continue
+        if said := refusal(parsed["response"], cfg):
+            why = f"the answer is a refusal ('{said}')"
+            bad.append(dropped(row.line, "refusal", why, _kept(row.data, cfg)))
+            continue
         key = prompt_key(parsed)
         if key in seen:
             bad.append({"line": row.line, "kind": "duplicate", "row": row.data,
                         "reason": f"duplicate instruction (same as {src.unit} {seen[key]})"})
             continue
         seen[key] = row.line
-        valid.append({"id": f"cov-{row.number:06d}", **parsed, "source_line": row.line})
+        session = session_of(row.data, cfg)
+        valid.append({"id": f"cov-{row.number:06d}", **parsed, "source_line": row.line,
+                      **({"session": session} if session else {})})
     return valid, bad
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..artifacts.finetune import cut_counts
 from ..data.dedup import REASONS
+from ..data.hygiene import REASONS as DROPS
 from ..data.pairs import EXTRA_REASONS
 from ..store import Store, artifact_name
 
@@ -22,7 +23,11 @@ def data_summary(store: Store, round_no: int) -> dict:
     if store.exists("prepare"):
         c = store.manifest("prepare").counts or {}
         prep = {"train": c.get("train"), "test": c.get("test"), "bad": c.get("bad") or c.get("bad_rows"),
-                "with_system": c.get("with_system"), "multi_turn": c.get("multi_turn")}
+                "with_system": c.get("with_system"), "multi_turn": c.get("multi_turn"),
+                # data.hygiene's drops by reason, and the conversations kept whole by the split
+                "dropped": {r: n for r in DROPS if (n := (c.get("dropped") or {}).get(r))},
+                "sessions": c.get("sessions") if (store.manifest("prepare").extra or {}).get(
+                    "split_by") == "conversation" else None}
     rounds = [r for k in range(1, round_no + 1) if (r := synthesis_round(store, k))]
     synthetic = sum(r["kept"] for r in rounds)
     train = prep["train"] if prep and prep["train"] is not None else None
@@ -43,6 +48,7 @@ def synthesis_round(store: Store, k: int) -> dict | None:
     mix = c.get("seed_mix") if isinstance(c.get("seed_mix"), dict) else {}
     return {"round": k, "kept": int(c.get("kept") or 0), "requested": c.get("requested"),
             "removed": {r: int(removed.get(r) or 0) for r in ALL_REASONS},
+            "hygiene": {r: n for r in DROPS if (n := (c.get("hygiene") or {}).get(r))},
             "seed_mix": dict(sorted(mix.items(), key=lambda kv: (-kv[1], kv[0]))),
             "targeting": (x.get("seeds") or {}).get("targeting"), "length_band": x.get("length_band")}
 

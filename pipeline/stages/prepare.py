@@ -19,6 +19,7 @@ from collections import Counter, defaultdict
 
 from ..artifacts import ARTIFACTS, StageInputs
 from ..config import Config
+from ..data import hygiene, sessions
 from ..data.dedup import NearDupIndex
 from ..data.rows import enough_rows, holdout_count, read_rows
 from ..data.sources import fingerprint, load_source
@@ -39,7 +40,8 @@ NEAR_THRESHOLD = 0.8  # word-shingle Jaccard at which a test prompt counts as a 
 def split(rows: list[dict], size: float, seed: int,
           duplicates: int = 0) -> tuple[list[dict], list[dict]]:
     """Deterministic train/test split, stratified by ``category`` (largest-remainder
-    allocation per category); ``duplicates`` left out of ``rows`` only explain an error."""
+    allocation per category); ``duplicates`` left out of ``rows`` only explain an error. Rows of
+    one conversation (``sessions``) go to the same side."""
     k = holdout_count(len(rows), size, duplicates)
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
@@ -49,6 +51,9 @@ def split(rows: list[dict], size: float, seed: int,
     by_remainder = sorted(groups, key=lambda c: (-(quotas[c] - take[c]), c))
     for c in by_remainder[: k - sum(take.values())]:
         take[c] += 1
+    if sessions.grouped(rows):
+        test_ids = sessions.split(rows, take, seed, lambda r: r["category"] or NO_CATEGORY)
+        return [r for r in rows if r["id"] not in test_ids], [r for r in rows if r["id"] in test_ids]
     test_ids = set()
     for c in sorted(groups):
         ids = [r["id"] for r in groups[c]]
@@ -100,6 +105,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     kinds = Counter(b["kind"] for b in bad)
     manifest.counts = {"rows": len(src.rows), "valid": len(rows), "train": len(train), "test": len(test),
                        "bad": kinds["invalid"], "duplicates": kinds["duplicate"],
+                       "dropped": hygiene.counts(bad),
+                       "sessions": len(set(sessions.groups(rows).values())),
                        "with_system": sum(1 for r in rows if r["system"]),
                        "multi_turn": sum(1 for r in rows if len(r["messages"]) > (3 if r["system"] else 2))}
     if cfg.data.columns.category:
@@ -118,6 +125,9 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         "test_near_train": len(near),
         "test_near_train_ids": near[:50],
         "near_threshold": NEAR_THRESHOLD,
+        "hygiene": hygiene.settings(cfg),
+        "split_by": "conversation" if sessions.grouped(rows) else "row",
+        "session_key": sessions.session_key(cfg),
     }
     manifest.extra.update(prepare_kind(rows, train))  # the task kind the targets show (docs/structured.md)
     with store.write(ARTIFACT) as folder:
@@ -134,6 +144,10 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     c = m.counts
     print(f"prepare: {c['rows']} rows -> {c['train']} train / {c['test']} test "
           f"({c['bad']} bad, {c['duplicates']} duplicate; reasons in bad_rows.jsonl)")
+    if any((c.get("dropped") or {}).values()):
+        print("  dropped (data.hygiene): " + ", ".join(f"{n} {r}" for r, n in c["dropped"].items() if n))
+    if m.extra.get("split_by") == "conversation":
+        print(f"  split by conversation: {c['sessions']} conversations, none on both sides")
     if c.get("with_system") or c.get("multi_turn"):
         print(f"  {c.get('with_system', 0)} rows with a system prompt, {c.get('multi_turn', 0)} multi-turn "
               f"(earlier turns kept as context)")

@@ -33,7 +33,7 @@ from .. import gha
 from ..artifacts import ARTIFACTS, carried_cost, reusable
 from ..artifacts.synthesize import earlier_rounds, no_new_rows
 from ..config import Config
-from ..data import decontam_semantic, privacy, seeds
+from ..data import decontam_semantic, hygiene, privacy, seeds
 from ..data.dedup import REASONS, PairFilter
 from ..data.pairs import EXTRA_REASONS, Cleaner, Collector
 from ..data.structured_pairs import DROP_REASONS, PairRules
@@ -213,7 +213,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     band = seeds.length_band(train, cfg.synthesize.length_filter)
     rules = PairRules.for_task(cfg, store, train)  # a structured task's pairs are of its kind
     collector = Collector(round_no, target, _load_filter(cfg, store, round_no, train, test, rules), svc.model,
-                          semantic=decontam_semantic.load(cfg, test), band=band, rules=rules)
+                          semantic=decontam_semantic.load(cfg, test), band=band, **hygiene.for_pairs(cfg),
+                          rules=rules)
     manifest = ins.start()
     carried = carried_cost(store, name)
     # OpenAI's or Gemini's Batch API (the engine refuses a provider without one)
@@ -238,6 +239,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         "length_outliers": by_reason.get("length_outlier", 0),
         "semantic_contaminated": by_reason.get(decontam_semantic.REASON, 0),
         "seed_mix": dict(sorted(collector.seed_mix.items())),
+        "hygiene": collector.hygiene(),  # data.hygiene: refusals, cut, empty and failed replies dropped
     }
     manifest.models = {"generator": svc.model, "provider": svc.provider}
     # the ledger of every run (a crashed one's too), paid plus unknown-at-most: what `cost-usd` says

@@ -65,7 +65,7 @@ def data_problems(cfg: Config) -> list[str]:
     """The source exists and parses, its first rows fit the column mapping, and the whole file
     holds what ``prepare`` needs: enough valid, distinct rows for the test size (and no bad row
     at all under ``data.on_bad_row: fail``)."""
-    from ..data.rows import check_row
+    from ..data.rows import invalid_reason
     from ..data.sources import detect_format, load_source
 
     size = cfg.data.test.size
@@ -79,7 +79,7 @@ def data_problems(cfg: Config) -> list[str]:
         src = load_source(cfg)
     except DuoError as exc:
         return [*out, str(exc)]
-    bad = [(row, reason) for row in src.rows[:HEAD] for _, reason in [check_row(row, cfg)] if reason]
+    bad = [(row, reason) for row in src.rows[:HEAD] if (reason := invalid_reason(row, cfg))]
     if bad:
         row, reason = bad[0]
         if len(bad) > 1:
@@ -205,7 +205,7 @@ def privacy_problems(cfg: Config) -> list[str]:
             or importlib.util.find_spec("presidio_analyzer")):
         return []
     return [("privacy.scrub: on, but presidio-analyzer is not installed here; "
-             "the stages that send to a service need it: pip install 'duo[privacy]' "
+             f"the stages that send to a service need it: {privacy.HINT} "
              "(or set privacy.scrub: false to send data unscrubbed)")]
 
 

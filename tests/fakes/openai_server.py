@@ -9,6 +9,7 @@ completes when it is polled, each line answered by the responder, faults not app
   when ``response_format`` carries a JSON schema, returns ``schema_example(schema)``.
 - Tokens are whitespace-separated words: prompt = words of every message, completion = words of the content.
   ``max_tokens``/``max_completion_tokens`` cut the content to that many words with ``finish_reason: "length"``.
+  ``finish_reason`` (a str, or ``fn(body) -> str | None``) sends that finish_reason with the uncut content.
 - ``api_key``: the bearer token it accepts (401 otherwise). ``reported``: totals of the usage it replied with
   (``requests``, ``prompt_tokens``, ``completion_tokens``), sync and batch.
 - Stored completions: a chat completion sent with ``store: true`` is kept with its ``metadata`` and input turns;
@@ -113,6 +114,7 @@ class FakeOpenAI(FakeServer):
     def reset_state(self) -> None:
         self.api_key = FAKE_OPENAI_KEY
         self.responder = self.default_responder
+        self.finish_reason = None  # a str, or fn(body) -> str | None: the finish_reason sent instead of "stop"
         self.reported: Counter = Counter()
         self.files: dict[str, dict] = {}
         self.batches: dict[str, dict] = {}
@@ -218,7 +220,8 @@ class FakeOpenAI(FakeServer):
             return content
         if not isinstance(content, str):
             content = json.dumps(content)
-        finish = "stop"
+        forced = self.finish_reason(body) if callable(self.finish_reason) else self.finish_reason
+        finish = forced or "stop"
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         words = content.split()
         if limit is not None and len(words) > limit:

@@ -18,7 +18,7 @@ PACKAGE = "pipeline"
 LAYERS = [
     ("core", ["pipeline", "pipeline.errors", "pipeline.gha", "pipeline.formatting", "pipeline.templating",
               "pipeline.records", "pipeline.progress", "pipeline.flags", "pipeline.config_reads",
-              "pipeline.config_types", "pipeline.config_ops", "pipeline.config",
+              "pipeline.config_types", "pipeline.config_ops", "pipeline.config_data", "pipeline.config",
               "pipeline.schemas", "pipeline.manifest", "pipeline.prices", "pipeline.github", "pipeline.prompts",
               "pipeline.shutdown"]),
     ("store", ["pipeline.store.*"]),
