@@ -47,5 +47,5 @@ def confusion_chart(confusion: dict, path: Path | None, *, title: str | None = N
     longest = max(len(_short(r)) for r in rows)
     left = min(2.2, 0.75 + 0.065 * longest)
     tilted = len(columns) > 3 or small
-    under = 0.65 + (0.05 * max(len(_short(c)) for c in columns) if tilted else 0.15)  # inches below the axes
+    under = 0.45 + (0.045 * max(len(_short(c)) for c in columns) if tilted else 0.1)  # inches below the axes
     return save(fig, path, bottom=min(0.45, under / height), top=1 - 0.45 / height, left=left, right=0.3)

@@ -11,11 +11,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 # metric -> colour; the order of the keys is the order of the panels in every chart.
-METRICS = {"similarity": "#4c72b0", "precision": "#dd8452", "win_rate": "#937860", "rougeL": "#55a868",
-           "bleu": "#c44e52", "embedding": "#8172b3",
-           # structured tasks (docs/structured.md)
-           "json_valid": "#2a9d8f", "schema_valid": "#b08a1e", "field_match": "#264653", "exact_match": "#e76f51",
-           "tool_name": "#6a4c93", "tool_args": "#1982c4", "tool_args_valid": "#5c8a1e"}
+# A structured task's own metrics (docs/structured.md) come first: they are what its rule decides on.
+METRICS = {"field_match": "#264653", "schema_valid": "#b08a1e", "json_valid": "#2a9d8f", "exact_match": "#e76f51",
+           "tool_args": "#1982c4", "tool_name": "#6a4c93", "tool_args_valid": "#5c8a1e",
+           "similarity": "#4c72b0", "precision": "#dd8452", "win_rate": "#937860", "rougeL": "#55a868",
+           "bleu": "#c44e52", "embedding": "#8172b3"}
 OTHER_COLORS = ("#da8bc3", "#ccb974", "#64b5cd", "#4d4d4d")
 BASE_COLOR = "#9a9a9a"
 RULE_COLOR = "black"
