@@ -22,8 +22,9 @@ from ..config import Config
 from ..manifest import Manifest
 from ..store import Store, artifact_name
 
-# Keys no artifact's content depends on: where the store is, how often the journal is flushed.
-UNHASHED = ("store", "journal")
+# Keys no artifact's content depends on: where the store is, how often the journal is flushed, where
+# the rounds are tracked (the report, which links the run, declares ``tracking`` itself).
+UNHASHED = ("store", "journal", "tracking")
 # The spend cap and the prices that count what was spent: a complete artifact does not depend on
 # them, and one the cap cut short is redone when the cap is raised (``reusable``'s ``budget_usd``).
 SPEND_CAP = (

@@ -24,9 +24,11 @@ def _parents(cfg: Config, store: Store, round_no: int) -> list[str]:
 
 ARTIFACT = Artifact(
     "report",
-    reads=("task", "report", "evaluate", "budget", "synthesize", "student", "service.synthesize"),
+    # tracking: the report links the round's run (``later``: off by default, older reports stay valid)
+    reads=("task", "report", "evaluate", "budget", "synthesize", "student", "service.synthesize", "tracking"),
     unhashed=("report.dir", "student.cpu_threads", *service_run_keys("synthesize")),
-    later=("budget.on_regression", "synthesize.min_yield", "report.review_worst", "report.review_random"),
+    later=("budget.on_regression", "synthesize.min_yield", "report.review_worst", "report.review_random",
+           "tracking"),
     files=lambda cfg: [TEMPLATES_DIR / t for t in TEMPLATES],
     parents=_parents,
 )

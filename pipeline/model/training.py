@@ -46,16 +46,22 @@ def logged_losses(log_path: Path) -> list[float]:
     return [float(r["loss"]) for r in rows if "loss" in r]
 
 
-def train(cfg: Config, recipe: Recipe, pairs: list[dict], base: str, tokenizer, log_path: Path):
-    """(trainer, model, train result) after training on ``pairs``."""
+def train(cfg: Config, recipe: Recipe, pairs: list[dict], base: str, tokenizer, log_path: Path, *,
+          report_to: str | None = None):
+    """(trainer, model, train result) after training on ``pairs``; ``report_to``: a tracker
+    (``pipeline.tracking.training``) that also gets the trainer's logs."""
     from datasets import Dataset
     from trl import SFTTrainer
 
     from .student import load_model
 
     model = load_model(cfg, base, for_training=True, quantize=True)
+    args = recipe.sft
+    if report_to:
+        args = copy.copy(args)
+        args.report_to = [report_to]
     try:
-        trainer = SFTTrainer(model=model, args=recipe.sft, train_dataset=Dataset.from_list(pairs),
+        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs),
                              processing_class=tokenizer, peft_config=recipe.lora,
                              callbacks=[log_callback(log_path)])
     except (ValueError, TypeError) as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from .. import tracking
 from ..artifacts import ARTIFACTS, reusable
 from ..artifacts.decide import read_decision
 from ..config import Config
@@ -46,6 +47,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     found = record(decide_round(cfg, store, round_no))
     ins = ARTIFACT.inputs(cfg, store, round_no, decision=found)
     if (old := reusable(store, ins, force=force)) is not None:
+        tracking.log_round(cfg, store, round_no)  # again: the tracker may have been down the first time
         return old
     manifest = ins.start()
     manifest.counts = {
@@ -62,6 +64,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     with store.write(ins.name) as folder:
         (folder / "decision.json").write_text(json.dumps(found, indent=2) + "\n", encoding="utf-8")
         manifest.finish(folder).write(folder)
+    tracking.log_round(cfg, store, round_no)  # the round's figures are final: into its tracker run
     return manifest
 
 
@@ -85,6 +88,8 @@ def _command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
     round_no = round_arg(args, store, "evaluate")
     m = run(cfg, store, round_no, force=args.force)
+    if line := tracking.summary_line(tracking.link(cfg, round_no)):
+        print(f"  {line}")
     found = read_decision(store, round_no)
     sent, pr_url, waiting, already = None, None, None, False
     if args.dispatch:

@@ -19,6 +19,7 @@ import random
 import shutil
 from pathlib import Path
 
+from .. import tracking
 from ..artifacts import ARTIFACTS, reusable
 from ..artifacts.finetune import adapter_location, cut_counts, cut_warning
 from ..artifacts.synthesize import no_new_rows, refused_all
@@ -142,7 +143,8 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     # The extra seeds first, each saved to the work folder and freed: one model in memory at a time.
     runs = [train_extra_seed(cfg, recipe, pairs, base, tokenizer, work, s, cuda=cuda) for s in others]
     recipe = recipe if first is None else seeded(recipe, first)
-    trainer, model, result = train(cfg, recipe, pairs, base, tokenizer, log_path)
+    with tracking.training(cfg, round_no, main=is_main()) as report_to:  # TRL's curves into the round's run
+        trainer, model, result = train(cfg, recipe, pairs, base, tokenizer, log_path, report_to=report_to)
     # Under accelerate launch only the main process writes the artifact.
     if not trainer.is_world_process_zero():
         shutil.rmtree(work, ignore_errors=True)

@@ -22,6 +22,7 @@ import shutil
 from functools import lru_cache
 from pathlib import Path
 
+from .. import tracking
 from ..artifacts import ARTIFACTS, reusable
 from ..artifacts.evaluate import read_metrics
 from ..config import Config
@@ -148,8 +149,10 @@ def _publish(artifact: Path, target: Path) -> None:
 
 
 def context(cfg: Config, store: Store, round_no: int) -> dict:
-    """What the templates need: an evaluated round's (``gather``), or a round never evaluated."""
-    return (gather_unevaluated if unevaluated(store, round_no) else gather)(cfg, store, round_no)
+    """What the templates need: an evaluated round's (``gather``), or a round never evaluated; and the
+    round's tracker run (``tracking``, None when off)."""
+    ctx = (gather_unevaluated if unevaluated(store, round_no) else gather)(cfg, store, round_no)
+    return {**ctx, "tracking": tracking.link(cfg, round_no)}
 
 
 def _write(ctx: dict, manifest: Manifest, folder: Path, target: Path) -> None:

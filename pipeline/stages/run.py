@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .. import tracking
 from ..artifacts.decide import read_decision
 from ..artifacts.finetune import adapter_location, cut_warning
 from ..artifacts.synthesize import no_new_rows
@@ -264,6 +265,8 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
           f"({result.stopped_because}); {total_s:.0f}s, peak {peak:.0f} MiB, service cost ${cost:.4f}")
     if result.report:
         print(f"report:  {result.report}")
+    if line := tracking.summary_line(tracking.link(cfg, result.last_round or 0)):
+        print(line)
     if result.adapter:
         print(f"adapter: {result.adapter}")
     for note in result.notes:

@@ -24,6 +24,7 @@ from ..model.sft_recipe import effective
 from ..rollout.checks import rollout_problems
 from ..stats.structured_metrics import STRUCTURED
 from ..stats.task_kind import kind_problems
+from ..tracking.checks import problems as tracking_problems
 
 STRICT = Flag("--strict",
               "Also fail when a service's API-key variable is not set (the workflow's first job).",
@@ -269,7 +270,7 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     except DuoError as exc:
         errors.append(str(exc))
     for check in (data_problems, file_problems, metric_problems, store_problems, price_problems,
-                  reply_limit_problems, rollout_problems, kind_problems):
+                  reply_limit_problems, rollout_problems, kind_problems, tracking_problems):
         errors.extend(check(cfg))
     missing_keys = key_problems(cfg)
     if getattr(args, "strict", False):
