@@ -1,10 +1,10 @@
-"""``canary/<UTC stamp>``: one ``duo canary`` verdict (``canary.json``, ``canary.md``, and ``prompts.jsonl``: each
-shadowed prompt with the service's and the student's answers and their scores), and what later steps read of it:
-the weight the latest verdict left the gateway at, and the prompts the student lost on
+"""``canary/<UTC stamp>``: one ``duo canary`` verdict (``canary.json``, ``canary.md``, and ``prompts.jsonl``:
+each shadowed prompt with the service's and the student's answers and their scores), and what later steps
+read of it: the weight the latest verdict left the gateway at, and the prompts the student lost on
 (``synthesize.targeting: canary_losses``).
 
-Not in ``ARTIFACTS``: a canary reads a window of live traffic, so it is never reused; its declaration says which
-config keys decide it.
+Not in ``ARTIFACTS``: a canary reads a window of live traffic, so it is never reused; its declaration says
+which config keys decide it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 
 from ..records import read_jsonl
 from ..store import Store
-from .base import Artifact
+from .base import Artifact, service_run_keys
 
 PREFIX = "canary/"
 REPORT, MARKDOWN, PROMPTS = "canary.json", "canary.md", "prompts.jsonl"
@@ -21,11 +21,10 @@ REPORT, MARKDOWN, PROMPTS = "canary.json", "canary.md", "prompts.jsonl"
 ARTIFACT = Artifact(
     "canary",
     reads=("rollout", "evaluate.metrics", "evaluate.thresholds", "evaluate.decision_metric",
-           "evaluate.pairwise", "evaluate.pairwise_prompt", "evaluate.pairwise_schema", "evaluate.embedding_model",
-           "evaluate.bootstrap_samples", "evaluate.confidence", "service.judge", "service.synthesize.provider",
-           "service.synthesize.price_input_per_1m", "service.synthesize.price_output_per_1m", "privacy"),
-    unhashed=("service.judge.rpm", "service.judge.tpm", "service.judge.concurrency", "service.judge.timeout_s",
-              "service.judge.max_retries", "service.judge.api_key_env"),
+           "evaluate.pairwise", "evaluate.pairwise_prompt", "evaluate.pairwise_schema",
+           "evaluate.embedding_model", "evaluate.bootstrap_samples", "evaluate.confidence", "service.judge",
+           "service.synthesize", "privacy"),
+    unhashed=service_run_keys("judge") + service_run_keys("synthesize"),
 )
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from ..artifacts.evaluate import read_metrics, read_scores
 from ..artifacts.synthesize import scores_round
 from ..store import Store
-from . import seeds_feedback
+from . import seeds_canary, seeds_feedback
 
 UNIFORM_SHARE = 0.2  # of the draws under ``weakest`` spread like the train split itself
 
@@ -107,6 +107,7 @@ def for_round(cfg, store: Store, round_no: int, train: list[dict]) -> tuple[Seed
     """This round's seed drawer and what the manifest records of it (``targeting``, ``scores_round``,
     ``category_means``, ``weights``; ``feedback`` where people's labels steer it, ``seeds_feedback``)."""
     drawer, info = targeted(cfg, store, round_no, train)
+    drawer, info = seeds_canary.prefer_losses(cfg, store, drawer, info)  # synthesize.targeting: canary_losses
     return seeds_feedback.prefer_bad(store, round_no, train, drawer, info, cfg.synthesize.seed)
 
 

@@ -30,7 +30,8 @@ def _client(cfg):
     return openai.OpenAI(api_key=os.environ[key_env], base_url=svc.base_url if svc is not None else None)
 
 
-_LISTED: dict[str, list[dict]] = {}  # the last listing, kept from ``fingerprint`` for the ``load_source`` after it
+# the last listing, kept from ``fingerprint`` for the ``load_source`` right after it
+_LISTED: dict[str, list[dict]] = {}
 
 
 def stored_rows(cfg, *, again: bool = True) -> list[dict]:

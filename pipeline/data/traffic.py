@@ -1,11 +1,12 @@
 """Captured gateway traffic: the lines the gateway's logging hook appends (docs/rollout.md).
 
-Folder ``rollout.traffic`` (default ``<local store>/traffic``), files ``<YYYY-MM-DD>/<gateway>-<host>-<pid>.jsonl``,
-one JSON object a line: ``{"request": {model, messages, ...}, "response": <chat.completion> | null, "duo": {id,
-group, role: served | shadow, deployment: student | service, model, gateway, ts, latency_s, error, fallback,
-usage}}``. The ``request``/``response`` pair is the logged-request shape ``chat_logs`` reads, so only the
-reading of the ``duo`` part lives here: :func:`read_calls` (a window of calls, for ``duo canary`` and ``duo
-monitor``) and :func:`teacher_rows` (the service's answers as data rows, for ``data.source``).
+Folder ``rollout.traffic`` (default ``<local store>/traffic``), files
+``<YYYY-MM-DD>/<gateway>-<host>-<pid>.jsonl``, one JSON object a line: ``{"request": {model, messages, ...},
+"response": <chat.completion> | null, "duo": {id, group, role: served | shadow, deployment: student | service,
+model, gateway, ts, latency_s, error, fallback, usage}}``. The ``request``/``response`` pair is the
+logged-request shape ``chat_logs`` reads, so only the reading of the ``duo`` part lives here:
+:func:`read_calls` (a window of calls, for ``duo canary`` and ``duo monitor``) and :func:`teacher_rows` (the
+service's answers as data rows, for ``data.source``).
 """
 
 from __future__ import annotations
@@ -101,8 +102,9 @@ def _call(data: object, where: str) -> tuple[Call | None, str | None]:
         return None, f"duo.ts {d.get('ts')!r} is not an ISO-8601 time"
     latency = d.get("latency_s")
     response = data.get("response") if isinstance(data.get("response"), dict) else None
-    return Call(id=str(d.get("id") or where), group=str(d.get("group") or d.get("id") or where), role=d["role"],
-                deployment=d["deployment"], model=str(d.get("model") or data["request"].get("model") or ""),
+    return Call(id=str(d.get("id") or where), group=str(d.get("group") or d.get("id") or where),
+                role=d["role"], deployment=d["deployment"],
+                model=str(d.get("model") or data["request"].get("model") or ""),
                 ts=ts, latency_s=float(latency) if isinstance(latency, (int, float)) else None,
                 error=(str(d["error"]) if d.get("error") else None), fallback=bool(d.get("fallback")),
                 usage=d.get("usage") if isinstance(d.get("usage"), dict) else None,

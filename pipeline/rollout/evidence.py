@@ -83,12 +83,14 @@ def compare(cfg: Config, store: Store, rows: list[dict], *, artifact: str) -> di
         from ..judging.pairwise import judge_pairwise
 
         journal = Path(store.journal_dir) / "canary-pairwise.jsonl"
-        o = judge_pairwise(cfg, store, cfg.service.judge, rows, journal=journal, artifact_name=artifact, template=ev.pairwise_prompt, schema=ev.pairwise_schema,
+        o = judge_pairwise(cfg, store, cfg.service.judge, rows, journal=journal, artifact_name=artifact,
+                           template=ev.pairwise_prompt, schema=ev.pairwise_schema,
                            desc="canary: pairwise judge")
         for row in rows:
             row["win"] = o.rows.get(row["_key"], {}).get("win")
             row["pairwise"] = o.rows.get(row["_key"], {}).get("pairwise")
-        out["judge"] = {**win_rate({r["_key"]: r["win"] for r in rows}, **stats), "model": cfg.service.judge.model,
+        out["judge"] = {**win_rate({r["_key"]: r["win"] for r in rows}, **stats),
+                        "model": cfg.service.judge.model,
                         "failures": len(o.failures), "unsent": o.unsent}
         out["usage"] = o.usage
     metric = decision_metric(cfg)

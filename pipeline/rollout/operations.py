@@ -5,8 +5,8 @@ break-even volume (``duo canary``, ``duo monitor``).
 A client request is a ``group``: its served call (and, when the student failed, the service's fallback call)
 plus a shadow copy when the gateway mirrored it. Costs: the service's from the tokens each of its calls used
 (``usage``) at its price (the config's ``price_*_per_1m`` for the service, else the built-in table for the
-call's model); the student's from ``rollout.student_cost_per_hour_usd`` over the window, shared by the calls it
-answered. The break-even volume is the request rate at which the student's hourly price equals what the
+call's model); the student's from ``rollout.student_cost_per_hour_usd`` over the window, shared by the calls
+it answered. The break-even volume is the request rate at which the student's hourly price equals what the
 service would charge for the same requests.
 """
 
@@ -45,7 +45,8 @@ def split(groups: dict[str, list[Call]]) -> dict:
     """Who answered the clients: requests, the student's share of them (served by the student without
     error) and the fallbacks (the student failed, the service answered)."""
     requests = [g for g in groups.values() if any(c.role == "served" for c in g)]
-    student = sum(1 for g in requests if any(c.role == "served" and c.deployment == "student" and c.ok for c in g))
+    student = sum(1 for g in requests
+                  if any(c.role == "served" and c.deployment == "student" and c.ok for c in g))
     routed = sum(1 for g in requests if any(c.role == "served" and c.deployment == "student" for c in g))
     fallbacks = sum(1 for g in requests if any(c.fallback for c in g))
     return {"requests": len(requests), "routed_to_student": routed, "served_by_student": student,
@@ -104,4 +105,5 @@ def operations(cfg: Config, calls: list[Call], groups: dict[str, list[Call]], ho
     """Everything above for one window of ``hours`` of calls."""
     s = split(groups)
     return {"split": s, "student": deployment_figures(calls, "student"),
-            "service": deployment_figures(calls, "service"), "costs": costs(cfg, calls, s["requests"], float(hours))}
+            "service": deployment_figures(calls, "service"),
+            "costs": costs(cfg, calls, s["requests"], float(hours))}

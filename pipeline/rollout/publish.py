@@ -1,7 +1,7 @@
 """Where a canary verdict goes on GitHub: a comment on the promotion PR (the merged report PR of the round in
-production; one comment per weight step, edited on a rerun), and, on ``ramp``/``rollback``, a PR that changes
-the gateway config in the repository (branch ``duo/<task>/rollout-<percent>``), so review drives the rollout as it
-drives promotion. Through ``pipeline.github`` (PyGithub), as the report's PR.
+production; one comment per weight step, edited on a rerun), and, on ``ramp``/``rollback``, a PR that
+changes the gateway config in the repository (branch ``duo/<task>/rollout-<percent>``), so review drives the
+rollout as it drives promotion. Through ``pipeline.github`` (PyGithub), as the report's PR.
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ def decide(cfg: Config, evidence: dict, ops: dict, weight: float) -> dict:
     if student["requests"] >= ro.min_prompts and (student["error_rate"] or 0) > ro.max_error_rate:
         return {**base, "verdict": "rollback", "next_weight": 0.0,
                 "reason": (f"the student failed {student['errors']} of its {student['requests']} requests "
-                           f"({student['error_rate']:.1%}, above rollout.max_error_rate {ro.max_error_rate:.1%})")}
+                           f"({student['error_rate']:.1%}, above rollout.max_error_rate "
+                           f"{ro.max_error_rate:.1%})")}
     if d and d.get("n") and evidence.get("change") == "worse":
         return {**base, "verdict": "rollback", "next_weight": 0.0,
                 "reason": (f"on {d['n']} shadowed prompts the student is significantly behind the service: "
@@ -58,7 +59,8 @@ def decide(cfg: Config, evidence: dict, ops: dict, weight: float) -> dict:
     if n < ro.min_prompts:
         return {**base, "verdict": "hold", "next_weight": weight, "more_prompts": need,
                 "reason": (f"{n} shadowed prompts so far; rollout.min_prompts is {ro.min_prompts}: "
-                           f"about {need} more needed" + (f" ({diff_text(evidence)})" if d and d.get('n') else ""))}
+                           f"about {need} more needed"
+                           + (f" ({diff_text(evidence)})" if d and d.get("n") else ""))}
     if d is None or d.get("ci_low") is None or d["ci_low"] < -ro.max_loss:
         return {**base, "verdict": "hold", "next_weight": weight, "more_prompts": need,
                 "reason": (f"the CI of {metric} still reaches below -{ro.max_loss:g} (rollout.max_loss): "
@@ -66,8 +68,8 @@ def decide(cfg: Config, evidence: dict, ops: dict, weight: float) -> dict:
     nxt = next_step(list(ro.steps), weight)
     done = nxt <= weight + EPS
     return {**base, "verdict": "ramp", "next_weight": nxt,
-            "reason": (f"on {d['n']} shadowed prompts the student is within rollout.max_loss {ro.max_loss:g} of "
-                       f"the service: {diff_text(evidence)}"
+            "reason": (f"on {d['n']} shadowed prompts the student is within rollout.max_loss "
+                       f"{ro.max_loss:g} of the service: {diff_text(evidence)}"
                        + ("; the rollout is complete" if done else f"; next weight {nxt:.0%}"))}
 
 

@@ -1,10 +1,11 @@
 """``duo canary``: the canary's evidence from the captured traffic of a window, and its verdict.
 
 Reads the calls the gateway captured in the last ``rollout.window_hours`` (``--window-hours``) from
-``rollout.traffic`` (``--traffic``; default ``<local store>/traffic``), compares the student's answers with the
-service's on the shadowed prompts (``pipeline.rollout.evidence``: offline metrics, the pairwise judge when
-configured, paired clustered CIs), measures the split, error and fallback rates, latency and cost
-(``pipeline.rollout.operations``), and decides ``ramp``, ``hold`` or ``rollback`` (``pipeline.rollout.verdict``).
+``rollout.traffic`` (``--traffic``; default ``<local store>/traffic``), compares the student's answers with
+the service's on the shadowed prompts (``pipeline.rollout.evidence``: offline metrics, the pairwise judge
+when configured, paired clustered CIs), measures the split, error and fallback rates, latency and cost
+(``pipeline.rollout.operations``), and decides ``ramp``, ``hold`` or ``rollback``
+(``pipeline.rollout.verdict``).
 On ``ramp``/``rollback`` it writes the gateway config for the next weight (``rollout.config_dir``).
 
 Output artifact ``canary/<UTC stamp>``: ``canary.json`` (window, evidence, operations, verdict),
@@ -44,14 +45,17 @@ def _share(text: str) -> float:
 
 FLAGS = (
     SET,
-    Flag("--traffic", "Folder of captured traffic; unset: rollout.traffic, else traffic/ in the local store."),
+    Flag("--traffic",
+         "Folder of captured traffic; unset: rollout.traffic, else traffic/ in the local store."),
     Flag("--window-hours", "Read the calls of this many last hours; unset: rollout.window_hours.", type=float,
          metavar="H"),
-    Flag("--weight", "The student's weight now (0-1); unset: the latest canary's verdict, else rollout.canary.",
+    Flag("--weight",
+         "The student's weight now (0-1); unset: the latest canary's verdict, else rollout.canary.",
          type=_share, metavar="W"),
     Flag("--comment", "Post the verdict as a comment on the promotion PR (GitHub); unset: print it only.",
          kind="switch"),
-    Flag("--open-pr", "On ramp or rollback, open (or update) a PR with the next gateway config.", kind="switch"),
+    Flag("--open-pr", "On ramp or rollback, open (or update) a PR with the next gateway config.",
+         kind="switch"),
 )
 
 

@@ -1,10 +1,11 @@
 """``duo monitor``: on recent traffic, is the promoted student falling significantly behind the service?
 
 Reads the last ``rollout.window_hours`` (``--window-hours``) of captured traffic (``--traffic``), compares the
-student with the service on the shadowed prompts as ``duo canary`` does (``pipeline.rollout.evidence``), and on
-drift (the paired difference's CI below 0 on at least ``rollout.min_prompts`` prompts; ``pipeline.rollout.drift``)
-records ``monitor/round-<N>`` and, with ``--dispatch``, starts round N's workflow on GitHub once (the decide
-stage's idempotent dispatch). Step outputs: ``drift``, ``next-round``, ``dispatched``.
+student with the service on the shadowed prompts as ``duo canary`` does (``pipeline.rollout.evidence``), and
+on drift (the paired difference's CI below 0 on at least ``rollout.min_prompts`` prompts;
+``pipeline.rollout.drift``) records ``monitor/round-<N>`` and, with ``--dispatch``, starts round N's workflow
+on GitHub once (the decide stage's idempotent dispatch). Step outputs: ``drift``, ``next-round``,
+``dispatched``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from .common import publish
 
 FLAGS = (
     SET,
-    Flag("--traffic", "Folder of captured traffic; unset: rollout.traffic, else traffic/ in the local store."),
+    Flag("--traffic",
+         "Folder of captured traffic; unset: rollout.traffic, else traffic/ in the local store."),
     Flag("--window-hours", "Read the calls of this many last hours; unset: rollout.window_hours.", type=float,
          metavar="H"),
     Flag("--dispatch", "On drift, dispatch the next round's workflow on GitHub (once).", kind="switch"),
@@ -38,7 +40,8 @@ def evidence_of(cfg: Config, store: Store, traffic: Path | None, window_hours: f
     """The canary's evidence on the window's shadowed prompts."""
     until = now or datetime.now(timezone.utc)
     hours = float(window_hours or cfg.rollout.window_hours)
-    found = read_calls(Path(traffic) if traffic else traffic_folder(cfg), until - timedelta(hours=hours), until)
+    folder = Path(traffic) if traffic else traffic_folder(cfg)
+    found = read_calls(folder, until - timedelta(hours=hours), until)
     name = f"{PREFIX}{until.strftime('%Y%m%dT%H%M%S')}Z"
     return compare(cfg, store, shadow_rows(found.groups()), artifact=name)
 

@@ -6,7 +6,6 @@ config PR opened. The pairwise judge (fake OpenAI) with the position swap decide
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from pipeline.artifacts.canary import latest, read_report
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.store import open_store
-from tests.fakes.github_server import NAME, OWNER
 from tests.round_artifacts import put
 from tests.traffic_capture import questions, write_capture
 
@@ -189,4 +187,3 @@ def test_unreadable_lines_are_reported_not_fatal(tmp_path):
     assert main(["canary", str(config)]) == 0
     r = report_of(config)
     assert r["verdict"]["verdict"] == "ramp" and len(r["window"]["unreadable_lines"]) == 1
-    assert OWNER and NAME  # the fake GitHub's repository (imported for the fixtures above)

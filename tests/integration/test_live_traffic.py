@@ -75,7 +75,7 @@ def test_the_fake_pages_stored_messages_as_openai_does(fake_openai):
     assert [m.content for m in page.data] == [f"turn {i}" for i in range(10)] and page.has_more
     assert [m.content for m in client.chat.completions.messages.list(done.id)] == [t["content"] for t in turns]
     with pytest.raises(openai.NotFoundError):
-        client.chat.completions.messages.list("chatcmpl-missing").data
+        client.chat.completions.messages.list("chatcmpl-missing")
 
 
 @pytest.fixture
