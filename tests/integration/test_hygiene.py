@@ -19,7 +19,7 @@ from pipeline.data.sources import load_source
 from pipeline.records import read_jsonl
 from pipeline.stages import prepare, report
 from pipeline.store import open_store
-from tests.fakes.http_base import error_reply
+from tests.fakes.http_base import error_reply, json_reply
 from tests.round_artifacts import build_baseline, build_round
 
 SYSTEM = "You are Acme Bank's support assistant."
@@ -187,8 +187,9 @@ def test_sessions_never_straddle_the_split(chat_task):
 
 
 class Replies:
-    """Per request, in arrival order: every third reply cut at the token limit, the second a 400, the others a
-    good pair, a refusal and an empty answer."""
+    """Per request, in arrival order: every third reply cut at the token limit, the second a 400, the last
+    refused as OpenAI's structured outputs refuse (no content, a ``refusal``), the others a good pair, a
+    refusal and an empty answer."""
 
     def __init__(self):
         self.n, self.lock, self.finish = itertools.count(), threading.Lock(), {}
@@ -198,6 +199,13 @@ class Replies:
             n = next(self.n)
         if n == 1:
             return error_reply(400, "Invalid request (fake)", type="invalid_request_error")
+        if n == 5:
+            return json_reply({"id": "chatcmpl-refused", "object": "chat.completion", "created": 0,
+                               "model": body["model"], "usage": {"prompt_tokens": 9, "completion_tokens": 6,
+                                                                  "total_tokens": 15},
+                               "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                                            "message": {"role": "assistant", "content": None,
+                                                        "refusal": "I'm sorry, I can't help with that."}}]})
         key = json.dumps(body["messages"])
         self.finish[key] = "length" if n % 3 == 0 else "stop"
         return {"contents": [
@@ -220,22 +228,22 @@ def test_synthesized_refusals_cut_and_failed_replies_are_dropped_and_reported(ch
     cfg = load_config(chat_task)
     store = open_store(cfg)
     m = store.manifest("round-1/synthesize")
-    # 6 requests: 1 failed; 0 and 3 were cut (their empty pair counts as empty, the other two as truncated);
-    # 2, 4 and 5 give a good pair, a refusal and an empty one
-    assert m.counts["hygiene"] == {"refusal": 3, "truncated": 4, "empty": 5, "error": 1}
+    # 6 requests: 1 failed, 5 refused; 0 and 3 were cut (their empty pair counts as empty, the other two as
+    # truncated); 2 and 4 give a good pair, a refusal and an empty one
+    assert m.counts["hygiene"] == {"refusal": 3, "truncated": 4, "empty": 4, "error": 1}
     removed = m.counts["removed"]
-    assert m.counts["kept"] == 3 and (removed["refusal"], removed["truncated"]) == (3, 4)
-    assert m.counts["failures"] == 1
+    assert m.counts["kept"] == 2 and (removed["refusal"], removed["truncated"]) == (2, 4)
+    assert m.counts["failures"] == 2
     rows = read_jsonl(store.open("round-1/synthesize") / "removed.jsonl")
     assert sum(1 for r in rows if r.get("cut_by_token_limit")) == 4
     # the report's Data section shows both stages' drops
     build_baseline(store)
-    build_round(store, 1, synthesize=False, kept=3)
+    build_round(store, 1, synthesize=False, kept=2)
     report.run(cfg, store, 1)
     text = (cfg.resolve("reports") / "bank" / "round-1" / "report.md").read_text()
     data = text.split("## Data")[1]
     assert ("coverage rows dropped: 3 refusal, 2 truncated, 2 empty, 2 error; "
-            "synthesis round 1: 3 refusal, 4 truncated, 5 empty, 1 error.") in data
+            "synthesis round 1: 3 refusal, 4 truncated, 4 empty, 1 error.") in data
     assert "The split kept each of 15 conversations on one side." in data
     header = next(line for line in data.splitlines() if line.startswith("| round |"))
     assert " refusal |" in header
