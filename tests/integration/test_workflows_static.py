@@ -32,6 +32,8 @@ CLI_OUTPUTS = {
     "report": {"report-dir", "pr-url", "pr-number"},
     "decide": {"decision", "next-round", "next-samples", "dispatched"},
     "promote": {"round", "status", "commit"},
+    "canary": {"verdict", "weight", "next-weight", "report", "config-pr-url"},
+    "monitor": {"drift", "next-round", "dispatched"},
 }
 UNTRUSTED_IN_RUN = re.compile(r"\$\{\{\s*(inputs\.|github\.event|secrets\.)")
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
