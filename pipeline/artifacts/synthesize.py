@@ -29,7 +29,8 @@ def _parents(cfg: Config, store: Store, round_no: int) -> list[str]:
     # synthesize.targeting canary_losses: the latest canary's losses are seeds
     canary = [n for n in [latest_canary(store)] if n and cfg.synthesize.targeting == "canary_losses"]
     # people's labels of earlier rounds steer the seeds (data.seeds_feedback)
-    return ["prepare", *earlier_rounds(store, round_no)] + scores + feedback_artifacts(store, round_no) + canary
+    return ["prepare", *earlier_rounds(store, round_no)] + scores + feedback_artifacts(store, round_no) \
+        + canary
 
 
 STRUCTURED_PROMPT = "synthesize_structured.j2"  # the synthesis prompt of a json, label or tool_call task
