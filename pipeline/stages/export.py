@@ -131,7 +131,7 @@ def gguf(cfg: Config, store: Store, args: argparse.Namespace, round_no: int, com
     path, record, reused = round_gguf(cfg, store, round_no, commit, why, quant=args.quant, folder=output)
     what = "the base as shipped" if record.get("shipped") else (
         "the base" if round_no == 0 else f"base {cfg.student.model} + round {round_no}'s adapter, merged")
-    how = "reused: the adapter is unchanged" if reused else f"exported in {record['export_seconds']:.1f} s"
+    how = "reused: same base, adapter and type" if reused else f"exported in {record['export_seconds']:.1f} s"
     print(f"gguf ({record['quant']}, {record['size_bytes'] / 2**20:.1f} MiB, sha256 {record['sha256'][:12]}) "
           f"of {what}: {path} ({how})")
     print(f"ollama: ollama create {cfg.rollout.student.model or cfg.task.name} -f {path.parent / 'Modelfile'}")
