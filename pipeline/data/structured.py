@@ -132,6 +132,33 @@ def template_kwargs(row: dict) -> dict:
     return {"tools": tools} if tools else {}
 
 
+def api_messages(messages: list[dict]) -> list[dict]:
+    """Turns as the chat completions API takes them back: an assistant turn holding tool calls (their text) gets
+    ``tool_calls`` with made-up ids (``call_<n>``), and each ``tool`` turn the id of the call it answers, in
+    order. Other turns are unchanged."""
+    out, pending, n = [], [], 0
+    for m in messages:
+        calls = parse_tool_calls(m.get("content"))[0] if m.get("role") == "assistant" else None
+        if calls and all(c["arguments_valid"] for c in calls):
+            ids = [f"call_{n + k}" for k in range(len(calls))]
+            n, pending = n + len(calls), list(ids)
+            out.append({"role": "assistant", "content": None, "tool_calls": [
+                {"id": i, "type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+                for i, c in zip(ids, calls)]})
+        elif m.get("role") == "tool":
+            out.append({"role": "tool", "tool_call_id": pending.pop(0) if pending else f"call_{n}",
+                        "content": m.get("content")})
+        else:
+            out.append(m)
+    return out
+
+
+def request_params(row: dict) -> dict:
+    """What a row's logged request adds to a new request for the same prompt: its ``tools`` and
+    ``response_format``."""
+    return {k: row[k] for k in ("tools", "response_format") if row.get(k)}
+
+
 # ------------------------------------------------------------------------------------------------ labels
 
 

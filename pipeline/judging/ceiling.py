@@ -22,6 +22,7 @@ from pathlib import Path
 from ..config import Config, ServiceLLMConfig
 from ..data.chat import prompt_messages
 from ..data.privacy import scrub_messages
+from ..data.structured import request_params
 from ..errors import DuoError
 from ..store import BASELINE_ROUND, Store
 from .absolute import CutByBudget, ask, start_spend
@@ -80,10 +81,16 @@ def prompts(rows: list[dict]) -> list[dict]:
 
 
 def plan_ceiling(cfg: Config, rows: list[dict]) -> list[tuple]:
-    """One (Request,) per test prompt: the conversation the student was asked, personal data scrubbed."""
+    """One (Request,) per test prompt: the conversation the student was asked, personal data scrubbed, with
+    the logged request's ``tools`` and ``response_format`` (a structured task: docs/structured.md)."""
+    from ..data.structured import api_messages
     from ..llm import Request
 
-    return [(Request(key=PREFIX + str(r["id"]), messages=scrub_messages(cfg, prompt_messages(r))),)
+    def messages(r: dict) -> list:
+        scrubbed = scrub_messages(cfg, prompt_messages(r))
+        return api_messages(scrubbed) if r.get("tools") else scrubbed
+
+    return [(Request(key=PREFIX + str(r["id"]), messages=messages(r), params=request_params(r) or None),)
             for r in prompts(rows)]
 
 
@@ -111,7 +118,7 @@ def ask_ceiling(cfg: Config, store: Store, rows: list[dict], *, journal: Path,
                              "attempts": res.attempts})
             continue
         kept = ("id", "instruction", "reference", "category", "system", "context")
-        out.append({k: row.get(k) for k in kept}
+        out.append({k: row.get(k) for k in kept} | request_params(row)
                    | {"answer": text, "sample": 0, "_key": res.key, "finish_reason": res.finish_reason,
                       "model": f"{svc.provider}:{svc.model}"})
     return CeilingOutcome(out, failures, spend.usage(), spend.cost, unsent, f"{svc.provider}:{svc.model}")

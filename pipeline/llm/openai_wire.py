@@ -79,6 +79,10 @@ def completion_from(reply, where: str) -> Completion:
         raise RetryableError(f"{where}: reply without choices")
     choice = reply.choices[0]
     text = choice.message.content
+    if text is None and getattr(choice.message, "tool_calls", None):  # a tool-call answer, as its text
+        from ..data.structured import tool_calls_text
+
+        text, _ = tool_calls_text([c.model_dump() for c in choice.message.tool_calls])
     if text is None:
         refusal = getattr(choice.message, "refusal", None)
         raise RequestError(f"{where}: no content (finish_reason {choice.finish_reason}"

@@ -139,3 +139,47 @@ def test_tools_reach_the_training_text_and_the_judge_sees_tools_and_schema(round
     jprompt = plan_absolute(jcfg, janswers[:1], template="judge.j2", schema={}, repeats=1)[0][0].messages[-1]["content"]
     assert "# Format the answer was asked in" in jprompt and '"required": ["name", "email"' in jprompt
     assert field_match(json.loads(janswers[0]["reference"]), json.loads(janswers[0]["reference"])) == 1.0
+
+
+def _service(reference_of: dict):
+    """The fake service answering a tool-call prompt again: its logged call as ``tool_calls`` (content null), the
+    arguments as a JSON string, as OpenAI replies."""
+    from tests.fakes.http_base import json_reply
+
+    def answer(body: dict):
+        calls = json.loads(reference_of[body["messages"][-1]["content"]])
+        tool_calls = [{"id": f"call_{i}", "type": "function",
+                       "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+                      for i, c in enumerate(calls)]
+        return json_reply({"id": "chatcmpl-x", "object": "chat.completion", "created": 0, "model": body["model"],
+                           "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                               "role": "assistant", "content": None, "tool_calls": tool_calls}}],
+                           "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
+    return answer
+
+
+def test_the_ceiling_asks_the_service_with_the_tools_and_scores_its_tool_calls(rounds, fake_openai):
+    """Round 0 asks the service once more with the logged tools (and the earlier calls and results in the API's
+    shape); its tool calls come back as text and score like the student's: the parity rule has a ceiling."""
+    cfg, store, _, _ = rounds["tool_call"]
+    doc = yaml.safe_load(cfg.source_path.read_text())
+    doc["service"] = {"synthesize": {"provider": "openai", "model": "gpt-4o", "rpm": None, "concurrency": 2,
+                                     "price_input_per_1m": 2.5, "price_output_per_1m": 10.0, "max_retries": 1,
+                                     "timeout_s": 10}}
+    path = cfg.source_path.with_name("with-service.yaml")
+    path.write_text(yaml.safe_dump(doc))
+    test = read_jsonl(store.open("prepare") / "test.jsonl")
+    fake_openai.set_responder(_service({r["instruction"]: r["response"] for r in test}))
+    for verb in ("infer", "evaluate"):
+        assert main([verb, str(path), "--round", "0"]) == 0, verb
+    bodies = [r["body"] for r in fake_openai.log if r["path"].endswith("/chat/completions")]
+    assert len(bodies) == 8 and all(len(b["tools"]) == 3 for b in bodies)
+    with_result = next(b for b in bodies if any(m["role"] == "tool" for m in b["messages"]))
+    call, result = with_result["messages"][2:4]
+    assert call["content"] is None and call["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert result["tool_call_id"] == call["tool_calls"][0]["id"]
+    ceiling = read_jsonl(store.open("round-0/evaluate") / "ceiling.jsonl")
+    assert len(ceiling) == 8 and all(c["scores"]["tool_args"] == 1.0 and c["scores"]["tool_name"] == 1.0
+                                     for c in ceiling)
+    assert json.loads((store.open("round-0/evaluate") / "metrics.json").read_text())["ceiling"]["tool_args"][
+        "mean"] == 1.0
