@@ -61,13 +61,19 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _captures(folder: Path) -> bool:
+    """True when ``folder`` holds capture files (``*.jsonl`` or ``<day>/*.jsonl``): gateway traffic."""
+    return any(folder.glob("*.jsonl")) or any(folder.glob("*/*.jsonl"))
+
+
 def detect_format(cfg: Config) -> str:
     """The configured format, or one told by the file suffix; a name with no known
     suffix is a Hub dataset id. A local folder is neither: one line names it."""
     fmt = cfg.data.format
     if fmt == "stored_completions" or (fmt == "auto" and cfg.data.source == STORED):
         return "stored_completions"
-    if fmt in ("auto", "traffic") and cfg.resolve(cfg.data.source).is_dir():
+    folder = cfg.resolve(cfg.data.source)
+    if fmt == "traffic" or (fmt == "auto" and folder.is_dir() and _captures(folder)):
         return "traffic"  # a folder of captured gateway traffic (pipeline.data.traffic)
     if fmt != "hub" and (path := cfg.resolve(cfg.data.source)).is_dir():
         raise DuoError(f"data.source {cfg.data.source}: {path} is a folder; expected a data file "
