@@ -5,12 +5,14 @@ break-even volume (``duo canary``, ``duo monitor``).
 A client request is a ``group``: its served call (and, when the student failed, the service's fallback call)
 plus a shadow copy when the gateway mirrored it. Costs: the service's from the tokens each of its calls used
 (``usage``) at its price (the config's ``price_*_per_1m`` for the service, else the built-in table for the
-call's model); the student's from ``rollout.student_cost_per_hour_usd`` over the window, shared by the calls
-it answered. The break-even volume is the request rate at which the student's hourly price equals what the
-service would charge for the same requests.
+call's model); the student's from ``rollout.student_cost_per_hour_usd`` over the time from its first call in
+the window to the window's end, shared by the calls it answered. The break-even volume is the request rate at
+which the student's hourly price equals what the service would charge for the same requests.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from ..config import Config
 from ..data.traffic import Call
@@ -71,7 +73,8 @@ def _service_price(cfg: Config, model: str) -> tuple[tuple[float, float] | None,
 
 
 def costs(cfg: Config, calls: list[Call], requests: int, hours: float) -> dict:
-    """Cost per 1,000 requests of the service and of the student, and the break-even volume."""
+    """Cost per 1,000 requests of the service and of the student, and the break-even volume; ``hours``: the
+    time the student served in the window (from its first call to the window's end)."""
     priced, tokens, why = [], [0, 0], set()
     for c in calls:
         if c.deployment != "service" or c.error is not None or not c.usage:
@@ -94,15 +97,20 @@ def costs(cfg: Config, calls: list[Call], requests: int, hours: float) -> dict:
         "service_per_1k_usd": None if service_per_request is None else round(service_per_request * 1000, 6),
         "student_per_1k_usd": None if student_per_request is None else round(student_per_request * 1000, 6),
         "service_priced_calls": len(priced), "service_tokens": {"input": tokens[0], "output": tokens[1]},
-        "service_price_source": sorted(why), "student_cost_per_hour_usd": per_hour, "window_hours": hours,
+        "service_price_source": sorted(why), "student_cost_per_hour_usd": per_hour,
+        "serving_hours": round(hours, 4),
         "student_answers": answered, "requests_per_hour": None if volume is None else round(volume, 3),
         "breakeven_requests_per_hour": None if breakeven is None else round(breakeven, 1),
         "breakeven_requests_per_day": None if breakeven is None else round(breakeven * 24),
     }
 
 
-def operations(cfg: Config, calls: list[Call], groups: dict[str, list[Call]], hours: float) -> dict:
-    """Everything above for one window of ``hours`` of calls."""
+def operations(cfg: Config, calls: list[Call], groups: dict[str, list[Call]], hours: float,
+               until: datetime | None = None) -> dict:
+    """Everything above for a window of ``hours`` ending at ``until``: the costs count the time from the first
+    call to ``until`` (the student has served since then), at most the window, at least a minute."""
+    if calls and until is not None:
+        hours = min(hours, max((until - calls[0].ts).total_seconds() / 3600, 1 / 60))
     s = split(groups)
     return {"split": s, "student": deployment_figures(calls, "student"),
             "service": deployment_figures(calls, "service"),

@@ -71,7 +71,7 @@ def run(cfg: Config, store: Store, *, traffic: Path | None = None, window_hours:
     ins = ARTIFACT.inputs(cfg, store, None, window_hours=hours, until=until.isoformat())
     rows = shadow_rows(groups)
     evidence = compare(cfg, store, rows, artifact=name)
-    ops = operations(cfg, found.calls, groups, hours)
+    ops = operations(cfg, found.calls, groups, hours, until)
     if weight is None:
         weight = current_weight(store)
     weight = float(cfg.rollout.canary if weight is None else weight)

@@ -53,7 +53,8 @@ def litellm_weight(config: Path) -> float:
     """The student's weight in the written LiteLLM config: the canary deployment's share of the served name."""
     doc = yaml.safe_load((config.parent / "deploy" / "litellm.yaml").read_text())
     served = [m for m in doc["model_list"] if m["model_name"] == "bot"]
-    student = sum(m["litellm_params"].get("weight", 0) for m in served if m["model_info"]["duo_deployment"] == "student")
+    student = sum(m["litellm_params"].get("weight", 0) for m in served
+                  if m["model_info"]["duo_deployment"] == "student")
     return student / sum(m["litellm_params"].get("weight", 0) for m in served)
 
 
@@ -187,3 +188,22 @@ def test_unreadable_lines_are_reported_not_fatal(tmp_path):
     assert main(["canary", str(config)]) == 0
     r = report_of(config)
     assert r["verdict"]["verdict"] == "ramp" and len(r["window"]["unreadable_lines"]) == 1
+
+
+def test_a_capture_of_the_real_litellm_proxy(tmp_path):
+    """tests/data/litellm_capture.jsonl: 40 requests through `duo rollout`'s config in the real LiteLLM proxy
+    (10% canary, every service answer mirrored; SmolLM2-135M in llama-server the student, the fake OpenAI server,
+    which echoes the question, the service), written by the capture hook. duo canary reads it as it is."""
+    config = make_task(tmp_path, min_prompts=30)
+    day = tmp_path / "real" / "2026-12-07"
+    day.mkdir(parents=True)
+    real = Path(__file__).parents[1] / "data" / "litellm_capture.jsonl"
+    (day / "litellm-real.jsonl").write_bytes(real.read_bytes())
+    assert main(["canary", str(config), "--traffic", str(tmp_path / "real"), "--window-hours", "1000000"]) == 0
+    r = report_of(config)
+    ops, ev = r["ops"], r["evidence"]
+    assert ops["split"]["requests"] == 40 and ops["split"]["served_by_student"] == 4 and ev["prompts"] == 36
+    assert ops["student"]["latency_p50_s"] > 0 and ops["service"]["error_rate"] == 0.0
+    rouge = ev["metrics"]["rougeL"]
+    assert 0.3 < rouge["ci_low"] <= rouge["mean"] <= rouge["ci_high"] < 1.0  # "The capital ... is Paris." vs the echo
+    assert r["verdict"]["verdict"] == "ramp" and r["verdict"]["next_weight"] == 0.25

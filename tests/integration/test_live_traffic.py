@@ -45,7 +45,8 @@ def test_stored_completions_listed_through_the_sdk_become_data(tmp_path, fake_op
     for i, (q, _) in enumerate(questions(27)):
         app = "support" if i < 25 else "other"
         client.chat.completions.create(model="gpt-4o-mini", store=True, metadata={"app": app},
-                                       messages=[{"role": "developer", "content": SYSTEM}, {"role": "user", "content": q}])
+                                       messages=[{"role": "developer", "content": SYSTEM},
+                                                 {"role": "user", "content": q}])
     client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "not stored"}])
     config = make_task(tmp_path)
     text = config.read_text().replace("data: {source: data.jsonl}",
