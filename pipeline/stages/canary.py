@@ -37,9 +37,13 @@ from .common import publish
 
 
 def _share(text: str) -> float:
-    value = float(text)
+    """``--weight``: a share of the traffic within 0-1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
     if not 0 <= value <= 1:
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"{text!r}: expected the student's share of the traffic within 0-1")
     return value
 
 
