@@ -207,3 +207,9 @@ def test_a_capture_of_the_real_litellm_proxy(tmp_path):
     rouge = ev["metrics"]["rougeL"]
     assert 0.3 < rouge["ci_low"] <= rouge["mean"] <= rouge["ci_high"] < 1.0  # "The capital ... is Paris." vs the echo
     assert r["verdict"]["verdict"] == "ramp" and r["verdict"]["next_weight"] == 0.25
+    # the same capture as the next round's data: the service's 36 answers, each with its system prompt
+    text = config.read_text().replace("data: {source: data.jsonl}", f"data: {{source: {tmp_path / 'real'}}}")
+    config.write_text(text, encoding="utf-8")
+    assert main(["prepare", str(config)]) == 0
+    m = open_store(load_config(config)).manifest("prepare")
+    assert (m.counts["valid"], m.counts["with_system"], m.extra["format"]) == (36, 36, "traffic")
