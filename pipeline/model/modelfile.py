@@ -31,7 +31,8 @@ def default_system(template: str | None, eos: str | None) -> str | None:
     try:
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         text = env.from_string(template).render(messages=[{"role": "user", "content": PROBE}],
-                                                add_generation_prompt=False, eos_token=eos or "", bos_token="")
+                                                add_generation_prompt=False, eos_token=eos or "",
+                                                bos_token="")
     except Exception:  # noqa: BLE001 - a template we cannot render here: Ollama still has the GGUF's
         return None
     head = text.split(PROBE, 1)[0]
@@ -50,8 +51,8 @@ def write_modelfile(cfg: Config, folder: Path, file: str, meta: dict, record: di
     if infer.do_sample:
         params.append(("top_p", infer.top_p))
     params.append(("num_predict", infer.max_new_tokens))
-    what = (f"{cfg.student.model} as shipped" if record.get("shipped") else cfg.student.model
-            if not record.get("round") else f"{cfg.student.model} + round {record['round']}'s adapter, merged")
+    what = f"{cfg.student.model} + round {record['round']}'s adapter, merged" if record.get("round") else (
+        f"{cfg.student.model} as shipped" if record.get("shipped") else cfg.student.model)
     gotmpl = (TEMPLATES_DIR / f"ollama_{kind}.gotmpl").read_text(encoding="utf-8") if kind else None
     text = environment(TEMPLATES_DIR, trim=True).get_template("Modelfile.j2").render(
         name=cfg.rollout.student.model or cfg.task.name, what=what, quant=record["quant"],

@@ -134,5 +134,6 @@ def gguf(cfg: Config, store: Store, args: argparse.Namespace, round_no: int, com
     how = "reused: same base, adapter and type" if reused else f"exported in {record['export_seconds']:.1f} s"
     print(f"gguf ({record['quant']}, {record['size_bytes'] / 2**20:.1f} MiB, sha256 {record['sha256'][:12]}) "
           f"of {what}: {path} ({how})")
-    print(f"ollama: ollama create {cfg.rollout.student.model or cfg.task.name} -f {path.parent / 'Modelfile'}")
+    name = cfg.rollout.student.model or cfg.task.name
+    print(f"ollama: ollama create {name} -f {path.parent / 'Modelfile'}")
     return 0

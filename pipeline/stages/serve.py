@@ -101,7 +101,8 @@ def vllm_program() -> list[str] | None:
 
 
 def choose_engine(asked: str | None) -> str:
-    """The engine for ``--engine`` (auto: vLLM on CUDA, llama-server elsewhere); one line when it is absent."""
+    """The engine for ``--engine`` (auto: vLLM on CUDA, llama-server elsewhere); one line when it is
+    absent."""
     asked = asked or "auto"
     engine = asked if asked != "auto" else ("vllm" if has_cuda() else "llamacpp")
     if engine == "vllm" and vllm_program() is None:
