@@ -50,7 +50,10 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     store = open_store(cfg)
     evidence = evidence_of(cfg, store, args.traffic, args.window_hours)
     if not is_drift(cfg, evidence):
-        line = f"monitor {cfg.task.name}: no drift: {diff_text(evidence)}"
+        short = evidence.get("change") == "worse"  # behind, but on fewer prompts than rollout.min_prompts
+        why = (f"fewer than rollout.min_prompts ({cfg.rollout.min_prompts}) shadowed prompts to call it"
+               if short else "the student is not significantly behind the service")
+        line = f"monitor {cfg.task.name}: no drift ({why}): {diff_text(evidence)}"
         publish(store, PREFIX.rstrip("/"), line, title="duo monitor", drift="false", next_round="",
                 dispatched="false")
         return 0
