@@ -88,6 +88,8 @@ def training(cfg: Config, round_no: int, *, main: bool = True) -> Iterator[str |
     os.environ.update(env)
     try:
         yield REPORT_TO[cfg.tracking.backend]
+        if cfg.tracking.backend == "comet":
+            comet_run.end_training(cfg, round_no)
     finally:
         for key, value in before.items():
             if value is None:

@@ -76,6 +76,16 @@ def training_env(cfg: Config, round_no: int) -> dict:
     return env
 
 
+def end_training(cfg: Config, round_no: int) -> None:
+    """End the experiment transformers' CometCallback opened for the round (it leaves it to the process's
+    exit): its data is sent, or its offline archive written, when the fine-tuning returns."""
+    import comet_ml
+
+    exp = comet_ml.get_running_experiment()
+    if exp is not None and exp.get_key() == experiment_key(cfg, round_no):
+        exp.end()
+
+
 def link(cfg: Config, round_no: int) -> dict:
     """Where the round's experiment is: ``url`` online (Comet's experiment page), None offline."""
     key = experiment_key(cfg, round_no)

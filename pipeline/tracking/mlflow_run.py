@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from ..config import Config
 from ..errors import DuoError
@@ -30,13 +31,21 @@ def tracking_uri(cfg: Config) -> str:
     return f"sqlite:///{store_root(cfg).parent.resolve() / 'mlflow.db'}"
 
 
+def shown(uri: str) -> str:
+    """``uri`` without a user or password in it: what reports, PR bodies and error lines may show."""
+    parts = urlsplit(uri)
+    if not parts.username and not parts.password:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+
+
 def embedded(cfg: Config) -> bool:
     return not cfg.tracking.uri
 
 
 def ui_command(cfg: Config) -> str:
     """The command that shows the runs of a database URI (a server has its own address)."""
-    return f"mlflow ui --backend-store-uri {tracking_uri(cfg)}"
+    return f"mlflow ui --backend-store-uri {shown(tracking_uri(cfg))}"
 
 
 def experiment_name(cfg: Config) -> str:
@@ -51,7 +60,7 @@ def _client(cfg: Config):
 
 def _failed(cfg: Config, exc: Exception) -> DuoError:
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-    return DuoError(f"tracking (mlflow at {tracking_uri(cfg)}): {first}; the round's artifacts are kept: "
+    return DuoError(f"tracking (mlflow at {shown(tracking_uri(cfg))}): {first}; the round's artifacts are kept: "
                     "fix tracking.uri or start the server, then rerun the same command to log the round")
 
 
@@ -85,7 +94,7 @@ def ensure_run(cfg: Config, round_no: int) -> dict:
 
 
 def run_url(cfg: Config, experiment_id: str, run_id: str) -> str | None:
-    uri = tracking_uri(cfg)
+    uri = shown(tracking_uri(cfg))
     if not uri.startswith(("http://", "https://")):
         return None
     return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,11 +21,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipeline import tracking
 from pipeline.cli import main
 from pipeline.config import load_config
 from pipeline.store import LocalStore
+from pipeline.tracking import comet_run
 from tests.conftest import isolate
 from tests.integration.test_run import N_TEST, REPEATS, Service, write_config
 
@@ -234,7 +237,7 @@ def test_comet_offline_writes_an_archive_of_the_round(tracked, tmp_path):
         messages = [json.loads(line) for line in z.read("messages.json").decode().splitlines() if line.strip()]
         members = set(z.namelist())
     assert meta["project_name"] == "tiny-comet" and meta["resume_strategy"] == "get_or_create"
-    assert meta["tags"] == ["round-2", "pass"]
+    assert sorted(meta["tags"]) == ["pass", "round-2"]
     by_type: dict = {}
     for m in messages:
         by_type.setdefault(m["type"], []).append(m["payload"])
@@ -250,6 +253,34 @@ def test_comet_offline_writes_an_archive_of_the_round(tracked, tmp_path):
     files = {p["additional_params"]["fileName"]: p["file_path"] for p in by_type["file_upload"]}
     assert {"report/report.md", "report/metrics.json", "decide/decision.json", "finetune/train_log.jsonl"} <= set(files)
     assert set(files.values()) <= members  # each file is inside the archive
+
+
+def test_comet_offline_gets_the_trainers_curves(tracked, tmp_path):
+    """Round 2 fine-tuned again on a copy of the store with Comet offline: the trainer's loss lands in an
+    archive of the round's experiment key (uploaded, it merges with the round's figures)."""
+    config, store, _, _ = tracked
+    shutil.copytree(store.root, tmp_path / "store")
+    doc = yaml.safe_load(config.read_text())
+    doc["data"]["source"] = str(config.parent / doc["data"]["source"])
+    doc["store"]["path"] = str(tmp_path / "store")
+    doc["tracking"] = {"backend": "comet", "comet_offline_dir": str(tmp_path / "comet")}
+    copy = tmp_path / "duo.yaml"
+    copy.write_text(yaml.safe_dump(doc))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("COMET_API_KEY", raising=False)
+        rc, out = _quiet(["finetune", str(copy), "--round", "2", "--force"])
+    assert rc == 0, out
+    key = comet_run.experiment_key(load_config(copy), 2)
+    archives = list((tmp_path / "comet").glob("*.zip"))
+    assert [a.name[:len(key)] for a in archives] == [key]
+    with zipfile.ZipFile(archives[0]) as z:
+        messages = [json.loads(line) for line in z.read("messages.json").decode().splitlines() if line.strip()]
+    losses = [(m["payload"]["metric"]["step"], m["payload"]["metric"]["metricValue"]) for m in messages
+              if m["type"] == "metric_msg" and m["payload"]["metric"]["metricName"] == "train/loss"]  # the callback's name
+    logged = [json.loads(line) for line in
+              (LocalStore(tmp_path / "store").open("round-2/finetune") / "train_log.jsonl").read_text().splitlines()]
+    assert losses == [(row["step"], pytest.approx(row["loss"])) for row in logged if "loss" in row]
+    assert len(losses) == 2
 
 
 def test_validate_names_the_comet_api_key(tracked, capsys, monkeypatch):
