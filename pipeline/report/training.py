@@ -12,6 +12,7 @@ from ..artifacts.finetune import cut_counts
 from ..data.dedup import REASONS
 from ..data.hygiene import REASONS as DROPS
 from ..data.pairs import EXTRA_REASONS
+from ..data.structured_pairs import DROP_REASONS as INVALID
 from ..store import Store, artifact_name
 
 # Every reason synthesize removes a pair for, in the report's column order.
@@ -49,6 +50,8 @@ def synthesis_round(store: Store, k: int) -> dict | None:
     return {"round": k, "kept": int(c.get("kept") or 0), "requested": c.get("requested"),
             "removed": {r: int(removed.get(r) or 0) for r in ALL_REASONS},
             "hygiene": {r: n for r in DROPS if (n := (c.get("hygiene") or {}).get(r))},
+            # a structured task's pairs not of its kind (invalid JSON, off-schema, unknown label or tool)
+            "invalid": {r: n for r in INVALID if (n := int(removed.get(r) or 0))}, "kind": x.get("kind"),
             "seed_mix": dict(sorted(mix.items(), key=lambda kv: (-kv[1], kv[0]))),
             "targeting": (x.get("seeds") or {}).get("targeting"), "length_band": x.get("length_band")}
 
