@@ -232,7 +232,11 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     log = cfg.resolve(f"exports/{cfg.task.name}-round-{round_no}-{engine}.log")
     log.parent.mkdir(parents=True, exist_ok=True)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    return run_engine(cmd, env, log, f"http://{shown}:{port}", engine, name)
+    url = f"http://{shown}:{port}"
+    if cfg.rollout.student.base_url.rstrip("/") != f"{url}/v1":
+        say(f"note: rollout.student.base_url is {cfg.rollout.student.base_url}: the gateway configs of "
+            "duo rollout point there, not here")
+    return run_engine(cmd, env, log, url, engine, name)
 
 
 def vllm_for(cfg: Config, store, round_no: int, commit: str | None, name: str, host: str, port: int,

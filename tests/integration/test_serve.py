@@ -176,3 +176,27 @@ def test_sigterm_stops_duo_serve_and_its_llama_server(served):
     assert proc.wait(timeout=30) == 0
     assert "stopping llamacpp" in proc.stderr.read()
     assert not Path(f"/proc/{children[0]}").exists()  # stopped and reaped by duo: no orphan
+
+
+def test_a_killed_duo_serve_takes_its_llama_server_with_it(exported):
+    """SIGKILL leaves duo no time to stop the engine: the engine's parent-death signal (PR_SET_PDEATHSIG) does."""
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "serve", str(exported[0]), "--round", "1", "--port",
+                             "0"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline().startswith("serving tiny-student at http://127.0.0.1:")
+        (engine,) = _children(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 20
+    while _alive(engine) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(engine)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie left to a container's init that does not reap counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
