@@ -102,8 +102,8 @@ def _quiet(argv: list[str]) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory, tiny_model_dir, fake_openai_session, server):
     """Two rounds of ``duo run`` tracked on the server, then ``duo decide --round 2`` again (a rerun
-    logs into the same run). The config, the store, and the run's and the rerun's output. The baseline
-    (prepare, round 0), which no tracker sees, runs while the server starts."""
+    logs into the same run). The config, the store, and the run's and the rerun's output. What no
+    tracker sees (prepare, round 0, round 1's synthesis) runs while the server starts."""
     base = tmp_path_factory.mktemp("tracked")
     fake = fake_openai_session
     fake.reset()
@@ -113,7 +113,7 @@ def tracked(tmp_path_factory, tiny_model_dir, fake_openai_session, server):
     with pytest.MonkeyPatch.context() as mp:
         isolate(tmp_path_factory.mktemp("home"), mp)
         mp.setenv("OPENAI_API_KEY", fake.api_key)
-        for argv in (["prepare"], ["infer", "--round", "0"], ["evaluate", "--round", "0"]):
+        for argv in (["prepare"], ["infer", "--round", "0"], ["evaluate", "--round", "0"], ["synthesize", "--round", "1"]):
             assert _quiet([argv[0], str(config), *argv[1:]])[0] == 0
         server.wait()
         rc, out = _quiet(["run", str(config)])
