@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import urllib.request
 
 import pytest
 
@@ -80,14 +81,24 @@ def test_plan_constrains_only_a_json_task_where_the_backend_can(tmp_path, tiny_m
         constrain.plan(cfg(True), "label", rows, "llamacpp")
 
 
+def tokenize(server, text: str) -> list[int]:
+    """``text``'s token ids by the server's own tokenizer (special tokens parsed)."""
+    req = urllib.request.Request(server.url + "/tokenize", data=json.dumps({"content": text}).encode(),
+                                 headers={"Authorization": f"Bearer {server.api_key}",
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as reply:
+        return json.loads(reply.read())["tokens"]
+
+
 @pytest.mark.real_server
 def test_llama_server_json_schema_turns_an_invalid_answer_valid(real_server, tmp_path, tiny_model_dir):
     from openai import OpenAI
 
     cfg = tiny_config(tmp_path, tiny_model_dir, infer={"max_new_tokens": 48, "do_sample": False})
     client = OpenAI(base_url=real_server.base_url, api_key=real_server.api_key, max_retries=0)
-    prompt = ("<|im_start|>user\nExtract the person as JSON: Alice is 31 years old.<|im_end|>\n"
-              "<|im_start|>assistant\n")
+    text = ("<|im_start|>user\nExtract the person as JSON: Alice is 31 years old.<|im_end|>\n"
+            "<|im_start|>assistant\n")
+    prompt = tokenize(real_server, text)  # token ids, as generate_llamacpp sends them
     free, _ = _ask(client, cfg, prompt, 0)
     value, why = parse_json(free.text)
     assert why is not None or not conforms(value, PERSON), free.text  # extra keys, or cut at 48 tokens
