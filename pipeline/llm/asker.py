@@ -72,7 +72,8 @@ class Asker:
         cfg: the ``ServiceLLMConfig`` (schema_retries, timeout_s).
         limiter: shared by every item: a 429 that says the account is at its limit pauses all of
             them (the bucket it names) for its Retry-After; any other 429 holds only its own request
-            that long, and slows the pace when they persist (AIMD).
+            that long, gives its grant back (``RateLimiter.refund``) until a 429 at the account's
+            limit shows that the server counts refusals, and slows the pace when they persist (AIMD).
         backoff: retries of a RetryableError and the delay between them.
         meter: where each reply's usage is counted.
         spend: a ``budget.Spend`` that reserves each send's worst-case cost first (None: no cap).
@@ -180,6 +181,11 @@ class Asker:
                 raise GaveUp(f"gave up after {attempt + 1} attempts: {err}")
             if err.status == 429:
                 self.limiter.throttled()
+                if at_account_limit(err):
+                    # the server's count is fuller than duo's window: its refusals may count there
+                    self.limiter.refusals_counted()
+                else:  # refused on its own: while the server is not shown to count it, the grant goes back
+                    self.limiter.refund(grant)
                 if err.retry_after is not None and at_account_limit(err):
                     # the account is over a limit, not just this request: hold every send of that
                     # bucket for what the server asked, no longer; this one goes back to the

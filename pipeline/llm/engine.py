@@ -26,7 +26,7 @@ from .journal import Journal, keyed, record_batch
 from .limiter import RateLimiter
 from .providers import create_provider
 from .replies import check_reply
-from .usage import UsageMeter, zero_usage
+from .usage import UsageMeter, estimate_tokens, zero_usage
 
 
 class Engine:
@@ -148,6 +148,11 @@ class Engine:
         """Ask ``jobs``, as many at a time as ``self.inflight`` lets in, each question once;
         a FatalError cancels the rest and is raised."""
         inflight: dict[str, asyncio.Future] = {}
+        if self.cfg.tpm:  # a run longer than one window spreads its tokens over it (RateLimiter.token_pace)
+            asker = self.asker
+            self.limiter.token_pace = sum(
+                estimate_tokens(j.request.messages, j.request.schema, j.params, asker.outputs, asker.gauge)
+                for j in jobs) > self.cfg.tpm
 
         async def one(job: Job) -> None:
             if job.key in inflight:  # the same question twice in one run is asked once

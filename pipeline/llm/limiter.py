@@ -15,6 +15,18 @@ bounds when ``max_tokens`` is set).
 The request pace also follows 429s that are not the account's limit (AIMD, ``throttled`` /
 ``succeeded``): when they persist, the pace is cut by ``AIMD_DECREASE``; each answer adds
 ``AIMD_INCREASE`` of the configured rate back, up to it.
+
+A send refused by such a 429 gives its grant back (``refund``: it leaves the window and its place in
+the pace) while the server has not shown that it counts what it refuses; the first 429 that says the
+account is at its limit shows that it does (OpenAI: "unsuccessful requests contribute to your
+per-minute limit"), and ``refusals_counted`` puts the refunded grants back and stops refunding.
+
+With ``token_pace`` on (the engine turns it on for a run whose tokens do not fit one window), token
+grants are paced too: each one's tokens hold the next grant for ``tokens * window / tpm`` seconds
+(corrected when ``settle`` gives the real count; a grant may come ``TOKEN_PACE_AHEAD`` of the
+window early), so the window's room is used evenly over the run, not in a burst each time the
+window frees room and a wait until it frees more (a burst that OpenAI's shorter-period enforcement
+may refuse, too).
 """
 
 from __future__ import annotations
@@ -28,6 +40,9 @@ AIMD_DECREASE = 0.7  # the pace is multiplied by this when 429s persist
 AIMD_INCREASE = 0.02  # of the configured rate, given back by each answer
 AIMD_FLOOR = 0.1  # the pace never falls below this share of the configured rate
 PERSISTENT = (6, 20)  # 429s persist when at least 6 of the last 20 outcomes were 429s
+# the share of the window a token grant may come ahead of the token pace: enough that a run the
+# window already holds to its limit is not held by the pace as well
+TOKEN_PACE_AHEAD = 1 / 6
 
 
 class Grant:
@@ -65,7 +80,11 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._grants: deque[Grant] = deque()
+        self.refunds = True  # a refused send gives its grant back (until ``refusals_counted``)
+        self._refunded: deque[Grant] = deque()  # grants given back within the last window
         self._last: float | None = None
+        self.token_pace = False  # pace token grants too (see the module docstring)
+        self._token_at = 0.0  # the clock time the token pace allows the next grant at
         self._paused_until = {"requests": 0.0, "tokens": 0.0}  # per bucket, from 429s
         self._queue: deque[object] = deque()  # tickets of the waiting acquires, first come first
         self._cond: asyncio.Condition | None = None
@@ -109,6 +128,8 @@ class RateLimiter:
         wait = max(0.0, self._paused_until["requests"] - now)
         if tokens:
             wait = max(wait, self._paused_until["tokens"] - now)
+            if self.token_pace and self.tpm:
+                wait = max(wait, self._token_at - TOKEN_PACE_AHEAD * self.window - now)
         if self._last is not None and self.spacing:
             wait = max(wait, self._last + self.spacing - now)
         cap = max(1, int(self.rpm)) if self.rpm else 0
@@ -152,6 +173,8 @@ class RateLimiter:
                     await self._wait(cond, wait)
                 grant = Grant(now, booked)
                 self._grants.append(grant)
+                if self.token_pace and self.tpm:
+                    self._token_at = max(self._token_at, now) + self._token_s(booked)
                 # pace from the planned slot, not the late wake-up, so sleep overshoot does not add
                 # up over a run; the window check above still bounds every period
                 late = None if self._last is None else now - (self._last + self.spacing)
@@ -191,10 +214,42 @@ class RateLimiter:
         if loop is self._cond_loop:
             loop.create_task(self._notify(cond))
 
+    def _token_s(self, tokens: int) -> float:
+        """Seconds of the token pace that ``tokens`` take: the window's share they use."""
+        return tokens * self.window / self.tpm
+
+    def refund(self, grant: Grant) -> bool:
+        """A send the server refused without counting it (a 429 that is not the account's limit):
+        its grant leaves the window and gives its place in the pace back, and a waiter may take
+        it. Nothing is refunded once ``refusals_counted``; returns whether it was."""
+        if not self.refunds or grant not in self._grants:
+            return False
+        self._grants.remove(grant)
+        self._refunded.append(grant)
+        while self._refunded and self._refunded[0].t <= self._clock() - self.window:
+            self._refunded.popleft()
+        if self._last is not None and self.spacing:
+            self._last -= self.spacing
+        if self.token_pace and self.tpm:
+            self._token_at -= self._token_s(grant.tokens)
+        self._wake()
+        return True
+
+    def refusals_counted(self) -> None:
+        """The server counts the sends it refuses (a 429 said the account is at its limit although
+        this window had room): the grants refunded within the window go back into it, and no
+        grant is refunded from now on."""
+        if self.refunds:
+            self.refunds = False
+            self._grants = deque(sorted([*self._grants, *self._refunded], key=lambda g: g.t))
+            self._refunded.clear()
+
     def settle(self, grant: Grant, tokens: int) -> None:
         """Replace a grant's estimated tokens by the real count from the reply; a waiter that now
         fits is woken."""
         freed = grant.tokens > tokens
+        if self.token_pace and self.tpm:
+            self._token_at += self._token_s(tokens - grant.tokens)
         grant.tokens = tokens
         if freed:
             self._wake()

@@ -23,7 +23,9 @@ completes when it is polled, each line answered by the responder, faults not app
   headers (the log's ``fault`` says ``over_limit``). With ``tpm``, one whose prompt does not fit beside the
   tokens of the last ``period``'s answers is refused the same way for ``tokens``. ``fault_bucket``
   (``"requests"`` or ``"tokens"``) gives the injected 429 faults (``set_faults(rate_429=...)``) the same shape
-  for that bucket, with the fault's Retry-After.
+  for that bucket, with the fault's Retry-After. ``count_refused``: refused chat completions (injected 429s and
+  those over the limit) count against ``rpm`` too, as OpenAI documents ("unsuccessful requests contribute to your
+  per-minute limit"); by default only accepted ones count.
 """
 
 from __future__ import annotations
@@ -123,10 +125,10 @@ class FakeOpenAI(FakeServer):
         self.set_rate_limit()
 
     def set_rate_limit(self, rpm: float | None = None, period: float = 60.0, fault_bucket: str | None = None,
-                       tpm: float | None = None) -> None:
+                       tpm: float | None = None, count_refused: bool = False) -> None:
         with self.lock:
             self.limit_rpm, self.limit_period, self.fault_bucket = rpm, period, fault_bucket
-            self.limit_tpm = tpm
+            self.limit_tpm, self.count_refused = tpm, count_refused
             self._accepted: deque[float] = deque()
             self._tokens: deque[tuple[float, int]] = deque()  # (time, prompt + completion tokens) of answers
 
@@ -145,6 +147,10 @@ class FakeOpenAI(FakeServer):
 
     def _apply_faults(self, req: FakeRequest) -> Reply | None:
         reply = super()._apply_faults(req)
+        if (reply is not None and reply.status == 429 and self.count_refused and self.limit_rpm
+                and req.method == "POST" and req.path == "/v1/chat/completions"):
+            with self.lock:
+                self._accepted.append(time.monotonic())
         if reply is not None and reply.status == 429 and self.fault_bucket:
             return self.rate_limited(self.fault_bucket, float(self.faults["retry_after"]))
         return reply
@@ -165,6 +171,8 @@ class FakeOpenAI(FakeServer):
                 self._accepted.append(now)
                 return None
             wait = self._accepted[-int(self.limit_rpm)] + self.limit_period - now
+            if self.count_refused:
+                self._accepted.append(now)
             self.fault_counts["over_limit"] += 1
         req.fault = "over_limit"
         return self.rate_limited("requests", wait, (req.body or {}).get("model", "gpt-4o"))
