@@ -29,13 +29,24 @@ sys.path.insert(0, str(ROOT))
 LOG = ROOT / "tests" / "data" / "extraction_logs.jsonl"
 
 
-def rows(n: int) -> list[dict]:
+def bounded(schema: dict, max_items: int | None) -> dict:
+    """``schema`` with ``maxItems`` set on every array (``--max-items``), else as it is."""
+    if not max_items or not isinstance(schema, dict):
+        return schema
+    out = {k: ({p: bounded(v, max_items) for p, v in value.items()} if k == "properties" else
+               bounded(value, max_items) if isinstance(value, dict) else value) for k, value in schema.items()}
+    return {**out, "maxItems": max_items} if out.get("type") == "array" else out
+
+
+def rows(n: int, max_items: int | None = None) -> list[dict]:
     from pipeline.data.chat_logs import chat_record
 
     out = []
     for line in LOG.read_text(encoding="utf-8").splitlines()[:n]:
         record, why = chat_record(json.loads(line))
         assert record is not None, why
+        spec = record["response_format"]["json_schema"]
+        spec["schema"] = bounded(spec["schema"], max_items)
         out.append(record)
     return out
 
@@ -116,14 +127,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=36,
                         help="prompts of the extraction log (36 in all) llama-server answers (0: none)")
     parser.add_argument("--max-tokens", type=int, default=128, help="infer.max_new_tokens")
+    parser.add_argument("--max-items", type=int, default=None, metavar="N",
+                        help="bound every array of the schema to N items (maxItems), free answers checked the same")
     parser.add_argument("--transformers", type=int, default=0, metavar="N",
                         help="also answer the first N prompts through transformers (free and llguidance)")
     args = parser.parse_args()
-    records = rows(max(args.rows, args.transformers))
+    records = rows(max(args.rows, args.transformers), args.max_items)
     results = llama_server(records[:args.rows], args.max_tokens) if args.rows else []
     if args.transformers:
         results += transformers(records[:args.transformers], args.max_tokens)
-    print(f"SmolLM2-135M-Instruct, extraction log, greedy, max_new_tokens {args.max_tokens}")
+    bound = f", arrays at most {args.max_items} items" if args.max_items else ""
+    print(f"SmolLM2-135M-Instruct, extraction log{bound}, greedy, max_new_tokens {args.max_tokens}")
     print(f"{'setting':28} {'answers':>7} {'valid JSON':>10} {'schema-valid':>12} {'field match':>11} "
           f"{'cut':>4} {'tokens':>6} {'seconds':>7}", flush=True)
     for r in results:

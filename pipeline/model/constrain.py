@@ -76,8 +76,10 @@ def _ll_tokenizer(tokenizer, n_vocab: int, eos: tuple):
 def _grammar(schema_text: str) -> str:
     import llguidance
 
-    # compact JSON (no free whitespace): fewer tokens to write, and nothing left to pad an answer with
-    return llguidance.LLMatcher.grammar_from_json_schema(schema_text, defaults={"whitespace_flexible": False})
+    # JSON as json.dumps writes it, the form of the targets duo trains on (", " and ": ", no other whitespace):
+    # no tokens spent on indentation; keywords llguidance does not implement (e.g. "format") are ignored
+    options = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": ", "lenient": True}
+    return llguidance.LLMatcher.grammar_from_json_schema(schema_text, defaults=options)
 
 
 def logits_processor(tokenizer, model, schemas: list[dict], stop_ids: list[int]):
