@@ -92,4 +92,4 @@ def test_a_paced_token_limit_fills_every_window_not_a_burst_then_a_wait():
     # bursts: a window that starts inside one misses the next, which comes a little more than 60 s later
     assert sum(burst) / len(burst) < 0.8 * 20_000
     assert sum(paced) / len(paced) >= 0.9 * 20_000 and min(paced) >= 0.8 * 20_000
-    assert paced_rate >= burst_rate - 0.03  # and the run is hardly longer
+    assert paced_rate >= burst_rate - 0.05  # for a few percent of the run's rate
