@@ -121,6 +121,7 @@ class ServiceLLMConfig(Section):
     structured_output: bool
     allow_unpriced: bool = False
     max_concurrency: int = 256
+    refusals_count: bool | str = "auto"  # whether random 429s count at the server (RateLimiter.refund)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ SPEND_CAP = (
 )
 # A service's keys that change how fast or with which credentials it is asked, not what it answers.
 SERVICE_RUN_KEYS = ("rpm", "tpm", "concurrency", "max_concurrency", "timeout_s", "max_retries",
-                    "api_key_env", "allow_unpriced")
+                    "api_key_env", "allow_unpriced", "refusals_count")
 
 
 def _sha(blob: object) -> str:

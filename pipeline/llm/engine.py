@@ -56,6 +56,7 @@ class Engine:
         self.journal = Journal(journal) if journal is not None else None
         self._provider = provider
         self.limiter = RateLimiter(service_cfg.rpm, service_cfg.tpm, period=period)
+        self.limiter.counts_refusals(getattr(service_cfg, "refusals_count", "auto"))
         self.inflight = InFlight(getattr(service_cfg, "concurrency", "auto"),
                                  service_cfg.rpm,
                                  service_cfg.tpm,

@@ -19,7 +19,8 @@ The request pace also follows 429s that are not the account's limit (AIMD, ``thr
 A send refused by such a 429 gives its grant back (``refund``: it leaves the window and its place in
 the pace) while the server has not shown that it counts what it refuses; the first 429 that says the
 account is at its limit shows that it does (OpenAI: "unsuccessful requests contribute to your
-per-minute limit"), and ``refusals_counted`` puts the refunded grants back and stops refunding.
+per-minute limit"), and ``refusals_counted`` puts the refunded grants back and stops refunding
+(the config's ``refusals_count`` can settle it: ``counts_refusals``).
 
 With ``token_pace`` on (the engine turns it on for a run whose tokens do not fit one window), token
 grants are paced too: each one's tokens hold the next grant for ``tokens * window / tpm`` seconds
@@ -82,6 +83,7 @@ class RateLimiter:
         self._sleep = sleep
         self._grants: deque[Grant] = deque()
         self.refunds = True  # a refused send gives its grant back (until ``refusals_counted``)
+        self._learns = True  # an account-limit 429 stops the refunds (``counts_refusals``)
         self._refunded: deque[Grant] = deque()  # grants given back within the last window
         self._last: float | None = None
         self.token_pace = False  # pace token grants too (see the module docstring)
@@ -236,11 +238,17 @@ class RateLimiter:
         self._wake()
         return True
 
+    def counts_refusals(self, setting: bool | str = "auto") -> None:
+        """What the config says of the server (``refusals_count``): True, it counts the sends it
+        refuses, and none is refunded; False, it does not, and each is, whatever a 429 says;
+        ``"auto"``, each is until ``refusals_counted``."""
+        self.refunds, self._learns = setting is not True, setting == "auto"
+
     def refusals_counted(self) -> None:
         """The server counts the sends it refuses (a 429 said the account is at its limit although
         this window had room): the grants refunded within the window go back into it, and no
         grant is refunded from now on."""
-        if self.refunds:
+        if self.refunds and self._learns:
             self.refunds = False
             self._grants = deque(sorted([*self._grants, *self._refunded], key=lambda g: g.t))
             self._refunded.clear()

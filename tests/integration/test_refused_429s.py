@@ -12,10 +12,10 @@ PERIOD = 3.0
 RPM = 15  # a send every 0.2 s
 
 
-def asked(fake, count_refused: bool) -> Engine:
+def asked(fake, count_refused: bool, **config) -> Engine:
     fake.set_faults(rate_429=0.2, retry_after=0.05, seed=7)
     fake.set_rate_limit(rpm=RPM, period=PERIOD, count_refused=count_refused)
-    engine = Engine(service_cfg(rpm=RPM, max_retries=8, timeout_s=5), period=PERIOD, progress=False)
+    engine = Engine(service_cfg(rpm=RPM, max_retries=8, timeout_s=5, **config), period=PERIOD, progress=False)
     reqs = [Request(key=f"k{i}", messages=[{"role": "user", "content": f"question {i}"}]) for i in range(24)]
     assert all(r.ok for r in engine.run(reqs))
     return engine
@@ -36,3 +36,9 @@ def test_random_429s_give_their_grant_back_and_the_limit_still_holds(fake_openai
 def test_a_server_that_counts_refusals_is_learnt_from_its_first_limit_429(fake_openai):
     engine = asked(fake_openai, count_refused=True)
     assert fake_openai.fault_counts["over_limit"] >= 1 and not engine.limiter.refunds
+
+
+def test_a_config_that_says_refusals_count_never_goes_over_such_a_server(fake_openai):
+    engine = asked(fake_openai, count_refused=True, refusals_count=True)
+    assert fake_openai.fault_counts["429"] >= 3 and fake_openai.fault_counts["over_limit"] == 0
+    assert not engine.limiter.refunds

@@ -53,6 +53,18 @@ def test_once_refusals_are_known_to_count_the_refunded_grants_are_back():
     assert counted >= 60.0 and not limiter.refunds
 
 
+def test_the_config_can_settle_whether_refusals_count():
+    limiter = RateLimiter(rpm=3, period=60)
+    limiter.counts_refusals(False)  # never counted: an account-limit 429 does not stop the refunds
+    limiter.refusals_counted()
+    assert limiter.refunds
+    limiter.counts_refusals(True)  # always counted: nothing is refunded
+    assert not limiter.refunds
+    limiter.counts_refusals("auto")
+    limiter.refusals_counted()
+    assert not limiter.refunds
+
+
 def answered_windows(token_pace: bool) -> tuple[list[int], float]:
     """40 prompts of 800-1,200 tokens, each answered in 0.55 s by a reply as long (booked as the prompt plus the
     longest reply, 1,200), eight at a time, at 20,000 TPM: the tokens in each 60 s window that starts at a grant
