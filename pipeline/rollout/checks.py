@@ -8,7 +8,7 @@ from __future__ import annotations
 from itertools import pairwise
 from urllib.parse import urlparse
 
-from ..config import Config
+from ..config import Config, read_yaml
 
 
 def _url_problem(where: str, url: str | None) -> str | None:
@@ -21,6 +21,10 @@ def _url_problem(where: str, url: str | None) -> str | None:
 
 
 def rollout_problems(cfg: Config) -> list[str]:
+    """Problems of the ``rollout:`` keys; none for a config without that section (a task that is not
+    rolled out yet is not held to the rollout's timeouts)."""
+    if cfg.source_path is not None and "rollout" not in read_yaml(cfg.source_path):
+        return []
     ro, out = cfg.rollout, []
     steps = [float(s) for s in ro.steps]
     if any(b <= a for a, b in pairwise(steps)):
