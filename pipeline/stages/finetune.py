@@ -25,9 +25,8 @@ from ..artifacts.finetune import adapter_location, cut_counts, cut_warning
 from ..artifacts.synthesize import no_new_rows, refused_all
 from ..config import Config
 from ..data.reviewed import drop_reviewed
-from ..data.trainset import length_counts, training_rows
+from ..data.trainset import length_counts, same_columns, training_rows
 from ..data.trainset import prompt_completion as to_prompt_completion
-from ..data.trainset import same_columns
 from ..errors import DuoError
 from ..flags import COMMON
 from ..manifest import Manifest

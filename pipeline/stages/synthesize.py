@@ -48,19 +48,10 @@ from ..store import Store, artifact_name, open_store
 from .common import publish, round_arg
 
 STAGE = "synthesize"
-PLAN = Flag("--plan",
-            "Print what would be sent (requests, tokens and dollars at most, "
-            "requests already in the journal, the first request) and exit: "
-            "nothing is sent or written.",
-            kind="switch")
-FLAGS = COMMON + (Flag("--samples",
-                       "Synthetic samples to add this round "
-                       "(default: from synthesize.samples, growth or schedule).",
-                       type=int,
-                       metavar="N"),
-                  PLAN)
-
-
+PLAN = Flag("--plan", "Print what would be sent (requests, tokens and dollars at most, requests already in the "
+            "journal, the first request) and exit: nothing is sent or written.", kind="switch")
+FLAGS = COMMON + (Flag("--samples", "Synthetic samples to add this round "
+                       "(default: from synthesize.samples, growth or schedule).", type=int, metavar="N"), PLAN)
 ARTIFACT = ARTIFACTS[STAGE]
 
 

@@ -10,9 +10,9 @@ import json
 import pytest
 
 from pipeline.artifacts.promote import choose_round, promotions, read_promotion
-from pipeline.stats.best import adapter_round
 from pipeline.cli import main
 from pipeline.stages.export import pick
+from pipeline.stats.best import adapter_round
 from pipeline.store import open_store
 from tests.fakes.hub_server import FAKE_USER
 from tests.round_artifacts import CONFIG, build_prepare, build_round, make_config, put

@@ -9,11 +9,25 @@ import pytest
 
 from pipeline.config import build_config
 from pipeline.data.chat_logs import chat_record
-from pipeline.data.structured import (conforms, detect_kind, normalize_label, parse_json, parse_tool_calls,
-                                      schema_problem, task_schema, tool_calls_text)
+from pipeline.data.structured import (
+    conforms,
+    detect_kind,
+    normalize_label,
+    parse_json,
+    parse_tool_calls,
+    schema_problem,
+    task_schema,
+    tool_calls_text,
+)
 from pipeline.errors import DuoError
-from pipeline.stats.structured_metrics import (field_match, json_scores, label_scores, label_summary,
-                                               structured_scores, tool_scores)
+from pipeline.stats.structured_metrics import (
+    field_match,
+    json_scores,
+    label_scores,
+    label_summary,
+    structured_scores,
+    tool_scores,
+)
 from pipeline.stats.task_kind import kind_problems, resolve_kind, rule_for
 
 REF = {"name": "Ana Silva", "age": 31, "address": {"city": "Lisbon", "zip": "1100"}, "tags": ["a", "b"]}
@@ -127,7 +141,7 @@ def test_chat_record_reads_tool_calls_tool_results_tools_and_formats():
 def test_detect_kind_is_text_unless_unambiguous():
     fmt = {"type": "json_object"}
     tools = [{"type": "function", "function": {"name": "f"}}]
-    as_json = [{"response": '{"a": %d}' % i, "response_format": fmt} for i in range(4)]
+    as_json = [{"response": f'{{"a": {i}}}', "response_format": fmt} for i in range(4)]
     assert detect_kind(as_json)[0] == "json"
     assert detect_kind(as_json[:3] + [{"response": '{"a": 1}'}])[0] == "text"  # one request did not ask for JSON
     assert detect_kind(as_json[:3] + [{"response": "oops", "response_format": fmt}])[0] == "text"
@@ -151,8 +165,8 @@ def test_kind_from_config_rules_and_validate(tmp_path):
                         "evaluate": {"pass_rule": [{"metric": "field_match", "min": 0.9},
                                                    {"metric": "similarity", "min": 80}]}})
     assert rule_for(cfg, "label", cfg.evaluate.pass_rule, "pass_rule") == cfg.evaluate.pass_rule  # written: kept
-    assert kind_problems(cfg) == ["evaluate.pass_rule[0].metric: field_match is a json metric but task.kind is "
-                                  "label; expected metrics of one kind (label: exact_match) or the text metrics"]
+    assert kind_problems(cfg) == [("evaluate.pass_rule[0].metric: field_match is a json metric but task.kind is "
+                                   "label; expected metrics of one kind (label: exact_match) or the text metrics")]
     (tmp_path / "s.json").write_text('{"type": 5}')
     bad = build_config({"task": {"name": "t", "schema": "s.json"}, "data": {"source": "x.jsonl"},
                         "student": {"model": "m"}}, base_dir=tmp_path)
