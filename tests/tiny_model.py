@@ -58,17 +58,22 @@ def build_tokenizer(seed: int = 0):
 
 def build_tiny_model(folder: str | Path, seed: int = 0) -> Path:
     """Write a tokenizer and a randomly initialised 2-layer LlamaForCausalLM to ``folder``; returns the folder."""
+    return save_tiny_llama(folder, build_tokenizer(seed), seed, bos_token_id=None)
+
+
+def save_tiny_llama(folder: str | Path, tokenizer, seed: int = 0, **config) -> Path:
+    """Save ``tokenizer`` and a randomly initialised 2-layer LlamaForCausalLM sized to it in ``folder``;
+    ``config`` overrides LlamaConfig's fields (``initializer_range``, ``bos_token_id``)."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
-    )
+    config = LlamaConfig(**{
+        "vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 2048,
+        "tie_word_embeddings": True, "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id, **config})
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id,

@@ -11,29 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.llama_server import gguf_path
+from tests.tiny_model import save_tiny_llama
 
 
 def build_tiny_smol(folder: str | Path, seed: int = 0) -> Path | None:
     """Write SmolLM2's tokenizer (with its chat template) and a random tiny Llama to ``folder``; None without
     the SmolLM2 GGUF."""
-    import torch
-    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     gguf = gguf_path()
     if gguf is None:
         return None
-    folder = Path(folder)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
-        initializer_range=0.5, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id,
-                                               pad_token_id=tokenizer.pad_token_id)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_llama(folder, tokenizer, seed, initializer_range=0.5)

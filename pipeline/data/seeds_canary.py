@@ -12,10 +12,9 @@ decontaminated against the test prompts as always.
 
 from __future__ import annotations
 
-import random
-
 from ..artifacts.canary import losses
 from ..store import Store
+from .seeds_prefer import Prefer
 
 SHARE = 0.5
 TARGETING = "canary_losses"
@@ -25,22 +24,6 @@ def seed_row(row: dict) -> dict:
     """A canary loss as a train-like row (``id`` ``canary:<group>``)."""
     return {"id": f"canary:{row['_key']}", "instruction": row["instruction"], "response": row["reference"],
             "system": row.get("system"), "messages": row.get("messages"), "category": row.get("category")}
-
-
-class PreferLosses:
-    """A seed drawer: ``SHARE`` of the draws from the canary's losses, the others from ``base``."""
-
-    def __init__(self, base, preferred: list[dict], seed: int):
-        self.base, self.preferred, self.seed = base, preferred, seed
-
-    def __getattr__(self, name):  # the base drawer's other attributes (train, weights, ...)
-        return getattr(self.base, name)
-
-    def draw(self, round_no: int, attempt: int, i: int) -> dict:
-        rng = random.Random(f"canary:{self.seed}:{round_no}:{attempt}:{i}")
-        if rng.random() < SHARE:
-            return self.preferred[rng.randrange(len(self.preferred))]
-        return self.base.draw(round_no, attempt, i)
 
 
 def prefer_losses(cfg, store: Store, drawer, info: dict):
@@ -53,6 +36,6 @@ def prefer_losses(cfg, store: Store, drawer, info: dict):
         why = "no canary yet" if name is None else f"{name} showed no loss"
         return drawer, {**info, "targeting": "uniform", "why": f"{TARGETING}: {why}"}
     preferred = [seed_row(r) for r in rows]
-    return PreferLosses(drawer, preferred, cfg.synthesize.seed), {
+    return Prefer(drawer, preferred, cfg.synthesize.seed, share=SHARE, tag="canary"), {
         **info, "canary": {"artifact": name, "losses": len(rows), "share": SHARE,
                            "seed_ids": [r["id"] for r in preferred][:50]}}

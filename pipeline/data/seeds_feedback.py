@@ -11,12 +11,11 @@ draw depends only on (config seed, round, attempt, index), so a rerun asks the s
 
 from __future__ import annotations
 
-import random
-
 from ..artifacts.evaluate import read_scores
 from ..artifacts.feedback import labels_before
 from ..store import Store
 from .dedup import shingles
+from .seeds_prefer import Prefer
 
 NEIGHBOURS = 3
 MIN_SIMILARITY = 0.1
@@ -51,22 +50,6 @@ def preferred_rows(train: list[dict], prompts: list[dict]) -> list[dict]:
     return [train[i] for i in sorted(chosen)]
 
 
-class PreferBad:
-    """A seed drawer: ``SHARE`` of the draws from ``preferred``, the others from ``base``."""
-
-    def __init__(self, base, preferred: list[dict], seed: int):
-        self.base, self.preferred, self.seed = base, preferred, seed
-
-    def __getattr__(self, name):  # the base drawer's other attributes (train, weights, ...)
-        return getattr(self.base, name)
-
-    def draw(self, round_no: int, attempt: int, i: int) -> dict:
-        rng = random.Random(f"feedback:{self.seed}:{round_no}:{attempt}:{i}")
-        if rng.random() < SHARE:
-            return self.preferred[rng.randrange(len(self.preferred))]
-        return self.base.draw(round_no, attempt, i)
-
-
 def prefer_bad(store: Store, round_no: int, train: list[dict], drawer, info: dict, seed: int):
     """(drawer, info): ``drawer`` wrapped to prefer the train rows near prompts people marked bad, and
     ``info["feedback"]`` saying how many (absent when no label says bad)."""
@@ -77,4 +60,4 @@ def prefer_bad(store: Store, round_no: int, train: list[dict], drawer, info: dic
     info = {**info, "feedback": {"bad_prompts": len(prompts), "preferred_seeds": len(rows),
                                  "share": SHARE if rows else 0.0,
                                  "seed_ids": [str(r.get("id")) for r in rows][:50]}}
-    return (PreferBad(drawer, rows, seed) if rows else drawer), info
+    return (Prefer(drawer, rows, seed, share=SHARE, tag="feedback") if rows else drawer), info

@@ -33,7 +33,7 @@ from ..rollout.operations import operations
 from ..rollout.verdict import decide
 from ..store import Store, open_store
 from ..templating import render_file
-from .common import publish
+from .common import TRAFFIC_WINDOW, publish
 
 
 def _share(text: str) -> float:
@@ -49,10 +49,7 @@ def _share(text: str) -> float:
 
 FLAGS = (
     SET,
-    Flag("--traffic",
-         "Folder of captured traffic; unset: rollout.traffic, else traffic/ in the local store."),
-    Flag("--window-hours", "Read the calls of this many last hours; unset: rollout.window_hours.", type=float,
-         metavar="H"),
+    *TRAFFIC_WINDOW,
     Flag("--weight",
          "The student's weight now (0-1); unset: the latest canary's verdict, else rollout.canary.",
          type=_share, metavar="W"),

@@ -8,8 +8,16 @@ from .. import gha
 from ..artifacts.promote import production, promotions
 from ..config import Config
 from ..errors import DuoError
+from ..flags import Flag
 from ..stats.best import adapter_round
 from ..store import Store, latest_round
+
+# the captured traffic a verb reads (``duo canary``, ``duo monitor``) and its window
+TRAFFIC_WINDOW = (
+    Flag("--traffic", "Folder of captured traffic; unset: rollout.traffic, else traffic/ in the local store."),
+    Flag("--window-hours", "Read the calls of this many last hours; unset: rollout.window_hours.", type=float,
+         metavar="H"),
+)
 
 
 def publish(store: Store, artifact: str, line: str, title: str | None = None, **outputs) -> None:

@@ -23,14 +23,11 @@ from ..rollout.evidence import compare, shadow_rows
 from ..rollout.gateway import traffic_folder
 from ..rollout.verdict import diff_text
 from ..store import Store, open_store
-from .common import publish
+from .common import TRAFFIC_WINDOW, publish
 
 FLAGS = (
     SET,
-    Flag("--traffic",
-         "Folder of captured traffic; unset: rollout.traffic, else traffic/ in the local store."),
-    Flag("--window-hours", "Read the calls of this many last hours; unset: rollout.window_hours.", type=float,
-         metavar="H"),
+    *TRAFFIC_WINDOW,
     Flag("--dispatch", "On drift, dispatch the next round's workflow on GitHub (once).", kind="switch"),
 )
 
