@@ -27,7 +27,10 @@ class GeminiProvider:
         self.structured_output = cfg.structured_output
         self._types = types
         key, base_url = connection(cfg, "gemini", "GOOGLE_GEMINI_BASE_URL")
-        options = types.HttpOptions(base_url=base_url, timeout=int(cfg.timeout_s * 1000))
+        # one attempt: duo retries and books every send itself (the SDK's aiohttp transport, used whenever aiohttp
+        # is installed, re-sends a dropped connection by itself unless retry options are given)
+        options = types.HttpOptions(base_url=base_url, timeout=int(cfg.timeout_s * 1000),
+                                    retry_options=types.HttpRetryOptions(attempts=1))
         # keep the Client itself referenced: its async client is closed when the Client is collected
         self.client = genai.Client(api_key=key, http_options=options)
         self.aio = self.client.aio
@@ -50,17 +53,17 @@ class GeminiProvider:
 
     async def complete(self, messages: list, *, schema: dict | None = None, params: dict | None = None
                        ) -> Completion:
-        import httpx2
-        from google.genai import errors
-
         system, contents = as_contents(messages)
         config = self._config(system, schema, params)
         where = f"gemini {self.model}"
         try:
             reply = await self.aio.models.generate_content(model=self.model, contents=contents,
                                                            config=config)
-        except (errors.APIError, httpx2.TransportError, ValueError) as e:
-            raise map_error(e, where) from None
+        except Exception as e:
+            mapped = map_error(e, where)
+            if mapped is e:
+                raise
+            raise mapped from None
         return completion_from(reply, self.model, where)
 
     def batch_request(self, job: Job):

@@ -44,6 +44,11 @@ def _retry_delay(err) -> float | None:
     return None
 
 
+def _is_aiohttp_error(e: Exception) -> bool:
+    """An aiohttp client error (the SDK's async transport when aiohttp is installed), without importing it."""
+    return any(c.__module__.startswith("aiohttp") and c.__name__ == "ClientError" for c in type(e).__mro__)
+
+
 def map_error(e: Exception, where: str) -> Exception:
     """The duo error for a ``google-genai`` or transport exception (others are returned unchanged)."""
     import httpx2
@@ -56,7 +61,8 @@ def map_error(e: Exception, where: str) -> Exception:
         if status in (408, 429) or status >= 500:
             return RetryableError(f"{where}: HTTP {status} {e.status}: {e.message}", _retry_delay(e), status)
         return RequestError(f"{where}: HTTP {status} {e.status}: {e.message}", status=status)
-    if isinstance(e, httpx2.TransportError):  # timeouts and dropped connections
+    if isinstance(e, (httpx2.TransportError, TimeoutError)) or _is_aiohttp_error(e):
+        # timeouts and dropped connections; the SDK sends through aiohttp whenever it is installed
         return RetryableError(f"{where}: {type(e).__name__}: {e}")
     if isinstance(e, ValueError):  # a 200 whose body is not JSON
         return RetryableError(f"{where}: malformed reply: {e}")

@@ -60,7 +60,8 @@ def test_loss_falls_and_every_step_is_logged(trained):
     assert accuracy[0] < 0.2 and min(accuracy[-3:]) > 0.6, accuracy
     assert "train_runtime" in log[-1]  # the trainer's closing summary is kept too
     assert m.counts == {"train_rows": 40, "rows_given": 40, "prepare_rows": 32, "synthetic_rows": 8, "steps": STEPS,
-                        "max_length": 1024, "rows_truncated": 0, "rows_dropped_too_long": 0}
+                        "max_length": 1024, "rows_truncated": 0, "rows_dropped_too_long": 0,
+                        "reviewed_bad_dropped": 0, "reviewed_near_duplicates_dropped": 0}  # no reviewers' labels
     assert m.extra["first_loss"] == pytest.approx(losses[0], abs=1e-3)
     assert m.extra["last_loss"] == pytest.approx(losses[-1], abs=1e-3)
     assert 0 < m.extra["seconds_per_step"] < 5 and m.extra["peak_rss_mb"] > 0
