@@ -163,8 +163,8 @@ def test_the_next_synthesis_asks_with_seeds_near_the_prompts_people_marked_bad(t
     from pipeline.config import load_config
     from pipeline.data.seeds_feedback import preferred_rows
     from pipeline.stages import prepare, synthesize
-    from tests.integration.test_synthesize import ANSWER, fresh, seed_of
     from tests.integration.test_synthesize import make_config as synth_config
+    from tests.integration.test_synthesize import seeds_asked
 
     path = synth_config(tmp_path, decontaminate={"semantic": False})
     cfg = load_config(path, ["privacy.scrub=false"])  # neither the embedding model nor presidio is needed here
@@ -180,14 +180,7 @@ def test_the_next_synthesis_asks_with_seeds_near_the_prompts_people_marked_bad(t
     assert main(["feedback", str(path), "--round", "1", "--import", str(labels)]) == 0
     near = {r["instruction"] for r in preferred_rows(train, [bad])}
     assert near
-    asked = []
-
-    def respond(body):
-        asked.append(seed_of(body))
-        return {"contents": [{"instruction": fresh(hash(seed_of(body)) + len(asked), k), "response": ANSWER}
-                             for k in range(6)]}
-
-    fake_openai.set_responder(respond)
+    asked = seeds_asked(fake_openai)
     m = synthesize.run(cfg, store, 2, samples=30)
     assert m.extra["seeds"]["feedback"]["bad_prompts"] == 1
     assert m.extra["seeds"]["feedback"]["preferred_seeds"] == len(near)

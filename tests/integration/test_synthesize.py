@@ -53,6 +53,19 @@ def seed_of(body: dict) -> str:
     return re.search(r"<example_instruction>\n(.*?)\n</example_instruction>", user, re.DOTALL).group(1)
 
 
+def seeds_asked(fake) -> list[str]:
+    """Answer every synthesis request with 6 new pairs; the returned list gathers each request's seed."""
+    asked = []
+
+    def respond(body):
+        asked.append(seed_of(body))
+        return {"contents": [{"instruction": fresh(hash(seed_of(body)) + len(asked), k), "response": ANSWER}
+                             for k in range(6)]}
+
+    fake.set_responder(respond)
+    return asked
+
+
 def fresh(h: int, i: int) -> str:
     rng = random.Random(f"{h}:{i}")
     return "Write a short note about " + " ".join(rng.sample(WORDS, 9)) + "."
@@ -394,14 +407,7 @@ def test_weakest_targeting_draws_more_seeds_from_the_weak_category_and_never_a_t
               for r in test_rows]
     put(store, "evaluate", 0, {"scores.jsonl": scores, "metrics.json": {"verdict": "fail", "decision_metric":
                                                                          "rougeL"}})
-    asked = []
-
-    def respond(body):
-        asked.append(seed_of(body))
-        return {"contents": [{"instruction": fresh(hash(seed_of(body)) + len(asked), k), "response": ANSWER}
-                             for k in range(6)]}
-
-    fake_openai.set_responder(respond)
+    asked = seeds_asked(fake_openai)
     uniform = synthesize.run(cfg, store, 1, samples=60)
     targeted = synthesize.run(load_config(cfg.source_path, ["synthesize.targeting=weakest"]), store, 1, samples=60,
                               force=True)
