@@ -37,7 +37,12 @@ def link(cfg: Config, round_no: int) -> dict | None:
         return {"backend": "Comet", "hint": None, **comet_run.link(cfg, round_no)}
     from . import mlflow_run
 
-    run = mlflow_run.ensure_run(cfg, round_no)
+    return _mlflow_link(cfg, mlflow_run.ensure_run(cfg, round_no))
+
+
+def _mlflow_link(cfg: Config, run: dict) -> dict:
+    from . import mlflow_run
+
     where = f"MLflow run {run['run_id']} (experiment {mlflow_run.experiment_name(cfg)})"
     hint = None if run["url"] else mlflow_run.ui_command(cfg)
     return {"backend": "MLflow", "run_id": run["run_id"], "url": run["url"], "where": where, "hint": hint}
@@ -54,11 +59,11 @@ def log_round(cfg: Config, store: Store, round_no: int) -> dict | None:
     if cfg.tracking.backend == "comet":
         from . import comet_run
 
-        return {**link(cfg, round_no), **comet_run.log(cfg, round_no, record)}
+        return {"backend": "Comet", "hint": None, **comet_run.log(cfg, round_no, record)}
     from . import mlflow_run
 
-    logged = mlflow_run.log(cfg, round_no, record)
-    return {**link(cfg, round_no), "changed": logged["changed"]}
+    logged = mlflow_run.log(cfg, round_no, record)  # its run: link's, without looking it up again
+    return {**_mlflow_link(cfg, logged), "changed": logged["changed"]}
 
 
 def summary_line(found: dict | None) -> str | None:
