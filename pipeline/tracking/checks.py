@@ -20,14 +20,13 @@ def problems(cfg: Config) -> list[str]:
         out.append(f"tracking.backend: {t.backend}, but {LIBRARY[t.backend]} is not installed here; "
                    f"install it with: {INSTALL}")
     if t.backend == "comet":
-        from .comet_run import API_KEY_ENV
+        from .comet_run import API_KEY_ENV, NO_KEY
 
         if t.uri:
             out.append(f"tracking.uri: {t.uri!r} is an MLflow tracking URI, but tracking.backend is comet; "
                        "remove it (Comet is online with its API key, or offline with tracking.comet_offline_dir)")
         if not t.comet_offline_dir and not os.environ.get(API_KEY_ENV, "").strip():
-            out.append(f"tracking.backend: comet online needs its API key in ${API_KEY_ENV}, which is not set; "
-                       "set it, or set tracking.comet_offline_dir to write archives to upload later")
+            out.append(NO_KEY)
     elif t.comet_offline_dir or t.comet_workspace or t.comet_project:
         out.append("tracking.comet_*: set, but tracking.backend is mlflow; remove them or set backend: comet")
     return out

@@ -19,6 +19,8 @@ from ..errors import DuoError
 from .figures import RoundRecord, run_name
 
 API_KEY_ENV = "COMET_API_KEY"
+NO_KEY = (f"tracking.backend: comet online needs its API key in ${API_KEY_ENV}, which is not set; "
+          "set it, or set tracking.comet_offline_dir to write archives to upload later")
 
 
 def project(cfg: Config) -> str:
@@ -47,8 +49,7 @@ def _start(cfg: Config, round_no: int):
 
     folder = offline_dir(cfg)
     if folder is None and not os.environ.get(API_KEY_ENV):
-        raise DuoError(f"tracking.backend: comet online needs its API key in ${API_KEY_ENV}, which is not set; "
-                       "set it, or set tracking.comet_offline_dir to write archives to upload later")
+        raise DuoError(NO_KEY)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
     # Only what duo logs: no source code, git patch, environment, console or framework auto-logging.
