@@ -5,6 +5,7 @@ next step): LiteLLM's proxy (``litellm.yaml`` plus the capture hook ``duo_captur
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from pathlib import Path
@@ -25,6 +26,17 @@ def traffic_folder(cfg: Config) -> Path:
     if cfg.rollout.traffic:
         return cfg.resolve(cfg.rollout.traffic)
     return cfg.resolve(cfg.store.path) / "traffic"
+
+
+def share(text: str) -> float:
+    """A student weight from the command line (``duo rollout --canary``, ``duo canary --weight``): 0-1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a share of the traffic within 0–1") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a share of the traffic within 0–1")
+    return value
 
 
 def config_folder(cfg: Config) -> Path:

@@ -28,31 +28,19 @@ from ..flags import SET, Flag
 from ..manifest import Manifest
 from ..records import write_jsonl
 from ..rollout.evidence import compare, shadow_rows
-from ..rollout.gateway import traffic_folder, write_gateway_configs
+from ..rollout.gateway import share, traffic_folder, write_gateway_configs
 from ..rollout.operations import operations
 from ..rollout.verdict import decide
 from ..store import Store, open_store
 from ..templating import render_file
 from .common import TRAFFIC_WINDOW, publish
 
-
-def _share(text: str) -> float:
-    """``--weight``: a share of the traffic within 0-1."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected the student's share of the traffic within 0-1")
-    return value
-
-
 FLAGS = (
     SET,
     *TRAFFIC_WINDOW,
     Flag("--weight",
          "The student's weight now (0-1); unset: the latest canary's verdict, else rollout.canary.",
-         type=_share, metavar="W"),
+         type=share, metavar="W"),
     Flag("--comment", "Post the verdict as a comment on the promotion PR (GitHub); unset: print it only.",
          kind="switch"),
     Flag("--open-pr", "On ramp or rollback, open (or update) a PR with the next gateway config.",

@@ -17,17 +17,7 @@ from ..config import Config
 from ..errors import ConfigError
 from ..flags import SET, Flag
 from ..rollout.checks import rollout_problems
-from ..rollout.gateway import GATEWAYS, start_commands, write_gateway_configs
-
-
-def share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a share of the traffic within 0–1") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a share of the traffic within 0–1")
-    return value
+from ..rollout.gateway import GATEWAYS, share, start_commands, write_gateway_configs
 
 
 def gateway(text: str) -> str:
