@@ -31,7 +31,6 @@ from . import structured
 
 DROP_REASONS = ("invalid_json", "schema_mismatch", "unknown_label", "invalid_tool_call", "unknown_tool",
                 "invalid_arguments")
-CARRIED = ("tools", "response_format")  # what a synthetic row keeps of its seed's request
 
 
 def tools_of(row: dict) -> list:
@@ -102,7 +101,7 @@ class PairRules:
     @staticmethod
     def carried(seed_row: dict) -> dict:
         """The seed's ``tools`` and ``response_format``, for the synthetic row made from it."""
-        return {k: seed_row[k] for k in CARRIED if seed_row.get(k)}
+        return structured.request_params(seed_row)
 
     @property
     def length_filtered(self) -> bool:
