@@ -212,11 +212,8 @@ def row_schema(row: dict, fallback: dict | None) -> dict | None:
     return fallback if fallback is not None else logged_schema(row)
 
 
-def task_labels(cfg, rows: list[dict]) -> list[str]:
-    """``task.labels``, else the distinct (normalised) targets of ``rows`` in order of first appearance."""
-    labels = getattr(cfg.task, "labels", None) if cfg is not None else None
-    if labels:
-        return list(labels)
+def task_labels(rows: list[dict]) -> list[str]:
+    """The distinct (normalised) targets of ``rows`` in order of first appearance."""
     seen: dict[str, None] = {}
     for r in rows:
         seen.setdefault(normalize_label(r.get("response")), None)
@@ -233,12 +230,11 @@ def _json_format(row: dict) -> bool:
     return isinstance(rf, dict) and rf.get("type") in JSON_FORMATS
 
 
-def detect_kind(rows: list[dict], *, labels: list[str] | None = None,
-                schema: bool = False) -> tuple[str, str]:
+def detect_kind(rows: list[dict]) -> tuple[str, str]:
     """(kind, why) of a task from its rows' targets, where that is unambiguous, else ``text``:
     every target a tool call -> ``tool_call``; every target JSON and every row asking for JSON
-    (``response_format``; or ``task.schema`` given) -> ``json``; ``task.labels`` given, or at most
-    ``LABEL_MAX_DISTINCT`` distinct short targets each seen at least twice on average -> ``label``."""
+    (``response_format``) -> ``json``; at most ``LABEL_MAX_DISTINCT`` distinct short targets each seen
+    at least twice on average -> ``label``."""
     if not rows:
         return "text", "no rows"
     n = len(rows)
@@ -247,12 +243,9 @@ def detect_kind(rows: list[dict], *, labels: list[str] | None = None,
         return "tool_call", f"all {n} targets are tool calls"
     if calls:
         return "text", f"{calls} of {n} targets are tool calls, the others are not"
-    if (schema or all(_json_format(r) for r in rows)) and \
+    if all(_json_format(r) for r in rows) and \
             all(isinstance(parse_json(r.get("response"))[0], (dict, list)) for r in rows):
-        asked = "task.schema is set" if schema else "every request asked for JSON (response_format)"
-        return "json", f"all {n} targets are JSON and {asked}"
-    if labels:
-        return "label", f"task.labels names {len(labels)} labels"
+        return "json", f"all {n} targets are JSON and every request asked for JSON (response_format)"
     targets = [normalize_label(r.get("response")) for r in rows]
     distinct = set(targets)
     if (all(0 < len(t) <= LABEL_MAX_CHARS for t in targets)

@@ -66,7 +66,7 @@ class PairRules:
         from ..stats.task_kind import labels_of, round_kind
 
         kind = round_kind(cfg, store)[0]
-        labels = (labels_of(cfg, store) or structured.task_labels(cfg, train)) if kind == "label" else None
+        labels = (labels_of(cfg, store) or structured.task_labels(train)) if kind == "label" else None
         schema = structured.task_schema(cfg, train) if kind == "json" else None
         return cls(kind, labels=labels, schema=schema)
 

@@ -37,7 +37,7 @@ def prepare_kind(rows: list[dict], train: list[dict]) -> dict:
     kind, why = detect_kind(rows)
     out = {"kind": kind, "kind_reason": why}
     if kind == "label":
-        out["labels"] = task_labels(None, train)
+        out["labels"] = task_labels(train)
     return out
 
 
