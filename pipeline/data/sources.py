@@ -20,8 +20,10 @@ from typing import Any
 
 from ..config import Config
 from ..errors import DuoError
+from .stored_completions import SOURCE as STORED  # data.source naming OpenAI's stored chat completions
+from .stored_completions import rows_digest, stored_rows
+from .traffic import folder_digest, teacher_rows
 
-STORED = "openai:stored-completions"  # data.source naming OpenAI's stored chat completions
 FILE_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -75,8 +77,8 @@ def detect_format(cfg: Config) -> str:
     folder = cfg.resolve(cfg.data.source)
     if fmt == "traffic" or (fmt == "auto" and folder.is_dir() and _captures(folder)):
         return "traffic"  # a folder of captured gateway traffic (pipeline.data.traffic)
-    if fmt != "hub" and (path := cfg.resolve(cfg.data.source)).is_dir():
-        raise DuoError(f"data.source {cfg.data.source}: {path} is a folder; expected a data file "
+    if fmt != "hub" and folder.is_dir():
+        raise DuoError(f"data.source {cfg.data.source}: {folder} is a folder; expected a data file "
                        "(.jsonl, .json, .csv, .parquet) or a Hugging Face Hub dataset id")
     if fmt != "auto":
         return fmt
@@ -184,9 +186,6 @@ def _hub(cfg: Config) -> Iterator[SourceRow]:
 
 def _live_digest(cfg: Config, fmt: str) -> str:
     """The content hash of live traffic: the capture folder's files, or the stored completions listed."""
-    from .stored_completions import rows_digest, stored_rows
-    from .traffic import folder_digest
-
     if fmt == "traffic":
         return folder_digest(cfg.resolve(cfg.data.source))
     return rows_digest(stored_rows(cfg))
@@ -194,9 +193,6 @@ def _live_digest(cfg: Config, fmt: str) -> str:
 
 def _live(cfg: Config, fmt: str) -> tuple[Source, Iterator[SourceRow]]:
     """Live traffic as rows: the service's answers of a capture folder, or OpenAI's stored completions."""
-    from .stored_completions import rows_digest, stored_rows
-    from .traffic import folder_digest, teacher_rows
-
     if fmt == "traffic":
         folder = cfg.resolve(cfg.data.source)
         src = Source(str(folder), "traffic", "row", folder_digest(folder))
