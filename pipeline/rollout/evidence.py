@@ -18,16 +18,46 @@ the judge's ``win - 0.5`` (0 = as good as the service), else the decision metric
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ..config import Config
 from ..data.chat_logs import chat_record
-from ..data.traffic import Call
+from ..data.traffic import Call, Traffic, read_calls
 from ..stats.metrics import offline_scores
 from ..stats.paired import change_word, clustered_ci, paired_diff, win_rate
 from ..store import Store
+from .gateway import traffic_folder
 
 OFFLINE = ("rougeL", "bleu", "embedding")
+
+
+@dataclass(frozen=True)
+class Window:
+    """The calls captured in ``folder`` in the ``hours`` before ``until`` (from ``since``)."""
+
+    folder: Path
+    since: datetime
+    until: datetime
+    hours: float
+    found: Traffic
+
+    @property
+    def stamp(self) -> str:
+        """The artifact name's stamp of the window's end, ``<YYYYmmddTHHMMSS>Z``."""
+        return f"{self.until.strftime('%Y%m%dT%H%M%S')}Z"
+
+
+def read_window(cfg: Config, traffic: Path | None = None, window_hours: float | None = None,
+                now: datetime | None = None) -> Window:
+    """The last ``window_hours`` (default ``rollout.window_hours``) up to ``now`` of the traffic captured in
+    ``traffic`` (default ``rollout.traffic``, else ``<local store>/traffic``), for canary and monitor."""
+    until = now or datetime.now(timezone.utc)
+    hours = float(window_hours or cfg.rollout.window_hours)
+    folder = Path(traffic) if traffic else traffic_folder(cfg)
+    since = until - timedelta(hours=hours)
+    return Window(folder, since, until, hours, read_calls(folder, since, until))
 
 
 def shadow_rows(groups: dict[str, list[Call]]) -> list[dict]:

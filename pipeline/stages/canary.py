@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
 from ..artifacts.canary import ARTIFACT, MARKDOWN, PROMPTS, REPORT, current_weight
 from ..config import Config
-from ..data.traffic import read_calls
 from ..flags import SET, Flag
 from ..manifest import Manifest
 from ..records import write_jsonl
-from ..rollout.evidence import compare, shadow_rows
-from ..rollout.gateway import share, traffic_folder, write_gateway_configs
+from ..rollout.evidence import compare, read_window, shadow_rows
+from ..rollout.gateway import share, write_gateway_configs
 from ..rollout.operations import operations
 from ..rollout.verdict import decide
 from ..store import Store, open_store
@@ -51,12 +50,10 @@ FLAGS = (
 def run(cfg: Config, store: Store, *, traffic: Path | None = None, window_hours: float | None = None,
         weight: float | None = None, now: datetime | None = None) -> tuple[Manifest, dict]:
     """Read the window, decide, write the next gateway config (ramp/rollback) and the artifact."""
-    until = now or datetime.now(timezone.utc)
-    hours = float(window_hours or cfg.rollout.window_hours)
-    folder = Path(traffic) if traffic else traffic_folder(cfg)
-    found = read_calls(folder, until - timedelta(hours=hours), until)
+    window = read_window(cfg, traffic, window_hours, now)
+    found, until, hours = window.found, window.until, window.hours
     groups = found.groups()
-    name = f"canary/{until.strftime('%Y%m%dT%H%M%S')}Z"
+    name = f"canary/{window.stamp}"
     ins = ARTIFACT.inputs(cfg, store, None, window_hours=hours, until=until.isoformat())
     rows = shadow_rows(groups)
     evidence = compare(cfg, store, rows, artifact=name)
@@ -69,9 +66,10 @@ def run(cfg: Config, store: Store, *, traffic: Path | None = None, window_hours:
     if verdict["verdict"] in ("ramp", "rollback"):
         files = [str(p) for p in write_gateway_configs(cfg, verdict["next_weight"])]
     report = {"task": cfg.task.name, "artifact": name, "verdict": verdict, "evidence": evidence, "ops": ops,
-              "window": {"since": (until - timedelta(hours=hours)).isoformat(timespec="seconds"),
-                         "until": until.isoformat(timespec="seconds"), "hours": hours, "folder": str(folder),
-                         "calls": len(found.calls), "unreadable_lines": found.problems[:20]},
+              "window": {"since": window.since.isoformat(timespec="seconds"),
+                         "until": until.isoformat(timespec="seconds"), "hours": hours,
+                         "folder": str(window.folder), "calls": len(found.calls),
+                         "unreadable_lines": found.problems[:20]},
               "gateway_files": files}
     markdown = render_file("canary.md.j2", **report, conf_pct=round(cfg.evaluate.confidence * 100))
     manifest = ins.start()

@@ -11,16 +11,14 @@ on GitHub once (the decide stage's idempotent dispatch). Step outputs: ``drift``
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
 from ..config import Config
-from ..data.traffic import read_calls
 from ..dispatch import DISPATCHING, dispatch_next, dispatch_where
 from ..flags import SET, Flag
 from ..rollout.drift import PREFIX, drift_decision, is_drift, record
-from ..rollout.evidence import compare, shadow_rows
-from ..rollout.gateway import traffic_folder
+from ..rollout.evidence import compare, read_window, shadow_rows
 from ..rollout.verdict import diff_text
 from ..store import Store, open_store
 from .common import TRAFFIC_WINDOW, publish
@@ -35,12 +33,8 @@ FLAGS = (
 def evidence_of(cfg: Config, store: Store, traffic: Path | None, window_hours: float | None,
                 now: datetime | None = None) -> dict:
     """The canary's evidence on the window's shadowed prompts."""
-    until = now or datetime.now(timezone.utc)
-    hours = float(window_hours or cfg.rollout.window_hours)
-    folder = Path(traffic) if traffic else traffic_folder(cfg)
-    found = read_calls(folder, until - timedelta(hours=hours), until)
-    name = f"{PREFIX}{until.strftime('%Y%m%dT%H%M%S')}Z"
-    return compare(cfg, store, shadow_rows(found.groups()), artifact=name)
+    window = read_window(cfg, traffic, window_hours, now)
+    return compare(cfg, store, shadow_rows(window.found.groups()), artifact=f"{PREFIX}{window.stamp}")
 
 
 def command(cfg: Config, args: argparse.Namespace) -> int:
