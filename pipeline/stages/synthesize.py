@@ -61,12 +61,12 @@ def build_requests(cfg: Config, drawer: seeds.Seeds, schema: dict, round_no: int
     (seed, round, attempt, index). A structured task (``rules``) asks for pairs of its kind."""
     from ..llm import Request
 
+    rules = rules or PairRules("text")
     low, high = band["typical"] if band else (None, None)
     requests = []
     for i in range(count):
         seed_row = drawer.draw(round_no, attempt, i)
-        messages = render(cfg, rules.prompt_name(cfg) if rules else cfg.synthesize.prompt,
-                          **(rules.prompt_vars(seed_row) if rules else {}),
+        messages = render(cfg, rules.prompt_name(cfg), **rules.prompt_vars(seed_row),
                           topic=cfg.task.description,
                           system_prompt=seeds.system_of(seed_row),
                           instruction=seed_row["instruction"],
@@ -88,11 +88,11 @@ def build_requests(cfg: Config, drawer: seeds.Seeds, schema: dict, round_no: int
 
 
 def _load_filter(cfg: Config, store: Store, round_no: int, train: list[dict],
-                 test: list[dict], rules: PairRules | None = None) -> PairFilter:
+                 test: list[dict], rules: PairRules) -> PairFilter:
     s = cfg.synthesize
     f = PairFilter(near_duplicate_threshold=s.near_duplicate_threshold,
                    decontamination_threshold=s.decontamination_threshold,
-                   min_response_chars=rules.min_response_chars(s) if rules else s.min_response_chars)
+                   min_response_chars=rules.min_response_chars(s))
     f.add_test((r["id"], r["instruction"]) for r in test)
     f.add_known((r["id"], r["instruction"]) for r in train)
     for name in earlier_rounds(store, round_no):
