@@ -112,29 +112,31 @@ def _call(data: object, where: str) -> tuple[Call | None, str | None]:
                 gateway=str(d.get("gateway") or "")), None
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.strip():
-                yield lineno, line
+def _entries(folder: Path) -> Iterator[tuple[Path, int, object, Call | None, str | None]]:
+    """``(path, line number, data, call, why)`` of each non-blank line of the capture files: ``data`` is
+    the parsed object (the line itself when it is not JSON); ``call`` is None when the line is not a call,
+    ``why`` says why."""
+    for path in traffic_files(folder):
+        with path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError as exc:  # a line cut by a killed writer
+                    yield path, lineno, line.rstrip("\n"), None, f"not valid JSON ({exc.msg})"
+                    continue
+                yield path, lineno, data, *_call(data, f"{path}:{lineno}")
 
 
 def read_calls(folder: Path, since: datetime | None = None, until: datetime | None = None) -> Traffic:
     """Every call under ``folder`` whose start lies in [``since``, ``until``] (None: unbounded)."""
     found = Traffic(Path(folder))
-    for path in traffic_files(Path(folder)):
-        for lineno, line in _lines(path):
-            where = f"{path}:{lineno}"
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                found.problems.append(f"{where}: not valid JSON ({exc.msg})")  # a line cut by a killed writer
-                continue
-            call, why = _call(data, where)
-            if call is None:
-                found.problems.append(f"{where}: {why}")
-            elif (since is None or call.ts >= since) and (until is None or call.ts <= until):
-                found.calls.append(call)
+    for path, lineno, _, call, why in _entries(Path(folder)):
+        if call is None:
+            found.problems.append(f"{path}:{lineno}: {why}")
+        elif (since is None or call.ts >= since) and (until is None or call.ts <= until):
+            found.calls.append(call)
     found.calls.sort(key=lambda c: (c.ts, c.id))
     return found
 
@@ -153,18 +155,10 @@ def teacher_rows(folder: Path) -> Iterator[tuple[int, dict | str, str | None]]:
     rows ``{"request", "response"}`` (system prompts and earlier turns kept); the student's answers and failed
     calls are not teacher answers and are skipped. A line that cannot be read comes back with its error."""
     number = 0
-    for path in traffic_files(folder):
-        for lineno, line in _lines(path):
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                number += 1
-                yield number, line.rstrip("\n"), f"{path.name}:{lineno}: not valid JSON ({exc.msg})"
-                continue
-            call, why = _call(data, f"{path}:{lineno}")
-            if call is None:
-                number += 1
-                yield number, data, f"{path.name}:{lineno}: {why}"
-            elif call.deployment == "service" and call.ok:
-                number += 1
-                yield number, {"request": call.request, "response": call.response}, None
+    for path, lineno, data, call, why in _entries(folder):
+        if call is None:
+            number += 1
+            yield number, data, f"{path.name}:{lineno}: {why}"
+        elif call.deployment == "service" and call.ok:
+            number += 1
+            yield number, {"request": call.request, "response": call.response}, None
