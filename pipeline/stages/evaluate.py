@@ -88,14 +88,14 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         judged = score_with_judges(cfg, store, round_no, asked, ins.name,
                                    already=ceiling.cost if ceiling else 0.0, carry=ceiling is None)
     kind, kind_why = round_kind(cfg, store)
-    scores = kind_scores(cfg, store, kind, asked)  # the kind's own metrics first (task.kind)
-    scores.update(judged["scores"])
+    own = kind_scores(cfg, store, kind, asked)  # the kind's own metrics first (task.kind)
+    scores = {**own, **judged["scores"]}
     scores.update(offline_scores(cfg.evaluate.metrics,
                                  [r["answer"] for r in asked],
                                  [r["reference"] for r in asked],
                                  embedding_model=cfg.evaluate.embedding_model))
-    scores = {m: scores[m] for m in [*kind_scores_order(scores, cfg), *cfg.evaluate.metrics]
-              if m in scores}  # the kind's metrics, then the configured order
+    order = [*(m for m in own if m not in cfg.evaluate.metrics), *cfg.evaluate.metrics]
+    scores = {m: scores[m] for m in order if m in scores}  # the kind's metrics, then the configured order
     n = len(rows)
     ceiling_rows = ([{**r, "model": ceiling.model}
                      for r in _score_rows(cfg, ceiling.rows, {m: v[n:] for m, v in scores.items()}, judged)]
@@ -172,13 +172,6 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
                                       if privacy.enabled(cfg) and judged["on"] else None)
         manifest.finish(folder).write(folder)
     return manifest
-
-
-def kind_scores_order(scores: dict, cfg: Config) -> list[str]:
-    """The kind's metrics (those not named in ``evaluate.metrics``), in the order they were computed."""
-    from ..stats.structured_metrics import STRUCTURED
-
-    return [m for m in scores if m in STRUCTURED and m not in cfg.evaluate.metrics]
 
 
 # --------------------------------------------------------------------------- CLI
