@@ -19,6 +19,7 @@ from ..artifacts.evaluate import JUDGE_METRICS
 from ..config import Config, ServiceLLMConfig
 from ..data.chat import asked_fields
 from ..data.privacy import scrub_messages
+from ..data.structured import logged_schema
 from ..schemas import first_problem
 from ..stats.budget import Spend, not_sent, spent_in_store
 from ..store import Store
@@ -102,8 +103,6 @@ def asked(row: dict) -> dict:
     ``system`` (the system prompt the student was given, or None), ``context`` (earlier turns,
     ``[{role, content}]``), ``category``, and ``tools`` / ``response_format`` (JSON text of the request's
     tool definitions and answer schema, or None)."""
-    from ..data.structured import logged_schema
-
     fmt = row.get("response_format")
     shown = logged_schema(row) or fmt  # the schema itself when there is one (json_object: the format)
     return {"instruction": row["instruction"], **asked_fields(row), "category": row.get("category"),

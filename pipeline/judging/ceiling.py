@@ -22,7 +22,7 @@ from pathlib import Path
 from ..config import Config, ServiceLLMConfig
 from ..data.chat import prompt_messages
 from ..data.privacy import scrub_messages
-from ..data.structured import request_params
+from ..data.structured import api_messages, request_params
 from ..errors import DuoError
 from ..store import BASELINE_ROUND, Store
 from .absolute import CutByBudget, ask, start_spend
@@ -83,7 +83,6 @@ def prompts(rows: list[dict]) -> list[dict]:
 def plan_ceiling(cfg: Config, rows: list[dict]) -> list[tuple]:
     """One (Request,) per test prompt: the conversation the student was asked, personal data scrubbed, with
     the logged request's ``tools`` and ``response_format`` (a structured task: docs/structured.md)."""
-    from ..data.structured import api_messages
     from ..llm import Request
 
     def messages(r: dict) -> list:
