@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from ..data.structured import conforms, normalize_label, parse_json, parse_tool_calls
+from ..data.structured import conforms, normalize_label, parse_json, parse_tool_calls, row_schema
 
 KIND_METRICS = {
     "text": (),
@@ -174,8 +174,6 @@ def structured_scores(kind: str, rows: Sequence[dict], *, schema: dict | None = 
                       labels: list[str] | None = None) -> dict[str, list[float | None]]:
     """Metric -> one score per row (``answer``, ``reference``) for the metrics of ``kind`` ({} for text).
     A json row is checked against ``schema`` when given, else its own logged ``response_format`` schema."""
-    from ..data.structured import row_schema
-
     if kind == "json":
         each = [json_scores(r["answer"], r["reference"], row_schema(r, schema)) for r in rows]
     elif kind == "label":

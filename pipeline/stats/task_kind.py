@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from ..config import Config
 from ..config_types import RuleCondition
-from ..data.structured import detect_kind, task_schema
+from ..data.structured import detect_kind, task_labels, task_schema
 from ..store import Store
 from .structured_metrics import DEFAULT_RULES, KIND_METRICS, THRESHOLDS, label_summary, structured_scores
 
@@ -32,8 +32,6 @@ def prepare_kind(rows: list[dict], train: list[dict]) -> dict:
     """What ``prepare`` records of the task's kind (manifest ``extra``), from the rows alone (so a later
     ``task.kind`` never changes the fixed split): ``kind``, ``kind_reason`` and, for a label task, ``labels``
     (the distinct train targets)."""
-    from ..data.structured import task_labels
-
     kind, why = detect_kind(rows)
     out = {"kind": kind, "kind_reason": why}
     if kind == "label":
