@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from pipeline.errors import DuoError
+from pipeline.model.llamacpp import free_port, stop_process, wait_healthy
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 API_KEY = "duo-test-key"
@@ -45,12 +46,6 @@ def gguf_path() -> Path | None:
         return None
     path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
     return path if path.is_file() else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LlamaServer:
@@ -82,19 +77,11 @@ class LlamaServer:
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
         """Poll ``/health`` until it answers 200 (503 while the model loads); fail with the log's tail if the
         process ends or the time runs out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama-server exited with {self.proc.returncode}: {self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=5) as reply:
-                    if reply.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"llama-server not ready within {timeout:.0f} s: {self.log_tail()}")
+        try:
+            wait_healthy(self.proc, self.url, timeout, "llama-server", self.log_tail)
+        except DuoError:
+            self.stop()
+            raise
 
     def metrics(self) -> dict[str, float]:
         """The server's own Prometheus counters (``llamacpp:tokens_predicted_total`` ...), name -> value."""
@@ -126,8 +113,6 @@ class LlamaServer:
             return "(no log)"
 
     def stop(self) -> None:
-        from pipeline.model.llamacpp import stop_process
-
         stop_process(self.proc)
 
 

@@ -19,6 +19,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -49,10 +50,33 @@ def export_gguf(cfg: Config, base: str, adapter: Path | None, folder: Path) -> P
     return convert(cfg, base, adapter, folder / f"student-{GGUF_TYPE}.gguf", GGUF_TYPE)
 
 
-def _free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free on ``host`` now (on 127.0.0.1 for a wildcard address)."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host if host not in ("0.0.0.0", "::") else "127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def healthy(url: str) -> bool:
+    """Whether ``url``/health answers 200 (llama-server: 503 while the model loads; vLLM alike)."""
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=5) as reply:
+            return reply.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_healthy(proc: subprocess.Popen, url: str, timeout_s: float, what: str,
+                 tail: Callable[[], str]) -> None:
+    """Poll ``url``/health until it answers 200; a DuoError with ``tail()`` (the log's end) if ``proc`` ends
+    first or ``timeout_s`` runs out (the caller stops ``proc``)."""
+    deadline = time.monotonic() + timeout_s
+    while not healthy(url):
+        if proc.poll() is not None:
+            raise DuoError(f"{what} exited with {proc.returncode} before it was ready: {tail()}")
+        if time.monotonic() > deadline:
+            raise DuoError(f"{what} not ready within {timeout_s:.0f} s: {tail()}")
+        time.sleep(0.2)
 
 
 def stop_process(proc: subprocess.Popen | None, grace_s: float = 20.0) -> None:
@@ -71,7 +95,7 @@ class Server:
     it."""
 
     def __init__(self, model: Path, log: Path, *, parallel: int, threads: int, ctx_size: int):
-        self.port = _free_port()
+        self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.log = log
         # --poll 0: threads sleep while they wait (spinning ones starve each other on shared cores)
@@ -84,20 +108,13 @@ class Server:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise DuoError(f"llama-server exited with {self.proc.returncode}: {self._tail()}")
-            try:
-                health = self.base_url.removesuffix("/v1") + "/health"
-                with urllib.request.urlopen(health, timeout=5) as reply:
-                    if reply.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        self.__exit__()
-        raise DuoError(f"llama-server not ready within {START_TIMEOUT_S} s: {self._tail()}")
+        try:
+            wait_healthy(self.proc, self.base_url.removesuffix("/v1"), START_TIMEOUT_S, "llama-server",
+                         self._tail)
+        except DuoError:
+            self.__exit__()
+            raise
+        return self
 
     def __exit__(self, *exc) -> None:
         stop_process(self.proc)

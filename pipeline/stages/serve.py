@@ -19,12 +19,8 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -32,7 +28,7 @@ from ..artifacts.finetune import adapter_folder
 from ..config import Config
 from ..errors import DuoError
 from ..flags import SET, Flag, round_number
-from ..model.llamacpp import server_binary, stop_process
+from ..model.llamacpp import free_port, server_binary, stop_process, wait_healthy
 from ..store import open_store
 from .common import pick
 
@@ -138,12 +134,6 @@ def llamacpp_command(gguf: Path, name: str, host: str, port: int, *, parallel: i
             "--metrics", "--no-webui"]
 
 
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host if host not in ("0.0.0.0", "::") else "127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     if sys.platform.startswith("linux"):
         import ctypes
@@ -153,14 +143,6 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 def _on_sigterm(signum, frame):
     raise Stop
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=5) as reply:
-            return reply.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def say(line: str) -> None:
@@ -181,13 +163,7 @@ def run_engine(cmd: list[str], env: dict, log: Path, url: str, engine: str, name
                                     env=env, start_new_session=True,
                                     preexec_fn=_die_with_parent)  # noqa: PLW1509 - no threads started yet
         say(f"starting {engine} (pid {proc.pid}), log: {log}")
-        deadline = time.monotonic() + READY_TIMEOUT_S[engine]
-        while not _ready(url):
-            if proc.poll() is not None:
-                raise DuoError(f"{engine} exited with {proc.returncode} before it was ready: {_tail(log)}")
-            if time.monotonic() > deadline:
-                raise DuoError(f"{engine} not ready within {READY_TIMEOUT_S[engine]} s: {_tail(log)}")
-            time.sleep(0.2)
+        wait_healthy(proc, url, READY_TIMEOUT_S[engine], engine, lambda: _tail(log))
         print(f"serving {name} at {url}/v1", flush=True)
         say("Ctrl-C or SIGTERM stops it")
         code = proc.wait()
