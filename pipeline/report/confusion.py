@@ -29,6 +29,7 @@ def confusion_chart(confusion: dict, path: Path | None, *, title: str | None = N
     shares = [[n / (sum(r) or 1) for n in r] for r in counts]
     ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
     small = len(columns) > 8
+    tilted = len(columns) > 3 or small
     for i, row in enumerate(counts):
         for j, n in enumerate(row):
             dark = shares[i][j] > 0.55
@@ -37,8 +38,8 @@ def confusion_chart(confusion: dict, path: Path | None, *, title: str | None = N
             if j < len(rows) and rows[i] == columns[j]:
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#222222", linewidth=1.2))
     ax.set_xticks(range(len(columns)))
-    ax.set_xticklabels([_short(c) for c in columns], rotation=35 if len(columns) > 3 or small else 0,
-                       ha="right" if len(columns) > 3 or small else "center", fontsize=8)
+    ax.set_xticklabels([_short(c) for c in columns], rotation=35 if tilted else 0,
+                       ha="right" if tilted else "center", fontsize=8)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([_short(r) for r in rows], fontsize=8)
     ax.set_xlabel("predicted label (student)", fontsize=9)
@@ -46,6 +47,5 @@ def confusion_chart(confusion: dict, path: Path | None, *, title: str | None = N
     ax.set_title(title or "Confusion matrix (cell: count; shade: share of the row)", fontsize=9)
     longest = max(len(_short(r)) for r in rows)
     left = min(2.2, 0.75 + 0.065 * longest)
-    tilted = len(columns) > 3 or small
     under = 0.45 + (0.045 * max(len(_short(c)) for c in columns) if tilted else 0.1)  # inches below the axes
     return save(fig, path, bottom=min(0.45, under / height), top=1 - 0.45 / height, left=left, right=0.3)
