@@ -40,9 +40,13 @@ def round_arg(args, store: Store, stage: str | None = None) -> int:
     return latest_round(store, stage) or 1
 
 
-def pick(cfg: Config, store: Store, round_no: int | None, promoted: bool) -> tuple[int, str | None, str]:
-    """(round, adapter commit or None, why) for ``--round N`` / ``--promoted`` / neither (``duo export``,
-    ``duo serve``): the promoted round, else the best evaluated round, else the latest fine-tuned round."""
+def pick(cfg: Config, store: Store, round_no: int | None, promoted: bool, base: bool = False
+         ) -> tuple[int, str | None, str]:
+    """(round, adapter commit or None, why) for ``--round N`` / ``--promoted`` / ``--base`` (round 0) / none
+    (``duo export``, ``duo serve``): the promoted round, else the best evaluated round, else the latest
+    fine-tuned round."""
+    if base:
+        return 0, None, "the base (--base)"
     if promoted:
         prod = production(promotions(store))
         if prod is None:

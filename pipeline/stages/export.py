@@ -99,8 +99,7 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
     if sum((args.promoted, args.round is not None, args.base)) > 1:
         raise DuoError("duo export: give one of --round N, --promoted or --base")
     store = open_store(cfg)
-    round_no, commit, why = (0, None, "the base (--base)") if args.base else pick(cfg, store, args.round,
-                                                                                   bool(args.promoted))
+    round_no, commit, why = pick(cfg, store, args.round, bool(args.promoted), bool(args.base))
     if commit is None and store.kind == "hub" and round_no > 0:
         commit = adapter_commit(store, round_no)  # name the adapter by commit, not by its movable branch
     print(f"round {round_no}: {why}")

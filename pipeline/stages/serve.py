@@ -185,8 +185,7 @@ def command(cfg: Config, args: argparse.Namespace) -> int:
         raise DuoError("duo serve: give one of --round N, --promoted or --base")
     engine = choose_engine(args.engine)
     store = open_store(cfg)
-    round_no, commit, why = (0, None, "the base (--base)") if args.base else pick(cfg, store, args.round,
-                                                                                   bool(args.promoted))
+    round_no, commit, why = pick(cfg, store, args.round, bool(args.promoted), bool(args.base))
     name = cfg.rollout.student.model or cfg.task.name
     host = args.host or "127.0.0.1"
     port = args.port if args.port is not None else (urlparse(cfg.rollout.student.base_url).port or 8080)
