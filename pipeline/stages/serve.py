@@ -29,6 +29,7 @@ from ..config import Config
 from ..errors import DuoError
 from ..flags import SET, Flag, round_number
 from ..model.llamacpp import free_port, server_binary, stop_process, wait_healthy
+from ..model.student import on_cuda
 from ..store import open_store
 from .common import pick
 
@@ -75,14 +76,6 @@ class Stop(Exception):
     """SIGTERM, raised in the main thread."""
 
 
-def has_cuda() -> bool:
-    if importlib.util.find_spec("torch") is None:
-        return False
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def vllm_program() -> list[str] | None:
     """How to run vLLM's CLI here: the ``vllm`` script beside this Python, else on PATH, else None."""
     beside = Path(sys.executable).parent / "vllm"
@@ -100,7 +93,7 @@ def choose_engine(asked: str | None) -> str:
     """The engine for ``--engine`` (auto: vLLM on CUDA, llama-server elsewhere); one line when it is
     absent."""
     asked = asked or "auto"
-    engine = asked if asked != "auto" else ("vllm" if has_cuda() else "llamacpp")
+    engine = asked if asked != "auto" else ("vllm" if on_cuda() else "llamacpp")
     if engine == "vllm" and vllm_program() is None:
         why = "CUDA is here but vLLM is not installed" if asked == "auto" else "vLLM is not installed"
         raise DuoError(f"duo serve --engine {asked}: {why}: {VLLM_HINT} "
