@@ -77,17 +77,16 @@ def groups(rows: list[dict]) -> dict[str, str]:
             else named.get(root(r["id"]), f"row:{root(r['id'])}") for r in rows}
 
 
-def grouped(rows: list[dict]) -> bool:
-    """Whether any two rows share a conversation (else the row-by-row split stands as it was)."""
-    ids = groups(rows)
+def grouped(ids: dict[str, str]) -> bool:
+    """Whether any two rows share a conversation (``ids``: :func:`groups`; else the row-by-row split
+    stands as it was)."""
     return len(set(ids.values())) < len(ids)
 
 
-def split(rows: list[dict], take: dict[str, int], seed: int, category) -> set[str]:
-    """Test row ids: for each category (``category(row)``), whole conversations drawn in a seeded
-    order while they fit its quota ``take``; then any conversation that fits what is left of the
-    total. A conversation counts under its first row's category."""
-    ids = groups(rows)
+def split(rows: list[dict], ids: dict[str, str], take: dict[str, int], seed: int, category) -> set[str]:
+    """Test row ids: for each category (``category(row)``), whole conversations (``ids``: :func:`groups`)
+    drawn in a seeded order while they fit its quota ``take``; then any conversation that fits what is
+    left of the total. A conversation counts under its first row's category."""
     members: dict[str, list[str]] = {}
     cat_of: dict[str, str] = {}
     for r in rows:

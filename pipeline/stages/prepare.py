@@ -37,11 +37,12 @@ NO_CATEGORY = "(none)"  # manifest key for rows without a category
 NEAR_THRESHOLD = 0.8  # word-shingle Jaccard at which a test prompt counts as a near copy of a train prompt
 
 
-def split(rows: list[dict], size: float, seed: int,
-          duplicates: int = 0) -> tuple[list[dict], list[dict]]:
+def split(rows: list[dict], size: float, seed: int, duplicates: int = 0,
+          conversations: dict[str, str] | None = None) -> tuple[list[dict], list[dict]]:
     """Deterministic train/test split, stratified by ``category`` (largest-remainder
     allocation per category); ``duplicates`` left out of ``rows`` only explain an error. Rows of
-    one conversation (``sessions``) go to the same side."""
+    one conversation (``conversations``, else ``sessions.groups(rows)``) go to the same side."""
+    conversations = sessions.groups(rows) if conversations is None else conversations
     k = holdout_count(len(rows), size, duplicates)
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
@@ -51,8 +52,8 @@ def split(rows: list[dict], size: float, seed: int,
     by_remainder = sorted(groups, key=lambda c: (-(quotas[c] - take[c]), c))
     for c in by_remainder[: k - sum(take.values())]:
         take[c] += 1
-    if sessions.grouped(rows):
-        test_ids = sessions.split(rows, take, seed, lambda r: r["category"] or NO_CATEGORY)
+    if sessions.grouped(conversations):
+        test_ids = sessions.split(rows, conversations, take, seed, lambda r: r["category"] or NO_CATEGORY)
         return [r for r in rows if r["id"] not in test_ids], [r for r in rows if r["id"] in test_ids]
     test_ids = set()
     for c in sorted(groups):
@@ -100,13 +101,14 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
     rows, bad = read_rows(cfg, src)
     enough_rows(src, rows, bad)
     duplicates = sum(1 for b in bad if b["kind"] == "duplicate")
-    train, test = split(rows, cfg.data.test.size, cfg.data.test.seed, duplicates)
+    conversations = sessions.groups(rows)
+    train, test = split(rows, cfg.data.test.size, cfg.data.test.seed, duplicates, conversations)
     manifest = ins.start()
     kinds = Counter(b["kind"] for b in bad)
     manifest.counts = {"rows": len(src.rows), "valid": len(rows), "train": len(train), "test": len(test),
                        "bad": kinds["invalid"], "duplicates": kinds["duplicate"],
                        "dropped": hygiene.counts(bad),
-                       "sessions": len(set(sessions.groups(rows).values())),
+                       "sessions": len(set(conversations.values())),
                        "with_system": sum(1 for r in rows if r["system"]),
                        "multi_turn": sum(1 for r in rows if len(r["messages"]) > (3 if r["system"] else 2))}
     if cfg.data.columns.category:
@@ -126,7 +128,7 @@ def run(cfg: Config, store: Store, round_no: int | None = None, *, force: bool =
         "test_near_train_ids": near[:50],
         "near_threshold": NEAR_THRESHOLD,
         "hygiene": hygiene.settings(cfg),
-        "split_by": "conversation" if sessions.grouped(rows) else "row",
+        "split_by": "conversation" if sessions.grouped(conversations) else "row",
         "session_key": sessions.session_key(cfg),
     }
     manifest.extra.update(prepare_kind(rows, train))  # the task kind the targets show (docs/structured.md)
