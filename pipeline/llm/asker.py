@@ -184,14 +184,14 @@ class Asker:
                 if at_account_limit(err):
                     # the server's count is fuller than duo's window: its refusals may count there
                     self.limiter.refusals_counted()
+                    if err.retry_after is not None:
+                        # the account is over a limit, not just this request: hold every send of that
+                        # bucket for what the server asked, no longer; this one goes back to the
+                        # limiter, which lets it out in its turn
+                        self.limiter.pause(err.retry_after, err.exhausted or bucket_of(err))
+                        continue
                 else:  # refused on its own: while the server is not shown to count it, the grant goes back
                     self.limiter.refund(grant)
-                if err.retry_after is not None and at_account_limit(err):
-                    # the account is over a limit, not just this request: hold every send of that
-                    # bucket for what the server asked, no longer; this one goes back to the
-                    # limiter, which lets it out in its turn
-                    self.limiter.pause(err.retry_after, err.exhausted or bucket_of(err))
-                    continue
                 # else only this request waits its Retry-After, then queues again
             delay = self.backoff.delay(attempt, err.retry_after)
             if self.inflight is not None:
