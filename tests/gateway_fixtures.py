@@ -15,6 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,21 @@ def start_litellm(stack: Stack, config: Path) -> Process:
 def start_portkey(stack: Stack) -> Process:
     port = free_port()
     return Process(portkey_command(port), stack.env, stack.base / "portkey.log", port, "/").start()
+
+
+def kill_student_midway(stack: Stack, ask_one, n: int, after: int) -> list:
+    """Send ``n`` requests (``ask_one(i)``, 4 at a time) and kill the student's llama-server once ``after`` of
+    them are answered; the results in request order (raises if any client request failed)."""
+    done = []
+
+    def one(i):
+        result = ask_one(i)
+        done.append(i)
+        return result
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(one, i) for i in range(n)]
+        while len(done) < after:
+            time.sleep(0.05)
+        stack.student.proc.kill()
+        return [f.result() for f in futures]

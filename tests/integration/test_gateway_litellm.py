@@ -19,7 +19,7 @@ import pytest
 from openai import OpenAI
 
 from pipeline.cli import main
-from tests.gateway_fixtures import MASTER_KEY, Stack, binomial_bounds, start_litellm
+from tests.gateway_fixtures import MASTER_KEY, Stack, binomial_bounds, kill_student_midway, start_litellm
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_server]
 
@@ -126,19 +126,7 @@ def test_proxy_overhead(gateway):
 
 def test_student_killed_mid_traffic_falls_back(gateway):
     stack, _, client = gateway
-    done = []
-
-    def one(i):
-        answer = ask(client, f"kill {i}: say one word")
-        done.append(i)
-        return answer
-
-    with ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(one, i) for i in range(60)]
-        while len(done) < 12:
-            time.sleep(0.05)
-        stack.student.proc.kill()
-        answers = [f.result() for f in futures]  # raises if any client request failed
+    answers = kill_student_midway(stack, lambda i: ask(client, f"kill {i}: say one word"), 60, after=12)
     assert len(answers) == 60
     deadline = time.monotonic() + 30
     while True:  # the answers' lines are written after the answers

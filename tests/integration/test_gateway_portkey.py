@@ -8,7 +8,6 @@ fallbacks from the gateway's ``x-portkey-last-used-option-index`` header (which 
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,7 +15,7 @@ import pytest
 from openai import OpenAI
 
 from pipeline.cli import main
-from tests.gateway_fixtures import Stack, binomial_bounds, start_portkey
+from tests.gateway_fixtures import Stack, binomial_bounds, kill_student_midway, start_portkey
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_server]
 
@@ -68,19 +67,7 @@ def test_canary_split_within_binomial_bounds(gateway):
 def test_student_killed_falls_back_to_the_service(gateway):
     stack, _, client = gateway
     before_student, before_service = stack.student_requests(), stack.service_requests()
-    done = []
-
-    def one(i):
-        target = ask(client, f"kill {i}: say one word")
-        done.append(i)
-        return target
-
-    with ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(one, i) for i in range(40)]
-        while len(done) < 8:
-            time.sleep(0.05)
-        stack.student.proc.kill()
-        used = Counter(f.result() for f in futures)  # raises if any client request failed
+    used = Counter(kill_student_midway(stack, lambda i: ask(client, f"kill {i}: say one word"), 40, after=8))
     student = stack.student_requests() - before_student
     service = stack.service_requests() - before_service
     print(f"\nportkey kill: 40 requests, 0 failed; targets {dict(used)}; fallbacks {used[FALLBACK]}")
