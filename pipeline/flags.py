@@ -78,6 +78,17 @@ class RoundValueError(argparse.ArgumentTypeError, ValueError):
     """A ``--round`` that is neither a round number nor ``latest``: argparse prints the message as it is."""
 
 
+def one_of(*values: str):
+    """An argparse ``type`` taking only one of ``values`` (``--to``, ``--gateway``, ``--engine``)."""
+
+    def choice(text: str) -> str:
+        if text not in values:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected one of {', '.join(values)}")
+        return text
+
+    return choice
+
+
 def round_number(text: str) -> int | None:
     """``--round``: 0 is the untuned baseline, 1.. are training rounds, ``latest``
     (None) the latest round."""

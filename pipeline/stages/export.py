@@ -22,19 +22,13 @@ from pathlib import Path
 from ..artifacts.finetune import adapter_commit, adapter_folder
 from ..config import Config
 from ..errors import DuoError
-from ..flags import SET, Flag, round_number
+from ..flags import SET, Flag, one_of, round_number
 from ..model.generation import vllm_max_lora_rank
 from ..store import Store, open_store
 from ..templating import render_file
 from .common import pick
 
 TARGETS = ("merged", "vllm", "gguf")
-
-
-def target(text: str) -> str:
-    if text not in TARGETS:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected one of {', '.join(TARGETS)}")
-    return text
 
 
 FLAGS = (
@@ -52,7 +46,7 @@ FLAGS = (
          kind="switch"),
     Flag("--to", "merged (a merged safetensors model), vllm (print the vLLM command) or gguf (a GGUF "
          "file for llama.cpp/Ollama, with a Modelfile); default merged.",
-         type=target, metavar="merged|vllm|gguf"),
+         type=one_of(*TARGETS), metavar="merged|vllm|gguf"),
     Flag("--quant", "GGUF type for --to gguf: f16 (default), bf16, f32, q8_0 (llama.cpp's converter), or "
          "q4_k_m, q5_k_m, q6_k, q4_0, ... (llama-quantize).", metavar="TYPE"),
     Flag("--output", "Folder for --to merged or gguf "

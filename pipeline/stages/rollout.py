@@ -15,22 +15,15 @@ import argparse
 
 from ..config import Config
 from ..errors import ConfigError
-from ..flags import SET, Flag
+from ..flags import SET, Flag, one_of
 from ..rollout.checks import rollout_problems
 from ..rollout.gateway import GATEWAYS, share, start_commands, write_gateway_configs
-
-
-def gateway(text: str) -> str:
-    if text not in GATEWAYS:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected one of {', '.join(GATEWAYS)}")
-    return text
-
 
 FLAGS = (
     SET,
     Flag("--canary", "The student's share of the traffic, 0–1 (default: rollout.canary).",
          type=share, metavar="W"),
-    Flag("--gateway", "litellm or portkey (default: rollout.gateway).", type=gateway,
+    Flag("--gateway", "litellm or portkey (default: rollout.gateway).", type=one_of(*GATEWAYS),
          metavar="litellm|portkey"),
 )
 

@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 from ..artifacts.finetune import adapter_folder
 from ..config import Config
 from ..errors import DuoError
-from ..flags import SET, Flag, round_number
+from ..flags import SET, Flag, one_of, round_number
 from ..model.llamacpp import free_port, server_binary, stop_process, wait_healthy
 from ..model.student import on_cuda
 from ..store import open_store
@@ -36,12 +36,6 @@ from .common import pick
 ENGINES = ("auto", "llamacpp", "vllm")
 READY_TIMEOUT_S = {"llamacpp": 300, "vllm": 1200}
 VLLM_HINT = "pip install vllm"
-
-
-def engine_name(text: str) -> str:
-    if text not in ENGINES:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected one of {', '.join(ENGINES)}")
-    return text
 
 
 def port_number(text: str) -> int:
@@ -59,7 +53,7 @@ FLAGS = (
     Flag("--base", "Serve the base model, round 0 (llama.cpp: the GGUF it ships as, when it ships as one).",
          kind="switch"),
     Flag("--engine", "auto (vLLM on CUDA, llama-server elsewhere), llamacpp or vllm; default auto.",
-         type=engine_name, metavar="auto|llamacpp|vllm"),
+         type=one_of(*ENGINES), metavar="auto|llamacpp|vllm"),
     Flag("--host", "Address to listen on (default 127.0.0.1)."),
     Flag("--port", "Port to listen on (default: the port of rollout.student.base_url; 0: a free one).",
          type=port_number, metavar="PORT"),
