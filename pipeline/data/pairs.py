@@ -14,12 +14,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from ..llm.replies import CUT  # how a failure says its reply was cut (replies.check_reply)
 from . import decontam_semantic, seeds
 from .dedup import PairFilter
 
 MIN_YIELD = 0.2  # never plan on fewer than 1 kept pair in 5 received when sizing a re-ask
 EXTRA_REASONS = (decontam_semantic.REASON, "length_outlier", "refusal")
-CUT = "cut at the max-tokens limit"  # how a failure says its reply was cut (``replies.check_reply``)
 
 
 def pairs_of(result) -> list | None:

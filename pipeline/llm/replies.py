@@ -33,6 +33,9 @@ def parse_reply(text: str, schema: dict) -> tuple[object, str | None]:
     return data, None
 
 
+CUT = "cut at the max-tokens limit"  # how a problem says its reply was cut (data.pairs counts these)
+
+
 def check_reply(completion: Completion, schema: dict | None) -> tuple[object, str | None]:
     """(data, problem): the text itself without a schema, else ``parse_reply``;
     a cut reply says it was cut."""
@@ -40,7 +43,7 @@ def check_reply(completion: Completion, schema: dict | None) -> tuple[object, st
         return completion.text, None
     data, problem = parse_reply(completion.text, schema)
     if problem and completion.finish_reason == "length":
-        problem = f"reply cut at the max-tokens limit, {problem}"
+        problem = f"reply {CUT}, {problem}"
     return data, problem
 
 
